@@ -1,0 +1,148 @@
+//! Johi's configuration.
+//!
+//! A YAML file is read into [`raw`] serde types (unknown fields are errors), `${ENV}`
+//! references in string values are resolved ([`interpolate`]), and one function,
+//! [`validate::validate`], turns the result into a [`Config`] whose types make bad states
+//! unrepresentable. Every problem is collected with its path, so an operator fixes a file
+//! in one pass: `models.gpt-4o.targets[1].provider: unknown provider 'opnai'`.
+
+pub mod interpolate;
+pub mod raw;
+pub mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use johi_core::model::{ModelRegistry, Provider};
+use johi_pipeline::FailureMode;
+
+/// The processors run when the config does not list its own, in their required order.
+pub const DEFAULT_PIPELINE: [&str; 7] =
+    ["enrich", "validate", "route", "endpoint", "translate", "credentials", "audit"];
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener and process settings.
+    pub server: ServerConfig,
+    /// Request enrichment settings.
+    pub enrich: EnrichConfig,
+    /// Providers in configured order.
+    pub providers: Vec<Arc<Provider>>,
+    /// Logical models.
+    pub models: ModelRegistry,
+    /// Processor names in order, with failure-mode overrides.
+    pub pipeline: Vec<PipelineEntry>,
+    /// Where audit records go; `None` disables the audit processor.
+    pub audit: Option<AuditConfig>,
+    /// Development conveniences.
+    pub dev: DevConfig,
+}
+
+/// Listener and process settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// TLS certificate and key; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests (streams included) may run on after SIGTERM.
+    pub drain_timeout: Duration,
+    /// How often the config file is checked for changes.
+    pub reload_poll_interval: Duration,
+    /// After SIGTERM, how long to keep accepting (with `/readyz` at 503) before closing
+    /// the listener, so load balancers stop routing here first.
+    pub shutdown_delay: Duration,
+}
+
+/// PEM files for the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert_file: PathBuf,
+    /// Private key.
+    pub key_file: PathBuf,
+}
+
+/// Request enrichment settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichConfig {
+    /// Organisation used when the client names none.
+    pub default_organization: Option<String>,
+    /// Service tier used when the client names none.
+    pub default_service_tier: Option<String>,
+}
+
+/// One pipeline step as configured.
+#[derive(Debug, Clone)]
+pub struct PipelineEntry {
+    /// Processor name.
+    pub name: String,
+    /// Failure-mode override.
+    pub on_failure: Option<FailureMode>,
+}
+
+/// Audit record sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// JSON-lines file, appended to.
+    pub path: PathBuf,
+    /// Records queued before new ones are dropped (and counted) rather than block a request.
+    pub buffer: usize,
+}
+
+/// Development conveniences.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DevConfig {
+    /// Start the bundled mock upstream in-process on this address.
+    pub mock_upstream: Option<SocketAddr>,
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(e)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads, interpolates and validates a config file. Relative paths inside it are resolved
+/// against the file's directory, so a config means the same wherever Johi is started.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &base, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text; `env` resolves `${VAR}` references (injected for tests).
+pub fn parse(
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| ConfigErrors(vec![format!("invalid YAML: {e}")]))?;
+    interpolate::interpolate(&mut value, env)?;
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigErrors(vec![if path == "." { inner.to_string() } else { format!("{path}: {inner}") }])
+    })?;
+    validate::validate(raw, base_dir)
+}

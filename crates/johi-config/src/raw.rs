@@ -1,0 +1,182 @@
+//! The config file's shape, exactly as written. Unknown fields are errors, so a typo
+//! (`max_attemps`) is reported instead of silently ignored.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Listener settings.
+    #[serde(default)]
+    pub server: RawServer,
+    /// Enrichment settings.
+    #[serde(default)]
+    pub enrich: RawEnrich,
+    /// Providers by name.
+    #[serde(default)]
+    pub providers: IndexMap<String, RawProvider>,
+    /// Logical models by name.
+    #[serde(default)]
+    pub models: IndexMap<String, RawModel>,
+    /// Processor order; the default pipeline when absent.
+    pub pipeline: Option<Vec<RawPipelineEntry>>,
+    /// Audit sink.
+    pub audit: Option<RawAudit>,
+    /// Development conveniences.
+    #[serde(default)]
+    pub dev: RawDev,
+}
+
+/// `server:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `host:port`
+    pub listen: Option<String>,
+    /// TLS files.
+    pub tls: Option<RawTls>,
+    /// Body limit in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Drain deadline, e.g. `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<Duration>,
+    /// Poll interval for config changes, e.g. `1s`.
+    #[serde(default, with = "humantime_serde")]
+    pub reload_poll_interval: Option<Duration>,
+    /// Keep accepting this long after SIGTERM, e.g. `5s`.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_delay: Option<Duration>,
+}
+
+/// `server.tls:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+}
+
+/// `enrich:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnrich {
+    /// Organisation when the client sends none.
+    pub default_organization: Option<String>,
+    /// Service tier when the client sends none.
+    pub default_service_tier: Option<String>,
+}
+
+/// `providers.<name>:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Wire protocol (`openai`).
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Key, usually `${ENV_VAR}`; an empty value means none.
+    pub api_key: Option<String>,
+    /// Send the key raw in this header instead of `Authorization: Bearer`.
+    pub api_key_header: Option<String>,
+    /// Extra headers on every request.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// Client headers allowed through to this provider.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Deadlines.
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Extra PEM roots.
+    pub ca_file: Option<String>,
+}
+
+fn default_protocol() -> String {
+    "openai".into()
+}
+
+/// `providers.<name>.timeouts:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Connection establishment.
+    #[serde(default, with = "humantime_serde")]
+    pub connect: Option<Duration>,
+    /// Until the response head.
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte: Option<Duration>,
+    /// Until the last byte.
+    #[serde(default, with = "humantime_serde")]
+    pub total: Option<Duration>,
+}
+
+/// `models.<name>:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Targets in fallback order.
+    pub targets: Vec<RawTarget>,
+    /// Attempt limit; defaults to the number of targets.
+    pub max_attempts: Option<u32>,
+}
+
+/// `models.<name>.targets[i]:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Provider name.
+    pub provider: String,
+    /// Upstream model name.
+    pub model: String,
+    /// Share of first attempts (default 1).
+    pub weight: Option<u32>,
+}
+
+/// One `pipeline:` entry: a name, or a name with options.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPipelineEntry {
+    /// Just the processor's name.
+    Name(String),
+    /// The name with a failure-mode override.
+    Detailed(RawPipelineDetail),
+}
+
+/// `pipeline[i]:` in its long form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipelineDetail {
+    /// Processor name.
+    pub name: String,
+    /// `fail_closed`, `fail_open` or `fallback`.
+    pub on_failure: Option<String>,
+    /// With `fallback`: the response's status.
+    pub fallback_status: Option<u16>,
+    /// With `fallback`: the response's JSON body.
+    pub fallback_body: Option<String>,
+}
+
+/// `audit:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// JSON-lines file.
+    pub path: String,
+    /// Queue length.
+    pub buffer: Option<usize>,
+}
+
+/// `dev:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDev {
+    /// Start the mock upstream in-process on this address.
+    pub mock_upstream: Option<String>,
+}

@@ -1,0 +1,354 @@
+//! Raw config → validated [`Config`], collecting every error with its path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use johi_core::model::{
+    KeyPlacement, ModelRegistry, ModelRoute, Protocol, Provider, Secret, Target, Timeouts,
+};
+use johi_pipeline::{FailureMode, ShortResponse};
+
+use crate::raw::{RawConfig, RawPipelineEntry, RawProvider};
+use crate::{
+    AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, PipelineEntry, ServerConfig,
+    TlsFiles, DEFAULT_PIPELINE,
+};
+
+/// Default listener when the file names none.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default body limit: 4 MiB, room for long prompts and inline images.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Validates `raw`; relative paths are resolved against `base_dir`.
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let resolve = |p: &str| -> PathBuf {
+        let p = PathBuf::from(p);
+        if p.is_absolute() { p } else { base_dir.join(p) }
+    };
+
+    let listen = parse_addr(raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN), "server.listen", &mut errors);
+    let tls = raw.server.tls.map(|t| {
+        let files = TlsFiles { cert_file: resolve(&t.cert_file), key_file: resolve(&t.key_file) };
+        for (field, path) in [("cert_file", &files.cert_file), ("key_file", &files.key_file)] {
+            if !path.is_file() {
+                errors.push(format!("server.tls.{field}: no such file {}", path.display()));
+            }
+        }
+        files
+    });
+    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        errors.push("server.max_body_bytes: must be greater than zero".into());
+    }
+    let server = ServerConfig {
+        listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        tls,
+        max_body_bytes,
+        drain_timeout: raw.server.drain_timeout.unwrap_or(Duration::from_secs(30)),
+        reload_poll_interval: raw.server.reload_poll_interval.unwrap_or(Duration::from_secs(1)),
+        shutdown_delay: raw.server.shutdown_delay.unwrap_or(Duration::ZERO),
+    };
+
+    let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
+    let mut provider_list = Vec::new();
+    for (name, p) in raw.providers {
+        if let Some(provider) = provider(&name, p, &resolve, &mut errors) {
+            let provider = Arc::new(provider);
+            providers.insert(name, provider.clone());
+            provider_list.push(provider);
+        }
+    }
+
+    let mut routes = Vec::new();
+    for (name, m) in raw.models {
+        let path = format!("models.{name}");
+        if m.targets.is_empty() {
+            errors.push(format!("{path}.targets: a model needs at least one target"));
+            continue;
+        }
+        let mut targets = Vec::new();
+        for (i, t) in m.targets.into_iter().enumerate() {
+            let Some(provider) = providers.get(&t.provider) else {
+                let mut known: Vec<_> = providers.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                errors.push(format!(
+                    "{path}.targets[{i}].provider: unknown provider '{}' (known: {})",
+                    t.provider,
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ));
+                continue;
+            };
+            if t.model.is_empty() {
+                errors.push(format!("{path}.targets[{i}].model: must not be empty"));
+            }
+            targets.push(Target { provider: provider.clone(), model: t.model, weight: t.weight.unwrap_or(1) });
+        }
+        if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
+            errors.push(format!("{path}.targets: at least one target needs a weight above zero"));
+        }
+        let max_attempts = m.max_attempts.unwrap_or(targets.len().max(1) as u32);
+        if max_attempts == 0 {
+            errors.push(format!("{path}.max_attempts: must be at least 1"));
+        }
+        routes.push(ModelRoute { name, targets, max_attempts });
+    }
+
+    let audit = raw.audit.map(|a| AuditConfig { path: resolve(&a.path), buffer: a.buffer.unwrap_or(16_384) });
+    let pipeline: Vec<PipelineEntry> = match raw.pipeline {
+        Some(entries) => entries
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, e)| pipeline_entry(i, e, &mut errors))
+            .collect(),
+        None => DEFAULT_PIPELINE
+            .iter()
+            .filter(|name| **name != "audit" || audit.is_some())
+            .map(|name| PipelineEntry { name: (*name).to_owned(), on_failure: None })
+            .collect(),
+    };
+    if pipeline.iter().any(|e: &PipelineEntry| e.name == "audit") && audit.is_none() {
+        errors.push("pipeline: 'audit' is listed but there is no 'audit:' section saying where records go".into());
+    }
+
+    let dev = DevConfig {
+        mock_upstream: raw.dev.mock_upstream.as_deref().and_then(|a| parse_addr(a, "dev.mock_upstream", &mut errors)),
+    };
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        server,
+        enrich: EnrichConfig {
+            default_organization: raw.enrich.default_organization,
+            default_service_tier: raw.enrich.default_service_tier,
+        },
+        providers: provider_list,
+        models: ModelRegistry::new(routes),
+        pipeline,
+        audit,
+        dev,
+    })
+}
+
+fn parse_addr(value: &str, path: &str, errors: &mut Vec<String>) -> Option<SocketAddr> {
+    match value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.push(format!("{path}: '{value}' is not an address like 127.0.0.1:8080"));
+            None
+        }
+    }
+}
+
+fn provider(
+    name: &str,
+    p: RawProvider,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    errors: &mut Vec<String>,
+) -> Option<Provider> {
+    let path = format!("providers.{name}");
+    let before = errors.len();
+    let protocol = match p.protocol.as_str() {
+        "openai" => Protocol::OpenAi,
+        other => {
+            errors.push(format!("{path}.protocol: unknown protocol '{other}' (known: openai)"));
+            Protocol::OpenAi
+        }
+    };
+    let base_url = match p.base_url.trim_end_matches('/').parse::<Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() => Some(uri),
+        _ => {
+            errors.push(format!("{path}.base_url: '{}' is not an http(s) URL", p.base_url));
+            None
+        }
+    };
+    if base_url.as_ref().and_then(Uri::query).is_some() {
+        errors.push(format!("{path}.base_url: must not carry a query string"));
+    }
+    let key_placement = match p.api_key_header.as_deref() {
+        None => KeyPlacement::Bearer,
+        Some(h) => match HeaderName::try_from(h) {
+            Ok(h) if h == http::header::AUTHORIZATION => KeyPlacement::Bearer,
+            Ok(h) => KeyPlacement::Header(h),
+            Err(_) => {
+                errors.push(format!("{path}.api_key_header: '{h}' is not a valid header name"));
+                KeyPlacement::Bearer
+            }
+        },
+    };
+    let api_key = p.api_key.filter(|k| !k.is_empty()).map(Secret::new);
+    if let Some(key) = &api_key {
+        if HeaderValue::from_str(key.expose()).is_err() {
+            errors.push(format!("{path}.api_key: contains characters not allowed in a header"));
+        }
+    }
+    let mut headers = Vec::new();
+    for (k, v) in p.headers {
+        match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+            (Ok(k), Ok(v)) => headers.push((k, v)),
+            _ => errors.push(format!("{path}.headers.{k}: not a valid header")),
+        }
+    }
+    let mut forward_headers = Vec::new();
+    for (i, h) in p.forward_headers.iter().enumerate() {
+        match HeaderName::try_from(h.as_str()) {
+            Ok(h) if is_credential_header(&h) => errors.push(format!(
+                "{path}.forward_headers[{i}]: '{h}' carries the client's credentials to Johi and is never forwarded"
+            )),
+            Ok(h) => forward_headers.push(h),
+            Err(_) => errors.push(format!("{path}.forward_headers[{i}]: '{h}' is not a valid header name")),
+        }
+    }
+    let timeouts = Timeouts {
+        connect: p.timeouts.connect.unwrap_or(Duration::from_secs(5)),
+        first_byte: p.timeouts.first_byte.unwrap_or(Duration::from_secs(120)),
+        total: p.timeouts.total.unwrap_or(Duration::from_secs(600)),
+    };
+    for (field, d) in [("connect", timeouts.connect), ("first_byte", timeouts.first_byte), ("total", timeouts.total)] {
+        if d.is_zero() {
+            errors.push(format!("{path}.timeouts.{field}: must be greater than zero"));
+        }
+    }
+    let ca_file = p.ca_file.map(|f| resolve(&f));
+    if let Some(f) = &ca_file {
+        if !f.is_file() {
+            errors.push(format!("{path}.ca_file: no such file {}", f.display()));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(Provider {
+        name: name.to_owned(),
+        protocol,
+        base_url: base_url?,
+        api_key,
+        key_placement,
+        headers,
+        forward_headers,
+        timeouts,
+        ca_file,
+    })
+}
+
+/// Headers that authenticate the client to Johi; forwarding them would leak a Johi key.
+pub fn is_credential_header(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "authorization" | "api-key" | "x-api-key" | "proxy-authorization" | "cookie")
+}
+
+fn pipeline_entry(i: usize, entry: RawPipelineEntry, errors: &mut Vec<String>) -> Option<PipelineEntry> {
+    match entry {
+        RawPipelineEntry::Name(name) => Some(PipelineEntry { name, on_failure: None }),
+        RawPipelineEntry::Detailed(d) => {
+            let path = format!("pipeline[{i}]");
+            let on_failure = match d.on_failure.as_deref() {
+                None => None,
+                Some("fail_closed") => Some(FailureMode::FailClosed),
+                Some("fail_open") => Some(FailureMode::FailOpen),
+                Some("fallback") => {
+                    let status = d.fallback_status.and_then(|s| StatusCode::from_u16(s).ok());
+                    let Some(status) = status else {
+                        errors.push(format!("{path}.fallback_status: a valid HTTP status is required with on_failure: fallback"));
+                        return None;
+                    };
+                    let body = d.fallback_body.unwrap_or_default();
+                    let mut headers = HeaderMap::new();
+                    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    Some(FailureMode::Fallback(ShortResponse { status, headers, body: Bytes::from(body) }))
+                }
+                Some(other) => {
+                    errors.push(format!("{path}.on_failure: unknown mode '{other}' (known: fail_closed, fail_open, fallback)"));
+                    return None;
+                }
+            };
+            Some(PipelineEntry { name: d.name, on_failure })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse;
+    use std::path::Path;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "OPENAI_API_KEY").then(|| "sk-live".to_owned())
+    }
+
+    #[test]
+    fn a_good_file_validates() {
+        let cfg = parse(
+            r#"
+server: { listen: "127.0.0.1:0", drain_timeout: 5s }
+providers:
+  openai: { base_url: "https://api.openai.com/v1/", api_key: "${OPENAI_API_KEY}" }
+  local:  { base_url: "http://127.0.0.1:8000/v1", api_key_header: api-key }
+models:
+  gpt-4o:
+    targets:
+      - { provider: openai, model: gpt-4o-2024-08-06, weight: 3 }
+      - { provider: local, model: llama }
+"#,
+            Path::new("/etc/johi"),
+            &env,
+        )
+        .unwrap();
+        let route = cfg.models.get("gpt-4o").unwrap();
+        assert_eq!(route.max_attempts, 2);
+        assert_eq!(route.targets[0].provider.base_url, "https://api.openai.com/v1");
+        assert_eq!(route.targets[0].provider.api_key.as_ref().unwrap().expose(), "sk-live");
+        assert_eq!(cfg.pipeline.len(), 6, "audit is left out when unconfigured");
+    }
+
+    #[test]
+    fn every_error_is_listed_with_its_path() {
+        let err = parse(
+            r#"
+server: { listen: "nowhere" }
+providers:
+  openai: { base_url: "ftp://x", forward_headers: [authorization] }
+models:
+  gpt-4o:
+    targets:
+      - { provider: openai, model: gpt-4o }
+      - { provider: opnai, model: gpt-4o }
+  empty: { targets: [] }
+pipeline: [enrich, { name: validate, on_failure: sometimes }, audit]
+"#,
+            Path::new("."),
+            &env,
+        )
+        .unwrap_err();
+        let all = err.to_string();
+        for expected in [
+            "server.listen: 'nowhere' is not an address",
+            "providers.openai.base_url: 'ftp://x' is not an http(s) URL",
+            "providers.openai.forward_headers[0]: 'authorization' carries the client's credentials",
+            "models.gpt-4o.targets[0].provider: unknown provider 'openai'",
+            "models.gpt-4o.targets[1].provider: unknown provider 'opnai'",
+            "models.empty.targets: a model needs at least one target",
+            "pipeline[1].on_failure: unknown mode 'sometimes'",
+            "pipeline: 'audit' is listed but there is no 'audit:' section",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_path() {
+        let err = parse(
+            "models:\n  m:\n    targets: [{provider: p, model: x}]\n    max_attemps: 3\n",
+            Path::new("."),
+            &env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("models.m.max_attemps: unknown field `max_attemps`"), "{err}");
+    }
+}

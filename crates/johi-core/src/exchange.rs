@@ -1,0 +1,142 @@
+//! The typed per-request context that processors read and write.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Uri};
+use serde_json::{Map, Value};
+
+use crate::model::{ModelRoute, Target};
+use crate::trace::TraceContext;
+use crate::{Api, GatewayError, Usage};
+
+/// One request's journey through Johi.
+///
+/// Fields are grouped by the facet that owns them; a processor touches only the facets its
+/// contract declares, and the pipeline builder orders processors by those declarations.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The OpenAI operation requested.
+    pub api: Api,
+    /// When Johi received the request (after the body was read).
+    pub started: Instant,
+
+    // --- headers facet -------------------------------------------------------------------
+    /// The client's headers, as received. Never forwarded wholesale.
+    pub inbound_headers: HeaderMap,
+    /// Request ID: the client's `x-request-id` if well-formed, else generated.
+    pub request_id: String,
+    /// W3C trace context for this hop.
+    pub trace: Option<TraceContext>,
+    /// Headers sent upstream on every attempt (enrichment).
+    pub upstream_headers: HeaderMap,
+    /// Headers echoed to the client on every response, errors included.
+    pub response_headers: HeaderMap,
+
+    // --- identity facet ------------------------------------------------------------------
+    /// The organisation the request is attributed to.
+    pub organization: Option<String>,
+    /// Requested service tier (body `service_tier` or header), passed upstream.
+    pub service_tier: Option<String>,
+
+    // --- prompt / params / model facets ---------------------------------------------------
+    /// The body as received.
+    pub raw_body: Bytes,
+    /// The parsed body; empty until validation parses it. Unknown fields are kept in order.
+    pub body: Map<String, Value>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The logical model the client named.
+    pub model: Option<String>,
+    /// The logical model's route, once resolved.
+    pub route: Option<Arc<ModelRoute>>,
+    /// Indexes into `route.targets`, in the order they will be tried.
+    pub attempt_order: Vec<usize>,
+
+    // --- endpoint / credentials facets (per attempt) ---------------------------------------
+    /// Zero-based upstream attempt number.
+    pub attempt: u32,
+    /// Index into `route.targets` of the current attempt's target.
+    pub target_index: Option<usize>,
+    /// The request being built for the current attempt; reset before each attempt.
+    pub upstream: UpstreamRequest,
+
+    // --- tokens / response facets ----------------------------------------------------------
+    /// Usage reported by the provider.
+    pub usage: Option<Usage>,
+    /// Time from `started` to the first upstream body byte.
+    pub time_to_first_byte: Option<Duration>,
+}
+
+/// The upstream HTTP request under construction for one attempt.
+#[derive(Debug, Default, Clone)]
+pub struct UpstreamRequest {
+    /// Full URL (set by translation).
+    pub uri: Option<Uri>,
+    /// Headers (enrichment, provider extras, then credentials last).
+    pub headers: HeaderMap,
+    /// Serialized body in the target's protocol.
+    pub body: Bytes,
+}
+
+impl Exchange {
+    /// A new exchange for a request whose body has been read.
+    pub fn new(api: Api, inbound_headers: HeaderMap, raw_body: Bytes) -> Self {
+        Exchange {
+            api,
+            started: Instant::now(),
+            inbound_headers,
+            request_id: String::new(),
+            trace: None,
+            upstream_headers: HeaderMap::new(),
+            response_headers: HeaderMap::new(),
+            organization: None,
+            service_tier: None,
+            raw_body,
+            body: Map::new(),
+            stream: false,
+            model: None,
+            route: None,
+            attempt_order: Vec::new(),
+            attempt: 0,
+            target_index: None,
+            upstream: UpstreamRequest::default(),
+            usage: None,
+            time_to_first_byte: None,
+        }
+    }
+
+    /// The target of the current attempt, if one is picked.
+    pub fn target(&self) -> Option<&Target> {
+        let route = self.route.as_ref()?;
+        route.targets.get(self.target_index?)
+    }
+
+    /// An inbound header as UTF-8 text, if present and valid.
+    pub fn inbound_header(&self, name: &str) -> Option<&str> {
+        self.inbound_headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How an exchange ended; what the completion hook sees.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Status sent to the client (for streams: the status of the response head).
+    pub status: StatusCode,
+    /// The error, if the exchange failed (a stream broken mid-way included).
+    pub error: Option<GatewayError>,
+    /// Whether the client went away before the response was complete.
+    pub cancelled: bool,
+    /// Number of upstream attempts made.
+    pub attempts: u32,
+    /// Whether the response was produced by a processor rather than an upstream.
+    pub short_circuited: bool,
+}
+
+impl Outcome {
+    /// A successful outcome with `status`.
+    pub fn ok(status: StatusCode, attempts: u32) -> Self {
+        Outcome { status, error: None, cancelled: false, attempts, short_circuited: false }
+    }
+}

@@ -1,0 +1,214 @@
+//! The validated model registry: logical model names → provider targets.
+//!
+//! Built by `johi-config` from the YAML file; everything here is already checked, so a
+//! `ModelRoute` always has at least one target and every target names a real provider.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+
+/// The wire protocol a provider speaks. One adapter per protocol, not per vendor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OpenAI's REST API and everything compatible with it (vLLM, Ollama, TGI, Groq …).
+    OpenAi,
+}
+
+impl Protocol {
+    /// The protocol's name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OpenAi => "openai",
+        }
+    }
+}
+
+/// A credential: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is put on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How a provider's key is presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlacement {
+    /// `Authorization: Bearer <key>` (OpenAI and most compatibles).
+    Bearer,
+    /// The raw key in a named header (e.g. Azure's `api-key`).
+    Header(HeaderName),
+}
+
+/// The three deadlines of an upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connection establishment.
+    pub connect: Duration,
+    /// From sending the request to receiving the response head.
+    pub first_byte: Duration,
+    /// From sending the request to the last byte of the response, streams included.
+    pub total: Duration,
+}
+
+/// One configured upstream provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Name from config; appears in errors, audit records and metrics.
+    pub name: String,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Base URL, e.g. `https://api.openai.com/v1`; operation paths are appended to it.
+    pub base_url: Uri,
+    /// The provider's key, if it needs one.
+    pub api_key: Option<Secret>,
+    /// Where the key goes.
+    pub key_placement: KeyPlacement,
+    /// Extra headers sent with every request to this provider.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Inbound client headers that may be passed on to this provider (an allow-list).
+    pub forward_headers: Vec<HeaderName>,
+    /// Deadlines.
+    pub timeouts: Timeouts,
+    /// Extra PEM roots to trust for this provider (self-hosted servers with a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One place a logical model can be served from.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The provider serving it.
+    pub provider: Arc<Provider>,
+    /// The model name the provider knows it by.
+    pub model: String,
+    /// Relative share of first attempts.
+    pub weight: u32,
+}
+
+/// A logical model: what clients name in `model`, and where it may be served from.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    /// The logical name clients use.
+    pub name: String,
+    /// Targets in fallback order; never empty.
+    pub targets: Vec<Target>,
+    /// Upper bound on upstream attempts for one request (≥ 1).
+    pub max_attempts: u32,
+}
+
+impl ModelRoute {
+    /// The order in which targets are tried: the first is drawn by weight, the rest follow
+    /// in configured order. `draw` is a uniform number in `0..total_weight`.
+    pub fn attempt_order(&self, draw: u64) -> Vec<usize> {
+        let total: u64 = self.targets.iter().map(|t| u64::from(t.weight)).sum();
+        let mut first = 0;
+        if total > 0 {
+            let mut point = draw % total;
+            for (i, t) in self.targets.iter().enumerate() {
+                if point < u64::from(t.weight) {
+                    first = i;
+                    break;
+                }
+                point -= u64::from(t.weight);
+            }
+        }
+        let mut order = Vec::with_capacity(self.targets.len());
+        order.push(first);
+        order.extend((0..self.targets.len()).filter(|&i| i != first));
+        order
+    }
+
+    /// Sum of the targets' weights.
+    pub fn total_weight(&self) -> u64 {
+        self.targets.iter().map(|t| u64::from(t.weight)).sum()
+    }
+}
+
+/// All logical models, looked up by name on every request.
+#[derive(Debug, Clone, Default)]
+pub struct ModelRegistry {
+    by_name: HashMap<String, Arc<ModelRoute>>,
+    names: Vec<String>,
+}
+
+impl ModelRegistry {
+    /// Builds the registry; `routes` keep their configured order for `/v1/models`.
+    pub fn new(routes: Vec<ModelRoute>) -> Self {
+        let names = routes.iter().map(|r| r.name.clone()).collect();
+        let by_name = routes.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
+        ModelRegistry { by_name, names }
+    }
+
+    /// The route for a logical model name.
+    pub fn get(&self, name: &str) -> Option<&Arc<ModelRoute>> {
+        self.by_name.get(name)
+    }
+
+    /// Logical names in configured order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(name: &str) -> Arc<Provider> {
+        Arc::new(Provider {
+            name: name.into(),
+            protocol: Protocol::OpenAi,
+            base_url: Uri::from_static("http://127.0.0.1:1/v1"),
+            api_key: None,
+            key_placement: KeyPlacement::Bearer,
+            headers: vec![],
+            forward_headers: vec![],
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                first_byte: Duration::from_secs(1),
+                total: Duration::from_secs(1),
+            },
+            ca_file: None,
+        })
+    }
+
+    #[test]
+    fn weighted_first_pick_then_configured_order() {
+        let route = ModelRoute {
+            name: "m".into(),
+            targets: vec![
+                Target { provider: provider("a"), model: "x".into(), weight: 1 },
+                Target { provider: provider("b"), model: "y".into(), weight: 3 },
+                Target { provider: provider("c"), model: "z".into(), weight: 0 },
+            ],
+            max_attempts: 3,
+        };
+        assert_eq!(route.attempt_order(0), vec![0, 1, 2]);
+        assert_eq!(route.attempt_order(1), vec![1, 0, 2]);
+        assert_eq!(route.attempt_order(3), vec![1, 0, 2]);
+        assert_eq!(route.attempt_order(4), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("sk-123")), "Secret(***)");
+    }
+}

@@ -1,0 +1,111 @@
+//! W3C trace context (`traceparent`), continued from the client or started here.
+
+use std::fmt::Write;
+
+/// A parsed or freshly started W3C trace context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lowercase hex digits, never all zeros.
+    pub trace_id: String,
+    /// The span this hop creates (16 hex digits); the client's span becomes its parent.
+    pub span_id: String,
+    /// Trace flags byte as two hex digits (`01` = sampled).
+    pub flags: String,
+    /// The client's `tracestate`, passed on unchanged.
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// Continues the client's trace if its `traceparent` is valid, else starts a new one.
+    ///
+    /// Either way Johi gets a span of its own, so the upstream sees Johi as its parent.
+    pub fn continue_or_start(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
+        match traceparent.and_then(parse_traceparent) {
+            Some((trace_id, flags)) => TraceContext {
+                trace_id: trace_id.to_owned(),
+                span_id: random_hex(8),
+                flags: flags.to_owned(),
+                tracestate: tracestate.map(str::to_owned),
+            },
+            None => TraceContext {
+                trace_id: random_hex(16),
+                span_id: random_hex(8),
+                flags: "01".to_owned(),
+                tracestate: None,
+            },
+        }
+    }
+
+    /// The `traceparent` header value for this hop.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+/// Returns (trace-id, flags) of a valid version-00 `traceparent`.
+fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, parent_id, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let is_hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = version == "00"
+        && parts.next().is_none()
+        && is_hex(trace_id, 32)
+        && is_hex(parent_id, 16)
+        && is_hex(flags, 2)
+        && trace_id.bytes().any(|b| b != b'0')
+        && parent_id.bytes().any(|b| b != b'0');
+    valid.then_some((trace_id, flags))
+}
+
+/// `bytes` random bytes as lowercase hex, never all zeros.
+pub fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    loop {
+        out.clear();
+        let mut remaining = bytes;
+        while remaining > 0 {
+            let chunk = remaining.min(8);
+            let value = fastrand::u64(..);
+            let _ = write!(out, "{:0width$x}", value >> (64 - chunk * 8) as u32, width = chunk * 2);
+            remaining -= chunk;
+        }
+        if out.bytes().any(|b| b != b'0') {
+            return out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continues_a_valid_trace_with_a_new_span() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::continue_or_start(Some(tp), Some("congo=t61rcWkgMzE"));
+        assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(ctx.span_id, "00f067aa0ba902b7");
+        assert_eq!(ctx.span_id.len(), 16);
+        assert_eq!(ctx.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        assert!(ctx.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    }
+
+    #[test]
+    fn starts_a_new_trace_on_garbage() {
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            let ctx = TraceContext::continue_or_start(Some(bad), Some("x=y"));
+            assert_eq!(ctx.trace_id.len(), 32, "{bad}");
+            assert_ne!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert!(ctx.tracestate.is_none());
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Executes a built pipeline: once-per-request steps, the retry loop, the completion hook.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use http::StatusCode;
+use johi_core::exchange::{Outcome, UpstreamRequest};
+use johi_core::model::Target;
+use johi_core::{Exchange, GatewayError};
+
+use crate::contract::{Contract, FailureMode, Processor, RetryScope, ShortResponse, Verdict};
+
+/// A processor in place, with its effective failure mode.
+pub(crate) struct Stage {
+    pub(crate) processor: Arc<dyn Processor>,
+    pub(crate) on_failure: FailureMode,
+}
+
+/// A checked, ready-to-run pipeline. Built once per config load; shared by all requests.
+pub struct Pipeline {
+    stages: Vec<Stage>,
+    /// Indexes of once-per-request stages (observers included), in order.
+    once: Vec<usize>,
+    /// Indexes of per-attempt stages, in order.
+    per_attempt: Vec<usize>,
+}
+
+/// How the upstream is called; supplied by the server so this crate stays free of I/O.
+pub trait UpstreamCall {
+    /// What a successful call yields (a response head and a body to relay).
+    type Response;
+
+    /// Sends one attempt's request to `target`.
+    fn call(
+        &self,
+        target: &Target,
+        request: UpstreamRequest,
+    ) -> impl Future<Output = Result<Self::Response, GatewayError>> + Send;
+}
+
+/// What the pipeline produced for a request.
+#[derive(Debug)]
+pub enum Executed<R> {
+    /// An upstream answered (successfully, or with an error that is not retryable).
+    Upstream(R),
+    /// A processor answered in the upstream's place.
+    Short(ShortResponse),
+}
+
+impl Pipeline {
+    pub(crate) fn new(stages: Vec<Stage>) -> Self {
+        let (mut once, mut per_attempt) = (Vec::new(), Vec::new());
+        for (i, stage) in stages.iter().enumerate() {
+            match stage.processor.contract().retry {
+                RetryScope::Once => once.push(i),
+                RetryScope::EveryAttempt | RetryScope::WhenExpired => per_attempt.push(i),
+            }
+        }
+        Pipeline { stages, once, per_attempt }
+    }
+
+    /// The contracts in configured order (for `johi check` and diagnostics).
+    pub fn contracts(&self) -> impl Iterator<Item = &Contract> {
+        self.stages.iter().map(|s| s.processor.contract())
+    }
+
+    /// The effective failure modes, aligned with [`Pipeline::contracts`].
+    pub fn failure_modes(&self) -> impl Iterator<Item = &FailureMode> {
+        self.stages.iter().map(|s| &s.on_failure)
+    }
+
+    /// Runs the request phase and the retry loop.
+    ///
+    /// Once-per-request processors run first, in order. Then, for each attempt up to the
+    /// route's `max_attempts`, the per-attempt processors run (`WhenExpired` ones only on the
+    /// first attempt or when expired) and `upstream` is called. A retryable failure moves on
+    /// to the next attempt; anything else ends the loop. Guardrails, routing and cache lookups
+    /// are not re-run: the prompt is unchanged, so their verdicts are too.
+    pub async fn execute<C: UpstreamCall>(
+        &self,
+        exchange: &mut Exchange,
+        upstream: &C,
+    ) -> Result<Executed<C::Response>, GatewayError> {
+        for &i in &self.once {
+            match self.run_stage(i, exchange).await {
+                Verdict::Continue => {}
+                Verdict::Respond(response) => return Ok(Executed::Short(response)),
+                Verdict::Deny(error) => return Err(error),
+            }
+        }
+
+        let max_attempts = exchange.route.as_ref().map_or(1, |r| r.max_attempts.max(1));
+        let mut attempt = 0;
+        loop {
+            exchange.attempt = attempt;
+            exchange.upstream = UpstreamRequest::default();
+            for &i in &self.per_attempt {
+                let stage = &self.stages[i];
+                if attempt > 0
+                    && stage.processor.contract().retry == RetryScope::WhenExpired
+                    && !stage.processor.expired(exchange)
+                {
+                    continue;
+                }
+                match self.run_stage(i, exchange).await {
+                    Verdict::Continue => {}
+                    Verdict::Respond(response) => return Ok(Executed::Short(response)),
+                    Verdict::Deny(error) => return Err(error),
+                }
+            }
+            let Some(target) = exchange.target().cloned() else {
+                return Err(GatewayError::Internal {
+                    detail: "the pipeline picked no upstream endpoint".into(),
+                });
+            };
+            let request = std::mem::take(&mut exchange.upstream);
+            match upstream.call(&target, request).await {
+                Ok(response) => return Ok(Executed::Upstream(response)),
+                Err(error) if error.retryable() && attempt + 1 < max_attempts => {
+                    tracing::debug!(
+                        request_id = %exchange.request_id,
+                        provider = %target.provider.name,
+                        attempt,
+                        error = %error,
+                        "upstream attempt failed; trying the next target"
+                    );
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Runs one stage, applying its category check and failure mode.
+    async fn run_stage(&self, index: usize, exchange: &mut Exchange) -> Verdict {
+        let stage = &self.stages[index];
+        let contract = stage.processor.contract();
+        match stage.processor.on_request(exchange).await {
+            Ok(verdict) if contract.category.permits(&verdict) => verdict,
+            Ok(_) => Verdict::Deny(GatewayError::ProcessorFailed {
+                processor: contract.name,
+                detail: format!(
+                    "returned a verdict its category ({}) does not allow",
+                    contract.category.as_str()
+                ),
+            }),
+            Err(error) => match &stage.on_failure {
+                FailureMode::FailClosed => Verdict::Deny(GatewayError::ProcessorFailed {
+                    processor: contract.name,
+                    detail: error.0,
+                }),
+                FailureMode::FailOpen => {
+                    tracing::warn!(
+                        processor = contract.name,
+                        request_id = %exchange.request_id,
+                        error = %error,
+                        "processor failed; continuing (fail-open)"
+                    );
+                    Verdict::Continue
+                }
+                FailureMode::Fallback(response) => Verdict::Respond(response.clone()),
+            },
+        }
+    }
+
+    /// Runs every processor's completion hook. Prefer [`Completion`], which guarantees it
+    /// happens exactly once.
+    fn complete(&self, exchange: &Exchange, outcome: &Outcome) {
+        for stage in &self.stages {
+            stage.processor.on_complete(exchange, outcome);
+        }
+    }
+}
+
+/// Owns an exchange until it is finished and guarantees the completion hook runs exactly
+/// once: on [`Completion::finish`], or — if the response is abandoned (the client went
+/// away, the task was dropped) — on drop, as a cancelled outcome.
+pub struct Completion {
+    pipeline: Arc<Pipeline>,
+    exchange: Exchange,
+    done: bool,
+}
+
+impl Completion {
+    /// Takes charge of `exchange`.
+    pub fn new(pipeline: Arc<Pipeline>, exchange: Exchange) -> Self {
+        Completion { pipeline, exchange, done: false }
+    }
+
+    /// The exchange, for recording what the response brings (usage, first byte).
+    pub fn exchange(&mut self) -> &mut Exchange {
+        &mut self.exchange
+    }
+
+    /// Runs the completion hook with `outcome`.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        self.pipeline.complete(&self.exchange, &outcome);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.done {
+            let outcome = Outcome {
+                // 499: nginx's "client closed request", the convention for abandoned requests.
+                status: StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                error: None,
+                cancelled: true,
+                attempts: self.exchange.attempt + 1,
+                short_circuited: false,
+            };
+            self.pipeline.complete(&self.exchange, &outcome);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Request enrichment: request ID, W3C trace context, organisation and service tier —
+//! passed upstream as headers and echoed to the client on every response.
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use johi_config::EnrichConfig;
+use johi_core::trace::{random_hex, TraceContext};
+use johi_core::{Exchange, Facet, FacetSet};
+use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+
+/// Header carrying the request ID both ways.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Header carrying the organisation upstream and back.
+pub const ORGANIZATION: HeaderName = HeaderName::from_static("x-johi-organization");
+/// Header carrying the service tier upstream and back.
+pub const SERVICE_TIER: HeaderName = HeaderName::from_static("x-johi-service-tier");
+/// The OpenAI SDK's organisation header, read from the client.
+const OPENAI_ORGANIZATION: &str = "openai-organization";
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// See the module docs.
+pub struct Enrich {
+    contract: Contract,
+    config: EnrichConfig,
+}
+
+impl Enrich {
+    /// Builds the processor from `enrich:` settings.
+    pub fn new(config: &EnrichConfig) -> Self {
+        Enrich {
+            contract: Contract {
+                name: "enrich",
+                category: Category::Mutate,
+                reads: FacetSet::EMPTY,
+                writes: FacetSet::of(&[Facet::Headers, Facet::Identity]),
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailClosed,
+            },
+            config: config.clone(),
+        }
+    }
+}
+
+/// A client-supplied request ID is kept only if it is short and plain, so it cannot be
+/// used to inject anything into logs or upstream headers.
+fn acceptable_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn acceptable_label(value: &str) -> bool {
+    (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+#[async_trait]
+impl Processor for Enrich {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        ex.request_id = match ex.inbound_header(REQUEST_ID.as_str()) {
+            Some(id) if acceptable_request_id(id) => id.to_owned(),
+            _ => format!("req_{}", random_hex(12)),
+        };
+        let trace =
+            TraceContext::continue_or_start(ex.inbound_header("traceparent"), ex.inbound_header("tracestate"));
+        ex.organization = ex
+            .inbound_header(OPENAI_ORGANIZATION)
+            .or_else(|| ex.inbound_header(ORGANIZATION.as_str()))
+            .filter(|o| acceptable_label(o))
+            .map(str::to_owned)
+            .or_else(|| self.config.default_organization.clone());
+        ex.service_tier = ex
+            .inbound_header(SERVICE_TIER.as_str())
+            .filter(|t| acceptable_label(t))
+            .map(str::to_owned)
+            .or_else(|| self.config.default_service_tier.clone());
+
+        let traceparent = trace.traceparent();
+        for headers in [&mut ex.upstream_headers, &mut ex.response_headers] {
+            put(headers, REQUEST_ID, &ex.request_id);
+            put(headers, TRACEPARENT, &traceparent);
+            if let Some(org) = &ex.organization {
+                put(headers, ORGANIZATION, org);
+            }
+            if let Some(tier) = &ex.service_tier {
+                put(headers, SERVICE_TIER, tier);
+            }
+        }
+        if let Some(state) = &trace.tracestate {
+            put(&mut ex.upstream_headers, TRACESTATE, state);
+        }
+        ex.trace = Some(trace);
+        Ok(Verdict::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use johi_core::Api;
+
+    fn run(headers: &[(&'static str, &'static str)], config: EnrichConfig) -> Exchange {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        let mut ex = Exchange::new(Api::ChatCompletions, map, Bytes::new());
+        let p = Enrich::new(&config);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(p.on_request(&mut ex)).unwrap();
+        ex
+    }
+
+    #[test]
+    fn keeps_a_plain_client_request_id_and_trace() {
+        let ex = run(
+            &[
+                ("x-request-id", "abc-123"),
+                ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                ("openai-organization", "org-acme"),
+            ],
+            EnrichConfig { default_organization: Some("default".into()), default_service_tier: Some("standard".into()) },
+        );
+        assert_eq!(ex.request_id, "abc-123");
+        assert_eq!(ex.organization.as_deref(), Some("org-acme"));
+        let tp = ex.upstream_headers["traceparent"].to_str().unwrap();
+        assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(!tp.contains("00f067aa0ba902b7"), "Johi starts its own span");
+        assert_eq!(ex.response_headers["x-request-id"], "abc-123");
+        assert_eq!(ex.upstream_headers["x-johi-service-tier"], "standard");
+    }
+
+    #[test]
+    fn replaces_a_hostile_request_id() {
+        let ex = run(&[("x-request-id", "a b\"c")], EnrichConfig { default_organization: None, default_service_tier: None });
+        assert!(ex.request_id.starts_with("req_"));
+        assert_eq!(ex.request_id.len(), 28);
+        assert!(ex.organization.is_none());
+        assert!(!ex.upstream_headers.contains_key("x-johi-organization"));
+    }
+}

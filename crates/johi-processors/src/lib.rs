@@ -1,0 +1,94 @@
+//! The processors on Johi's request path, one module each, and the [`Registry`] that builds
+//! a checked [`Pipeline`] from the configured list of names.
+//!
+//! The default order, and why each step sits where it does:
+//! 1. [`enrich`] — request ID and trace context first, so every later answer (errors
+//!    included) carries them.
+//! 2. [`validate`] — parses the body once and rejects malformed requests before anything
+//!    costly looks at them; it produces the `prompt`, `params` and `model` facets.
+//! 3. [`route`] — logical model → route; unknown models stop here.
+//! 4. [`endpoint`] — per attempt: which target this attempt goes to.
+//! 5. [`translate`] — per attempt: the request in the target's protocol.
+//! 6. [`credentials`] — per attempt, last: the target's key, for that destination only.
+//! 7. [`audit`] — observer: writes one record per request at completion.
+
+pub mod audit;
+pub mod credentials;
+pub mod endpoint;
+pub mod enrich;
+pub mod route;
+pub mod translate;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use johi_config::Config;
+use johi_pipeline::{build, Configured, Pipeline, Processor};
+
+pub use audit::{AuditSink, AuditWriter};
+
+/// What factories may use to build a processor.
+pub struct BuildContext<'a> {
+    /// The validated config being loaded.
+    pub config: &'a Config,
+    /// The audit sink, when audit is configured.
+    pub audit: Option<AuditSink>,
+}
+
+/// Builds one processor from config.
+pub type Factory = Arc<dyn Fn(&BuildContext<'_>) -> Arc<dyn Processor> + Send + Sync>;
+
+/// Processor names → factories. Built-ins are registered by [`Registry::with_builtins`];
+/// embedders (and tests) may register their own.
+#[derive(Clone)]
+pub struct Registry {
+    factories: BTreeMap<String, Factory>,
+}
+
+impl Registry {
+    /// A registry of Johi's built-in processors.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry { factories: BTreeMap::new() };
+        r.register("enrich", |ctx| Arc::new(enrich::Enrich::new(&ctx.config.enrich)));
+        r.register("validate", |_| Arc::new(validate::Validate::new()));
+        r.register("route", |ctx| Arc::new(route::Route::new(ctx.config.models.clone())));
+        r.register("endpoint", |_| Arc::new(endpoint::Endpoint::new()));
+        r.register("translate", |_| Arc::new(translate::Translate::new()));
+        r.register("credentials", |_| Arc::new(credentials::Credentials::new()));
+        r.register("audit", |ctx| Arc::new(audit::Audit::new(ctx.audit.clone())));
+        r
+    }
+
+    /// Adds or replaces a processor factory.
+    pub fn register(
+        &mut self,
+        name: &str,
+        factory: impl Fn(&BuildContext<'_>) -> Arc<dyn Processor> + Send + Sync + 'static,
+    ) {
+        self.factories.insert(name.to_owned(), Arc::new(factory));
+    }
+
+    /// Builds the configured pipeline, reporting unknown names and order violations together.
+    pub fn build(&self, ctx: &BuildContext<'_>) -> Result<Pipeline, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut configured = Vec::new();
+        for (i, entry) in ctx.config.pipeline.iter().enumerate() {
+            match self.factories.get(&entry.name) {
+                Some(factory) => configured.push(Configured {
+                    processor: factory(ctx),
+                    on_failure: entry.on_failure.clone(),
+                }),
+                None => errors.push(format!(
+                    "pipeline[{i}]: unknown processor '{}' (known: {})",
+                    entry.name,
+                    self.factories.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        build(configured).map_err(|e| e.into_iter().map(|e| format!("pipeline: {e}")).collect())
+    }
+}

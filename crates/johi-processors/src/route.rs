@@ -1,0 +1,52 @@
+//! Model resolution: the logical model a client names → its route (targets, attempt order).
+
+use async_trait::async_trait;
+use johi_core::model::ModelRegistry;
+use johi_core::{Exchange, Facet, FacetSet, GatewayError};
+use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+
+/// See the module docs. Runs once: the route does not change between attempts.
+pub struct Route {
+    contract: Contract,
+    models: ModelRegistry,
+}
+
+impl Route {
+    /// Builds the processor over a registry snapshot.
+    pub fn new(models: ModelRegistry) -> Self {
+        Route {
+            contract: Contract {
+                name: "route",
+                category: Category::Mutate,
+                reads: FacetSet::of(&[Facet::Model]),
+                writes: FacetSet::of(&[Facet::Model]),
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailClosed,
+            },
+            models,
+        }
+    }
+}
+
+#[async_trait]
+impl Processor for Route {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        let Some(name) = ex.model.as_deref() else {
+            return Err(ProcessorError("no model on the exchange: 'validate' must run first".into()));
+        };
+        let Some(route) = self.models.get(name) else {
+            return Ok(Verdict::Deny(GatewayError::ModelNotFound { model: name.to_owned() }));
+        };
+        ex.attempt_order = if route.targets.len() == 1 {
+            vec![0]
+        } else {
+            route.attempt_order(fastrand::u64(..route.total_weight().max(1)))
+        };
+        ex.route = Some(route.clone());
+        Ok(Verdict::Continue)
+    }
+}

@@ -1,0 +1,324 @@
+//! Body validation: content type, JSON, required fields and message roles.
+//!
+//! It parses the body once (the only parse on the request path) and so *produces* the
+//! `prompt`, `params` and `model` facets every later processor reads. Checks are limited to
+//! what every OpenAI-compatible upstream would refuse anyway, so a clear 400 naming the field
+//! comes back at once instead of after a round trip; everything else is left to the upstream.
+
+use async_trait::async_trait;
+use johi_core::{Api, Exchange, Facet, FacetSet, GatewayError};
+use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use serde_json::{Map, Value};
+
+/// Roles OpenAI's chat API accepts.
+pub const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+
+/// See the module docs.
+pub struct Validate {
+    contract: Contract,
+}
+
+impl Default for Validate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Validate {
+    /// Builds the processor.
+    pub fn new() -> Self {
+        Validate {
+            contract: Contract {
+                name: "validate",
+                category: Category::AllowDeny,
+                reads: FacetSet::EMPTY,
+                writes: FacetSet::of(&[Facet::Prompt, Facet::Params, Facet::Model]),
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailClosed,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Processor for Validate {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        Ok(match check(ex) {
+            Ok(()) => Verdict::Continue,
+            Err(e) => Verdict::Deny(e),
+        })
+    }
+}
+
+fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
+    let content_type = ex.inbound_header("content-type");
+    let is_json = content_type.is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case("application/json")
+    });
+    if !is_json {
+        return Err(GatewayError::UnsupportedMediaType { found: content_type.map(str::to_owned) });
+    }
+    let body: Value = serde_json::from_slice(&ex.raw_body).map_err(|e| GatewayError::InvalidRequest {
+        message: format!(
+            "We could not parse the JSON body of your request ({e}). The body must be a JSON object."
+        ),
+        param: None,
+        code: "invalid_json",
+    })?;
+    let Value::Object(body) = body else {
+        return Err(GatewayError::InvalidRequest {
+            message: "The request body must be a JSON object.".into(),
+            param: None,
+            code: "invalid_json",
+        });
+    };
+
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(GatewayError::InvalidRequest {
+                message: "You must provide a model parameter.".into(),
+                param: Some("model".into()),
+                code: "missing_required_parameter",
+            })
+        }
+        Some(_) => return Err(GatewayError::invalid("'model' must be a string.", "model")),
+    };
+
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(GatewayError::invalid("'stream' must be a boolean.", "stream")),
+    };
+    if stream && !ex.api.can_stream() {
+        return Err(GatewayError::invalid(format!("'stream' is not supported for {}.", ex.api), "stream"));
+    }
+    if !stream && body.get("stream_options").is_some_and(|v| !v.is_null()) {
+        return Err(GatewayError::invalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+        ));
+    }
+    check_params(&body)?;
+
+    match ex.api {
+        Api::ChatCompletions => check_messages(&body)?,
+        Api::Completions => check_prompt(&body, "prompt")?,
+        Api::Embeddings => check_prompt(&body, "input")?,
+    }
+
+    ex.model = Some(model);
+    ex.stream = stream;
+    ex.body = body;
+    Ok(())
+}
+
+fn check_params(body: &Map<String, Value>) -> Result<(), GatewayError> {
+    for field in ["max_tokens", "max_completion_tokens", "n"] {
+        match body.get(field) {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
+            Some(_) => {
+                return Err(GatewayError::invalid(format!("'{field}' must be an integer of at least 1."), field))
+            }
+        }
+    }
+    for (field, max) in [("temperature", 2.0), ("top_p", 1.0)] {
+        match body.get(field) {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_f64().is_some_and(|x| (0.0..=max).contains(&x)) => {}
+            Some(_) => {
+                return Err(GatewayError::invalid(format!("'{field}' must be a number from 0 to {max}."), field))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_messages(body: &Map<String, Value>) -> Result<(), GatewayError> {
+    let messages = match body.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(Value::Array(_)) => {
+            return Err(GatewayError::invalid("'messages' must contain at least one message.", "messages"))
+        }
+        None | Some(Value::Null) => {
+            return Err(GatewayError::InvalidRequest {
+                message: "Missing required parameter: 'messages'.".into(),
+                param: Some("messages".into()),
+                code: "missing_required_parameter",
+            })
+        }
+        Some(_) => return Err(GatewayError::invalid("'messages' must be an array.", "messages")),
+    };
+    for (i, message) in messages.iter().enumerate() {
+        let Value::Object(message) = message else {
+            return Err(GatewayError::invalid(format!("messages[{i}] must be an object."), format!("messages[{i}]")));
+        };
+        let role = match message.get("role") {
+            Some(Value::String(r)) => r.as_str(),
+            None => {
+                return Err(GatewayError::InvalidRequest {
+                    message: format!("Missing required parameter: 'messages[{i}].role'."),
+                    param: Some(format!("messages[{i}].role")),
+                    code: "missing_required_parameter",
+                })
+            }
+            Some(_) => {
+                return Err(GatewayError::invalid(format!("messages[{i}].role must be a string."), format!("messages[{i}].role")))
+            }
+        };
+        if !ROLES.contains(&role) {
+            return Err(GatewayError::invalid(
+                format!("Invalid value '{role}' for messages[{i}].role: expected one of {}.", ROLES.join(", ")),
+                format!("messages[{i}].role"),
+            ));
+        }
+        let content = message.get("content");
+        let content_optional = role == "assistant"
+            && (message.contains_key("tool_calls") || message.contains_key("function_call") || message.contains_key("refusal")
+                || matches!(content, None | Some(Value::Null)));
+        match content {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(parts)) => {
+                for (j, part) in parts.iter().enumerate() {
+                    if !part.get("type").is_some_and(Value::is_string) {
+                        return Err(GatewayError::invalid(
+                            format!("messages[{i}].content[{j}] must be an object with a 'type'."),
+                            format!("messages[{i}].content[{j}].type"),
+                        ));
+                    }
+                }
+            }
+            None | Some(Value::Null) if content_optional => {}
+            None | Some(Value::Null) => {
+                return Err(GatewayError::InvalidRequest {
+                    message: format!("Missing required parameter: 'messages[{i}].content'."),
+                    param: Some(format!("messages[{i}].content")),
+                    code: "missing_required_parameter",
+                })
+            }
+            Some(_) => {
+                return Err(GatewayError::invalid(
+                    format!("messages[{i}].content must be a string or an array of content parts."),
+                    format!("messages[{i}].content"),
+                ))
+            }
+        }
+        if role == "tool" && !message.get("tool_call_id").is_some_and(Value::is_string) {
+            return Err(GatewayError::InvalidRequest {
+                message: format!("Missing required parameter: 'messages[{i}].tool_call_id'."),
+                param: Some(format!("messages[{i}].tool_call_id")),
+                code: "missing_required_parameter",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `prompt` (completions) and `input` (embeddings): a string, or a non-empty array of
+/// strings, token IDs, or arrays of token IDs.
+fn check_prompt(body: &Map<String, Value>, field: &str) -> Result<(), GatewayError> {
+    let ok = match body.get(field) {
+        Some(Value::String(_)) => true,
+        Some(Value::Array(items)) => {
+            !items.is_empty()
+                && (items.iter().all(Value::is_string)
+                    || items.iter().all(Value::is_u64)
+                    || items.iter().all(|i| i.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_u64))))
+        }
+        None | Some(Value::Null) => {
+            return Err(GatewayError::InvalidRequest {
+                message: format!("Missing required parameter: '{field}'."),
+                param: Some(field.to_owned()),
+                code: "missing_required_parameter",
+            })
+        }
+        Some(_) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(GatewayError::invalid(
+            format!("'{field}' must be a string, or a non-empty array of strings, token IDs, or token-ID arrays."),
+            field,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue};
+
+    fn validate(api: Api, body: &str) -> Result<Exchange, GatewayError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+        let mut ex = Exchange::new(api, headers, Bytes::from(body.to_owned()));
+        check(&mut ex).map(|()| ex)
+    }
+
+    fn param(r: Result<Exchange, GatewayError>) -> Option<String> {
+        match r {
+            Err(GatewayError::InvalidRequest { param, .. }) => param,
+            Err(other) => Some(format!("unexpected {other:?}")),
+            Ok(_) => Some("accepted".into()),
+        }
+    }
+
+    #[test]
+    fn accepts_a_full_chat_request() {
+        let ex = validate(
+            Api::ChatCompletions,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[
+                {"role":"system","content":"s"},
+                {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:"}}]},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+                {"role":"tool","tool_call_id":"c1","content":"42"}]}"#,
+        )
+        .unwrap();
+        assert!(ex.stream);
+        assert_eq!(ex.model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let cases = [
+            (r#"{"messages":[{"role":"user","content":"x"}]}"#, "model"),
+            (r#"{"model":"m"}"#, "messages"),
+            (r#"{"model":"m","messages":[]}"#, "messages"),
+            (r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"},{"content":"y"}]}"#, "messages[1].role"),
+            (r#"{"model":"m","messages":[{"role":"user"}]}"#, "messages[0].content"),
+            (r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "max_tokens"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#, "temperature"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{}}"#, "stream_options"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(param(validate(Api::ChatCompletions, body)).as_deref(), Some(expected), "{body}");
+        }
+        assert_eq!(param(validate(Api::Embeddings, r#"{"model":"m"}"#)).as_deref(), Some("input"));
+        assert_eq!(param(validate(Api::Embeddings, r#"{"model":"m","input":[]}"#)).as_deref(), Some("input"));
+        assert_eq!(param(validate(Api::Embeddings, r#"{"model":"m","input":"x","stream":true}"#)).as_deref(), Some("stream"));
+        assert_eq!(param(validate(Api::Completions, r#"{"model":"m","prompt":[1,"a"]}"#)).as_deref(), Some("prompt"));
+        assert!(validate(Api::Embeddings, r#"{"model":"m","input":[[1,2],[3]]}"#).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_json_and_wrong_content_type() {
+        assert!(matches!(
+            validate(Api::ChatCompletions, "{\"model\":"),
+            Err(GatewayError::InvalidRequest { code: "invalid_json", .. })
+        ));
+        assert!(matches!(validate(Api::ChatCompletions, "[1]"), Err(GatewayError::InvalidRequest { code: "invalid_json", .. })));
+        let mut ex = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::from_static(b"{}"));
+        assert!(matches!(check(&mut ex), Err(GatewayError::UnsupportedMediaType { found: None })));
+    }
+}

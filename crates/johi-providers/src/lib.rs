@@ -1,0 +1,8 @@
+//! Wire-protocol adapters. Pure translation and parsing: no I/O, no processors.
+//!
+//! One module per wire protocol, not per vendor. [`openai`] covers OpenAI and every
+//! compatible server (vLLM, Ollama, TGI, LM Studio, Groq, Together, Mistral, DeepSeek …).
+//! [`sse`] frames Server-Sent Events incrementally, for every protocol that streams with them.
+
+pub mod openai;
+pub mod sse;

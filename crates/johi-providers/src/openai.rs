@@ -1,0 +1,156 @@
+//! The OpenAI-compatible protocol: OpenAI itself and every server that copies its API.
+//!
+//! Requests are passed through with only `model` rewritten to the target's upstream name,
+//! so fields Johi does not know (`logprobs`, `seed`, `response_format`, `tools`, …) reach
+//! the upstream as the client sent them.
+
+use bytes::Bytes;
+use http::Uri;
+use johi_core::{Api, Usage};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::sse::EventSplitter;
+
+/// The full upstream URL for `api` below a provider's base URL (`…/v1` + `/chat/completions`).
+pub fn upstream_uri(base: &Uri, api: Api) -> Result<Uri, http::Error> {
+    let path = base.path().trim_end_matches('/');
+    let mut parts = base.clone().into_parts();
+    let full = format!("{path}{}", api.upstream_path());
+    parts.path_and_query = Some(full.parse()?);
+    Ok(Uri::from_parts(parts)?)
+}
+
+/// Serialises the request for a target, with `model` set to the target's upstream name.
+///
+/// The body map is updated in place (each attempt sets its own target's name), so no copy
+/// of the prompt is made per attempt.
+pub fn encode_request(body: &mut Map<String, Value>, upstream_model: &str) -> Result<Bytes, serde_json::Error> {
+    match body.get_mut("model") {
+        Some(Value::String(model)) if model == upstream_model => {}
+        Some(slot) => *slot = Value::String(upstream_model.to_owned()),
+        None => {
+            body.insert("model".into(), Value::String(upstream_model.to_owned()));
+        }
+    }
+    serde_json::to_vec(body).map(Bytes::from)
+}
+
+#[derive(Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// The `usage` of a complete (non-streamed) response, if it reports one.
+pub fn response_usage(body: &[u8]) -> Option<Usage> {
+    let parsed: UsageOnly = serde_json::from_slice(body).ok()?;
+    Usage::from_openai(parsed.usage.as_ref()?)
+}
+
+/// Watches an OpenAI SSE stream as it is relayed: counts events, notes `[DONE]`, and picks
+/// up the usage the provider reports (with `stream_options.include_usage`).
+#[derive(Debug, Default)]
+pub struct StreamScanner {
+    splitter: EventSplitter,
+    events: u64,
+    done: bool,
+    usage: Option<Usage>,
+    error_seen: bool,
+}
+
+impl StreamScanner {
+    /// Feeds the next chunk as it passes to the client.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let (events, done, usage, error_seen) =
+            (&mut self.events, &mut self.done, &mut self.usage, &mut self.error_seen);
+        self.splitter.feed(chunk, |data| {
+            *events += 1;
+            if data == b"[DONE]" {
+                *done = true;
+                return;
+            }
+            // Only the event that carries usage is parsed; the rest are just counted.
+            if memchr::memmem::find(data, b"\"usage\"").is_some() {
+                if let Some(u) = response_usage(data) {
+                    *usage = Some(u);
+                }
+            }
+            if data.starts_with(b"{\"error\"") {
+                *error_seen = true;
+            }
+        });
+    }
+
+    /// Data events seen so far (`[DONE]` included).
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Whether the provider ended the stream properly with `[DONE]`.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    /// The usage the provider reported, if any.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Whether the provider sent an error event inside the stream.
+    pub fn error_seen(&self) -> bool {
+        self.error_seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_is_base_plus_operation() {
+        let base = Uri::from_static("https://api.openai.com/v1");
+        assert_eq!(upstream_uri(&base, Api::ChatCompletions).unwrap(), "https://api.openai.com/v1/chat/completions");
+        let base = Uri::from_static("http://127.0.0.1:8000/openai/v1/");
+        assert_eq!(upstream_uri(&base, Api::Embeddings).unwrap(), "http://127.0.0.1:8000/openai/v1/embeddings");
+    }
+
+    #[test]
+    fn only_the_model_is_rewritten_and_unknown_fields_survive_in_order() {
+        let mut body: Map<String, Value> = serde_json::from_str(
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"seed":7,"logprobs":true,"response_format":{"type":"json_object"},"x_vendor":{"a":[1,2]}}"#,
+        )
+        .unwrap();
+        let out = encode_request(&mut body, "gpt-4o-2024-08-06").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"gpt-4o-2024-08-06","messages":[{"role":"user","content":"hi"}],"seed":7,"logprobs":true,"response_format":{"type":"json_object"},"x_vendor":{"a":[1,2]}}"#
+        );
+    }
+
+    #[test]
+    fn scanner_finds_usage_and_done_across_chunk_boundaries() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        for split in 1..stream.len() {
+            let mut s = StreamScanner::default();
+            s.feed(&stream.as_bytes()[..split]);
+            s.feed(&stream.as_bytes()[split..]);
+            assert!(s.done(), "split at {split}");
+            assert_eq!(s.events(), 3);
+            assert_eq!(s.usage().unwrap().input_tokens, 9);
+            assert_eq!(s.usage().unwrap().output_tokens, 2);
+        }
+    }
+
+    #[test]
+    fn usage_of_a_plain_response() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        assert_eq!(response_usage(body).unwrap().output_tokens, 4);
+        assert!(response_usage(b"{\"id\":1}").is_none());
+        assert!(response_usage(b"not json").is_none());
+    }
+}

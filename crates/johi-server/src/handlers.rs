@@ -1,0 +1,151 @@
+//! Thin HTTP handlers: read the body, run the pipeline, relay the answer.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use johi_core::exchange::Outcome;
+use johi_core::{Api, Exchange, GatewayError};
+use johi_pipeline::{Completion, Executed};
+use serde_json::json;
+
+use crate::edge;
+use crate::relay;
+use crate::Shared;
+
+/// `POST /v1/chat/completions`
+pub async fn chat(State(shared): State<Arc<Shared>>, request: Request) -> Response<Body> {
+    proxy(shared, Api::ChatCompletions, request).await
+}
+
+/// `POST /v1/completions`
+pub async fn completions(State(shared): State<Arc<Shared>>, request: Request) -> Response<Body> {
+    proxy(shared, Api::Completions, request).await
+}
+
+/// `POST /v1/embeddings`
+pub async fn embeddings(State(shared): State<Arc<Shared>>, request: Request) -> Response<Body> {
+    proxy(shared, Api::Embeddings, request).await
+}
+
+/// Reads the body within the limit, runs the pipeline, and relays the result.
+async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body> {
+    let runtime = shared.runtime.load_full();
+    let limit = runtime.config.server.max_body_bytes;
+    let (parts, body) = request.into_parts();
+    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let body = match declared {
+        Some(len) if len > limit => Err(GatewayError::BodyTooLarge { limit }),
+        _ => read_body(body, limit).await,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(error) => return edge::error_response(&error, &http::HeaderMap::new()),
+    };
+
+    // The completion guard owns the exchange from here on: if this future is dropped (the
+    // client went away), the completion hook still runs, as a cancellation.
+    let mut completion = Completion::new(runtime.pipeline.clone(), Exchange::new(api, parts.headers, body));
+    let result = runtime.pipeline.execute(completion.exchange(), &runtime.upstreams).await;
+    let attempts = completion.exchange().attempt + 1;
+    match result {
+        Ok(Executed::Upstream(upstream)) => relay::relay(completion, upstream, attempts).await,
+        Ok(Executed::Short(short)) => {
+            let mut response = Response::new(Body::from(short.body));
+            *response.status_mut() = short.status;
+            response.headers_mut().extend(short.headers);
+            for (name, value) in &completion.exchange().response_headers {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+            let outcome = Outcome { short_circuited: true, ..Outcome::ok(short.status, 0) };
+            completion.finish(outcome);
+            response
+        }
+        Err(error) => relay::fail(completion, error, attempts),
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
+        Err(e) => Err(GatewayError::InvalidRequest {
+            message: format!("the request body could not be read: {e}"),
+            param: None,
+            code: "invalid_body",
+        }),
+    }
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn model_object(id: &str) -> serde_json::Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": "johi"})
+}
+
+/// `GET /v1/models`: the configured logical model names, in OpenAI's list shape.
+pub async fn list_models(State(shared): State<Arc<Shared>>) -> Response<Body> {
+    let runtime = shared.runtime.load();
+    let data: Vec<_> = runtime.config.models.names().iter().map(|n| model_object(n)).collect();
+    json_response(StatusCode::OK, json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/models/{model}`
+pub async fn get_model(State(shared): State<Arc<Shared>>, Path(model): Path<String>) -> Response<Body> {
+    let runtime = shared.runtime.load();
+    if runtime.config.models.get(&model).is_some() {
+        json_response(StatusCode::OK, model_object(&model))
+    } else {
+        edge::error_response(&GatewayError::ModelNotFound { model }, &http::HeaderMap::new())
+    }
+}
+
+/// `GET /healthz`: the process is alive and serving.
+pub async fn healthz() -> impl IntoResponse {
+    json_response(StatusCode::OK, json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: ready for traffic — a valid config is loaded and the gateway is not
+/// draining. A load balancer should stop sending requests when this turns 503.
+pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response<Body> {
+    if shared.is_draining() {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "draining"}))
+    } else {
+        let runtime = shared.runtime.load();
+        json_response(StatusCode::OK, json!({"status": "ready", "models": runtime.config.models.names().len()}))
+    }
+}
+
+/// Any other path: OpenAI's 404.
+pub async fn not_found(request: Request) -> Response<Body> {
+    let error = GatewayError::RouteNotFound { method: request.method().to_string(), path: request.uri().path().to_owned() };
+    edge::error_response(&error, &http::HeaderMap::new())
+}
+
+/// A known path with the wrong method: OpenAI-shaped 405.
+pub async fn method_not_allowed(request: Request) -> Response<Body> {
+    let error =
+        GatewayError::MethodNotAllowed { method: request.method().to_string(), path: request.uri().path().to_owned() };
+    edge::error_response(&error, &http::HeaderMap::new())
+}
+
+/// A panic inside a handler: a 500 in OpenAI's shape; the process keeps serving.
+pub fn panic_response(detail: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let detail = detail
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| detail.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic".to_owned());
+    tracing::error!(%detail, "handler panicked");
+    edge::error_response(&GatewayError::Internal { detail: "the gateway hit an unexpected error".into() }, &http::HeaderMap::new())
+}

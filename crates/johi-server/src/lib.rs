@@ -1,0 +1,259 @@
+//! Johi's HTTP edge: the axum router and thin handlers, the upstream client, the listener,
+//! hot reload and graceful shutdown.
+//!
+//! [`start`] loads a config file, binds the listener and returns a [`RunningGateway`]:
+//! the handle the binary (and the tests) use to reload, shut down and wait.
+
+pub mod edge;
+pub mod handlers;
+pub mod listener;
+pub mod relay;
+pub mod runtime;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::routing::{get, post};
+use axum::Router;
+use johi_config::Config;
+use johi_mock::{MockOptions, MockUpstream};
+use johi_processors::AuditWriter;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use johi_processors::Registry;
+pub use runtime::Runtime;
+
+/// State shared by every handler.
+pub struct Shared {
+    /// The current runtime snapshot; replaced whole on reload.
+    pub runtime: ArcSwap<Runtime>,
+    draining: AtomicBool,
+}
+
+impl Shared {
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config (or what is built from it) is invalid; every problem is listed.
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Config(Vec<String>),
+    /// A socket or file could not be opened.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Builds the router over `shared`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(handlers::chat))
+        .route("/v1/completions", post(handlers::completions))
+        .route("/v1/embeddings", post(handlers::embeddings))
+        .route("/v1/models", get(handlers::list_models))
+        .route("/v1/models/{model}", get(handlers::get_model))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(CatchPanicLayer::custom(handlers::panic_response))
+        .with_state(shared)
+}
+
+/// Audit writers: the current one, and those replaced by a reload (drained at shutdown,
+/// because requests that started before the reload may still be writing to them).
+#[derive(Default)]
+struct AuditWriters {
+    current: Option<AuditWriter>,
+    retired: Vec<AuditWriter>,
+}
+
+/// What reloads need to rebuild a runtime.
+struct Loader {
+    path: PathBuf,
+    registry: Registry,
+    audit: Mutex<AuditWriters>,
+    last_text: Mutex<String>,
+}
+
+impl Loader {
+    async fn build(&self, config: Config) -> Result<Runtime, Vec<String>> {
+        let mut audit = self.audit.lock().await;
+        let sink = match &config.audit {
+            None => None,
+            Some(wanted) => match &audit.current {
+                Some(writer) if writer.config() == wanted => Some(writer.sink()),
+                _ => {
+                    let writer = AuditWriter::spawn(wanted)
+                        .await
+                        .map_err(|e| vec![format!("audit.path {}: {e}", wanted.path.display())])?;
+                    let sink = writer.sink();
+                    if let Some(old) = audit.current.replace(writer) {
+                        audit.retired.push(old);
+                    }
+                    Some(sink)
+                }
+            },
+        };
+        Runtime::build(config, &self.registry, sink)
+    }
+}
+
+/// A running gateway.
+pub struct RunningGateway {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    loader: Arc<Loader>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    watcher: JoinHandle<()>,
+    _mock: Option<MockUpstream>,
+}
+
+/// Loads `config_path` and starts serving. `registry` supplies the processors (use
+/// [`Registry::with_builtins`]; tests add their own).
+pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGateway, StartError> {
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| StartError::Config(vec![format!("{}: {e}", config_path.display())]))?;
+    let config = johi_config::load(config_path).map_err(|e| StartError::Config(e.0))?;
+
+    let mock = match config.dev.mock_upstream {
+        Some(addr) => Some(
+            MockUpstream::start_with(addr, MockOptions { record: false })
+                .await
+                .map_err(|e| StartError::Io(format!("dev.mock_upstream {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    let loader = Arc::new(Loader {
+        path: config_path.to_path_buf(),
+        registry,
+        audit: Mutex::new(AuditWriters::default()),
+        last_text: Mutex::new(text),
+    });
+    let server = config.server.clone();
+    let runtime = loader.build(config).await.map_err(StartError::Config)?;
+    let tls = match &server.tls {
+        Some(files) => Some(listener::tls_acceptor(&files.cert_file, &files.key_file).map_err(StartError::Io)?),
+        None => None,
+    };
+    let tcp = TcpListener::bind(server.listen).await.map_err(|e| StartError::Io(format!("listen {}: {e}", server.listen)))?;
+    let addr = tcp.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
+
+    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), draining: AtomicBool::new(false) });
+    let (stop, stop_rx) = watch::channel(false);
+    let app = router(shared.clone());
+    let drain_shared = shared.clone();
+    let drain_loader = loader.clone();
+    let task = tokio::spawn(async move {
+        let mut delay_rx = stop_rx.clone();
+        let accept_stop = {
+            // Keep accepting (while /readyz says 503) for `shutdown_delay`, so load
+            // balancers notice before the listener closes.
+            let (tx, rx) = watch::channel(false);
+            let shared = drain_shared.clone();
+            tokio::spawn(async move {
+                let _ = delay_rx.wait_for(|s| *s).await;
+                let delay = shared.runtime.load().config.server.shutdown_delay;
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(true);
+            });
+            rx
+        };
+        let graceful = listener::accept_loop(tcp, tls, app, accept_stop).await;
+        let deadline = drain_shared.runtime.load().config.server.drain_timeout;
+        if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+            tracing::warn!(?deadline, "drain deadline passed; closing the remaining connections");
+        }
+        let mut audit = drain_loader.audit.lock().await;
+        let writers: Vec<_> = audit.current.take().into_iter().chain(audit.retired.drain(..)).collect();
+        for writer in writers {
+            writer.shutdown().await;
+        }
+        tracing::info!("shutdown complete");
+    });
+    let watcher = tokio::spawn(watch_config(loader.clone(), shared.clone()));
+    tracing::info!(%addr, tls = server.tls.is_some(), "johi listening");
+    Ok(RunningGateway { addr, shared, loader, stop, task, watcher, _mock: mock })
+}
+
+/// Polls the config file and reloads it when its content changes. (Polling, rather than
+/// inotify, also sees Kubernetes ConfigMap updates, which swap a symlink.)
+async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>) {
+    loop {
+        let interval = shared.runtime.load().config.server.reload_poll_interval;
+        tokio::time::sleep(interval).await;
+        let Ok(text) = tokio::fs::read_to_string(&loader.path).await else { continue };
+        if *loader.last_text.lock().await == text {
+            continue;
+        }
+        let _ = reload(&loader, &shared).await;
+    }
+}
+
+/// Reloads the config file; an invalid one is refused and logged, the old one keeps serving.
+async fn reload(loader: &Loader, shared: &Shared) -> Result<(), Vec<String>> {
+    let text = tokio::fs::read_to_string(&loader.path).await.unwrap_or_default();
+    *loader.last_text.lock().await = text;
+    let result = async {
+        let config = johi_config::load(&loader.path).map_err(|e| e.0)?;
+        let current = shared.runtime.load();
+        if config.server.listen != current.config.server.listen || config.server.tls != current.config.server.tls {
+            tracing::warn!("server.listen and server.tls changes take effect at the next restart");
+        }
+        loader.build(config).await
+    }
+    .await;
+    match result {
+        Ok(runtime) => {
+            shared.runtime.store(Arc::new(runtime));
+            tracing::info!(path = %loader.path.display(), "configuration reloaded");
+            Ok(())
+        }
+        Err(errors) => {
+            tracing::error!(path = %loader.path.display(), errors = %errors.join("; "), "configuration refused; the previous one keeps serving");
+            Err(errors)
+        }
+    }
+}
+
+impl RunningGateway {
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The current runtime snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    /// Reloads the config file now (what SIGHUP does).
+    pub async fn reload(&self) -> Result<(), Vec<String>> {
+        reload(&self.loader, &self.shared).await
+    }
+
+    /// Begins graceful shutdown: `/readyz` turns 503, the listener closes after
+    /// `server.shutdown_delay`, in-flight requests drain up to `server.drain_timeout`.
+    pub fn shutdown(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits until shutdown has completed (audit flushed).
+    pub async fn wait(self) {
+        self.watcher.abort();
+        let _ = self.task.await;
+    }
+}

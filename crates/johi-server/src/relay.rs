@@ -1,0 +1,196 @@
+//! Relays an upstream response to the client and completes the exchange.
+//!
+//! Streams are passed on frame by frame as they arrive (first byte out as soon as the first
+//! upstream event is in); a [`StreamScanner`] watches them for usage and `[DONE]` without
+//! holding them back. If the upstream breaks mid-way, the client gets an SSE error event in
+//! OpenAI's shape and a cleanly closed stream. If the client goes away, dropping the body
+//! drops the upstream response, which cancels the upstream request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use johi_core::exchange::Outcome;
+use johi_core::GatewayError;
+use johi_pipeline::Completion;
+use johi_providers::openai::{self, StreamScanner};
+use tokio::time::Sleep;
+
+use crate::edge;
+use crate::upstream::UpstreamResponse;
+
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+
+/// Builds the client response for a successful upstream head.
+pub async fn relay(mut completion: Completion, upstream: UpstreamResponse, attempts: u32) -> Response<Body> {
+    let ex = completion.exchange();
+    let (parts, body) = upstream.response.into_parts();
+    let mut builder = Response::builder().status(parts.status);
+    if let Some(headers) = builder.headers_mut() {
+        if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, ct.clone());
+        }
+        if let Some(id) = parts.headers.get("x-request-id") {
+            headers.insert(UPSTREAM_REQUEST_ID, id.clone());
+        }
+        for (name, value) in &ex.response_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    if ex.stream {
+        if let Some(headers) = builder.headers_mut() {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+        }
+        let relay = StreamRelay {
+            upstream: body,
+            deadline: Box::pin(tokio::time::sleep_until(upstream.deadline.into())),
+            provider: upstream.provider.name.clone(),
+            total_ms: upstream.provider.timeouts.total.as_millis() as u64,
+            scanner: StreamScanner::default(),
+            completion: Some(completion),
+            status: parts.status,
+            attempts,
+        };
+        return respond(builder, Body::new(relay));
+    }
+
+    let provider = upstream.provider.name.clone();
+    let total_ms = upstream.provider.timeouts.total.as_millis() as u64;
+    ex.time_to_first_byte = Some(ex.started.elapsed());
+    match tokio::time::timeout_at(upstream.deadline.into(), body.collect()).await {
+        Ok(Ok(collected)) => {
+            let bytes = collected.to_bytes();
+            let ex = completion.exchange();
+            ex.usage = openai::response_usage(&bytes);
+            completion.finish(Outcome::ok(parts.status, attempts));
+            respond(builder, Body::from(bytes))
+        }
+        Ok(Err(e)) => {
+            let error = GatewayError::UpstreamProtocol { provider, detail: format!("response body broke off: {e}") };
+            fail(completion, error, attempts)
+        }
+        Err(_) => {
+            let error = GatewayError::UpstreamTimeout { provider, phase: "total", millis: total_ms };
+            fail(completion, error, attempts)
+        }
+    }
+}
+
+fn respond(builder: http::response::Builder, body: Body) -> Response<Body> {
+    builder.body(body).unwrap_or_else(|e| {
+        edge::error_response(&GatewayError::Internal { detail: e.to_string() }, &http::HeaderMap::new())
+    })
+}
+
+/// Answers with `error` and completes the exchange with it.
+pub fn fail(mut completion: Completion, error: GatewayError, attempts: u32) -> Response<Body> {
+    let response = edge::error_response(&error, &completion.exchange().response_headers);
+    let outcome = Outcome {
+        status: response.status(),
+        error: Some(error),
+        cancelled: false,
+        attempts,
+        short_circuited: false,
+    };
+    completion.finish(outcome);
+    response
+}
+
+/// The streaming body: upstream frames out as they come in, completion at the end.
+struct StreamRelay {
+    upstream: Incoming,
+    deadline: Pin<Box<Sleep>>,
+    provider: String,
+    total_ms: u64,
+    scanner: StreamScanner,
+    /// `Some` until the stream has ended; dropping it early records a cancellation.
+    completion: Option<Completion>,
+    status: StatusCode,
+    attempts: u32,
+}
+
+impl StreamRelay {
+    /// Ends the stream: records usage and the outcome, and returns the closing error event
+    /// if the stream did not end properly.
+    fn finish(&mut self, error: Option<GatewayError>) -> Option<Bytes> {
+        let mut completion = self.completion.take()?;
+        completion.exchange().usage = self.scanner.usage();
+        let event = error.as_ref().map(edge::stream_error_event);
+        completion.finish(Outcome {
+            status: self.status,
+            error,
+            cancelled: false,
+            attempts: self.attempts,
+            short_circuited: false,
+        });
+        event
+    }
+}
+
+impl HttpBody for StreamRelay {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if this.completion.is_none() {
+            return Poll::Ready(None);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            let error = GatewayError::UpstreamTimeout { provider: this.provider.clone(), phase: "total", millis: this.total_ms };
+            return Poll::Ready(this.finish(Some(error)).map(|e| Ok(Frame::data(e))));
+        }
+        loop {
+            return match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        if let Some(completion) = this.completion.as_mut() {
+                            let ex = completion.exchange();
+                            if ex.time_to_first_byte.is_none() {
+                                ex.time_to_first_byte = Some(ex.started.elapsed());
+                            }
+                        }
+                        this.scanner.feed(&data);
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    // Trailers are not part of SSE; skip them.
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    let error = GatewayError::UpstreamProtocol {
+                        provider: this.provider.clone(),
+                        detail: format!("stream broke off after {} events: {e}", this.scanner.events()),
+                    };
+                    Poll::Ready(this.finish(Some(error)).map(|e| Ok(Frame::data(e))))
+                }
+                Poll::Ready(None) if this.scanner.done() || this.scanner.error_seen() => {
+                    this.finish(None);
+                    Poll::Ready(None)
+                }
+                Poll::Ready(None) => {
+                    let error = GatewayError::UpstreamProtocol {
+                        provider: this.provider.clone(),
+                        detail: format!("stream ended after {} events without [DONE]", this.scanner.events()),
+                    };
+                    Poll::Ready(this.finish(Some(error)).map(|e| Ok(Frame::data(e))))
+                }
+            };
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.completion.is_none()
+    }
+}
+

@@ -1,0 +1,37 @@
+//! The runtime snapshot: everything built from one config load, swapped atomically on reload.
+
+use std::sync::Arc;
+
+use johi_config::Config;
+use johi_pipeline::Pipeline;
+use johi_processors::{AuditSink, BuildContext, Registry};
+
+use crate::upstream::Upstreams;
+
+/// One config load's worth of state. Requests take an `Arc` to the current snapshot when
+/// they arrive and keep it to the end, so a reload never changes a request mid-way.
+pub struct Runtime {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// The checked pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Per-provider HTTP clients.
+    pub upstreams: Upstreams,
+}
+
+impl Runtime {
+    /// Builds the pipeline and clients for `config`; all problems are reported together.
+    pub fn build(config: Config, registry: &Registry, audit: Option<AuditSink>) -> Result<Runtime, Vec<String>> {
+        let mut errors = Vec::new();
+        let pipeline = registry.build(&BuildContext { config: &config, audit });
+        let upstreams = Upstreams::build(&config.providers);
+        let pipeline = pipeline.map_err(|e| errors.extend(e)).ok();
+        let upstreams = upstreams.map_err(|e| errors.extend(e)).ok();
+        match (pipeline, upstreams) {
+            (Some(pipeline), Some(upstreams)) if errors.is_empty() => {
+                Ok(Runtime { config: Arc::new(config), pipeline: Arc::new(pipeline), upstreams })
+            }
+            _ => Err(errors),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! `johi check`: validate a config and show what it resolves to.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use johi_server::{Registry, Runtime};
+
+/// Validates `path`; prints the pipeline and model table, or every error (exit code 1).
+pub fn run(path: &Path) -> ExitCode {
+    let config = match johi_config::load(path) {
+        Ok(config) => config,
+        Err(errors) => return fail(path, &errors.0),
+    };
+    let runtime = match Runtime::build(config, &Registry::with_builtins(), None) {
+        Ok(runtime) => runtime,
+        Err(errors) => return fail(path, &errors),
+    };
+    println!("{}: OK\n", path.display());
+    println!("pipeline (in order):");
+    println!("  {:<3} {:<12} {:<11} {:<28} {:<22} {:<14} on failure", "#", "processor", "category", "reads", "writes", "retry");
+    for (i, (contract, failure)) in runtime.pipeline.contracts().zip(runtime.pipeline.failure_modes()).enumerate() {
+        println!(
+            "  {:<3} {:<12} {:<11} {:<28} {:<22} {:<14} {}",
+            i + 1,
+            contract.name,
+            contract.category.as_str(),
+            contract.reads.to_string(),
+            contract.writes.to_string(),
+            contract.retry.as_str(),
+            failure
+        );
+    }
+    println!("\nmodels:");
+    let models = &runtime.config.models;
+    for name in models.names() {
+        let Some(route) = models.get(name) else { continue };
+        println!("  {name}  (max attempts: {})", route.max_attempts);
+        for target in &route.targets {
+            println!(
+                "    -> {:<12} {:<28} weight {:<4} {} ({})",
+                target.provider.name,
+                target.model,
+                target.weight,
+                target.provider.base_url,
+                target.provider.protocol.as_str()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn fail(path: &Path, errors: &[String]) -> ExitCode {
+    eprintln!("{}: {} error(s)", path.display(), errors.len());
+    for e in errors {
+        eprintln!("  - {e}");
+    }
+    ExitCode::FAILURE
+}
