@@ -1,4 +1,6 @@
 //! Fault knobs, from headers and from the body's `mock` field.
+// Test helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

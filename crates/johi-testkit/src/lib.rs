@@ -1,1 +1,202 @@
-//! placeholder
+//! Test harness: the real gateway and the mock upstream on ephemeral ports, talking real
+//! HTTP over loopback. Used by the integration tests; not part of the shipped binary.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use johi_core::{Exchange, FacetSet};
+use johi_mock::MockUpstream;
+use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_server::{Registry, RunningGateway};
+use serde_json::Value;
+
+pub use johi_mock;
+pub use johi_server;
+
+/// A running gateway in front of a running mock upstream.
+pub struct Harness {
+    /// The mock provider.
+    pub mock: MockUpstream,
+    /// The gateway.
+    pub gateway: RunningGateway,
+    /// The config file the gateway watches.
+    pub config_path: PathBuf,
+    /// An HTTP client for talking to the gateway.
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A minimal config: one provider (the mock) and models `m` (mock-small) and `e` (embeddings).
+/// `{mock}` in templates is replaced by the mock's base URL, `{dir}` by the temp directory.
+pub const BASIC: &str = r#"
+server: { listen: "127.0.0.1:0", reload_poll_interval: 100ms, drain_timeout: 10s }
+enrich: { default_organization: org-test }
+providers:
+  mock: { base_url: "{mock}", api_key: sk-mock-key }
+models:
+  m: { targets: [{ provider: mock, model: mock-small }] }
+  e: { targets: [{ provider: mock, model: mock-embed }] }
+audit: { path: "{dir}/audit.jsonl" }
+"#;
+
+impl Harness {
+    /// Starts the mock and a gateway configured by `template`.
+    pub async fn start(template: &str) -> Harness {
+        Self::start_with(template, Registry::with_builtins()).await
+    }
+
+    /// Like [`Harness::start`], with a custom processor registry.
+    pub async fn start_with(template: &str, registry: Registry) -> Harness {
+        let mock = MockUpstream::start("127.0.0.1:0".parse().expect("addr")).await.expect("mock starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("johi.yaml");
+        let text = Self::render(template, &mock, &dir);
+        std::fs::write(&config_path, text).expect("write config");
+        let gateway = johi_server::start(&config_path, registry).await.expect("gateway starts");
+        Harness { mock, gateway, config_path, client: reqwest::Client::new(), _dir: dir }
+    }
+
+    fn render(template: &str, mock: &MockUpstream, dir: &tempfile::TempDir) -> String {
+        template.replace("{mock}", &mock.base_url()).replace("{dir}", &dir.path().display().to_string())
+    }
+
+    /// Rewrites the config file (for reload tests).
+    pub fn write_config(&self, template: &str) {
+        let text = Self::render(template, &self.mock, &self._dir);
+        std::fs::write(&self.config_path, text).expect("write config");
+    }
+
+    /// The temp directory holding the config and the audit file.
+    pub fn dir(&self) -> PathBuf {
+        self._dir.path().to_path_buf()
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the gateway.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gateway.addr())
+    }
+
+    /// POSTs JSON to the gateway.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    /// Shuts the gateway down gracefully, waits for it, and returns every audit record.
+    pub async fn finish(self) -> Vec<Value> {
+        self.gateway.shutdown();
+        let path = self._dir.path().join("audit.jsonl");
+        self.gateway.wait().await;
+        read_jsonl(&path)
+    }
+
+    /// The audit records written so far (call after shutdown for a complete file).
+    pub fn audit_records(&self) -> Vec<Value> {
+        read_jsonl(&self.dir().join("audit.jsonl"))
+    }
+}
+
+/// Parses a JSON-lines file; a missing file is empty.
+pub fn read_jsonl(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .collect()
+}
+
+/// A processor that counts how often it runs, for retry-scope tests.
+pub struct Counting {
+    contract: Contract,
+    /// Runs so far.
+    pub runs: Arc<AtomicUsize>,
+    /// Completion hooks so far.
+    pub completions: Arc<AtomicUsize>,
+}
+
+impl Counting {
+    /// An observer-like counter with the given name and retry scope. Declares no facets, so
+    /// it can be placed anywhere its scope allows.
+    pub fn new(name: &'static str, retry: RetryScope) -> Counting {
+        let category = if retry == RetryScope::Once { Category::AllowDeny } else { Category::Mutate };
+        Counting {
+            contract: Contract {
+                name,
+                category,
+                reads: FacetSet::EMPTY,
+                writes: FacetSet::EMPTY,
+                retry,
+                on_failure: FailureMode::FailClosed,
+            },
+            runs: Arc::new(AtomicUsize::new(0)),
+            completions: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs so far.
+    pub fn count(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Processor for Counting {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    async fn on_request(&self, _exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(Verdict::Continue)
+    }
+
+    fn on_complete(&self, _exchange: &Exchange, _outcome: &johi_core::exchange::Outcome) {
+        self.completions.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A processor that panics, to prove a panic becomes a 500 and the process keeps serving.
+pub struct Panicking(Contract);
+
+impl Default for Panicking {
+    fn default() -> Self {
+        Panicking(Contract {
+            name: "panic",
+            category: Category::AllowDeny,
+            reads: FacetSet::EMPTY,
+            writes: FacetSet::EMPTY,
+            retry: RetryScope::Once,
+            on_failure: FailureMode::FailClosed,
+        })
+    }
+}
+
+#[async_trait]
+impl Processor for Panicking {
+    fn contract(&self) -> &Contract {
+        &self.0
+    }
+
+    #[allow(clippy::panic)]
+    async fn on_request(&self, exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        if exchange.inbound_header("x-test-panic").is_some() {
+            panic!("test-induced panic");
+        }
+        Ok(Verdict::Continue)
+    }
+}
