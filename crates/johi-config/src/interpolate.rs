@@ -22,7 +22,12 @@ pub fn interpolate(
     }
 }
 
-fn walk(value: &mut Value, path: String, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<String>) {
+fn walk(
+    value: &mut Value,
+    path: String,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) {
     match value {
         Value::String(s) if s.contains('$') => match expand(s, env) {
             Ok(expanded) => *s = expanded,
@@ -35,8 +40,15 @@ fn walk(value: &mut Value, path: String, env: &dyn Fn(&str) -> Option<String>, e
         }
         Value::Mapping(map) => {
             for (key, item) in map.iter_mut() {
-                let key = key.as_str().map(str::to_owned).unwrap_or_else(|| "?".into());
-                let child = if path.is_empty() { key } else { format!("{path}.{key}") };
+                let key = key
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| "?".into());
+                let child = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
                 walk(item, child, env, errors);
             }
         }
@@ -64,16 +76,20 @@ pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             out.push_str("${");
             rest = stripped;
         } else if let Some(body) = after.strip_prefix("${") {
-            let end = body.find('}').ok_or_else(|| "unterminated '${' reference".to_owned())?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unterminated '${' reference".to_owned())?;
             let reference = &body[..end];
             let (name, default) = match reference.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
                 None => (reference, None),
             };
-            let valid = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
-                return Err(format!("'${{{reference}}}' is not a valid variable reference"));
+                return Err(format!(
+                    "'${{{reference}}}' is not a valid variable reference"
+                ));
             }
             match (env(name), default) {
                 (Some(v), _) => out.push_str(&v),
@@ -105,15 +121,24 @@ mod tests {
         assert_eq!(expand("Bearer ${KEY}", &env).unwrap(), "Bearer sk-test");
         assert_eq!(expand("${MISSING:-fallback}", &env).unwrap(), "fallback");
         assert_eq!(expand("${MISSING:-}", &env).unwrap(), "");
-        assert_eq!(expand("cost $5 and $${KEY}", &env).unwrap(), "cost $5 and ${KEY}");
-        assert_eq!(expand("${MISSING}", &env).unwrap_err(), "environment variable MISSING is not set");
+        assert_eq!(
+            expand("cost $5 and $${KEY}", &env).unwrap(),
+            "cost $5 and ${KEY}"
+        );
+        assert_eq!(
+            expand("${MISSING}", &env).unwrap_err(),
+            "environment variable MISSING is not set"
+        );
         assert!(expand("${KEY", &env).is_err());
         assert!(expand("${A-B}", &env).is_err());
     }
 
     #[test]
     fn errors_carry_the_path() {
-        let mut v: Value = serde_yaml_ng::from_str("providers:\n  p:\n    api_key: ${NOPE}\n    list: [\"${NOPE2}\"]\n").unwrap();
+        let mut v: Value = serde_yaml_ng::from_str(
+            "providers:\n  p:\n    api_key: ${NOPE}\n    list: [\"${NOPE2}\"]\n",
+        )
+        .unwrap();
         let err = interpolate(&mut v, &env).unwrap_err();
         assert_eq!(
             err.0,

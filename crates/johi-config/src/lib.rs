@@ -20,8 +20,15 @@ use johi_core::model::{ModelRegistry, Provider};
 use johi_pipeline::FailureMode;
 
 /// The processors run when the config does not list its own, in their required order.
-pub const DEFAULT_PIPELINE: [&str; 7] =
-    ["enrich", "validate", "route", "endpoint", "translate", "credentials", "audit"];
+pub const DEFAULT_PIPELINE: [&str; 7] = [
+    "enrich",
+    "validate",
+    "route",
+    "endpoint",
+    "translate",
+    "credentials",
+    "audit",
+];
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -142,7 +149,11 @@ pub fn parse(
     let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        ConfigErrors(vec![if path == "." { inner.to_string() } else { format!("{path}: {inner}") }])
+        ConfigErrors(vec![if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }])
     })?;
     validate::validate(raw, base_dir)
 }

@@ -29,15 +29,32 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
     let mut errors = Vec::new();
     let resolve = |p: &str| -> PathBuf {
         let p = PathBuf::from(p);
-        if p.is_absolute() { p } else { base_dir.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            base_dir.join(p)
+        }
     };
 
-    let listen = parse_addr(raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN), "server.listen", &mut errors);
+    let listen = parse_addr(
+        raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+        "server.listen",
+        &mut errors,
+    );
     let tls = raw.server.tls.map(|t| {
-        let files = TlsFiles { cert_file: resolve(&t.cert_file), key_file: resolve(&t.key_file) };
-        for (field, path) in [("cert_file", &files.cert_file), ("key_file", &files.key_file)] {
+        let files = TlsFiles {
+            cert_file: resolve(&t.cert_file),
+            key_file: resolve(&t.key_file),
+        };
+        for (field, path) in [
+            ("cert_file", &files.cert_file),
+            ("key_file", &files.key_file),
+        ] {
             if !path.is_file() {
-                errors.push(format!("server.tls.{field}: no such file {}", path.display()));
+                errors.push(format!(
+                    "server.tls.{field}: no such file {}",
+                    path.display()
+                ));
             }
         }
         files
@@ -51,7 +68,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         tls,
         max_body_bytes,
         drain_timeout: raw.server.drain_timeout.unwrap_or(Duration::from_secs(30)),
-        reload_poll_interval: raw.server.reload_poll_interval.unwrap_or(Duration::from_secs(1)),
+        reload_poll_interval: raw
+            .server
+            .reload_poll_interval
+            .unwrap_or(Duration::from_secs(1)),
         shutdown_delay: raw.server.shutdown_delay.unwrap_or(Duration::ZERO),
     };
 
@@ -80,26 +100,43 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
                 errors.push(format!(
                     "{path}.targets[{i}].provider: unknown provider '{}' (known: {})",
                     t.provider,
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ));
                 continue;
             };
             if t.model.is_empty() {
                 errors.push(format!("{path}.targets[{i}].model: must not be empty"));
             }
-            targets.push(Target { provider: provider.clone(), model: t.model, weight: t.weight.unwrap_or(1) });
+            targets.push(Target {
+                provider: provider.clone(),
+                model: t.model,
+                weight: t.weight.unwrap_or(1),
+            });
         }
         if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
-            errors.push(format!("{path}.targets: at least one target needs a weight above zero"));
+            errors.push(format!(
+                "{path}.targets: at least one target needs a weight above zero"
+            ));
         }
         let max_attempts = m.max_attempts.unwrap_or(targets.len().max(1) as u32);
         if max_attempts == 0 {
             errors.push(format!("{path}.max_attempts: must be at least 1"));
         }
-        routes.push(ModelRoute { name, targets, max_attempts });
+        routes.push(ModelRoute {
+            name,
+            targets,
+            max_attempts,
+        });
     }
 
-    let audit = raw.audit.map(|a| AuditConfig { path: resolve(&a.path), buffer: a.buffer.unwrap_or(16_384) });
+    let audit = raw.audit.map(|a| AuditConfig {
+        path: resolve(&a.path),
+        buffer: a.buffer.unwrap_or(16_384),
+    });
     let pipeline: Vec<PipelineEntry> = match raw.pipeline {
         Some(entries) => entries
             .into_iter()
@@ -109,15 +146,25 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         None => DEFAULT_PIPELINE
             .iter()
             .filter(|name| **name != "audit" || audit.is_some())
-            .map(|name| PipelineEntry { name: (*name).to_owned(), on_failure: None })
+            .map(|name| PipelineEntry {
+                name: (*name).to_owned(),
+                on_failure: None,
+            })
             .collect(),
     };
     if pipeline.iter().any(|e: &PipelineEntry| e.name == "audit") && audit.is_none() {
-        errors.push("pipeline: 'audit' is listed but there is no 'audit:' section saying where records go".into());
+        errors.push(
+            "pipeline: 'audit' is listed but there is no 'audit:' section saying where records go"
+                .into(),
+        );
     }
 
     let dev = DevConfig {
-        mock_upstream: raw.dev.mock_upstream.as_deref().and_then(|a| parse_addr(a, "dev.mock_upstream", &mut errors)),
+        mock_upstream: raw
+            .dev
+            .mock_upstream
+            .as_deref()
+            .and_then(|a| parse_addr(a, "dev.mock_upstream", &mut errors)),
     };
 
     if !errors.is_empty() {
@@ -141,7 +188,9 @@ fn parse_addr(value: &str, path: &str, errors: &mut Vec<String>) -> Option<Socke
     match value.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            errors.push(format!("{path}: '{value}' is not an address like 127.0.0.1:8080"));
+            errors.push(format!(
+                "{path}: '{value}' is not an address like 127.0.0.1:8080"
+            ));
             None
         }
     }
@@ -158,14 +207,23 @@ fn provider(
     let protocol = match p.protocol.as_str() {
         "openai" => Protocol::OpenAi,
         other => {
-            errors.push(format!("{path}.protocol: unknown protocol '{other}' (known: openai)"));
+            errors.push(format!(
+                "{path}.protocol: unknown protocol '{other}' (known: openai)"
+            ));
             Protocol::OpenAi
         }
     };
     let base_url = match p.base_url.trim_end_matches('/').parse::<Uri>() {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() => Some(uri),
+        Ok(uri)
+            if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
+        {
+            Some(uri)
+        }
         _ => {
-            errors.push(format!("{path}.base_url: '{}' is not an http(s) URL", p.base_url));
+            errors.push(format!(
+                "{path}.base_url: '{}' is not an http(s) URL",
+                p.base_url
+            ));
             None
         }
     };
@@ -178,7 +236,9 @@ fn provider(
             Ok(h) if h == http::header::AUTHORIZATION => KeyPlacement::Bearer,
             Ok(h) => KeyPlacement::Header(h),
             Err(_) => {
-                errors.push(format!("{path}.api_key_header: '{h}' is not a valid header name"));
+                errors.push(format!(
+                    "{path}.api_key_header: '{h}' is not a valid header name"
+                ));
                 KeyPlacement::Bearer
             }
         },
@@ -186,12 +246,17 @@ fn provider(
     let api_key = p.api_key.filter(|k| !k.is_empty()).map(Secret::new);
     if let Some(key) = &api_key {
         if HeaderValue::from_str(key.expose()).is_err() {
-            errors.push(format!("{path}.api_key: contains characters not allowed in a header"));
+            errors.push(format!(
+                "{path}.api_key: contains characters not allowed in a header"
+            ));
         }
     }
     let mut headers = Vec::new();
     for (k, v) in p.headers {
-        match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+        match (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
             (Ok(k), Ok(v)) => headers.push((k, v)),
             _ => errors.push(format!("{path}.headers.{k}: not a valid header")),
         }
@@ -211,9 +276,15 @@ fn provider(
         first_byte: p.timeouts.first_byte.unwrap_or(Duration::from_secs(120)),
         total: p.timeouts.total.unwrap_or(Duration::from_secs(600)),
     };
-    for (field, d) in [("connect", timeouts.connect), ("first_byte", timeouts.first_byte), ("total", timeouts.total)] {
+    for (field, d) in [
+        ("connect", timeouts.connect),
+        ("first_byte", timeouts.first_byte),
+        ("total", timeouts.total),
+    ] {
         if d.is_zero() {
-            errors.push(format!("{path}.timeouts.{field}: must be greater than zero"));
+            errors.push(format!(
+                "{path}.timeouts.{field}: must be greater than zero"
+            ));
         }
     }
     let ca_file = p.ca_file.map(|f| resolve(&f));
@@ -240,12 +311,22 @@ fn provider(
 
 /// Headers that authenticate the client to Johi; forwarding them would leak a Johi key.
 pub fn is_credential_header(name: &HeaderName) -> bool {
-    matches!(name.as_str(), "authorization" | "api-key" | "x-api-key" | "proxy-authorization" | "cookie")
+    matches!(
+        name.as_str(),
+        "authorization" | "api-key" | "x-api-key" | "proxy-authorization" | "cookie"
+    )
 }
 
-fn pipeline_entry(i: usize, entry: RawPipelineEntry, errors: &mut Vec<String>) -> Option<PipelineEntry> {
+fn pipeline_entry(
+    i: usize,
+    entry: RawPipelineEntry,
+    errors: &mut Vec<String>,
+) -> Option<PipelineEntry> {
     match entry {
-        RawPipelineEntry::Name(name) => Some(PipelineEntry { name, on_failure: None }),
+        RawPipelineEntry::Name(name) => Some(PipelineEntry {
+            name,
+            on_failure: None,
+        }),
         RawPipelineEntry::Detailed(d) => {
             let path = format!("pipeline[{i}]");
             let on_failure = match d.on_failure.as_deref() {
@@ -260,15 +341,25 @@ fn pipeline_entry(i: usize, entry: RawPipelineEntry, errors: &mut Vec<String>) -
                     };
                     let body = d.fallback_body.unwrap_or_default();
                     let mut headers = HeaderMap::new();
-                    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    Some(FailureMode::Fallback(ShortResponse { status, headers, body: Bytes::from(body) }))
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    Some(FailureMode::Fallback(ShortResponse {
+                        status,
+                        headers,
+                        body: Bytes::from(body),
+                    }))
                 }
                 Some(other) => {
                     errors.push(format!("{path}.on_failure: unknown mode '{other}' (known: fail_closed, fail_open, fallback)"));
                     return None;
                 }
             };
-            Some(PipelineEntry { name: d.name, on_failure })
+            Some(PipelineEntry {
+                name: d.name,
+                on_failure,
+            })
         }
     }
 }
@@ -302,8 +393,14 @@ models:
         .unwrap();
         let route = cfg.models.get("gpt-4o").unwrap();
         assert_eq!(route.max_attempts, 2);
-        assert_eq!(route.targets[0].provider.base_url, "https://api.openai.com/v1");
-        assert_eq!(route.targets[0].provider.api_key.as_ref().unwrap().expose(), "sk-live");
+        assert_eq!(
+            route.targets[0].provider.base_url,
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            route.targets[0].provider.api_key.as_ref().unwrap().expose(),
+            "sk-live"
+        );
         assert_eq!(cfg.pipeline.len(), 6, "audit is left out when unconfigured");
     }
 
@@ -349,6 +446,10 @@ pipeline: [enrich, { name: validate, on_failure: sometimes }, audit]
             &env,
         )
         .unwrap_err();
-        assert!(err.to_string().starts_with("models.m.max_attemps: unknown field `max_attemps`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("models.m.max_attemps: unknown field `max_attemps`"),
+            "{err}"
+        );
     }
 }

@@ -170,8 +170,11 @@ mod tests {
 
     #[test]
     fn retryability_follows_the_cause() {
-        let timeout =
-            GatewayError::UpstreamTimeout { provider: "p".into(), phase: "first_byte", millis: 1 };
+        let timeout = GatewayError::UpstreamTimeout {
+            provider: "p".into(),
+            phase: "first_byte",
+            millis: 1,
+        };
         assert!(timeout.retryable());
         let status = |s: u16| GatewayError::UpstreamStatus {
             provider: "p".into(),

@@ -137,6 +137,12 @@ pub struct Outcome {
 impl Outcome {
     /// A successful outcome with `status`.
     pub fn ok(status: StatusCode, attempts: u32) -> Self {
-        Outcome { status, error: None, cancelled: false, attempts, short_circuited: false }
+        Outcome {
+            status,
+            error: None,
+            cancelled: false,
+            attempts,
+            short_circuited: false,
+        }
     }
 }

@@ -153,7 +153,10 @@ impl ModelRegistry {
     /// Builds the registry; `routes` keep their configured order for `/v1/models`.
     pub fn new(routes: Vec<ModelRoute>) -> Self {
         let names = routes.iter().map(|r| r.name.clone()).collect();
-        let by_name = routes.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
+        let by_name = routes
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect();
         ModelRegistry { by_name, names }
     }
 
@@ -195,9 +198,21 @@ mod tests {
         let route = ModelRoute {
             name: "m".into(),
             targets: vec![
-                Target { provider: provider("a"), model: "x".into(), weight: 1 },
-                Target { provider: provider("b"), model: "y".into(), weight: 3 },
-                Target { provider: provider("c"), model: "z".into(), weight: 0 },
+                Target {
+                    provider: provider("a"),
+                    model: "x".into(),
+                    weight: 1,
+                },
+                Target {
+                    provider: provider("b"),
+                    model: "y".into(),
+                    weight: 3,
+                },
+                Target {
+                    provider: provider("c"),
+                    model: "z".into(),
+                    weight: 0,
+                },
             ],
             max_attempts: 3,
         };

@@ -48,7 +48,9 @@ fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
     let (version, trace_id, parent_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let is_hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     let valid = version == "00"
         && parts.next().is_none()
@@ -69,7 +71,12 @@ pub fn random_hex(bytes: usize) -> String {
         while remaining > 0 {
             let chunk = remaining.min(8);
             let value = fastrand::u64(..);
-            let _ = write!(out, "{:0width$x}", value >> (64 - chunk * 8) as u32, width = chunk * 2);
+            let _ = write!(
+                out,
+                "{:0width$x}",
+                value >> (64 - chunk * 8) as u32,
+                width = chunk * 2
+            );
             remaining -= chunk;
         }
         if out.bytes().any(|b| b != b'0') {
@@ -90,7 +97,9 @@ mod tests {
         assert_ne!(ctx.span_id, "00f067aa0ba902b7");
         assert_eq!(ctx.span_id.len(), 16);
         assert_eq!(ctx.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
-        assert!(ctx.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(ctx
+            .traceparent()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
     }
 
     #[test]

@@ -21,16 +21,17 @@ impl Usage {
     /// Reads OpenAI's `usage` object; absent fields count as zero.
     pub fn from_openai(usage: &serde_json::Value) -> Option<Usage> {
         let obj = usage.as_object()?;
-        let num = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let num =
+            |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_u64).unwrap_or(0);
         Some(Usage {
             input_tokens: num(obj.get("prompt_tokens")),
             output_tokens: num(obj.get("completion_tokens")),
-            cached_tokens: num(
-                obj.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens")),
-            ),
-            reasoning_tokens: num(
-                obj.get("completion_tokens_details").and_then(|d| d.get("reasoning_tokens")),
-            ),
+            cached_tokens: num(obj
+                .get("prompt_tokens_details")
+                .and_then(|d| d.get("cached_tokens"))),
+            reasoning_tokens: num(obj
+                .get("completion_tokens_details")
+                .and_then(|d| d.get("reasoning_tokens"))),
         })
     }
 }
@@ -49,7 +50,12 @@ mod tests {
         let u = Usage::from_openai(&v).unwrap();
         assert_eq!(
             u,
-            Usage { input_tokens: 12, output_tokens: 5, cached_tokens: 4, reasoning_tokens: 2 }
+            Usage {
+                input_tokens: 12,
+                output_tokens: 5,
+                cached_tokens: 4,
+                reasoning_tokens: 2
+            }
         );
         assert!(Usage::from_openai(&serde_json::Value::Null).is_none());
     }

@@ -31,7 +31,10 @@ pub struct Configured {
 impl Configured {
     /// A processor with its contract's default failure mode.
     pub fn new(processor: Arc<dyn Processor>) -> Self {
-        Configured { processor, on_failure: None }
+        Configured {
+            processor,
+            on_failure: None,
+        }
     }
 }
 
@@ -57,7 +60,10 @@ pub fn build(processors: Vec<Configured>) -> Result<Pipeline, Vec<BuildError>> {
 
     for (i, a) in contracts.iter().enumerate() {
         if contracts[..i].iter().any(|b| b.name == a.name) {
-            errors.push(BuildError(format!("processor '{}' is listed twice", a.name)));
+            errors.push(BuildError(format!(
+                "processor '{}' is listed twice",
+                a.name
+            )));
         }
     }
 
@@ -86,9 +92,7 @@ pub fn build(processors: Vec<Configured>) -> Result<Pipeline, Vec<BuildError>> {
         if once.retry != RetryScope::Once {
             continue;
         }
-        if let Some(per_attempt) =
-            contracts[..i].iter().find(|c| c.retry != RetryScope::Once)
-        {
+        if let Some(per_attempt) = contracts[..i].iter().find(|c| c.retry != RetryScope::Once) {
             if once.category != Category::Observe {
                 errors.push(BuildError(format!(
                     "processor '{}' runs once per request but is placed after '{}', which runs \
@@ -99,7 +103,10 @@ pub fn build(processors: Vec<Configured>) -> Result<Pipeline, Vec<BuildError>> {
         }
     }
 
-    if let Some(pos) = contracts.iter().position(|c| c.writes.contains(Facet::Credentials)) {
+    if let Some(pos) = contracts
+        .iter()
+        .position(|c| c.writes.contains(Facet::Credentials))
+    {
         for later in &contracts[pos + 1..] {
             if later.category != Category::Observe {
                 errors.push(BuildError(format!(
@@ -120,9 +127,13 @@ pub fn build(processors: Vec<Configured>) -> Result<Pipeline, Vec<BuildError>> {
     let stages = processors
         .into_iter()
         .map(|c| {
-            let on_failure =
-                c.on_failure.unwrap_or_else(|| c.processor.contract().on_failure.clone());
-            Stage { processor: c.processor, on_failure }
+            let on_failure = c
+                .on_failure
+                .unwrap_or_else(|| c.processor.contract().on_failure.clone());
+            Stage {
+                processor: c.processor,
+                on_failure,
+            }
         })
         .collect();
     Ok(Pipeline::new(stages))
@@ -168,26 +179,74 @@ mod tests {
     #[test]
     fn a_reader_before_a_writer_is_refused_naming_both() {
         let errs = errors(vec![
-            p("parse", Category::AllowDeny, &[], &[Facet::Prompt], RetryScope::Once),
-            p("limit", Category::AllowDeny, &[Facet::Prompt], &[], RetryScope::Once),
-            p("redact", Category::Mutate, &[Facet::Prompt], &[Facet::Prompt], RetryScope::Once),
+            p(
+                "parse",
+                Category::AllowDeny,
+                &[],
+                &[Facet::Prompt],
+                RetryScope::Once,
+            ),
+            p(
+                "limit",
+                Category::AllowDeny,
+                &[Facet::Prompt],
+                &[],
+                RetryScope::Once,
+            ),
+            p(
+                "redact",
+                Category::Mutate,
+                &[Facet::Prompt],
+                &[Facet::Prompt],
+                RetryScope::Once,
+            ),
         ]);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].contains("'limit' reads 'prompt' but runs before 'redact'"), "{errs:?}");
+        assert!(
+            errs[0].contains("'limit' reads 'prompt' but runs before 'redact'"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn a_read_with_no_writer_is_refused() {
-        let errs = errors(vec![p("route", Category::Mutate, &[Facet::Model], &[], RetryScope::Once)]);
-        assert_eq!(errs, vec!["processor 'route' reads 'model' but no processor before it writes 'model'"]);
+        let errs = errors(vec![p(
+            "route",
+            Category::Mutate,
+            &[Facet::Model],
+            &[],
+            RetryScope::Once,
+        )]);
+        assert_eq!(
+            errs,
+            vec!["processor 'route' reads 'model' but no processor before it writes 'model'"]
+        );
     }
 
     #[test]
     fn credentials_must_be_last_to_mutate() {
         let errs = errors(vec![
-            p("pick", Category::Mutate, &[], &[Facet::Endpoint], RetryScope::EveryAttempt),
-            p("creds", Category::Mutate, &[Facet::Endpoint], &[Facet::Credentials], RetryScope::EveryAttempt),
-            p("rewrite", Category::Mutate, &[], &[Facet::Params], RetryScope::EveryAttempt),
+            p(
+                "pick",
+                Category::Mutate,
+                &[],
+                &[Facet::Endpoint],
+                RetryScope::EveryAttempt,
+            ),
+            p(
+                "creds",
+                Category::Mutate,
+                &[Facet::Endpoint],
+                &[Facet::Credentials],
+                RetryScope::EveryAttempt,
+            ),
+            p(
+                "rewrite",
+                Category::Mutate,
+                &[],
+                &[Facet::Params],
+                RetryScope::EveryAttempt,
+            ),
             p("audit", Category::Observe, &[], &[], RetryScope::Once),
         ]);
         assert_eq!(errs.len(), 1, "{errs:?}");
@@ -198,25 +257,66 @@ mod tests {
     #[test]
     fn once_after_per_attempt_is_refused_and_all_errors_are_listed() {
         let errs = errors(vec![
-            p("pick", Category::Mutate, &[], &[Facet::Endpoint], RetryScope::EveryAttempt),
+            p(
+                "pick",
+                Category::Mutate,
+                &[],
+                &[Facet::Endpoint],
+                RetryScope::EveryAttempt,
+            ),
             p("guard", Category::AllowDeny, &[], &[], RetryScope::Once),
             p("guard", Category::AllowDeny, &[], &[], RetryScope::Once),
         ]);
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("listed twice")));
-        assert!(errs.iter().any(|e| e.contains("'guard' runs once per request but is placed after 'pick'")));
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("'guard' runs once per request but is placed after 'pick'")));
     }
 
     #[test]
     fn a_good_order_builds() {
         let built = build(vec![
-            p("parse", Category::AllowDeny, &[], &[Facet::Prompt, Facet::Model], RetryScope::Once),
-            p("route", Category::Mutate, &[Facet::Model], &[Facet::Model], RetryScope::Once),
-            p("pick", Category::Mutate, &[Facet::Model], &[Facet::Endpoint], RetryScope::EveryAttempt),
-            p("creds", Category::Mutate, &[Facet::Endpoint], &[Facet::Credentials], RetryScope::EveryAttempt),
-            p("audit", Category::Observe, &[Facet::Endpoint], &[], RetryScope::Once),
+            p(
+                "parse",
+                Category::AllowDeny,
+                &[],
+                &[Facet::Prompt, Facet::Model],
+                RetryScope::Once,
+            ),
+            p(
+                "route",
+                Category::Mutate,
+                &[Facet::Model],
+                &[Facet::Model],
+                RetryScope::Once,
+            ),
+            p(
+                "pick",
+                Category::Mutate,
+                &[Facet::Model],
+                &[Facet::Endpoint],
+                RetryScope::EveryAttempt,
+            ),
+            p(
+                "creds",
+                Category::Mutate,
+                &[Facet::Endpoint],
+                &[Facet::Credentials],
+                RetryScope::EveryAttempt,
+            ),
+            p(
+                "audit",
+                Category::Observe,
+                &[Facet::Endpoint],
+                &[],
+                RetryScope::Once,
+            ),
         ]);
         let pipeline = built.unwrap();
-        assert_eq!(pipeline.contracts().map(|c| c.name).collect::<Vec<_>>(), ["parse", "route", "pick", "creds", "audit"]);
+        assert_eq!(
+            pipeline.contracts().map(|c| c.name).collect::<Vec<_>>(),
+            ["parse", "route", "pick", "creds", "audit"]
+        );
     }
 }

@@ -56,7 +56,11 @@ impl Pipeline {
                 RetryScope::EveryAttempt | RetryScope::WhenExpired => per_attempt.push(i),
             }
         }
-        Pipeline { stages, once, per_attempt }
+        Pipeline {
+            stages,
+            once,
+            per_attempt,
+        }
     }
 
     /// The contracts in configured order (for `johi check` and diagnostics).
@@ -184,7 +188,11 @@ pub struct Completion {
 impl Completion {
     /// Takes charge of `exchange`.
     pub fn new(pipeline: Arc<Pipeline>, exchange: Exchange) -> Self {
-        Completion { pipeline, exchange, done: false }
+        Completion {
+            pipeline,
+            exchange,
+            done: false,
+        }
     }
 
     /// The exchange, for recording what the response brings (usage, first byte).

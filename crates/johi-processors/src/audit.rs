@@ -105,14 +105,28 @@ impl AuditWriter {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&config.path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.path)
+            .await?;
         let (tx, rx) = mpsc::channel(config.buffer.max(1));
         let (stop_tx, stop_rx) = oneshot::channel();
         let written = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(write_loop(file, rx, stop_rx, written.clone(), config.path.clone()));
+        let task = tokio::spawn(write_loop(
+            file,
+            rx,
+            stop_rx,
+            written.clone(),
+            config.path.clone(),
+        ));
         Ok(AuditWriter {
             config: config.clone(),
-            sink: AuditSink { tx, dropped: Arc::new(AtomicU64::new(0)), written },
+            sink: AuditSink {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+                written,
+            },
             stop: Some(stop_tx),
             task,
         })
@@ -211,7 +225,9 @@ impl Processor for Audit {
     fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
         let Some(sink) = &self.sink else { return };
         let target = ex.target();
-        let arrived = SystemTime::now().checked_sub(ex.started.elapsed()).unwrap_or_else(SystemTime::now);
+        let arrived = SystemTime::now()
+            .checked_sub(ex.started.elapsed())
+            .unwrap_or_else(SystemTime::now);
         sink.submit(AuditRecord {
             ts: humantime::format_rfc3339_millis(arrived).to_string(),
             request_id: ex.request_id.clone(),
@@ -247,19 +263,28 @@ mod tests {
     #[tokio::test]
     async fn records_are_written_and_flushed_on_shutdown() {
         let dir = tempfile::tempdir().unwrap();
-        let config = AuditConfig { path: dir.path().join("sub/audit.jsonl"), buffer: 4 };
+        let config = AuditConfig {
+            path: dir.path().join("sub/audit.jsonl"),
+            buffer: 4,
+        };
         let writer = AuditWriter::spawn(&config).await.unwrap();
         let audit = Audit::new(Some(writer.sink()));
         let mut ex = Exchange::new(Api::Embeddings, HeaderMap::new(), Bytes::new());
         ex.request_id = "req_1".into();
-        ex.usage = Some(Usage { input_tokens: 5, ..Usage::default() });
+        ex.usage = Some(Usage {
+            input_tokens: 5,
+            ..Usage::default()
+        });
         for _ in 0..3 {
             audit.on_complete(&ex, &Outcome::ok(StatusCode::OK, 1));
         }
         let sink = writer.sink();
         writer.shutdown().await;
         let text = std::fs::read_to_string(&config.path).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len() as u64 + sink.dropped(), 3);
         assert_eq!(lines[0]["request_id"], "req_1");
         assert_eq!(lines[0]["endpoint"], "embeddings");

@@ -7,7 +7,9 @@ use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue};
 use johi_core::model::KeyPlacement;
 use johi_core::{Exchange, Facet, FacetSet};
-use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
 
 const API_KEY: HeaderName = HeaderName::from_static("api-key");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -47,7 +49,9 @@ impl Processor for Credentials {
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let Some(target) = ex.target() else {
-            return Err(ProcessorError("no endpoint picked: 'endpoint' must run first".into()));
+            return Err(ProcessorError(
+                "no endpoint picked: 'endpoint' must run first".into(),
+            ));
         };
         let provider = target.provider.clone();
         let headers = &mut ex.upstream.headers;
@@ -63,8 +67,12 @@ impl Processor for Credentials {
                 KeyPlacement::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
                 KeyPlacement::Header(name) => (name.clone(), key.expose().to_owned()),
             };
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| ProcessorError(format!("provider '{}' has a key that is not a valid header", provider.name)))?;
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                ProcessorError(format!(
+                    "provider '{}' has a key that is not a valid header",
+                    provider.name
+                ))
+            })?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }

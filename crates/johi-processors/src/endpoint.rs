@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 use johi_core::{Exchange, Facet, FacetSet};
-use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
 
 /// See the module docs.
 pub struct Endpoint {
@@ -42,7 +44,9 @@ impl Processor for Endpoint {
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         if ex.attempt_order.is_empty() {
-            return Err(ProcessorError("no route on the exchange: 'route' must run first".into()));
+            return Err(ProcessorError(
+                "no route on the exchange: 'route' must run first".into(),
+            ));
         }
         let slot = ex.attempt as usize % ex.attempt_order.len();
         ex.target_index = Some(ex.attempt_order[slot]);

@@ -6,7 +6,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use johi_config::EnrichConfig;
 use johi_core::trace::{random_hex, TraceContext};
 use johi_core::{Exchange, Facet, FacetSet};
-use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
 
 /// Header carrying the request ID both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -46,7 +48,9 @@ impl Enrich {
 /// used to inject anything into logs or upstream headers.
 fn acceptable_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 fn acceptable_label(value: &str) -> bool {
@@ -70,8 +74,10 @@ impl Processor for Enrich {
             Some(id) if acceptable_request_id(id) => id.to_owned(),
             _ => format!("req_{}", random_hex(12)),
         };
-        let trace =
-            TraceContext::continue_or_start(ex.inbound_header("traceparent"), ex.inbound_header("tracestate"));
+        let trace = TraceContext::continue_or_start(
+            ex.inbound_header("traceparent"),
+            ex.inbound_header("tracestate"),
+        );
         ex.organization = ex
             .inbound_header(OPENAI_ORGANIZATION)
             .or_else(|| ex.inbound_header(ORGANIZATION.as_str()))
@@ -116,7 +122,9 @@ mod tests {
         }
         let mut ex = Exchange::new(Api::ChatCompletions, map, Bytes::new());
         let p = Enrich::new(&config);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(p.on_request(&mut ex)).unwrap();
         ex
     }
@@ -126,10 +134,16 @@ mod tests {
         let ex = run(
             &[
                 ("x-request-id", "abc-123"),
-                ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
                 ("openai-organization", "org-acme"),
             ],
-            EnrichConfig { default_organization: Some("default".into()), default_service_tier: Some("standard".into()) },
+            EnrichConfig {
+                default_organization: Some("default".into()),
+                default_service_tier: Some("standard".into()),
+            },
         );
         assert_eq!(ex.request_id, "abc-123");
         assert_eq!(ex.organization.as_deref(), Some("org-acme"));
@@ -142,7 +156,13 @@ mod tests {
 
     #[test]
     fn replaces_a_hostile_request_id() {
-        let ex = run(&[("x-request-id", "a b\"c")], EnrichConfig { default_organization: None, default_service_tier: None });
+        let ex = run(
+            &[("x-request-id", "a b\"c")],
+            EnrichConfig {
+                default_organization: None,
+                default_service_tier: None,
+            },
+        );
         assert!(ex.request_id.starts_with("req_"));
         assert_eq!(ex.request_id.len(), 28);
         assert!(ex.organization.is_none());

@@ -49,14 +49,22 @@ pub struct Registry {
 impl Registry {
     /// A registry of Johi's built-in processors.
     pub fn with_builtins() -> Self {
-        let mut r = Registry { factories: BTreeMap::new() };
-        r.register("enrich", |ctx| Arc::new(enrich::Enrich::new(&ctx.config.enrich)));
+        let mut r = Registry {
+            factories: BTreeMap::new(),
+        };
+        r.register("enrich", |ctx| {
+            Arc::new(enrich::Enrich::new(&ctx.config.enrich))
+        });
         r.register("validate", |_| Arc::new(validate::Validate::new()));
-        r.register("route", |ctx| Arc::new(route::Route::new(ctx.config.models.clone())));
+        r.register("route", |ctx| {
+            Arc::new(route::Route::new(ctx.config.models.clone()))
+        });
         r.register("endpoint", |_| Arc::new(endpoint::Endpoint::new()));
         r.register("translate", |_| Arc::new(translate::Translate::new()));
         r.register("credentials", |_| Arc::new(credentials::Credentials::new()));
-        r.register("audit", |ctx| Arc::new(audit::Audit::new(ctx.audit.clone())));
+        r.register("audit", |ctx| {
+            Arc::new(audit::Audit::new(ctx.audit.clone()))
+        });
         r
     }
 
@@ -82,7 +90,11 @@ impl Registry {
                 None => errors.push(format!(
                     "pipeline[{i}]: unknown processor '{}' (known: {})",
                     entry.name,
-                    self.factories.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.factories
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             }
         }

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use johi_core::model::ModelRegistry;
 use johi_core::{Exchange, Facet, FacetSet, GatewayError};
-use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
 
 /// See the module docs. Runs once: the route does not change between attempts.
 pub struct Route {
@@ -36,10 +38,14 @@ impl Processor for Route {
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let Some(name) = ex.model.as_deref() else {
-            return Err(ProcessorError("no model on the exchange: 'validate' must run first".into()));
+            return Err(ProcessorError(
+                "no model on the exchange: 'validate' must run first".into(),
+            ));
         };
         let Some(route) = self.models.get(name) else {
-            return Ok(Verdict::Deny(GatewayError::ModelNotFound { model: name.to_owned() }));
+            return Ok(Verdict::Deny(GatewayError::ModelNotFound {
+                model: name.to_owned(),
+            }));
         };
         ex.attempt_order = if route.targets.len() == 1 {
             vec![0]

@@ -10,7 +10,9 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::HeaderValue;
 use johi_core::model::Protocol;
 use johi_core::{Exchange, Facet, FacetSet};
-use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
 use johi_providers::openai;
 
 /// See the module docs.
@@ -48,7 +50,9 @@ impl Processor for Translate {
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let Some(target) = ex.target() else {
-            return Err(ProcessorError("no endpoint picked: 'endpoint' must run first".into()));
+            return Err(ProcessorError(
+                "no endpoint picked: 'endpoint' must run first".into(),
+            ));
         };
         let provider = target.provider.clone();
         let upstream_model = target.model.clone();
@@ -62,7 +66,11 @@ impl Processor for Translate {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 headers.insert(
                     ACCEPT,
-                    HeaderValue::from_static(if ex.stream { "text/event-stream" } else { "application/json" }),
+                    HeaderValue::from_static(if ex.stream {
+                        "text/event-stream"
+                    } else {
+                        "application/json"
+                    }),
                 );
                 for name in &provider.forward_headers {
                     for value in ex.inbound_headers.get_all(name) {

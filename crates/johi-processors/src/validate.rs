@@ -7,11 +7,20 @@
 
 use async_trait::async_trait;
 use johi_core::{Api, Exchange, Facet, FacetSet, GatewayError};
-use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
 use serde_json::{Map, Value};
 
 /// Roles OpenAI's chat API accepts.
-pub const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+pub const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// See the module docs.
 pub struct Validate {
@@ -61,7 +70,9 @@ fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
         essence.eq_ignore_ascii_case("application/json")
     });
     if !is_json {
-        return Err(GatewayError::UnsupportedMediaType { found: content_type.map(str::to_owned) });
+        return Err(GatewayError::UnsupportedMediaType {
+            found: content_type.map(str::to_owned),
+        });
     }
     let body: Value = serde_json::from_slice(&ex.raw_body).map_err(|e| GatewayError::InvalidRequest {
         message: format!(
@@ -93,10 +104,18 @@ fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(GatewayError::invalid("'stream' must be a boolean.", "stream")),
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "'stream' must be a boolean.",
+                "stream",
+            ))
+        }
     };
     if stream && !ex.api.can_stream() {
-        return Err(GatewayError::invalid(format!("'stream' is not supported for {}.", ex.api), "stream"));
+        return Err(GatewayError::invalid(
+            format!("'stream' is not supported for {}.", ex.api),
+            "stream",
+        ));
     }
     if !stream && body.get("stream_options").is_some_and(|v| !v.is_null()) {
         return Err(GatewayError::invalid(
@@ -124,7 +143,10 @@ fn check_params(body: &Map<String, Value>) -> Result<(), GatewayError> {
             None | Some(Value::Null) => {}
             Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
             Some(_) => {
-                return Err(GatewayError::invalid(format!("'{field}' must be an integer of at least 1."), field))
+                return Err(GatewayError::invalid(
+                    format!("'{field}' must be an integer of at least 1."),
+                    field,
+                ))
             }
         }
     }
@@ -133,7 +155,10 @@ fn check_params(body: &Map<String, Value>) -> Result<(), GatewayError> {
             None | Some(Value::Null) => {}
             Some(v) if v.as_f64().is_some_and(|x| (0.0..=max).contains(&x)) => {}
             Some(_) => {
-                return Err(GatewayError::invalid(format!("'{field}' must be a number from 0 to {max}."), field))
+                return Err(GatewayError::invalid(
+                    format!("'{field}' must be a number from 0 to {max}."),
+                    field,
+                ))
             }
         }
     }
@@ -144,7 +169,10 @@ fn check_messages(body: &Map<String, Value>) -> Result<(), GatewayError> {
     let messages = match body.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => {
-            return Err(GatewayError::invalid("'messages' must contain at least one message.", "messages"))
+            return Err(GatewayError::invalid(
+                "'messages' must contain at least one message.",
+                "messages",
+            ))
         }
         None | Some(Value::Null) => {
             return Err(GatewayError::InvalidRequest {
@@ -153,11 +181,19 @@ fn check_messages(body: &Map<String, Value>) -> Result<(), GatewayError> {
                 code: "missing_required_parameter",
             })
         }
-        Some(_) => return Err(GatewayError::invalid("'messages' must be an array.", "messages")),
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "'messages' must be an array.",
+                "messages",
+            ))
+        }
     };
     for (i, message) in messages.iter().enumerate() {
         let Value::Object(message) = message else {
-            return Err(GatewayError::invalid(format!("messages[{i}] must be an object."), format!("messages[{i}]")));
+            return Err(GatewayError::invalid(
+                format!("messages[{i}] must be an object."),
+                format!("messages[{i}]"),
+            ));
         };
         let role = match message.get("role") {
             Some(Value::String(r)) => r.as_str(),
@@ -169,18 +205,26 @@ fn check_messages(body: &Map<String, Value>) -> Result<(), GatewayError> {
                 })
             }
             Some(_) => {
-                return Err(GatewayError::invalid(format!("messages[{i}].role must be a string."), format!("messages[{i}].role")))
+                return Err(GatewayError::invalid(
+                    format!("messages[{i}].role must be a string."),
+                    format!("messages[{i}].role"),
+                ))
             }
         };
         if !ROLES.contains(&role) {
             return Err(GatewayError::invalid(
-                format!("Invalid value '{role}' for messages[{i}].role: expected one of {}.", ROLES.join(", ")),
+                format!(
+                    "Invalid value '{role}' for messages[{i}].role: expected one of {}.",
+                    ROLES.join(", ")
+                ),
                 format!("messages[{i}].role"),
             ));
         }
         let content = message.get("content");
         let content_optional = role == "assistant"
-            && (message.contains_key("tool_calls") || message.contains_key("function_call") || message.contains_key("refusal")
+            && (message.contains_key("tool_calls")
+                || message.contains_key("function_call")
+                || message.contains_key("refusal")
                 || matches!(content, None | Some(Value::Null)));
         match content {
             Some(Value::String(_)) => {}
@@ -229,7 +273,10 @@ fn check_prompt(body: &Map<String, Value>, field: &str) -> Result<(), GatewayErr
             !items.is_empty()
                 && (items.iter().all(Value::is_string)
                     || items.iter().all(Value::is_u64)
-                    || items.iter().all(|i| i.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_u64))))
+                    || items.iter().all(|i| {
+                        i.as_array()
+                            .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_u64))
+                    }))
         }
         None | Some(Value::Null) => {
             return Err(GatewayError::InvalidRequest {
@@ -258,7 +305,10 @@ mod tests {
 
     fn validate(api: Api, body: &str) -> Result<Exchange, GatewayError> {
         let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         let mut ex = Exchange::new(api, headers, Bytes::from(body.to_owned()));
         check(&mut ex).map(|()| ex)
     }
@@ -292,22 +342,70 @@ mod tests {
             (r#"{"messages":[{"role":"user","content":"x"}]}"#, "model"),
             (r#"{"model":"m"}"#, "messages"),
             (r#"{"model":"m","messages":[]}"#, "messages"),
-            (r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"},{"content":"y"}]}"#, "messages[1].role"),
-            (r#"{"model":"m","messages":[{"role":"user"}]}"#, "messages[0].content"),
-            (r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "max_tokens"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#, "temperature"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{}}"#, "stream_options"),
+            (
+                r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"},{"content":"y"}]}"#,
+                "messages[1].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                "messages[0].tool_call_id",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+                "stream",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{}}"#,
+                "stream_options",
+            ),
         ];
         for (body, expected) in cases {
-            assert_eq!(param(validate(Api::ChatCompletions, body)).as_deref(), Some(expected), "{body}");
+            assert_eq!(
+                param(validate(Api::ChatCompletions, body)).as_deref(),
+                Some(expected),
+                "{body}"
+            );
         }
-        assert_eq!(param(validate(Api::Embeddings, r#"{"model":"m"}"#)).as_deref(), Some("input"));
-        assert_eq!(param(validate(Api::Embeddings, r#"{"model":"m","input":[]}"#)).as_deref(), Some("input"));
-        assert_eq!(param(validate(Api::Embeddings, r#"{"model":"m","input":"x","stream":true}"#)).as_deref(), Some("stream"));
-        assert_eq!(param(validate(Api::Completions, r#"{"model":"m","prompt":[1,"a"]}"#)).as_deref(), Some("prompt"));
+        assert_eq!(
+            param(validate(Api::Embeddings, r#"{"model":"m"}"#)).as_deref(),
+            Some("input")
+        );
+        assert_eq!(
+            param(validate(Api::Embeddings, r#"{"model":"m","input":[]}"#)).as_deref(),
+            Some("input")
+        );
+        assert_eq!(
+            param(validate(
+                Api::Embeddings,
+                r#"{"model":"m","input":"x","stream":true}"#
+            ))
+            .as_deref(),
+            Some("stream")
+        );
+        assert_eq!(
+            param(validate(
+                Api::Completions,
+                r#"{"model":"m","prompt":[1,"a"]}"#
+            ))
+            .as_deref(),
+            Some("prompt")
+        );
         assert!(validate(Api::Embeddings, r#"{"model":"m","input":[[1,2],[3]]}"#).is_ok());
     }
 
@@ -315,10 +413,26 @@ mod tests {
     fn refuses_bad_json_and_wrong_content_type() {
         assert!(matches!(
             validate(Api::ChatCompletions, "{\"model\":"),
-            Err(GatewayError::InvalidRequest { code: "invalid_json", .. })
+            Err(GatewayError::InvalidRequest {
+                code: "invalid_json",
+                ..
+            })
         ));
-        assert!(matches!(validate(Api::ChatCompletions, "[1]"), Err(GatewayError::InvalidRequest { code: "invalid_json", .. })));
-        let mut ex = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::from_static(b"{}"));
-        assert!(matches!(check(&mut ex), Err(GatewayError::UnsupportedMediaType { found: None })));
+        assert!(matches!(
+            validate(Api::ChatCompletions, "[1]"),
+            Err(GatewayError::InvalidRequest {
+                code: "invalid_json",
+                ..
+            })
+        ));
+        let mut ex = Exchange::new(
+            Api::ChatCompletions,
+            HeaderMap::new(),
+            Bytes::from_static(b"{}"),
+        );
+        assert!(matches!(
+            check(&mut ex),
+            Err(GatewayError::UnsupportedMediaType { found: None })
+        ));
     }
 }

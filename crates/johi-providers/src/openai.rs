@@ -25,7 +25,10 @@ pub fn upstream_uri(base: &Uri, api: Api) -> Result<Uri, http::Error> {
 ///
 /// The body map is updated in place (each attempt sets its own target's name), so no copy
 /// of the prompt is made per attempt.
-pub fn encode_request(body: &mut Map<String, Value>, upstream_model: &str) -> Result<Bytes, serde_json::Error> {
+pub fn encode_request(
+    body: &mut Map<String, Value>,
+    upstream_model: &str,
+) -> Result<Bytes, serde_json::Error> {
     match body.get_mut("model") {
         Some(Value::String(model)) if model == upstream_model => {}
         Some(slot) => *slot = Value::String(upstream_model.to_owned()),
@@ -62,8 +65,12 @@ pub struct StreamScanner {
 impl StreamScanner {
     /// Feeds the next chunk as it passes to the client.
     pub fn feed(&mut self, chunk: &[u8]) {
-        let (events, done, usage, error_seen) =
-            (&mut self.events, &mut self.done, &mut self.usage, &mut self.error_seen);
+        let (events, done, usage, error_seen) = (
+            &mut self.events,
+            &mut self.done,
+            &mut self.usage,
+            &mut self.error_seen,
+        );
         self.splitter.feed(chunk, |data| {
             *events += 1;
             if data == b"[DONE]" {
@@ -110,9 +117,15 @@ mod tests {
     #[test]
     fn uri_is_base_plus_operation() {
         let base = Uri::from_static("https://api.openai.com/v1");
-        assert_eq!(upstream_uri(&base, Api::ChatCompletions).unwrap(), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(
+            upstream_uri(&base, Api::ChatCompletions).unwrap(),
+            "https://api.openai.com/v1/chat/completions"
+        );
         let base = Uri::from_static("http://127.0.0.1:8000/openai/v1/");
-        assert_eq!(upstream_uri(&base, Api::Embeddings).unwrap(), "http://127.0.0.1:8000/openai/v1/embeddings");
+        assert_eq!(
+            upstream_uri(&base, Api::Embeddings).unwrap(),
+            "http://127.0.0.1:8000/openai/v1/embeddings"
+        );
     }
 
     #[test]

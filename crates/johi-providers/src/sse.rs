@@ -63,7 +63,9 @@ fn emit(event: &[u8], on_data: &mut impl FnMut(&[u8])) {
     let mut single: Option<&[u8]> = None;
     for line in event.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(value) = line.strip_prefix(b"data:") else { continue };
+        let Some(value) = line.strip_prefix(b"data:") else {
+            continue;
+        };
         let value = value.strip_prefix(b" ").unwrap_or(value);
         match (&mut data, single) {
             (None, None) => single = Some(value),
@@ -107,7 +109,9 @@ mod tests {
 
     #[test]
     fn crlf_comments_and_multiline_data() {
-        let out = collect(&[b": keep-alive\r\n\r\nevent: x\r\ndata: one\r\ndata: two\r\n\r\ndata:three\n\n"]);
+        let out = collect(&[
+            b": keep-alive\r\n\r\nevent: x\r\ndata: one\r\ndata: two\r\n\r\ndata:three\n\n",
+        ]);
         assert_eq!(out, vec!["one\ntwo", "three"]);
     }
 

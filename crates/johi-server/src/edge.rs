@@ -16,12 +16,18 @@ pub fn status(error: &GatewayError) -> StatusCode {
         GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
         GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+        GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => {
+            StatusCode::NOT_FOUND
+        }
         GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-        GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+        GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => {
+            StatusCode::BAD_GATEWAY
+        }
         GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         GatewayError::UpstreamStatus { status, .. } => *status,
-        GatewayError::ProcessorFailed { .. } | GatewayError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        GatewayError::ProcessorFailed { .. } | GatewayError::Internal { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
@@ -29,16 +35,34 @@ pub fn status(error: &GatewayError) -> StatusCode {
 /// OpenAI's `type` (and `code`, `param`) for an error.
 fn classify(error: &GatewayError) -> (&'static str, Option<&'static str>, Option<&str>) {
     match error {
-        GatewayError::InvalidRequest { param, code, .. } => ("invalid_request_error", Some(*code), param.as_deref()),
-        GatewayError::BodyTooLarge { .. } => ("invalid_request_error", Some("request_too_large"), None),
-        GatewayError::UnsupportedMediaType { .. } => ("invalid_request_error", Some("unsupported_media_type"), None),
-        GatewayError::ModelNotFound { .. } => ("invalid_request_error", Some("model_not_found"), Some("model")),
+        GatewayError::InvalidRequest { param, code, .. } => {
+            ("invalid_request_error", Some(*code), param.as_deref())
+        }
+        GatewayError::BodyTooLarge { .. } => {
+            ("invalid_request_error", Some("request_too_large"), None)
+        }
+        GatewayError::UnsupportedMediaType { .. } => (
+            "invalid_request_error",
+            Some("unsupported_media_type"),
+            None,
+        ),
+        GatewayError::ModelNotFound { .. } => (
+            "invalid_request_error",
+            Some("model_not_found"),
+            Some("model"),
+        ),
         GatewayError::RouteNotFound { .. } => ("invalid_request_error", Some("unknown_url"), None),
-        GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", Some("method_not_allowed"), None),
-        GatewayError::UpstreamConnect { .. } => ("upstream_error", Some("upstream_connect_failed"), None),
+        GatewayError::MethodNotAllowed { .. } => {
+            ("invalid_request_error", Some("method_not_allowed"), None)
+        }
+        GatewayError::UpstreamConnect { .. } => {
+            ("upstream_error", Some("upstream_connect_failed"), None)
+        }
         GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout"), None),
         GatewayError::UpstreamStatus { .. } => ("upstream_error", Some("upstream_error"), None),
-        GatewayError::UpstreamProtocol { .. } => ("upstream_error", Some("upstream_protocol_error"), None),
+        GatewayError::UpstreamProtocol { .. } => {
+            ("upstream_error", Some("upstream_protocol_error"), None)
+        }
         GatewayError::ProcessorFailed { .. } => ("server_error", Some("processor_failed"), None),
         GatewayError::ShuttingDown => ("server_error", Some("shutting_down"), None),
         GatewayError::Internal { .. } => ("server_error", Some("internal_error"), None),
@@ -49,7 +73,12 @@ fn classify(error: &GatewayError) -> (&'static str, Option<&'static str>, Option
 pub fn error_json(error: &GatewayError) -> Bytes {
     let (kind, code, param) = classify(error);
     let message = match error {
-        GatewayError::UpstreamStatus { body, status, provider, .. } => {
+        GatewayError::UpstreamStatus {
+            body,
+            status,
+            provider,
+            ..
+        } => {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
             format!("provider '{provider}' answered {}: {text}", status.as_u16())
         }
@@ -65,7 +94,9 @@ pub fn error_json(error: &GatewayError) -> Bytes {
 /// exactly what the provider said.
 pub fn error_response(error: &GatewayError, echo: &HeaderMap) -> Response<Body> {
     let body = match error {
-        GatewayError::UpstreamStatus { body, json: true, .. } => body.clone(),
+        GatewayError::UpstreamStatus {
+            body, json: true, ..
+        } => body.clone(),
         other => error_json(other),
     };
     let mut response = Response::new(Body::from(body));
@@ -98,21 +129,37 @@ mod tests {
 
     #[test]
     fn model_not_found_matches_openai() {
-        let e = GatewayError::ModelNotFound { model: "gpt-9".into() };
+        let e = GatewayError::ModelNotFound {
+            model: "gpt-9".into(),
+        };
         assert_eq!(status(&e), StatusCode::NOT_FOUND);
         let v: serde_json::Value = serde_json::from_slice(&error_json(&e)).unwrap();
         assert_eq!(v["error"]["code"], "model_not_found");
         assert_eq!(v["error"]["type"], "invalid_request_error");
-        assert_eq!(v["error"]["message"], "The model `gpt-9` does not exist or you do not have access to it.");
+        assert_eq!(
+            v["error"]["message"],
+            "The model `gpt-9` does not exist or you do not have access to it."
+        );
     }
 
     #[test]
     fn upstream_json_errors_pass_through_and_text_errors_are_wrapped() {
-        let body = Bytes::from_static(br#"{"error":{"message":"overloaded","type":"server_error"}}"#);
-        let e = GatewayError::UpstreamStatus { provider: "p".into(), status: StatusCode::SERVICE_UNAVAILABLE, body: body.clone(), json: true };
+        let body =
+            Bytes::from_static(br#"{"error":{"message":"overloaded","type":"server_error"}}"#);
+        let e = GatewayError::UpstreamStatus {
+            provider: "p".into(),
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: body.clone(),
+            json: true,
+        };
         let r = error_response(&e, &HeaderMap::new());
         assert_eq!(r.status(), 503);
-        let e = GatewayError::UpstreamStatus { provider: "p".into(), status: StatusCode::BAD_GATEWAY, body: Bytes::from_static(b"<html>"), json: false };
+        let e = GatewayError::UpstreamStatus {
+            provider: "p".into(),
+            status: StatusCode::BAD_GATEWAY,
+            body: Bytes::from_static(b"<html>"),
+            json: false,
+        };
         let v: serde_json::Value = serde_json::from_slice(&error_json(&e)).unwrap();
         assert_eq!(v["error"]["message"], "provider 'p' answered 502: <html>");
     }

@@ -38,7 +38,11 @@ async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body
     let runtime = shared.runtime.load_full();
     let limit = runtime.config.server.max_body_bytes;
     let (parts, body) = request.into_parts();
-    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     let body = match declared {
         Some(len) if len > limit => Err(GatewayError::BodyTooLarge { limit }),
         _ => read_body(body, limit).await,
@@ -50,8 +54,14 @@ async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body
 
     // The completion guard owns the exchange from here on: if this future is dropped (the
     // client went away), the completion hook still runs, as a cancellation.
-    let mut completion = Completion::new(runtime.pipeline.clone(), Exchange::new(api, parts.headers, body));
-    let result = runtime.pipeline.execute(completion.exchange(), &runtime.upstreams).await;
+    let mut completion = Completion::new(
+        runtime.pipeline.clone(),
+        Exchange::new(api, parts.headers, body),
+    );
+    let result = runtime
+        .pipeline
+        .execute(completion.exchange(), &runtime.upstreams)
+        .await;
     let attempts = completion.exchange().attempt + 1;
     match result {
         Ok(Executed::Upstream(upstream)) => relay::relay(completion, upstream, attempts).await,
@@ -62,7 +72,10 @@ async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body
             for (name, value) in &completion.exchange().response_headers {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
-            let outcome = Outcome { short_circuited: true, ..Outcome::ok(short.status, 0) };
+            let outcome = Outcome {
+                short_circuited: true,
+                ..Outcome::ok(short.status, 0)
+            };
             completion.finish(outcome);
             response
         }
@@ -73,7 +86,9 @@ async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
         Err(e) => Err(GatewayError::InvalidRequest {
             message: format!("the request body could not be read: {e}"),
             param: None,
@@ -85,7 +100,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(value.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -96,17 +113,29 @@ fn model_object(id: &str) -> serde_json::Value {
 /// `GET /v1/models`: the configured logical model names, in OpenAI's list shape.
 pub async fn list_models(State(shared): State<Arc<Shared>>) -> Response<Body> {
     let runtime = shared.runtime.load();
-    let data: Vec<_> = runtime.config.models.names().iter().map(|n| model_object(n)).collect();
+    let data: Vec<_> = runtime
+        .config
+        .models
+        .names()
+        .iter()
+        .map(|n| model_object(n))
+        .collect();
     json_response(StatusCode::OK, json!({"object": "list", "data": data}))
 }
 
 /// `GET /v1/models/{model}`
-pub async fn get_model(State(shared): State<Arc<Shared>>, Path(model): Path<String>) -> Response<Body> {
+pub async fn get_model(
+    State(shared): State<Arc<Shared>>,
+    Path(model): Path<String>,
+) -> Response<Body> {
     let runtime = shared.runtime.load();
     if runtime.config.models.get(&model).is_some() {
         json_response(StatusCode::OK, model_object(&model))
     } else {
-        edge::error_response(&GatewayError::ModelNotFound { model }, &http::HeaderMap::new())
+        edge::error_response(
+            &GatewayError::ModelNotFound { model },
+            &http::HeaderMap::new(),
+        )
     }
 }
 
@@ -119,23 +148,34 @@ pub async fn healthz() -> impl IntoResponse {
 /// draining. A load balancer should stop sending requests when this turns 503.
 pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response<Body> {
     if shared.is_draining() {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "draining"}))
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "draining"}),
+        )
     } else {
         let runtime = shared.runtime.load();
-        json_response(StatusCode::OK, json!({"status": "ready", "models": runtime.config.models.names().len()}))
+        json_response(
+            StatusCode::OK,
+            json!({"status": "ready", "models": runtime.config.models.names().len()}),
+        )
     }
 }
 
 /// Any other path: OpenAI's 404.
 pub async fn not_found(request: Request) -> Response<Body> {
-    let error = GatewayError::RouteNotFound { method: request.method().to_string(), path: request.uri().path().to_owned() };
+    let error = GatewayError::RouteNotFound {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+    };
     edge::error_response(&error, &http::HeaderMap::new())
 }
 
 /// A known path with the wrong method: OpenAI-shaped 405.
 pub async fn method_not_allowed(request: Request) -> Response<Body> {
-    let error =
-        GatewayError::MethodNotAllowed { method: request.method().to_string(), path: request.uri().path().to_owned() };
+    let error = GatewayError::MethodNotAllowed {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+    };
     edge::error_response(&error, &http::HeaderMap::new())
 }
 
@@ -147,5 +187,10 @@ pub fn panic_response(detail: Box<dyn std::any::Any + Send + 'static>) -> Respon
         .or_else(|| detail.downcast_ref::<&str>().map(|s| (*s).to_owned()))
         .unwrap_or_else(|| "panic".to_owned());
     tracing::error!(%detail, "handler panicked");
-    edge::error_response(&GatewayError::Internal { detail: "the gateway hit an unexpected error".into() }, &http::HeaderMap::new())
+    edge::error_response(
+        &GatewayError::Internal {
+            detail: "the gateway hit an unexpected error".into(),
+        },
+        &http::HeaderMap::new(),
+    )
 }

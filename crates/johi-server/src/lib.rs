@@ -145,13 +145,22 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
     let server = config.server.clone();
     let runtime = loader.build(config).await.map_err(StartError::Config)?;
     let tls = match &server.tls {
-        Some(files) => Some(listener::tls_acceptor(&files.cert_file, &files.key_file).map_err(StartError::Io)?),
+        Some(files) => Some(
+            listener::tls_acceptor(&files.cert_file, &files.key_file).map_err(StartError::Io)?,
+        ),
         None => None,
     };
-    let tcp = TcpListener::bind(server.listen).await.map_err(|e| StartError::Io(format!("listen {}: {e}", server.listen)))?;
-    let addr = tcp.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
+    let tcp = TcpListener::bind(server.listen)
+        .await
+        .map_err(|e| StartError::Io(format!("listen {}: {e}", server.listen)))?;
+    let addr = tcp
+        .local_addr()
+        .map_err(|e| StartError::Io(e.to_string()))?;
 
-    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), draining: AtomicBool::new(false) });
+    let shared = Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        draining: AtomicBool::new(false),
+    });
     let (stop, stop_rx) = watch::channel(false);
     let app = router(shared.clone());
     let drain_shared = shared.clone();
@@ -173,11 +182,22 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         };
         let graceful = listener::accept_loop(tcp, tls, app, accept_stop).await;
         let deadline = drain_shared.runtime.load().config.server.drain_timeout;
-        if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
-            tracing::warn!(?deadline, "drain deadline passed; closing the remaining connections");
+        if tokio::time::timeout(deadline, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "drain deadline passed; closing the remaining connections"
+            );
         }
         let mut audit = drain_loader.audit.lock().await;
-        let writers: Vec<_> = audit.current.take().into_iter().chain(audit.retired.drain(..)).collect();
+        let writers: Vec<_> = audit
+            .current
+            .take()
+            .into_iter()
+            .chain(audit.retired.drain(..))
+            .collect();
         for writer in writers {
             writer.shutdown().await;
         }
@@ -185,7 +205,15 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
     });
     let watcher = tokio::spawn(watch_config(loader.clone(), shared.clone()));
     tracing::info!(%addr, tls = server.tls.is_some(), "johi listening");
-    Ok(RunningGateway { addr, shared, loader, stop, task, watcher, _mock: mock })
+    Ok(RunningGateway {
+        addr,
+        shared,
+        loader,
+        stop,
+        task,
+        watcher,
+        _mock: mock,
+    })
 }
 
 /// Polls the config file and reloads it when its content changes. (Polling, rather than
@@ -194,7 +222,9 @@ async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>) {
     loop {
         let interval = shared.runtime.load().config.server.reload_poll_interval;
         tokio::time::sleep(interval).await;
-        let Ok(text) = tokio::fs::read_to_string(&loader.path).await else { continue };
+        let Ok(text) = tokio::fs::read_to_string(&loader.path).await else {
+            continue;
+        };
         if *loader.last_text.lock().await == text {
             continue;
         }
@@ -204,12 +234,16 @@ async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>) {
 
 /// Reloads the config file; an invalid one is refused and logged, the old one keeps serving.
 async fn reload(loader: &Loader, shared: &Shared) -> Result<(), Vec<String>> {
-    let text = tokio::fs::read_to_string(&loader.path).await.unwrap_or_default();
+    let text = tokio::fs::read_to_string(&loader.path)
+        .await
+        .unwrap_or_default();
     *loader.last_text.lock().await = text;
     let result = async {
         let config = johi_config::load(&loader.path).map_err(|e| e.0)?;
         let current = shared.runtime.load();
-        if config.server.listen != current.config.server.listen || config.server.tls != current.config.server.tls {
+        if config.server.listen != current.config.server.listen
+            || config.server.tls != current.config.server.tls
+        {
             tracing::warn!("server.listen and server.tls changes take effect at the next restart");
         }
         loader.build(config).await

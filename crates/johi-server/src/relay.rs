@@ -30,7 +30,11 @@ use crate::upstream::UpstreamResponse;
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 /// Builds the client response for a successful upstream head.
-pub async fn relay(mut completion: Completion, upstream: UpstreamResponse, attempts: u32) -> Response<Body> {
+pub async fn relay(
+    mut completion: Completion,
+    upstream: UpstreamResponse,
+    attempts: u32,
+) -> Response<Body> {
     let ex = completion.exchange();
     let (parts, body) = upstream.response.into_parts();
     let mut builder = Response::builder().status(parts.status);
@@ -49,7 +53,10 @@ pub async fn relay(mut completion: Completion, upstream: UpstreamResponse, attem
     if ex.stream {
         if let Some(headers) = builder.headers_mut() {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            headers.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+            headers.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
         }
         let relay = StreamRelay {
             upstream: body,
@@ -76,11 +83,18 @@ pub async fn relay(mut completion: Completion, upstream: UpstreamResponse, attem
             respond(builder, Body::from(bytes))
         }
         Ok(Err(e)) => {
-            let error = GatewayError::UpstreamProtocol { provider, detail: format!("response body broke off: {e}") };
+            let error = GatewayError::UpstreamProtocol {
+                provider,
+                detail: format!("response body broke off: {e}"),
+            };
             fail(completion, error, attempts)
         }
         Err(_) => {
-            let error = GatewayError::UpstreamTimeout { provider, phase: "total", millis: total_ms };
+            let error = GatewayError::UpstreamTimeout {
+                provider,
+                phase: "total",
+                millis: total_ms,
+            };
             fail(completion, error, attempts)
         }
     }
@@ -88,7 +102,12 @@ pub async fn relay(mut completion: Completion, upstream: UpstreamResponse, attem
 
 fn respond(builder: http::response::Builder, body: Body) -> Response<Body> {
     builder.body(body).unwrap_or_else(|e| {
-        edge::error_response(&GatewayError::Internal { detail: e.to_string() }, &http::HeaderMap::new())
+        edge::error_response(
+            &GatewayError::Internal {
+                detail: e.to_string(),
+            },
+            &http::HeaderMap::new(),
+        )
     })
 }
 
@@ -141,13 +160,20 @@ impl HttpBody for StreamRelay {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         if this.completion.is_none() {
             return Poll::Ready(None);
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
-            let error = GatewayError::UpstreamTimeout { provider: this.provider.clone(), phase: "total", millis: this.total_ms };
+            let error = GatewayError::UpstreamTimeout {
+                provider: this.provider.clone(),
+                phase: "total",
+                millis: this.total_ms,
+            };
             return Poll::Ready(this.finish(Some(error)).map(|e| Ok(Frame::data(e))));
         }
         loop {
@@ -170,7 +196,10 @@ impl HttpBody for StreamRelay {
                 Poll::Ready(Some(Err(e))) => {
                     let error = GatewayError::UpstreamProtocol {
                         provider: this.provider.clone(),
-                        detail: format!("stream broke off after {} events: {e}", this.scanner.events()),
+                        detail: format!(
+                            "stream broke off after {} events: {e}",
+                            this.scanner.events()
+                        ),
                     };
                     Poll::Ready(this.finish(Some(error)).map(|e| Ok(Frame::data(e))))
                 }
@@ -181,7 +210,10 @@ impl HttpBody for StreamRelay {
                 Poll::Ready(None) => {
                     let error = GatewayError::UpstreamProtocol {
                         provider: this.provider.clone(),
-                        detail: format!("stream ended after {} events without [DONE]", this.scanner.events()),
+                        detail: format!(
+                            "stream ended after {} events without [DONE]",
+                            this.scanner.events()
+                        ),
                     };
                     Poll::Ready(this.finish(Some(error)).map(|e| Ok(Frame::data(e))))
                 }
@@ -193,4 +225,3 @@ impl HttpBody for StreamRelay {
         self.completion.is_none()
     }
 }
-

@@ -21,16 +21,25 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the pipeline and clients for `config`; all problems are reported together.
-    pub fn build(config: Config, registry: &Registry, audit: Option<AuditSink>) -> Result<Runtime, Vec<String>> {
+    pub fn build(
+        config: Config,
+        registry: &Registry,
+        audit: Option<AuditSink>,
+    ) -> Result<Runtime, Vec<String>> {
         let mut errors = Vec::new();
-        let pipeline = registry.build(&BuildContext { config: &config, audit });
+        let pipeline = registry.build(&BuildContext {
+            config: &config,
+            audit,
+        });
         let upstreams = Upstreams::build(&config.providers);
         let pipeline = pipeline.map_err(|e| errors.extend(e)).ok();
         let upstreams = upstreams.map_err(|e| errors.extend(e)).ok();
         match (pipeline, upstreams) {
-            (Some(pipeline), Some(upstreams)) if errors.is_empty() => {
-                Ok(Runtime { config: Arc::new(config), pipeline: Arc::new(pipeline), upstreams })
-            }
+            (Some(pipeline), Some(upstreams)) if errors.is_empty() => Ok(Runtime {
+                config: Arc::new(config),
+                pipeline: Arc::new(pipeline),
+                upstreams,
+            }),
             _ => Err(errors),
         }
     }

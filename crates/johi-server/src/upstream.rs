@@ -68,20 +68,26 @@ impl Upstreams {
 }
 
 fn client_for(provider: &Provider) -> Result<HttpClient, String> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     if let Some(path) = &provider.ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
         for cert in certs {
             let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            roots.add(cert).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -114,18 +120,27 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 impl UpstreamCall for Upstreams {
     type Response = UpstreamResponse;
 
-    async fn call(&self, target: &Target, request: UpstreamRequest) -> Result<UpstreamResponse, GatewayError> {
+    async fn call(
+        &self,
+        target: &Target,
+        request: UpstreamRequest,
+    ) -> Result<UpstreamResponse, GatewayError> {
         let provider = &target.provider;
         let started = Instant::now();
-        let client = self.clients.get(&provider.name).ok_or_else(|| GatewayError::Internal {
-            detail: format!("no client for provider '{}'", provider.name),
-        })?;
+        let client = self
+            .clients
+            .get(&provider.name)
+            .ok_or_else(|| GatewayError::Internal {
+                detail: format!("no client for provider '{}'", provider.name),
+            })?;
         let uri = request.uri.ok_or_else(|| GatewayError::Internal {
             detail: "the pipeline built no upstream URL".into(),
         })?;
         let mut http_request = Request::post(uri)
             .body(Full::new(request.body))
-            .map_err(|e| GatewayError::Internal { detail: e.to_string() })?;
+            .map_err(|e| GatewayError::Internal {
+                detail: e.to_string(),
+            })?;
         *http_request.headers_mut() = request.headers;
 
         let first_byte = provider.timeouts.first_byte;
@@ -138,23 +153,37 @@ impl UpstreamCall for Upstreams {
                 })
             }
             Ok(Err(e)) if e.is_connect() => {
-                return Err(GatewayError::UpstreamConnect { provider: provider.name.clone(), detail: describe(&e) })
+                return Err(GatewayError::UpstreamConnect {
+                    provider: provider.name.clone(),
+                    detail: describe(&e),
+                })
             }
             Ok(Err(e)) => {
-                return Err(GatewayError::UpstreamProtocol { provider: provider.name.clone(), detail: describe(&e) })
+                return Err(GatewayError::UpstreamProtocol {
+                    provider: provider.name.clone(),
+                    detail: describe(&e),
+                })
             }
             Ok(Ok(response)) => response,
         };
         let deadline = started + provider.timeouts.total;
         if response.status().is_success() {
-            return Ok(UpstreamResponse { response, provider: provider.clone(), deadline });
+            return Ok(UpstreamResponse {
+                response,
+                provider: provider.clone(),
+                deadline,
+            });
         }
         Err(read_error(response, provider, deadline).await)
     }
 }
 
 /// Reads an upstream error response so it can be passed on (or retried elsewhere).
-async fn read_error(response: Response<Incoming>, provider: &Provider, deadline: Instant) -> GatewayError {
+async fn read_error(
+    response: Response<Incoming>,
+    provider: &Provider,
+    deadline: Instant,
+) -> GatewayError {
     let status = response.status();
     let json = response
         .headers()
@@ -166,7 +195,12 @@ async fn read_error(response: Response<Incoming>, provider: &Provider, deadline:
         Ok(Ok(body)) => {
             let body = body.to_bytes();
             let json = json && serde_json::from_slice::<serde_json::Value>(&body).is_ok();
-            GatewayError::UpstreamStatus { provider: provider.name.clone(), status, body, json }
+            GatewayError::UpstreamStatus {
+                provider: provider.name.clone(),
+                status,
+                body,
+                json,
+            }
         }
         Ok(Err(e)) => GatewayError::UpstreamProtocol {
             provider: provider.name.clone(),
@@ -174,7 +208,11 @@ async fn read_error(response: Response<Incoming>, provider: &Provider, deadline:
         },
         Err(_) => GatewayError::UpstreamStatus {
             provider: provider.name.clone(),
-            status: if status == StatusCode::OK { StatusCode::BAD_GATEWAY } else { status },
+            status: if status == StatusCode::OK {
+                StatusCode::BAD_GATEWAY
+            } else {
+                status
+            },
             body: Bytes::new(),
             json: false,
         },

@@ -1,6 +1,9 @@
 //! Test harness: the real gateway and the mock upstream on ephemeral ports, talking real
 //! HTTP over loopback. Used by the integration tests; not part of the shipped binary.
 
+// Test support: a set-up step that fails should stop the test at once, loudly.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,7 +11,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use johi_core::{Exchange, FacetSet};
 use johi_mock::MockUpstream;
-use johi_pipeline::{Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
 use johi_server::{Registry, RunningGateway};
 use serde_json::Value;
 
@@ -49,17 +54,29 @@ impl Harness {
 
     /// Like [`Harness::start`], with a custom processor registry.
     pub async fn start_with(template: &str, registry: Registry) -> Harness {
-        let mock = MockUpstream::start("127.0.0.1:0".parse().expect("addr")).await.expect("mock starts");
+        let mock = MockUpstream::start("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("mock starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("johi.yaml");
         let text = Self::render(template, &mock, &dir);
         std::fs::write(&config_path, text).expect("write config");
-        let gateway = johi_server::start(&config_path, registry).await.expect("gateway starts");
-        Harness { mock, gateway, config_path, client: reqwest::Client::new(), _dir: dir }
+        let gateway = johi_server::start(&config_path, registry)
+            .await
+            .expect("gateway starts");
+        Harness {
+            mock,
+            gateway,
+            config_path,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
     }
 
     fn render(template: &str, mock: &MockUpstream, dir: &tempfile::TempDir) -> String {
-        template.replace("{mock}", &mock.base_url()).replace("{dir}", &dir.path().display().to_string())
+        template
+            .replace("{mock}", &mock.base_url())
+            .replace("{dir}", &dir.path().display().to_string())
     }
 
     /// Rewrites the config file (for reload tests).
@@ -80,7 +97,12 @@ impl Harness {
 
     /// POSTs JSON to the gateway.
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("request sent")
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Shuts the gateway down gracefully, waits for it, and returns every audit record.
@@ -113,7 +135,10 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .filter_map(|event| {
             let data: Vec<&str> = event
                 .lines()
-                .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
+                .filter_map(|l| {
+                    l.strip_prefix("data:")
+                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                })
                 .collect();
             (!data.is_empty()).then(|| data.join("\n"))
         })
@@ -133,7 +158,11 @@ impl Counting {
     /// An observer-like counter with the given name and retry scope. Declares no facets, so
     /// it can be placed anywhere its scope allows.
     pub fn new(name: &'static str, retry: RetryScope) -> Counting {
-        let category = if retry == RetryScope::Once { Category::AllowDeny } else { Category::Mutate };
+        let category = if retry == RetryScope::Once {
+            Category::AllowDeny
+        } else {
+            Category::Mutate
+        };
         Counting {
             contract: Contract {
                 name,

@@ -17,8 +17,16 @@ pub fn run(path: &Path) -> ExitCode {
     };
     println!("{}: OK\n", path.display());
     println!("pipeline (in order):");
-    println!("  {:<3} {:<12} {:<11} {:<28} {:<22} {:<14} on failure", "#", "processor", "category", "reads", "writes", "retry");
-    for (i, (contract, failure)) in runtime.pipeline.contracts().zip(runtime.pipeline.failure_modes()).enumerate() {
+    println!(
+        "  {:<3} {:<12} {:<11} {:<28} {:<22} {:<14} on failure",
+        "#", "processor", "category", "reads", "writes", "retry"
+    );
+    for (i, (contract, failure)) in runtime
+        .pipeline
+        .contracts()
+        .zip(runtime.pipeline.failure_modes())
+        .enumerate()
+    {
         println!(
             "  {:<3} {:<12} {:<11} {:<28} {:<22} {:<14} {}",
             i + 1,
@@ -33,7 +41,9 @@ pub fn run(path: &Path) -> ExitCode {
     println!("\nmodels:");
     let models = &runtime.config.models;
     for name in models.names() {
-        let Some(route) = models.get(name) else { continue };
+        let Some(route) = models.get(name) else {
+            continue;
+        };
         println!("  {name}  (max attempts: {})", route.max_attempts);
         for target in &route.targets {
             println!(

@@ -67,8 +67,16 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Check { config } => check::run(&config),
-        Command::Serve { config, worker_threads } => run_async(worker_threads, serve(config)),
-        Command::MockUpstream { port, host, no_record, worker_threads } => run_async(worker_threads, async move {
+        Command::Serve {
+            config,
+            worker_threads,
+        } => run_async(worker_threads, serve(config)),
+        Command::MockUpstream {
+            port,
+            host,
+            no_record,
+            worker_threads,
+        } => run_async(worker_threads, async move {
             let addr = SocketAddr::new(host, port);
             eprintln!("johi mock upstream on http://{addr}/v1");
             match johi_mock::run(addr, johi_mock::MockOptions { record: !no_record }).await {
@@ -82,7 +90,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async(worker_threads: Option<usize>, main: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+fn run_async(
+    worker_threads: Option<usize>,
+    main: impl std::future::Future<Output = ExitCode>,
+) -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(n) = worker_threads {
@@ -106,9 +117,11 @@ async fn serve(config: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         eprintln!("johi: could not install signal handlers");
         return ExitCode::FAILURE;
     };

@@ -18,7 +18,10 @@ async fn chat_is_proxied_enriched_and_credentialed_for_the_provider() {
         .post(h.url("/v1/chat/completions"))
         .bearer_auth("client-key-for-johi")
         .header("x-request-id", "client-req-1")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .json(&chat_body(false))
         .send()
         .await
@@ -27,23 +30,38 @@ async fn chat_is_proxied_enriched_and_credentialed_for_the_provider() {
     let headers = response.headers().clone();
     assert_eq!(headers["x-request-id"], "client-req-1");
     assert_eq!(headers["x-johi-organization"], "org-test");
-    assert!(headers["traceparent"].to_str().unwrap().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    assert!(headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
-    assert_eq!(body["model"], "mock-small", "the upstream saw the target's model name");
-    assert_eq!(body["choices"][0]["message"]["content"], "This is a deterministic reply from the Johi mock upstream.");
+    assert_eq!(
+        body["model"], "mock-small",
+        "the upstream saw the target's model name"
+    );
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "This is a deterministic reply from the Johi mock upstream."
+    );
 
     let seen = h.mock.requests();
     assert_eq!(seen.len(), 1);
     let upstream = &seen[0];
     assert_eq!(upstream.path, "/v1/chat/completions");
-    assert_eq!(upstream.headers["authorization"], "Bearer sk-mock-key", "the provider's key, not the client's");
+    assert_eq!(
+        upstream.headers["authorization"], "Bearer sk-mock-key",
+        "the provider's key, not the client's"
+    );
     assert_eq!(upstream.headers["x-request-id"], "client-req-1");
     assert_eq!(upstream.headers["x-johi-organization"], "org-test");
     assert_eq!(upstream.headers["host"], h.mock.addr().to_string());
     let upstream_trace = &upstream.headers["traceparent"];
     assert!(upstream_trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-    assert!(!upstream_trace.contains("00f067aa0ba902b7"), "Johi is a span of its own");
+    assert!(
+        !upstream_trace.contains("00f067aa0ba902b7"),
+        "Johi is a span of its own"
+    );
     assert_eq!(upstream.body["model"], "mock-small");
 }
 
@@ -101,7 +119,10 @@ async fn a_stream_is_relayed_event_for_event_and_metered() {
 
     let through = h.post("/v1/chat/completions", &body).await;
     assert_eq!(through.status(), 200);
-    assert!(through.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(through.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     assert!(through.headers().contains_key("x-request-id"));
     let through = through.text().await.unwrap();
 
@@ -112,7 +133,10 @@ async fn a_stream_is_relayed_event_for_event_and_metered() {
 
     let usage: Value = serde_json::from_str(&direct[direct.len() - 2]).unwrap();
     let records = h.finish().await;
-    let record = records.iter().find(|r| r["stream"] == true).expect("stream audited");
+    let record = records
+        .iter()
+        .find(|r| r["stream"] == true)
+        .expect("stream audited");
     assert_eq!(record["input_tokens"], usage["usage"]["prompt_tokens"]);
     assert_eq!(record["output_tokens"], usage["usage"]["completion_tokens"]);
     assert_eq!(record["status"], 200);
@@ -138,20 +162,33 @@ async fn events_go_out_as_they_arrive_not_at_the_end() {
     assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
     // Six delayed chunks take ≥ 900 ms upstream; the first must not wait for them.
     assert!(total >= Duration::from_millis(900), "{total:?}");
-    assert!(first_at < total / 2, "first event at {first_at:?} of {total:?}: buffered?");
+    assert!(
+        first_at < total / 2,
+        "first event at {first_at:?} of {total:?}: buffered?"
+    );
 }
 
 #[tokio::test]
 async fn completions_plain_and_streamed() {
     let h = Harness::start(BASIC).await;
-    let plain = h.post("/v1/completions", &json!({"model": "m", "prompt": "Once upon a time", "max_tokens": 3})).await;
+    let plain = h
+        .post(
+            "/v1/completions",
+            &json!({"model": "m", "prompt": "Once upon a time", "max_tokens": 3}),
+        )
+        .await;
     assert_eq!(plain.status(), 200);
     let plain: Value = plain.json().await.unwrap();
     assert_eq!(plain["object"], "text_completion");
     assert_eq!(plain["choices"][0]["finish_reason"], "length");
     assert_eq!(plain["usage"]["completion_tokens"], 3);
 
-    let streamed = h.post("/v1/completions", &json!({"model": "m", "prompt": ["a b", "c"], "stream": true})).await;
+    let streamed = h
+        .post(
+            "/v1/completions",
+            &json!({"model": "m", "prompt": ["a b", "c"], "stream": true}),
+        )
+        .await;
     let events = sse_data(&streamed.text().await.unwrap());
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let first: Value = serde_json::from_str(&events[0]).unwrap();
@@ -161,13 +198,23 @@ async fn completions_plain_and_streamed() {
 #[tokio::test]
 async fn embeddings_float_and_base64() {
     let h = Harness::start(BASIC).await;
-    let r = h.post("/v1/embeddings", &json!({"model": "e", "input": ["alpha", "beta"], "dimensions": 8})).await;
+    let r = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "e", "input": ["alpha", "beta"], "dimensions": 8}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
     assert_eq!(v["model"], "mock-embed");
-    let r = h.post("/v1/embeddings", &json!({"model": "e", "input": "alpha", "encoding_format": "base64"})).await;
+    let r = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "e", "input": "alpha", "encoding_format": "base64"}),
+        )
+        .await;
     let v: Value = r.json().await.unwrap();
     assert!(v["data"][0]["embedding"].is_string());
 }
@@ -175,8 +222,21 @@ async fn embeddings_float_and_base64() {
 #[tokio::test]
 async fn models_and_probes() {
     let h = Harness::start(BASIC).await;
-    let v: Value = h.client.get(h.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<_> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    let v: Value = h
+        .client
+        .get(h.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<_> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(v["object"], "list");
     assert_eq!(ids, ["m", "e"]);
     let one = h.client.get(h.url("/v1/models/m")).send().await.unwrap();
@@ -185,15 +245,39 @@ async fn models_and_probes() {
     assert_eq!(missing.status(), 404);
     let v: Value = missing.json().await.unwrap();
     assert_eq!(v["error"]["code"], "model_not_found");
-    assert_eq!(h.client.get(h.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(h.client.get(h.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        h.client
+            .get(h.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        h.client
+            .get(h.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn http2_cleartext_is_served() {
     let h = Harness::start(BASIC).await;
-    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
-    let r = client.post(h.url("/v1/chat/completions")).json(&chat_body(false)).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = client
+        .post(h.url("/v1/chat/completions"))
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
 }

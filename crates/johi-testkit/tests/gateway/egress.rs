@@ -24,7 +24,10 @@ fn localhost_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Path
 }
 
 fn server_tls(cert: &std::path::Path, key: &std::path::Path) -> rustls::ServerConfig {
-    let certs = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -57,7 +60,8 @@ async fn tls_upstream(cert: &std::path::Path, key: &std::path::Path) -> (u16, Ar
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let record = record.clone();
                 async move {
-                    let header = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+                    let header =
+                        |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
                     {
                         let mut seen = record.lock().unwrap();
                         seen.host = header("host");
@@ -73,7 +77,11 @@ async fn tls_upstream(cert: &std::path::Path, key: &std::path::Path) -> (u16, Ar
                     Ok::<_, Infallible>(response)
                 }
             });
-            tokio::spawn(hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).into_owned());
+            tokio::spawn(
+                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .into_owned(),
+            );
         }
     });
     (port, seen)
@@ -95,11 +103,19 @@ models:
         cert.display()
     );
     let h = Harness::start(&config).await;
-    let r = h.post("/v1/chat/completions", &json!({"model": "s", "messages": [{"role": "user", "content": "x"}]})).await;
+    let r = h
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "s", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.sni.as_deref(), Some("localhost"));
-    assert_eq!(seen.host.as_deref(), Some(format!("localhost:{port}").as_str()));
+    assert_eq!(
+        seen.host.as_deref(),
+        Some(format!("localhost:{port}").as_str())
+    );
     assert_eq!(seen.authorization.as_deref(), Some("Bearer sk-secure"));
 }
 
@@ -118,9 +134,17 @@ models:
 "#
     );
     let h = Harness::start(&config).await;
-    let r = h.post("/v1/chat/completions", &json!({"model": "s", "messages": [{"role": "user", "content": "x"}]})).await;
+    let r = h
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "s", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(r.status(), 502);
-    assert!(seen.lock().unwrap().authorization.is_none(), "the key never left over an unverified connection");
+    assert!(
+        seen.lock().unwrap().authorization.is_none(),
+        "the key never left over an unverified connection"
+    );
 }
 
 #[tokio::test]
@@ -136,20 +160,31 @@ async fn johi_serves_tls_with_http2() {
     let h = Harness::start(&config).await;
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http2().build();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .build();
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}).to_string();
-    let request = hyper::Request::post(format!("https://localhost:{}/v1/chat/completions", h.gateway.addr().port()))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
+    let request = hyper::Request::post(format!(
+        "https://localhost:{}/v1/chat/completions",
+        h.gateway.addr().port()
+    ))
+    .header("content-type", "application/json")
+    .body(Full::new(Bytes::from(body)))
+    .unwrap();
     let response = client.request(request).await.unwrap();
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), 200);

@@ -1,5 +1,8 @@
 //! Integration tests: the real gateway and the mock upstream over loopback HTTP.
 
+// Test code: helpers outside #[test] functions may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod egress;
 mod errors;

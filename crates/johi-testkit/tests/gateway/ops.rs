@@ -7,8 +7,21 @@ use johi_testkit::{sse_data, Harness, BASIC};
 use serde_json::{json, Value};
 
 async fn model_ids(h: &Harness) -> Vec<String> {
-    let v: Value = h.client.get(h.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+    let v: Value = h
+        .client
+        .get(h.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn eventually(h: &Harness, want: &[&str]) -> Vec<String> {
@@ -28,26 +41,56 @@ async fn a_changed_file_is_reloaded_and_a_bad_one_refused() {
     let h = Harness::start(BASIC).await;
     assert_eq!(model_ids(&h).await, ["m", "e"]);
 
-    let added = format!("{BASIC}").replace(
+    let added = BASIC.replace(
         "  e: { targets: [{ provider: mock, model: mock-embed }] }",
         "  e: { targets: [{ provider: mock, model: mock-embed }] }\n  m2: { targets: [{ provider: mock, model: mock-large }] }",
     );
     h.write_config(&added);
-    assert_eq!(eventually(&h, &["m", "e", "m2"]).await, ["m", "e", "m2"], "picked up by the file watcher");
-    let r = h.post("/v1/chat/completions", &json!({"model": "m2", "messages": [{"role": "user", "content": "x"}]})).await;
+    assert_eq!(
+        eventually(&h, &["m", "e", "m2"]).await,
+        ["m", "e", "m2"],
+        "picked up by the file watcher"
+    );
+    let r = h
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "m2", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
 
-    h.write_config(&added.replace("provider: mock, model: mock-large", "provider: nowhere, model: mock-large"));
+    h.write_config(&added.replace(
+        "provider: mock, model: mock-large",
+        "provider: nowhere, model: mock-large",
+    ));
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(model_ids(&h).await, ["m", "e", "m2"], "the old config keeps serving");
+    assert_eq!(
+        model_ids(&h).await,
+        ["m", "e", "m2"],
+        "the old config keeps serving"
+    );
     let errors = h.gateway.reload().await.unwrap_err();
-    assert!(errors.iter().any(|e| e.contains("models.m2.targets[0].provider: unknown provider 'nowhere'")), "{errors:?}");
-    let r = h.post("/v1/chat/completions", &json!({"model": "m2", "messages": [{"role": "user", "content": "x"}]})).await;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("models.m2.targets[0].provider: unknown provider 'nowhere'")),
+        "{errors:?}"
+    );
+    let r = h
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "m2", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
 
     h.write_config(BASIC);
     h.gateway.reload().await.unwrap();
-    assert_eq!(model_ids(&h).await, ["m", "e"], "an explicit reload (SIGHUP) applies at once");
+    assert_eq!(
+        model_ids(&h).await,
+        ["m", "e"],
+        "an explicit reload (SIGHUP) applies at once"
+    );
 }
 
 #[tokio::test]
@@ -69,20 +112,44 @@ async fn shutdown_drains_a_stream_in_flight() {
     }
     assert_eq!(sse_data(&text).last().map(String::as_str), Some("[DONE]"));
     let records = h.finish().await;
-    assert_eq!(records.len(), 1, "the drained stream was audited before exit");
+    assert_eq!(
+        records.len(),
+        1,
+        "the drained stream was audited before exit"
+    );
     assert_eq!(records[0]["status"], 200);
     assert_eq!(records[0]["output_tokens"], 12);
 }
 
 #[tokio::test]
 async fn readyz_turns_unready_during_the_shutdown_delay() {
-    let h = Harness::start(&BASIC.replace("drain_timeout: 10s", "drain_timeout: 10s, shutdown_delay: 500ms")).await;
+    let h = Harness::start(&BASIC.replace(
+        "drain_timeout: 10s",
+        "drain_timeout: 10s, shutdown_delay: 500ms",
+    ))
+    .await;
     let client = reqwest::Client::new();
-    assert_eq!(client.get(h.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(h.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
     h.gateway.shutdown();
-    let r = reqwest::Client::new().get(h.url("/readyz")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(h.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
-    let r = h.post("/v1/chat/completions", &json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})).await;
-    assert_eq!(r.status(), 200, "requests are still served while load balancers catch up");
+    let r = h
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "requests are still served while load balancers catch up"
+    );
     h.finish().await;
 }

@@ -31,16 +31,28 @@ struct Setup {
 async fn setup() -> Setup {
     let once = Counting::new("once_counter", RetryScope::Once);
     let per_attempt = Counting::new("attempt_counter", RetryScope::EveryAttempt);
-    let (once_runs, attempt_runs, completions) = (once.runs.clone(), per_attempt.runs.clone(), once.completions.clone());
+    let (once_runs, attempt_runs, completions) = (
+        once.runs.clone(),
+        per_attempt.runs.clone(),
+        once.completions.clone(),
+    );
     let once = Arc::new(once);
     let per_attempt = Arc::new(per_attempt);
     let mut registry = johi_testkit::johi_server::Registry::with_builtins();
     registry.register("once_counter", move |_| once.clone());
     registry.register("attempt_counter", move |_| per_attempt.clone());
-    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let config = FALLBACK.replace("{down}", &format!("http://{down}/v1"));
     let h = Harness::start_with(&config, registry).await;
-    Setup { h, once: once_runs, per_attempt: attempt_runs, completions }
+    Setup {
+        h,
+        once: once_runs,
+        per_attempt: attempt_runs,
+        completions,
+    }
 }
 
 fn ask(model: &str) -> serde_json::Value {
@@ -59,16 +71,29 @@ async fn a_5xx_falls_back_and_only_per_attempt_processors_rerun() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["model"], "b", "served by the second target");
     assert_eq!(n(&s.once), 1, "once-per-request processors ran once");
-    assert_eq!(n(&s.per_attempt), 2, "per-attempt processors ran for each attempt");
+    assert_eq!(
+        n(&s.per_attempt),
+        2,
+        "per-attempt processors ran for each attempt"
+    );
 
     let seen = s.h.mock.requests();
     assert_eq!(seen.len(), 2, "the upstream was called exactly twice");
     assert_eq!(seen[0].headers["authorization"], "Bearer sk-flaky");
     assert_eq!(seen[0].body["model"], "a");
-    assert_eq!(seen[1].headers["authorization"], "Bearer sk-good", "the fallback carries only its own key");
-    assert!(!seen[1].headers.contains_key("x-mock-status"), "nor the first provider's headers");
+    assert_eq!(
+        seen[1].headers["authorization"], "Bearer sk-good",
+        "the fallback carries only its own key"
+    );
+    assert!(
+        !seen[1].headers.contains_key("x-mock-status"),
+        "nor the first provider's headers"
+    );
     assert_eq!(seen[1].body["model"], "b");
-    assert_eq!(seen[0].headers["x-request-id"], seen[1].headers["x-request-id"]);
+    assert_eq!(
+        seen[0].headers["x-request-id"],
+        seen[1].headers["x-request-id"]
+    );
 
     let completions = s.completions.clone();
     let records = s.h.finish().await;
@@ -85,7 +110,10 @@ async fn a_connect_error_falls_back() {
     assert_eq!(r.status(), 200);
     assert_eq!(n(&s.per_attempt), 2);
     assert_eq!(s.h.mock.requests().len(), 1);
-    assert_eq!(s.h.mock.requests()[0].headers["authorization"], "Bearer sk-good");
+    assert_eq!(
+        s.h.mock.requests()[0].headers["authorization"],
+        "Bearer sk-good"
+    );
 }
 
 #[tokio::test]
@@ -104,12 +132,20 @@ async fn max_attempts_and_non_retryable_errors_stop_the_loop() {
     let s = setup().await;
     let r = s.h.post("/v1/chat/completions", &ask("once")).await;
     assert_eq!(r.status(), 503);
-    assert_eq!(s.h.mock.requests().len(), 1, "max_attempts: 1 means no fallback");
+    assert_eq!(
+        s.h.mock.requests().len(),
+        1,
+        "max_attempts: 1 means no fallback"
+    );
 
     s.h.mock.reset();
     let mut bad = ask("c");
     bad["mock"] = json!({"status": 400});
     let r = s.h.post("/v1/chat/completions", &bad).await;
     assert_eq!(r.status(), 400);
-    assert_eq!(s.h.mock.requests().len(), 1, "a 400 is the client's fault: not retried");
+    assert_eq!(
+        s.h.mock.requests().len(),
+        1,
+        "a 400 is the client's fault: not retried"
+    );
 }

@@ -1,0 +1,246 @@
+//! The `johi` binary as an operator runs it.
+
+// Test code: helpers outside #[test] functions may unwrap and block (no runtime here).
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn johi() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_johi"));
+    // Every variable an example references, so that examples validate without real keys.
+    for var in [
+        "OPENAI_API_KEY",
+        "GROQ_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+    ] {
+        cmd.env(var, "sk-example");
+    }
+    cmd.env("JOHI_LOG", "warn");
+    cmd
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn every_example_passes_check() {
+    let mut checked = 0;
+    for dir in ["examples", "bench"] {
+        let Ok(entries) = std::fs::read_dir(repo_root().join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let out = johi()
+                .args(["check", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}: {}{}",
+                path.display(),
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains("pipeline (in order):") && stdout.contains("models:"),
+                "{stdout}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "examples were found and checked ({checked})");
+}
+
+#[test]
+fn check_lists_every_error_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        r#"
+providers:
+  openai: { base_url: "https://api.openai.com/v1", api_key: "${DEFINITELY_UNSET_VAR_FOR_TEST}" }
+"#,
+    )
+    .unwrap();
+    let out = johi()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "providers.openai.api_key: environment variable DEFINITELY_UNSET_VAR_FOR_TEST is not set"
+    ));
+
+    std::fs::write(
+        &path,
+        r#"
+providers:
+  openai: { base_url: "https://api.openai.com/v1" }
+models:
+  a: { targets: [{ provider: opnai, model: x }] }
+  b: { targets: [] }
+pipeline: [enrich, route, validate, endpoint, credentials, translate]
+"#,
+    )
+    .unwrap();
+    let out = johi()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("models.a.targets[0].provider: unknown provider 'opnai' (known: openai)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("models.b.targets: a model needs at least one target"),
+        "{stderr}"
+    );
+
+    // The config is valid but the order is not: every violation, both processors named.
+    std::fs::write(
+        &path,
+        r#"
+providers:
+  openai: { base_url: "https://api.openai.com/v1" }
+models:
+  a: { targets: [{ provider: openai, model: x }] }
+pipeline: [enrich, route, validate, endpoint, credentials, translate]
+"#,
+    )
+    .unwrap();
+    let out = johi()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("'route' reads 'model' but runs before 'validate', which writes it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("'credentials' must be the last to change the request, but 'translate'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let out = johi().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("johi "));
+    let out = johi().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "check", "mock-upstream"] {
+        assert!(help.contains(sub), "{help}");
+    }
+}
+
+fn wait_for(url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(body) = http_get(url) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{url} never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.0 GET, so this test needs no HTTP client crate.
+fn http_get(url: &str) -> std::io::Result<String> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn serve_answers_then_drains_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mock_port) = (free_port(), free_port());
+    let config = dir.path().join("johi.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+server: {{ listen: "127.0.0.1:{port}" }}
+dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
+providers:
+  mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1" }}
+models:
+  m: {{ targets: [{{ provider: mock, model: mock-small }}] }}
+audit: {{ path: audit.jsonl }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = johi()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let models = wait_for(&format!("http://127.0.0.1:{port}/v1/models"));
+    assert!(
+        models.starts_with("HTTP/1.0 200") && models.contains("\"id\":\"m\""),
+        "{models}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "johi did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[test]
+fn mock_upstream_subcommand_serves_openai_models() {
+    let port = free_port();
+    let mut child = johi()
+        .args(["mock-upstream", "--port", &port.to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = wait_for(&format!("http://127.0.0.1:{port}/v1/models"));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(body.contains("\"object\":\"list\""), "{body}");
+}

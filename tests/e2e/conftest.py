@@ -1,0 +1,69 @@
+"""Starts a real `johi serve` (with the bundled mock provider) for the SDK tests."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def johi_binary() -> str:
+    explicit = os.environ.get("JOHI_BIN")
+    if explicit:
+        return explicit
+    for profile in ("debug", "release"):
+        candidate = ROOT / "target" / profile / "johi"
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("build johi first: cargo build -p johi (or set JOHI_BIN)")
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory):
+    port, mock_port = free_port(), free_port()
+    workdir = tmp_path_factory.mktemp("johi")
+    config = workdir / "johi.yaml"
+    config.write_text(
+        f"""
+server: {{ listen: "127.0.0.1:{port}", drain_timeout: 5s }}
+dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
+providers:
+  mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1", api_key: sk-mock }}
+models:
+  gpt-4o-mini: {{ targets: [{{ provider: mock, model: mock-small }}] }}
+  text-embedding-3-small: {{ targets: [{{ provider: mock, model: mock-embed }}] }}
+audit: {{ path: audit.jsonl }}
+"""
+    )
+    proc = subprocess.Popen(
+        [johi_binary(), "serve", "--config", str(config)],
+        env={**os.environ, "JOHI_LOG": "warn"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise RuntimeError("johi did not become ready")
+        time.sleep(0.05)
+    yield {"base_url": f"{base}/v1", "audit": workdir / "audit.jsonl"}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0, "johi exits 0 after draining"
