@@ -273,3 +273,24 @@ async fn a_client_that_disconnects_cancels_the_upstream_stream() {
     assert_eq!(records[0]["cancelled"], true);
     assert_eq!(records[0]["status"], 499);
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_before_the_answer_cancels_the_upstream_call() {
+    let h = Harness::start(BASIC).await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "mock": {"latency_ms": 1500}});
+    let gave_up = h
+        .client
+        .post(h.url("/v1/chat/completions"))
+        .timeout(std::time::Duration::from_millis(200))
+        .json(&body)
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let records = h.finish().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["cancelled"], true);
+    assert_eq!(records[0]["status"], 499);
+    let latency = records[0]["latency_ms"].as_f64().unwrap();
+    assert!(latency < 1000.0, "the exchange ended when the client left ({latency} ms), not when the upstream answered");
+}
