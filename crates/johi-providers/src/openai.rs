@@ -4,10 +4,13 @@
 //! so fields Johi does not know (`logprobs`, `seed`, `response_format`, `tools`, …) reach
 //! the upstream as the client sent them.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use http::Uri;
 use johi_core::{Api, Usage};
-use serde::Deserialize;
+use memchr::memmem::FinderRev;
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::sse::EventSplitter;
@@ -39,16 +42,40 @@ pub fn encode_request(
     serde_json::to_vec(body).map(Bytes::from)
 }
 
-#[derive(Deserialize)]
-struct UsageOnly {
-    #[serde(default)]
-    usage: Option<Value>,
+/// The `usage` of a complete (non-streamed) response, if it reports one.
+///
+/// Only the `usage` object is parsed, not the whole response: OpenAI puts it last, so the
+/// last `"usage":` key followed by an object is the top-level one (a `"usage"` inside a
+/// string value would be written `\"usage\"` and cannot match).
+pub fn response_usage(body: &[u8]) -> Option<Usage> {
+    static USAGE_KEY: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\"usage\""));
+    let mut end = body.len();
+    while let Some(pos) = USAGE_KEY.rfind(&body[..end]) {
+        if let Some(object) = object_after_key(&body[pos + 7..]) {
+            let mut de = serde_json::Deserializer::from_slice(object);
+            let value = Value::deserialize(&mut de).ok()?;
+            return Usage::from_openai(&value);
+        }
+        end = pos;
+    }
+    None
 }
 
-/// The `usage` of a complete (non-streamed) response, if it reports one.
-pub fn response_usage(body: &[u8]) -> Option<Usage> {
-    let parsed: UsageOnly = serde_json::from_slice(body).ok()?;
-    Usage::from_openai(parsed.usage.as_ref()?)
+/// Given the bytes after a key's closing quote, the bytes starting at its value if the value
+/// is an object (`: {...`), else `None` (e.g. `"usage": null`).
+fn object_after_key(rest: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    while rest.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    if rest.get(i) != Some(&b':') {
+        return None;
+    }
+    i += 1;
+    while rest.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    (rest.get(i) == Some(&b'{')).then(|| &rest[i..])
 }
 
 /// Watches an OpenAI SSE stream as it is relayed: counts events, notes `[DONE]`, and picks
@@ -77,11 +104,10 @@ impl StreamScanner {
                 *done = true;
                 return;
             }
-            // Only the event that carries usage is parsed; the rest are just counted.
-            if memchr::memmem::find(data, b"\"usage\"").is_some() {
-                if let Some(u) = response_usage(data) {
-                    *usage = Some(u);
-                }
+            // Only the usage object of the event that carries one is parsed; the other
+            // events (`"usage":null` with include_usage) are just counted.
+            if let Some(u) = response_usage(data) {
+                *usage = Some(u);
             }
             if data.starts_with(b"{\"error\"") {
                 *error_seen = true;
@@ -165,5 +191,11 @@ mod tests {
         assert_eq!(response_usage(body).unwrap().output_tokens, 4);
         assert!(response_usage(b"{\"id\":1}").is_none());
         assert!(response_usage(b"not json").is_none());
+        assert!(response_usage(br#"{"usage": null}"#).is_none());
+        let spaced = br#"{"choices":[{"message":{"content":"the \"usage\": {} key"}}], "usage" : {"prompt_tokens":1,"completion_tokens":2}}"#;
+        assert_eq!(response_usage(spaced).unwrap().output_tokens, 2);
+        let nested_last =
+            br#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"x":{"usage":null}}"#;
+        assert_eq!(response_usage(nested_last).unwrap().input_tokens, 5);
     }
 }

@@ -292,5 +292,8 @@ async fn a_client_that_gives_up_before_the_answer_cancels_the_upstream_call() {
     assert_eq!(records[0]["cancelled"], true);
     assert_eq!(records[0]["status"], 499);
     let latency = records[0]["latency_ms"].as_f64().unwrap();
-    assert!(latency < 1000.0, "the exchange ended when the client left ({latency} ms), not when the upstream answered");
+    assert!(
+        latency < 1000.0,
+        "the exchange ended when the client left ({latency} ms), not when the upstream answered"
+    );
 }

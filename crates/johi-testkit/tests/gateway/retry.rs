@@ -16,7 +16,7 @@ models:
   r:     { targets: [{ provider: flaky, model: a, weight: 1 }, { provider: good, model: b, weight: 0 }] }
   c:     { targets: [{ provider: down, model: a, weight: 1 }, { provider: good, model: b, weight: 0 }] }
   both:  { targets: [{ provider: flaky, model: a }, { provider: flaky, model: b }] }
-  once:  { targets: [{ provider: flaky, model: a }, { provider: good, model: b }], max_attempts: 1 }
+  once:  { targets: [{ provider: flaky, model: a }, { provider: good, model: b, weight: 0 }], max_attempts: 1 }
 audit: { path: "{dir}/audit.jsonl" }
 pipeline: [enrich, validate, once_counter, route, endpoint, attempt_counter, translate, credentials, audit]
 "#;

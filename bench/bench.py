@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""Drives the Johi load benchmark and writes its Markdown report (stdlib only).
+
+bench/run.sh starts the mock upstream, nginx and Johi, then runs this script
+pinned to the load-generator core. For each mode (non-streaming, streaming),
+each concurrency and each target (direct to the mock, nginx, Johi) it runs wrk
+with bench/chat.lua: a warm-up run, then a measured run bracketed by readings of
+the target's CPU time from /proc/PID/stat. Then it measures streaming time to
+first byte (ttfb.py), reads peak RSS (VmHWM), and prints the report.
+
+Environment (set by run.sh): JOHI_PID, NGINX_PID, MOCK_PID, JOHI_LOG,
+DURATION, WARMUP, CONCURRENCIES, MODES, TTFB_N, TTFB_WARMUP, LOADGEN_CPU,
+JOHI_BIN, NGINX_BIN.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ttfb  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "chat.lua")
+PATH = "/v1/chat/completions"
+CLK_TCK = int(subprocess.run(["getconf", "CLK_TCK"], capture_output=True, text=True, check=True).stdout)
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    model: str
+    pids: list[int] = field(default_factory=list)  # processes whose CPU time is charged
+
+
+MODE_NAMES = {"nonstream": "Non-streaming", "stream": "Streaming"}
+
+# Bars the issue judges the gateway by (informational).
+BAR_CPU = 2.5
+BAR_P50 = 1.5
+BAR_P99 = 2.0
+BAR_TTFB = 1.5
+BAR_RSS_MIB = 60.0
+
+
+def env_int(name: str, default: int) -> int:
+    v = os.environ.get(name, "").strip()
+    return int(v) if v else default
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --- request bodies ---------------------------------------------------------------------------
+
+def prompt_1k() -> str:
+    """A deterministic ~1 KB user prompt (exactly 1024 characters, plain ASCII)."""
+    text = (
+        "You are reviewing the design of an HTTP gateway that sits in front of several large "
+        "language model providers. Summarise the trade-offs between buffering and streaming "
+        "responses, explain how retries interact with streams that have already started, and "
+        "list the metrics an operator should watch to notice a slow upstream. "
+    )
+    out = ""
+    while len(out) < 1024:
+        out += text
+    return out[:1024]
+
+
+def body(model: str, stream: bool) -> bytes:
+    req: dict = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": prompt_1k()},
+        ],
+        "max_tokens": 64,
+        "temperature": 0.2,
+    }
+    if stream:
+        req["stream"] = True
+        req["stream_options"] = {"include_usage": True}
+    return json.dumps(req, separators=(",", ":")).encode()
+
+
+# --- /proc readings ---------------------------------------------------------------------------
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_ticks_sum(pids: list[int]) -> int:
+    return sum(cpu_ticks(p) for p in pids)
+
+
+def system_ticks() -> tuple[int, int]:
+    """(busy, steal) clock ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    busy = v[0] + v[1] + v[2] + v[5] + v[6]
+    steal = v[7] if len(v) > 7 else 0
+    return busy, steal
+
+
+def own_ticks(pids: list[int]) -> float:
+    """CPU ticks of the benchmark's own processes: the servers, this script and its waited-for
+    children (wrk)."""
+    t = os.times()
+    return cpu_ticks_sum(pids) + (t.user + t.system + t.children_user + t.children_system) * CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            out.append(int(d))
+    return sorted(out)
+
+
+def status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(")") + 2:].split()[0] != "Z"
+
+
+# --- wrk ----------------------------------------------------------------------------------------
+
+def run_wrk(port: int, body_file: str, conc: int, duration: int) -> dict:
+    cpu = os.environ.get("LOADGEN_CPU", "1")
+    cmd = [
+        "taskset", "-c", cpu, "wrk", "-t1", f"-c{conc}", f"-d{duration}s", "--timeout", "5s",
+        "-s", LUA, f"http://127.0.0.1:{port}{PATH}",
+    ]
+    env = dict(os.environ, BENCH_BODY=body_file)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60)
+    for line in p.stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            return json.loads(line[len("BENCH_RESULT "):])
+    raise RuntimeError(f"wrk gave no result (exit {p.returncode}):\n{p.stdout}\n{p.stderr}")
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+def ms(us: float | None) -> str:
+    return "—" if us is None else f"{us / 1000.0:.3f}"
+
+
+def signed_ms(us: float | None) -> str:
+    return "—" if us is None else f"{us / 1000.0:+.3f}"
+
+
+def ratio(johi_added: float, nginx_added: float) -> tuple[str, float | None]:
+    """Johi's added ÷ nginx's added, with the degenerate cases spelled out."""
+    if johi_added <= 0:
+        return ("Johi adds ≤ 0", 0.0)
+    if nginx_added <= 0:
+        return ("∞ (nginx adds ≤ 0)", None)
+    r = johi_added / nginx_added
+    return (f"{r:.2f}×", r)
+
+
+def verdict(value: float | None, limit: float) -> str:
+    return "PASS" if value is not None and value <= limit else "FAIL"
+
+
+def machine_line() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    nproc = subprocess.run(["nproc", "--all"], capture_output=True, text=True).stdout.strip()
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{nproc} CPUs ({model}){mem}, Linux {platform.release()}, {now}"
+
+
+def versions() -> str:
+    def first_line(cmd: list[str]) -> str:
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    johi_bin = os.environ.get("JOHI_BIN", "johi")
+    johi = first_line([johi_bin, "--version"])
+    try:
+        built = datetime.datetime.fromtimestamp(os.stat(johi_bin).st_mtime, datetime.timezone.utc)
+        johi += f" (binary built {built.strftime('%Y-%m-%d %H:%M UTC')})"
+    except OSError:
+        pass
+    rev = first_line(["git", "-C", HERE, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    nginx = first_line([os.environ.get("NGINX_BIN", "nginx"), "-v"]).replace("nginx version: ", "")
+    wrk = first_line(["wrk", "-v"]).split(" Copyright")[0]
+    py = platform.python_version()
+    return f"{johi}, source tree git {rev}{'+dirty' if dirty else ''}; {nginx}, {wrk}, Python {py}"
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+def main() -> int:
+    out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "results", "latest.md")
+    duration = env_int("DURATION", 8)
+    warmup = env_int("WARMUP", 2)
+    concs = [int(c) for c in os.environ.get("CONCURRENCIES", "1 16 64").split()]
+    modes = os.environ.get("MODES", "nonstream stream").split()
+    for m in modes:
+        if m not in MODE_NAMES:
+            raise SystemExit(f"unknown mode {m!r} (known: {' '.join(MODE_NAMES)})")
+    ttfb_n = env_int("TTFB_N", 300)
+    ttfb_warm = env_int("TTFB_WARMUP", 20)
+    johi_pid = int(os.environ["JOHI_PID"])
+    nginx_pid = int(os.environ["NGINX_PID"])
+    mock_pid = int(os.environ["MOCK_PID"])
+    nginx_workers = children(nginx_pid)
+    if len(nginx_workers) != 1:
+        log(f"warning: expected one nginx worker, found {nginx_workers}")
+
+    targets = [
+        Target("direct", 18001, "mock-small"),
+        Target("nginx", 18081, "mock-small", [nginx_pid] + nginx_workers),
+        Target("johi", 18080, "bench-model", [johi_pid]),
+    ]
+    watched = {"mock": mock_pid, "nginx": nginx_pid, "johi": johi_pid}
+
+    def check_alive() -> None:
+        dead = [n for n, p in watched.items() if not alive(p)]
+        if dead:
+            raise RuntimeError(f"process(es) died during the benchmark: {', '.join(dead)}")
+
+    tmp = os.environ.get("BENCH_TMP", "/tmp")
+    body_files: dict[tuple[str, str], str] = {}
+    for t in targets:
+        for m in modes:
+            path = os.path.join(tmp, f"body-{t.model}-{m}.json")
+            with open(path, "wb") as f:
+                f.write(body(t.model, m == "stream"))
+            body_files[(t.name, m)] = path
+    body_size = len(body("bench-model", False))
+
+    all_pids = [mock_pid, johi_pid, nginx_pid] + nginx_workers
+    b0, _ = system_ticks()
+    o0 = own_ticks(all_pids)
+    time.sleep(1.0)
+    idle_load = 100.0 * ((system_ticks()[0] - b0) - (own_ticks(all_pids) - o0)) / CLK_TCK
+    if idle_load > 15.0:
+        log(f"warning: other processes use {idle_load:.0f} % of a core right now; the figures will be disturbed")
+    # results[(mode, conc, target)] = dict(wrk result + cpu)
+    results: dict[tuple[str, int, str], dict] = {}
+    total_runs = len(modes) * len(concs) * len(targets)
+    n = 0
+    t_start = time.monotonic()
+    for m in modes:
+        for c in concs:
+            for t in targets:
+                n += 1
+                check_alive()
+                bf = body_files[(t.name, m)]
+                if warmup > 0:
+                    run_wrk(t.port, bf, c, warmup)
+                sys0, steal0, own0 = *system_ticks(), own_ticks(all_pids)
+                before = cpu_ticks_sum(t.pids) if t.pids else 0
+                r = run_wrk(t.port, bf, c, duration)
+                after = cpu_ticks_sum(t.pids) if t.pids else 0
+                sys1, steal1, own1 = *system_ticks(), own_ticks(all_pids)
+                secs = r["duration_us"] / 1e6
+                # CPU used by processes outside the benchmark during the cell, and hypervisor steal,
+                # in % of one core (the measured run's wall time, which wrk's duration approximates).
+                r["bg_pct"] = max(0.0, 100.0 * ((sys1 - sys0) - (own1 - own0)) / CLK_TCK / secs) if secs else 0.0
+                r["steal_pct"] = 100.0 * (steal1 - steal0) / CLK_TCK / secs if secs else 0.0
+                r["rps"] = r["requests"] / secs if secs > 0 else 0.0
+                r["err_total"] = sum(v for k, v in r["errors"].items() if k != "status")  # socket errors
+                if t.pids and r["requests"] > 0:
+                    cpu_s = (after - before) / CLK_TCK
+                    r["cpu_us_per_req"] = cpu_s * 1e6 / r["requests"]
+                    r["core_pct"] = 100.0 * cpu_s / secs
+                else:
+                    r["cpu_us_per_req"] = None
+                    r["core_pct"] = None
+                results[(m, c, t.name)] = r
+                lat = r["latency_us"]
+                cpu = "" if r["cpu_us_per_req"] is None else f"  cpu {r['cpu_us_per_req']:.1f} µs/req"
+                log(
+                    f"[{n}/{total_runs}] {m:9} c={c:<3} {t.name:6} {r['rps']:9.0f} req/s  "
+                    f"p50 {lat['p50'] / 1000:.3f} p99 {lat['p99'] / 1000:.3f} ms  "
+                    f"err {r['err_total']} non2xx {r['non2xx']}{cpu}  other load {r['bg_pct']:.0f}%"
+                )
+    check_alive()
+
+    log("streaming time to first byte (c=1, sequential, keep-alive) ...")
+    ttfb_res: dict[str, dict] = {}
+    for t in targets:
+        b = body(t.model, True)
+        r = ttfb.measure(t.port, b, ttfb_n, ttfb_warm)
+        ttfb_res[t.name] = {
+            "p50": ttfb.percentile(r["ttfb_us"], 50),
+            "p99": ttfb.percentile(r["ttfb_us"], 99),
+            "total_p50": ttfb.percentile(r["total_us"], 50),
+            "n": len(r["ttfb_us"]),
+            "errors": r["errors"],
+        }
+        log(f"  {t.name:6} ttfb p50 {ttfb_res[t.name]['p50']:.1f} µs  p99 {ttfb_res[t.name]['p99']:.1f} µs  "
+            f"errors {r['errors']}")
+    check_alive()
+
+    johi_hwm = status_kib(johi_pid, "VmHWM")
+    johi_rss = status_kib(johi_pid, "VmRSS")
+    nginx_hwm = {p: status_kib(p, "VmHWM") for p in [nginx_pid] + nginx_workers}
+    elapsed = time.monotonic() - t_start
+
+    johi_log_issues: list[str] = []
+    jl = os.environ.get("JOHI_LOG")
+    if jl and os.path.exists(jl):
+        with open(jl, errors="replace") as f:
+            for line in f:
+                clean = re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip()
+                if " WARN " in clean or " ERROR " in clean:
+                    johi_log_issues.append(clean)
+
+    # --- report -----------------------------------------------------------------------------
+    L: list[str] = []
+    L.append("# Johi load benchmark")
+    L.append("")
+    L.append(f"* Machine: {machine_line()}")
+    L.append(f"* Software: {versions()}")
+    L.append(
+        f"* Setup: Johi (`--worker-threads 1`) and nginx (`worker_processes 1`) pinned to CPU 0; "
+        f"wrk (`-t1`) and the mock upstream (`--worker-threads 1 --no-record`) pinned to CPU 1. "
+        f"Request: POST {PATH}, {body_size} B JSON body with a 1024-character user prompt; "
+        f"the mock answers ~10 words (streams: role chunk, one chunk per word, finish, usage, [DONE])."
+    )
+    L.append(
+        f"* Each cell: {warmup} s warm-up, then {duration} s measured with `wrk -t1 -cC`; latency is "
+        f"wrk's full-response latency (for streams, to the last chunk). Added = target − direct at "
+        f"the same percentile. CPU = utime+stime of the target process(es) over the measured run ÷ "
+        f"requests (nginx: master + worker); core % = CPU seconds ÷ wall seconds."
+    )
+    L.append(f"* Total time measuring: {elapsed:.0f} s")
+    L.append("")
+
+    for m in modes:
+        L.append(f"## {MODE_NAMES[m]}")
+        L.append("")
+        L.append("| target | conc | req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms "
+                 "| CPU µs/req | core % | socket errors | non-2xx |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in concs:
+            d = results[(m, c, "direct")]["latency_us"]
+            for t in targets:
+                r = results[(m, c, t.name)]
+                lat = r["latency_us"]
+                a50 = None if t.name == "direct" else lat["p50"] - d["p50"]
+                a99 = None if t.name == "direct" else lat["p99"] - d["p99"]
+                cpu = "—" if r["cpu_us_per_req"] is None else f"{r['cpu_us_per_req']:.1f}"
+                core = "—" if r["core_pct"] is None else f"{r['core_pct']:.0f}"
+                L.append(
+                    f"| {t.name} | {c} | {r['rps']:.0f} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                    f"{ms(lat['p99'])} | {signed_ms(a50)} | {signed_ms(a99)} | {cpu} | {core} | "
+                    f"{r['err_total']} | {r['non2xx']} |"
+                )
+        L.append("")
+
+    L.append("## Streaming time to first byte (c=1)")
+    L.append("")
+    L.append(
+        f"{ttfb_n} sequential streaming requests per target over one keep-alive connection "
+        f"(after {ttfb_warm} warm-up), Python `http.client` on CPU 1: time from sending the "
+        f"request to receiving the first SSE body bytes."
+    )
+    L.append("")
+    L.append("| target | TTFB p50 ms | TTFB p99 ms | added p50 ms | added p99 ms | full stream p50 ms | errors |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    td = ttfb_res["direct"]
+    for t in targets:
+        r = ttfb_res[t.name]
+        a50 = None if t.name == "direct" else r["p50"] - td["p50"]
+        a99 = None if t.name == "direct" else r["p99"] - td["p99"]
+        L.append(
+            f"| {t.name} | {ms(r['p50'])} | {ms(r['p99'])} | {signed_ms(a50)} | {signed_ms(a99)} | "
+            f"{ms(r['total_p50'])} | {r['errors']} |"
+        )
+    L.append("")
+
+    L.append("## Peak memory")
+    L.append("")
+    L.append(f"* Johi: peak RSS (VmHWM) {johi_hwm / 1024:.1f} MiB (RSS at the end {johi_rss / 1024:.1f} MiB)")
+    ng = ", ".join(
+        f"{'master' if p == nginx_pid else 'worker'} {kib / 1024:.1f} MiB" for p, kib in nginx_hwm.items()
+    )
+    L.append(f"* nginx: peak RSS (VmHWM) {ng}")
+    L.append("")
+
+    # --- bars ---
+    bars: list[tuple[str, str, str, str]] = []
+    cpu_c = 64 if 64 in concs else max(concs)
+    for m in modes:
+        j = results[(m, cpu_c, "johi")]["cpu_us_per_req"]
+        g = results[(m, cpu_c, "nginx")]["cpu_us_per_req"]
+        val = j / g if (j is not None and g) else None
+        bars.append((
+            f"{MODE_NAMES[m]}: Johi CPU/req ÷ nginx CPU/req at c={cpu_c}",
+            "—" if val is None else f"{val:.2f}× ({j:.1f} vs {g:.1f} µs)",
+            f"≤ {BAR_CPU}×",
+            verdict(val, BAR_CPU),
+        ))
+    for pct, limit in (("p50", BAR_P50), ("p99", BAR_P99)):
+        for m in modes:
+            for c in [c for c in concs if c in (1, 16)]:
+                d = results[(m, c, "direct")]["latency_us"][pct]
+                ja = results[(m, c, "johi")]["latency_us"][pct] - d
+                na = results[(m, c, "nginx")]["latency_us"][pct] - d
+                text, val = ratio(ja, na)
+                bars.append((
+                    f"{MODE_NAMES[m]}: Johi added {pct} ÷ nginx added {pct} at c={c}",
+                    f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
+                    f"≤ {limit}×",
+                    verdict(val, limit),
+                ))
+    ja = ttfb_res["johi"]["p50"] - td["p50"]
+    na = ttfb_res["nginx"]["p50"] - td["p50"]
+    text, val = ratio(ja, na)
+    bars.append((
+        "Stream TTFB: Johi added p50 ÷ nginx added p50 (c=1)",
+        f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
+        f"≤ {BAR_TTFB}×",
+        verdict(val, BAR_TTFB),
+    ))
+    bars.append((
+        "Johi peak RSS",
+        f"{johi_hwm / 1024:.1f} MiB",
+        f"≤ {BAR_RSS_MIB:.0f} MiB",
+        verdict(johi_hwm / 1024, BAR_RSS_MIB),
+    ))
+
+    L.append("## Bars (informational)")
+    L.append("")
+    L.append("| bar | measured | limit | verdict |")
+    L.append("|---|---|---|---|")
+    for b in bars:
+        L.append(f"| {b[0]} | {b[1]} | {b[2]} | {b[3]} |")
+    L.append("")
+    failed = sum(1 for b in bars if b[3] != "PASS")
+    L.append(f"{len(bars) - failed} of {len(bars)} bars pass.")
+    L.append("")
+
+    total_err = sum(r["err_total"] + r["non2xx"] for r in results.values()) + sum(
+        r["errors"] for r in ttfb_res.values()
+    )
+    L.append("## Sanity")
+    L.append("")
+    L.append(f"* Socket errors + non-2xx answers across all wrk runs and TTFB requests: {total_err}")
+    cells = [(k, r) for k, r in results.items()]
+    worst_k, worst = max(cells, key=lambda kr: kr[1]["bg_pct"])
+    mean_bg = sum(r["bg_pct"] for _, r in cells) / len(cells)
+    max_steal = max(r["steal_pct"] for _, r in cells)
+    L.append(
+        f"* CPU used by other processes on the machine during the measured cells: mean "
+        f"{mean_bg:.1f} %, max {worst['bg_pct']:.1f} % of one core ({worst_k[0]} c={worst_k[1]} "
+        f"{worst_k[2]}); hypervisor steal max {max_steal:.1f} %."
+    )
+    noisy = [(k, r) for k, r in cells if r["bg_pct"] > 10.0 or r["steal_pct"] > 10.0]
+    if noisy:
+        L.append(
+            "* **Warning:** other load or steal above 10 % of a core in "
+            + ", ".join(f"{k[0]} c={k[1]} {k[2]} ({r['bg_pct']:.0f} % / steal {r['steal_pct']:.0f} %)"
+                        for k, r in noisy)
+            + "; those cells are disturbed, rerun on a quiet machine."
+        )
+    if johi_log_issues:
+        L.append(f"* Johi logged {len(johi_log_issues)} WARN/ERROR line(s); the first ones:")
+        L.append("")
+        L.append("```")
+        L.extend(johi_log_issues[:10])
+        L.append("```")
+    else:
+        L.append("* Johi logged no WARN/ERROR lines.")
+    L.append("")
+
+    report = "\n".join(L)
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path, "w") as f:
+        f.write(report + "\n")
+    print(report, flush=True)
+    log(f"report written to {out_path}")
+    return 0
+
+
+def _on_term(signum, frame):  # noqa: ARG001
+    # Raise, so that a running subprocess.run() kills its wrk before we exit.
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        sys.exit(main())
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
+        log(f"benchmark failed: {e}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        log("benchmark interrupted")
+        sys.exit(130)

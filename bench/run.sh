@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Johi load benchmark: mock upstream direct vs. nginx (the floor) vs. Johi, same run.
+# See bench/README.md. Usage:
+#
+#   bench/run.sh                                   # full run (~4 minutes)
+#   DURATION=2 CONCURRENCIES="1 16" bench/run.sh   # smoke run
+#
+# Environment: DURATION (s, default 8), WARMUP (s, default 2), CONCURRENCIES (default
+# "1 16 64"), MODES (default "nonstream stream"), TTFB_N (default 300), TTFB_WARMUP (default
+# 20), SKIP_BUILD=1 (use the existing binary), JOHI_BIN (binary path), JOHI_CONFIG (another
+# config for Johi; it must listen on 127.0.0.1:18080 and route model bench-model to the mock on
+# 127.0.0.1:18001), KEEP_AUDIT=1 (keep bench/results/audit.jsonl, which grows by several
+# hundred MB in a full run).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+export DURATION="${DURATION:-8}"
+export WARMUP="${WARMUP:-2}"
+export CONCURRENCIES="${CONCURRENCIES:-1 16 64}"
+export MODES="${MODES:-nonstream stream}"
+export TTFB_N="${TTFB_N:-300}"
+export TTFB_WARMUP="${TTFB_WARMUP:-20}"
+
+MOCK_PORT=18001   # also in bench/johi.yaml
+JOHI_PORT=18080   # also in bench/johi.yaml
+NGINX_PORT=18081
+GATEWAY_CPU=0     # Johi and nginx
+LOADGEN_CPU=1     # wrk, the mock, the TTFB client
+export LOADGEN_CPU
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# --- prerequisites ------------------------------------------------------------------------------
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (Debian packages)"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
+        || die "apt-get install ${missing[*]} failed (try: apt-get update)"
+fi
+NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
+export NGINX_BIN
+for tool in taskset getconf python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+[ "$(nproc --all)" -ge 2 ] || die "needs at least 2 CPUs (gateway on CPU $GATEWAY_CPU, load on CPU $LOADGEN_CPU)"
+taskset -c "$LOADGEN_CPU" true 2>/dev/null || die "cannot pin to CPU $LOADGEN_CPU"
+
+# --- build ----------------------------------------------------------------------------------------
+JOHI_BIN="${JOHI_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/johi}"
+if [ "${SKIP_BUILD:-0}" != "1" ]; then
+    say "building johi (release)"
+    (cd "$ROOT" && cargo build --release -p johi) >&2
+fi
+[ -x "$JOHI_BIN" ] || die "no johi binary at $JOHI_BIN"
+export JOHI_BIN
+JOHI_CONFIG="${JOHI_CONFIG:-$HERE/johi.yaml}"
+"$JOHI_BIN" check --config "$JOHI_CONFIG" >/dev/null || die "$JOHI_CONFIG does not check"
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$MOCK_PORT" "$JOHI_PORT" "$NGINX_PORT"; do
+    port_busy "$p" && die "port $p is already in use (a previous run still going?)"
+done
+
+# --- processes --------------------------------------------------------------------------------------
+TMP="$(mktemp -d /tmp/johi-bench.XXXXXX)"
+export BENCH_TMP="$TMP"
+mkdir -p "$HERE/results"
+rm -f "$HERE/results/audit.jsonl"
+MOCK_PID="" JOHI_PID="" NGINX_PID="" BENCH_PID=""
+
+stop() { # pid name
+    local pid="$1" i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    say "$2 did not stop on SIGTERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop "$BENCH_PID" bench.py
+    stop "$JOHI_PID" johi
+    stop "$NGINX_PID" nginx
+    stop "$MOCK_PID" mock
+    wait 2>/dev/null || true
+    if [ "$rc" -ne 0 ]; then
+        for f in mock.log johi.log nginx/error.log; do
+            if [ -s "$TMP/$f" ]; then
+                say "last lines of $f:"
+                tail -n 20 "$TMP/$f" >&2
+            fi
+        done
+    fi
+    rm -rf "$TMP"
+    [ "${KEEP_AUDIT:-0}" = "1" ] || rm -f "$HERE/results/audit.jsonl"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+wait_port() { # port pid name
+    local i
+    for i in $(seq 100); do
+        port_busy "$1" && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited during startup"
+        sleep 0.1
+    done
+    die "$3 did not listen on port $1 within 10 s"
+}
+
+say "starting the mock upstream on :$MOCK_PORT (CPU $LOADGEN_CPU)"
+taskset -c "$LOADGEN_CPU" "$JOHI_BIN" mock-upstream --port "$MOCK_PORT" --no-record --worker-threads 1 \
+    >"$TMP/mock.log" 2>&1 &
+MOCK_PID=$!
+wait_port "$MOCK_PORT" "$MOCK_PID" mock
+
+say "starting johi on :$JOHI_PORT (CPU $GATEWAY_CPU)"
+taskset -c "$GATEWAY_CPU" "$JOHI_BIN" serve --config "$JOHI_CONFIG" --worker-threads 1 \
+    >"$TMP/johi.log" 2>&1 &
+JOHI_PID=$!
+wait_port "$JOHI_PORT" "$JOHI_PID" johi
+
+say "starting nginx on :$NGINX_PORT (CPU $GATEWAY_CPU)"
+mkdir -p "$TMP/nginx"
+sed -e "s|@PREFIX@|$TMP/nginx|g" \
+    -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|g" \
+    -e "s|@UPSTREAM@|127.0.0.1:$MOCK_PORT|g" \
+    "$HERE/nginx.conf.in" >"$TMP/nginx/nginx.conf"
+"$NGINX_BIN" -t -q -p "$TMP/nginx/" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
+    || die "nginx config test failed"
+# `daemon off` in the config: the master stays in the foreground, so $! is its pid.
+taskset -c "$GATEWAY_CPU" "$NGINX_BIN" -p "$TMP/nginx/" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" &
+NGINX_PID=$!
+wait_port "$NGINX_PORT" "$NGINX_PID" nginx
+sleep 0.3 # let the worker come up
+
+export MOCK_PID JOHI_PID NGINX_PID JOHI_CONFIG JOHI_LOG="$TMP/johi.log"
+
+say "measuring: modes [$MODES], concurrencies [$CONCURRENCIES], ${WARMUP}s warm-up + ${DURATION}s per cell"
+# In the background + wait, so that a signal to this script runs the cleanup at once.
+taskset -c "$LOADGEN_CPU" python3 "$HERE/bench.py" "$HERE/results/latest.md" &
+BENCH_PID=$!
+wait "$BENCH_PID"
