@@ -273,8 +273,11 @@ impl HttpBody for StreamRelay {
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers are not part of SSE; skip them.
                     if let Ok(data) = frame.into_data() {
+                        let first = this.scanner.events() == 0;
                         this.hold(data);
-                        if this.held_len >= MAX_COALESCED {
+                        // The first event goes out at once (with the response head, in one
+                        // write): time to first token is what streaming clients feel.
+                        if first || this.held_len >= MAX_COALESCED {
                             return Poll::Ready(Some(Ok(this.release())));
                         }
                     }
