@@ -232,6 +232,55 @@ audit: {{ path: audit.jsonl }}
 }
 
 #[test]
+fn sighup_reloads_the_config_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mock_port) = (free_port(), free_port());
+    let config = dir.path().join("johi.yaml");
+    // Polling is effectively off (1 h), so only the signal can apply the change.
+    let write = |models: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+server: {{ listen: "127.0.0.1:{port}", reload_poll_interval: 1h }}
+dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
+providers:
+  mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1" }}
+models:
+{models}
+"#
+            ),
+        )
+        .unwrap()
+    };
+    write("  before: { targets: [{ provider: mock, model: mock-small }] }");
+    let mut child = johi()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/v1/models");
+    assert!(wait_for(&url).contains("\"id\":\"before\""));
+    write("  after: { targets: [{ provider: mock, model: mock-small }] }");
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = http_get(&url).unwrap();
+        if body.contains("\"id\":\"after\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
 fn mock_upstream_subcommand_serves_openai_models() {
     let port = free_port();
     let mut child = johi()

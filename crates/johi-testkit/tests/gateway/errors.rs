@@ -297,3 +297,28 @@ async fn a_client_that_gives_up_before_the_answer_cancels_the_upstream_call() {
         "the exchange ended when the client left ({latency} ms), not when the upstream answered"
     );
 }
+
+#[tokio::test]
+async fn a_stream_past_the_total_timeout_is_cut_with_an_error_event() {
+    let config = BASIC.replace(
+        "api_key: sk-mock-key",
+        "api_key: sk-mock-key, timeouts: { total: 400ms }",
+    );
+    let h = Harness::start(&config).await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true,
+                      "mock": {"chunk_delay_ms": 100, "chunks": 40}});
+    let started = std::time::Instant::now();
+    let r = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("closed cleanly");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "cut at the deadline, not at the end"
+    );
+    let events = sse_data(&text);
+    assert!(events.len() > 2, "events before the deadline were relayed");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout");
+    let records = h.finish().await;
+    assert_eq!(records[0]["error"], "upstream_timeout");
+}
