@@ -1,11 +1,13 @@
 //! Thin HTTP handlers: read the body, run the pipeline, relay the answer.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -179,13 +181,18 @@ pub async fn method_not_allowed(request: Request) -> Response<Body> {
     edge::error_response(&error, &http::HeaderMap::new())
 }
 
-/// A panic inside a handler: a 500 in OpenAI's shape; the process keeps serving.
-pub fn panic_response(detail: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
-    let detail = detail
+fn panic_detail(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<String>()
         .cloned()
-        .or_else(|| detail.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_else(|| "panic".to_owned());
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+/// A panic anywhere else in a handler (the backstop behind the pipeline's own catch): a 500
+/// in OpenAI's shape; the process keeps serving.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let detail = panic_detail(panic.as_ref());
     tracing::error!(%detail, "handler panicked");
     edge::error_response(
         &GatewayError::Internal {
