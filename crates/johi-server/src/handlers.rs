@@ -60,10 +60,22 @@ async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body
         runtime.pipeline.clone(),
         Exchange::new(api, parts.headers, body),
     );
-    let result = runtime
+    // A panicking processor is a bug, but one request's bug: it is answered (and audited) as
+    // a 500 here, and the process keeps serving. The exchange is plain data, so observing it
+    // after an unwind is sound.
+    let execution = runtime
         .pipeline
-        .execute(completion.exchange(), &runtime.upstreams)
-        .await;
+        .execute(completion.exchange(), &runtime.upstreams);
+    let result = match AssertUnwindSafe(execution).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let detail = panic_detail(panic.as_ref());
+            tracing::error!(%detail, "a processor panicked");
+            Err(GatewayError::Internal {
+                detail: "the gateway hit an unexpected error".into(),
+            })
+        }
+    };
     let attempts = completion.exchange().attempt + 1;
     match result {
         Ok(Executed::Upstream(upstream)) => relay::relay(completion, upstream, attempts).await,

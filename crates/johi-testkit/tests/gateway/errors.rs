@@ -224,6 +224,11 @@ async fn a_panic_is_a_500_and_the_gateway_keeps_serving() {
         (500, Some("server_error"))
     );
     assert_eq!(h.post("/v1/chat/completions", &body).await.status(), 200);
+    let records = h.finish().await;
+    assert_eq!(records.len(), 2, "both requests audited");
+    assert_eq!(records[0]["status"], 500, "{records:?}");
+    assert_eq!(records[0]["error"], "internal");
+    assert_eq!(records[0]["cancelled"], false);
 }
 
 #[tokio::test]
