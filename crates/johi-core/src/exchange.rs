@@ -44,7 +44,11 @@ pub struct Exchange {
     /// The body as received.
     pub raw_body: Bytes,
     /// The parsed body; empty until validation parses it. Unknown fields are kept in order.
-    pub body: Map<String, Value>,
+    /// Private so that every change goes through [`Exchange::body_mut`], which records it.
+    body: Map<String, Value>,
+    /// Whether a processor changed `body` after it was parsed. While it has not, the client's
+    /// own bytes are what goes upstream (with only the model name swapped in).
+    body_changed: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// The logical model the client named.
@@ -95,6 +99,7 @@ impl Exchange {
             service_tier: None,
             raw_body,
             body: Map::new(),
+            body_changed: false,
             stream: false,
             model: None,
             route: None,
@@ -105,6 +110,29 @@ impl Exchange {
             usage: None,
             time_to_first_byte: None,
         }
+    }
+
+    /// The parsed body (empty until validation has parsed it).
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
+    /// The parsed body, for changing it: marks the body as changed, so it is re-serialised
+    /// for the upstream instead of forwarding the client's bytes.
+    pub fn body_mut(&mut self) -> &mut Map<String, Value> {
+        self.body_changed = true;
+        &mut self.body
+    }
+
+    /// Installs the body parsed from `raw_body` (validation does this, once).
+    pub fn set_parsed_body(&mut self, body: Map<String, Value>) {
+        self.body = body;
+        self.body_changed = false;
+    }
+
+    /// Whether a processor has changed the parsed body.
+    pub fn body_changed(&self) -> bool {
+        self.body_changed
     }
 
     /// The target of the current attempt, if one is picked.

@@ -6,6 +6,7 @@
 //! credentials, which authenticate it to Johi, not to the provider.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::HeaderValue;
 use johi_core::model::Protocol;
@@ -13,7 +14,7 @@ use johi_core::{Exchange, Facet, FacetSet};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
-use johi_providers::openai;
+use johi_providers::{openai, splice};
 
 /// See the module docs.
 pub struct Translate {
@@ -42,6 +43,20 @@ impl Translate {
     }
 }
 
+/// The request body for an OpenAI-compatible target: the client's own bytes with the model
+/// name swapped in, unless a processor changed the body (then it is re-serialised).
+fn upstream_body(ex: &mut Exchange, upstream_model: &str) -> Result<Bytes, ProcessorError> {
+    if !ex.body_changed() {
+        if let Some(range) = splice::top_level_value(&ex.raw_body, "model") {
+            let name = serde_json::to_vec(upstream_model)
+                .map_err(|e| ProcessorError(format!("could not encode the model name: {e}")))?;
+            return Ok(Bytes::from(splice::splice(&ex.raw_body, range, &name)));
+        }
+    }
+    openai::encode_request(ex.body_mut(), upstream_model)
+        .map_err(|e| ProcessorError(format!("could not encode the request: {e}")))
+}
+
 #[async_trait]
 impl Processor for Translate {
     fn contract(&self) -> &Contract {
@@ -60,8 +75,7 @@ impl Processor for Translate {
             Protocol::OpenAi => {
                 let uri = openai::upstream_uri(&provider.base_url, ex.api)
                     .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
-                let body = openai::encode_request(&mut ex.body, &upstream_model)
-                    .map_err(|e| ProcessorError(format!("could not encode the request: {e}")))?;
+                let body = upstream_body(ex, &upstream_model)?;
                 let mut headers = ex.upstream_headers.clone();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 headers.insert(
@@ -86,5 +100,88 @@ impl Processor for Translate {
             }
         }
         Ok(Verdict::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::{HeaderMap, Uri};
+    use johi_core::model::{KeyPlacement, ModelRoute, Protocol, Provider, Target, Timeouts};
+    use johi_core::Api;
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+
+    fn exchange(raw: &str) -> Exchange {
+        let provider = Arc::new(Provider {
+            name: "p".into(),
+            protocol: Protocol::OpenAi,
+            base_url: Uri::from_static("http://127.0.0.1:1/v1"),
+            api_key: None,
+            key_placement: KeyPlacement::Bearer,
+            headers: vec![],
+            forward_headers: vec![],
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                first_byte: Duration::from_secs(1),
+                total: Duration::from_secs(1),
+            },
+            ca_file: None,
+        });
+        let mut ex = Exchange::new(
+            Api::ChatCompletions,
+            HeaderMap::new(),
+            Bytes::from(raw.to_owned()),
+        );
+        let parsed: Map<String, Value> = serde_json::from_str(raw).unwrap();
+        ex.set_parsed_body(parsed);
+        ex.route = Some(Arc::new(ModelRoute {
+            name: "gpt".into(),
+            targets: vec![Target {
+                provider,
+                model: "upstream-name".into(),
+                weight: 1,
+            }],
+            max_attempts: 1,
+        }));
+        ex.target_index = Some(0);
+        ex
+    }
+
+    fn run(ex: &mut Exchange) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(Translate::new().on_request(ex)).unwrap();
+    }
+
+    #[test]
+    fn the_clients_bytes_go_upstream_with_only_the_model_swapped() {
+        let raw = "{\"model\": \"gpt\",\n \"seed\": 123456789012345678901234567890, \"temperature\": 0.70,\n \"messages\": [{\"role\": \"user\", \"content\": \"caf\\u00e9\"}]}";
+        let mut ex = exchange(raw);
+        run(&mut ex);
+        let sent = std::str::from_utf8(&ex.upstream.body).unwrap();
+        assert_eq!(
+            sent,
+            raw.replace("\"model\": \"gpt\"", "\"model\": \"upstream-name\"")
+        );
+        assert_eq!(
+            ex.upstream.uri.as_ref().unwrap(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn a_changed_body_is_reserialised_with_the_change() {
+        let mut ex =
+            exchange(r#"{"model":"gpt","messages":[{"role":"user","content":"my card is 4111"}]}"#);
+        ex.body_mut()["messages"][0]["content"] = json!("my card is [REDACTED]");
+        run(&mut ex);
+        let sent: Value = serde_json::from_slice(&ex.upstream.body).unwrap();
+        assert_eq!(sent["model"], "upstream-name");
+        assert_eq!(sent["messages"][0]["content"], "my card is [REDACTED]");
     }
 }

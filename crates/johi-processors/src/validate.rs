@@ -133,7 +133,7 @@ fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
 
     ex.model = Some(model);
     ex.stream = stream;
-    ex.body = body;
+    ex.set_parsed_body(body);
     Ok(())
 }
 

@@ -5,4 +5,5 @@
 //! [`sse`] frames Server-Sent Events incrementally, for every protocol that streams with them.
 
 pub mod openai;
+pub mod splice;
 pub mod sse;
