@@ -44,6 +44,16 @@ impl Enrich {
     }
 }
 
+/// The request ID for a request with these headers: the client's `x-request-id` if it is
+/// acceptable, else a new `req_<24 hex>`. Also used by the server for answers given before
+/// the pipeline runs (a body over the limit, an unknown route), so every answer has one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    match headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) if acceptable_request_id(id) => id.to_owned(),
+        _ => format!("req_{}", random_hex(12)),
+    }
+}
+
 /// A client-supplied request ID is kept only if it is short and plain, so it cannot be
 /// used to inject anything into logs or upstream headers.
 fn acceptable_request_id(id: &str) -> bool {
@@ -70,10 +80,7 @@ impl Processor for Enrich {
     }
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
-        ex.request_id = match ex.inbound_header(REQUEST_ID.as_str()) {
-            Some(id) if acceptable_request_id(id) => id.to_owned(),
-            _ => format!("req_{}", random_hex(12)),
-        };
+        ex.request_id = request_id(&ex.inbound_headers);
         let trace = TraceContext::continue_or_start(
             ex.inbound_header("traceparent"),
             ex.inbound_header("tracestate"),

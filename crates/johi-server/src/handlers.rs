@@ -51,7 +51,7 @@ async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body
     };
     let body = match body {
         Ok(body) => body,
-        Err(error) => return edge::error_response(&error, &http::HeaderMap::new()),
+        Err(error) => return edge::error_response(&error, &early_headers(&parts.headers)),
     };
 
     // The completion guard owns the exchange from here on: if this future is dropped (the
@@ -175,13 +175,23 @@ pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response<Body> {
     }
 }
 
+/// Headers for an answer given before the pipeline ran: the request ID, so that even these
+/// answers can be traced.
+fn early_headers(inbound: &http::HeaderMap) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let Ok(id) = HeaderValue::from_str(&johi_processors::enrich::request_id(inbound)) {
+        headers.insert(johi_processors::enrich::REQUEST_ID, id);
+    }
+    headers
+}
+
 /// Any other path: OpenAI's 404.
 pub async fn not_found(request: Request) -> Response<Body> {
     let error = GatewayError::RouteNotFound {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
     };
-    edge::error_response(&error, &http::HeaderMap::new())
+    edge::error_response(&error, &early_headers(request.headers()))
 }
 
 /// A known path with the wrong method: OpenAI-shaped 405.
@@ -190,7 +200,7 @@ pub async fn method_not_allowed(request: Request) -> Response<Body> {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
     };
-    edge::error_response(&error, &http::HeaderMap::new())
+    edge::error_response(&error, &early_headers(request.headers()))
 }
 
 fn panic_detail(panic: &(dyn std::any::Any + Send)) -> String {

@@ -112,7 +112,12 @@ async fn a_body_over_the_limit_is_413_declared_or_chunked() {
     ))
     .await;
     let big = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(4096)}]});
-    let (status, body) = error_of(h.post("/v1/chat/completions", &big).await).await;
+    let r = h.post("/v1/chat/completions", &big).await;
+    assert!(r.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
+    let (status, body) = error_of(r).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (413, Some("request_too_large"))
@@ -234,7 +239,19 @@ async fn a_panic_is_a_500_and_the_gateway_keeps_serving() {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_openai_shaped() {
     let h = Harness::start(BASIC).await;
-    let (status, body) = error_of(h.client.get(h.url("/v1/nothing")).send().await.unwrap()).await;
+    let r = h
+        .client
+        .get(h.url("/v1/nothing"))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-request-id"],
+        "trace-me-1",
+        "answers before the pipeline carry the ID too"
+    );
+    let (status, body) = error_of(r).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("unknown_url"))
