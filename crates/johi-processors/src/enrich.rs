@@ -67,9 +67,12 @@ fn acceptable_label(value: &str) -> bool {
     (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+/// Sets `name` in both maps from one value: the value is built once and shared (cloning a
+/// `HeaderValue` only bumps a reference count).
+fn put_both(upstream: &mut HeaderMap, response: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
+        response.insert(name.clone(), v.clone());
+        upstream.insert(name, v);
     }
 }
 
@@ -98,18 +101,21 @@ impl Processor for Enrich {
             .or_else(|| self.config.default_service_tier.clone());
 
         let traceparent = trace.traceparent();
-        for headers in [&mut ex.upstream_headers, &mut ex.response_headers] {
-            put(headers, REQUEST_ID, &ex.request_id);
-            put(headers, TRACEPARENT, &traceparent);
-            if let Some(org) = &ex.organization {
-                put(headers, ORGANIZATION, org);
-            }
-            if let Some(tier) = &ex.service_tier {
-                put(headers, SERVICE_TIER, tier);
-            }
+        let (up, resp) = (&mut ex.upstream_headers, &mut ex.response_headers);
+        put_both(up, resp, REQUEST_ID, &ex.request_id);
+        put_both(up, resp, TRACEPARENT, &traceparent);
+        if let Some(org) = &ex.organization {
+            put_both(up, resp, ORGANIZATION, org);
         }
-        if let Some(state) = &trace.tracestate {
-            put(&mut ex.upstream_headers, TRACESTATE, state);
+        if let Some(tier) = &ex.service_tier {
+            put_both(up, resp, SERVICE_TIER, tier);
+        }
+        if let Some(state) = trace
+            .tracestate
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            up.insert(TRACESTATE, state);
         }
         ex.trace = Some(trace);
         Ok(Verdict::Continue)
