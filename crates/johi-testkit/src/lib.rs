@@ -105,6 +105,29 @@ impl Harness {
             .expect("request sent")
     }
 
+    /// `GET /v1/models` on the gateway, as JSON.
+    pub async fn models(&self) -> Value {
+        self.client
+            .get(self.url("/v1/models"))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("models list is JSON")
+    }
+
+    /// The model IDs `GET /v1/models` lists, in order.
+    pub async fn model_ids(&self) -> Vec<String> {
+        let list = self.models().await;
+        list["data"]
+            .as_array()
+            .expect("data is an array")
+            .iter()
+            .map(|m| m["id"].as_str().expect("id is a string").to_owned())
+            .collect()
+    }
+
     /// Shuts the gateway down gracefully, waits for it, and returns every audit record.
     pub async fn finish(self) -> Vec<Value> {
         self.gateway.shutdown();

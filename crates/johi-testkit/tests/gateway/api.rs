@@ -222,21 +222,8 @@ async fn embeddings_float_and_base64() {
 #[tokio::test]
 async fn models_and_probes() {
     let h = Harness::start(BASIC).await;
-    let v: Value = h
-        .client
-        .get(h.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<_> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
+    let v = h.models().await;
+    let ids = h.model_ids().await;
     assert_eq!(v["object"], "list");
     assert_eq!(ids, ["m", "e"]);
     let one = h.client.get(h.url("/v1/models/m")).send().await.unwrap();

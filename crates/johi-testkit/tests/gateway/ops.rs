@@ -4,30 +4,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use johi_testkit::{sse_data, Harness, BASIC};
-use serde_json::{json, Value};
-
-async fn model_ids(h: &Harness) -> Vec<String> {
-    let v: Value = h
-        .client
-        .get(h.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use serde_json::json;
 
 async fn eventually(h: &Harness, want: &[&str]) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..60 {
-        ids = model_ids(h).await;
+        ids = h.model_ids().await;
         if ids == want {
             break;
         }
@@ -39,7 +21,7 @@ async fn eventually(h: &Harness, want: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn a_changed_file_is_reloaded_and_a_bad_one_refused() {
     let h = Harness::start(BASIC).await;
-    assert_eq!(model_ids(&h).await, ["m", "e"]);
+    assert_eq!(h.model_ids().await, ["m", "e"]);
 
     let added = BASIC.replace(
         "  e: { targets: [{ provider: mock, model: mock-embed }] }",
@@ -65,7 +47,7 @@ async fn a_changed_file_is_reloaded_and_a_bad_one_refused() {
     ));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
-        model_ids(&h).await,
+        h.model_ids().await,
         ["m", "e", "m2"],
         "the old config keeps serving"
     );
@@ -87,7 +69,7 @@ async fn a_changed_file_is_reloaded_and_a_bad_one_refused() {
     h.write_config(BASIC);
     h.gateway.reload().await.unwrap();
     assert_eq!(
-        model_ids(&h).await,
+        h.model_ids().await,
         ["m", "e"],
         "an explicit reload (SIGHUP) applies at once"
     );
