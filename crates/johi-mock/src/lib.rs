@@ -218,6 +218,8 @@ pub struct Stats {
     /// disconnected mid-stream. Streams aborted on purpose by `stream_cut_after` are not
     /// counted here.
     pub streams_cancelled: u64,
+    /// TCP connections accepted, so tests can check that a client reuses its connections.
+    pub connections: u64,
 }
 
 /// One request as the mock received it, so tests can assert on what the gateway forwarded.

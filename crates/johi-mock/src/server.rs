@@ -58,6 +58,7 @@ pub(crate) async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        bump(&shared.counters.connections);
         // Small SSE frames must not wait for Nagle.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");

@@ -17,10 +17,11 @@ pub(crate) struct Counters {
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_cancelled: AtomicU64,
+    pub connections: AtomicU64,
 }
 
 impl Counters {
-    fn all(&self) -> [&AtomicU64; 8] {
+    fn all(&self) -> [&AtomicU64; 9] {
         [
             &self.requests,
             &self.chat,
@@ -30,6 +31,7 @@ impl Counters {
             &self.streams_started,
             &self.streams_completed,
             &self.streams_cancelled,
+            &self.connections,
         ]
     }
 }
@@ -88,6 +90,7 @@ impl Shared {
             streams_started: get(&c.streams_started),
             streams_completed: get(&c.streams_completed),
             streams_cancelled: get(&c.streams_cancelled),
+            connections: get(&c.connections),
         }
     }
 

@@ -61,10 +61,30 @@ async fn stats_count_routes_and_streams() {
             streams_started: 2,
             streams_completed: 2,
             streams_cancelled: 0,
+            // Every helper call makes a fresh client, so one connection each.
+            connections: 8,
         }
     );
     mock.reset();
     assert_eq!(mock.stats(), Stats::default());
+}
+
+#[tokio::test]
+async fn connections_are_counted_once_however_many_requests_they_carry() {
+    let mock = mock().await;
+    let keep_alive = client();
+    for _ in 0..3 {
+        keep_alive
+            .get(format!("{}/models", mock.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    assert_eq!(mock.stats().models, 3);
+    assert_eq!(mock.stats().connections, 1);
 }
 
 #[tokio::test]

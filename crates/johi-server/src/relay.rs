@@ -17,7 +17,6 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use johi_core::exchange::Outcome;
 use johi_core::GatewayError;
 use johi_pipeline::Completion;
@@ -25,7 +24,7 @@ use johi_providers::openai::{self, StreamScanner};
 use tokio::time::Sleep;
 
 use crate::edge;
-use crate::upstream::UpstreamResponse;
+use crate::upstream::{DrivenBody, UpstreamResponse};
 
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
@@ -69,8 +68,6 @@ pub async fn relay(
             attempts,
             held: Vec::new(),
             held_len: 0,
-            yielded: 0,
-            yielding: None,
             ended: None,
         };
         return respond(builder, Body::new(relay));
@@ -133,19 +130,16 @@ pub fn fail(mut completion: Completion, error: GatewayError, attempts: u32) -> R
 /// Largest run of upstream events sent to the client as one frame.
 const MAX_COALESCED: usize = 16 * 1024;
 
-/// Yields after an event before sending what is held (see [`StreamRelay`]).
-const MAX_YIELDS: u8 = 3;
-
 /// The streaming body: upstream frames out as they come in, completion at the end.
 ///
-/// Events that are already waiting in the upstream connection's buffer are sent together:
-/// after taking an event the relay yields (up to [`MAX_YIELDS`] times), so the upstream
-/// connection task can hand over what it has already read, and sends everything in hand
-/// when nothing more is ready.
+/// Events that have already arrived are sent together: the relay takes events from the
+/// upstream body (which drives the upstream connection in this same task, see
+/// [`DrivenBody`]) until none is ready, then sends everything in hand as one frame.
 /// A burst of events then costs one write to the client instead of one per event, while a
-/// live token stream (events milliseconds apart) still goes out event by event.
+/// live token stream (events milliseconds apart) still goes out event by event. The first
+/// event always goes out at once.
 struct StreamRelay {
-    upstream: Incoming,
+    upstream: DrivenBody,
     deadline: Pin<Box<Sleep>>,
     provider: String,
     total_ms: u64,
@@ -157,13 +151,6 @@ struct StreamRelay {
     /// Events received and not yet sent.
     held: Vec<Bytes>,
     held_len: usize,
-    /// Yields made since the last event arrived. One is not always enough for the upstream
-    /// connection task to run (its wake-up and ours race for the scheduler's next slot);
-    /// measured, three catch a whole burst, at the cost of a few task polls per event.
-    yielded: u8,
-    /// The pending yield: `tokio::task::yield_now` defers this task until the other ready
-    /// tasks (the upstream connection among them) have run, which a plain self-wake does not.
-    yielding: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// How the upstream ended, once it has; acted on after `held` is sent.
     ended: Option<Option<GatewayError>>,
 }
@@ -188,7 +175,6 @@ impl StreamRelay {
     /// The held events as one frame.
     fn release(&mut self) -> Frame<Bytes> {
         self.held_len = 0;
-        self.yielded = 0;
         if self.held.len() == 1 {
             if let Some(only) = self.held.pop() {
                 return Frame::data(only);
@@ -211,7 +197,6 @@ impl StreamRelay {
         self.scanner.feed(&data);
         self.held_len += data.len();
         self.held.push(data);
-        self.yielded = 0;
     }
 
     /// What the upstream's end means for the client.
@@ -262,12 +247,6 @@ impl HttpBody for StreamRelay {
             };
             this.ended = Some(Some(error));
         }
-        if let Some(yielding) = this.yielding.as_mut() {
-            if yielding.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.yielding = None;
-        }
         while this.ended.is_none() {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -285,15 +264,6 @@ impl HttpBody for StreamRelay {
                 Poll::Ready(Some(Err(e))) => this.ended = Some(this.ending(Some(e.to_string()))),
                 Poll::Ready(None) => this.ended = Some(this.ending(None)),
                 Poll::Pending if this.held.is_empty() => return Poll::Pending,
-                Poll::Pending if this.yielded < MAX_YIELDS => {
-                    this.yielded += 1;
-                    let mut yielding: Pin<Box<dyn Future<Output = ()> + Send>> =
-                        Box::pin(tokio::task::yield_now());
-                    if yielding.as_mut().poll(cx).is_pending() {
-                        this.yielding = Some(yielding);
-                        return Poll::Pending;
-                    }
-                }
                 Poll::Pending => return Poll::Ready(Some(Ok(this.release()))),
             }
         }

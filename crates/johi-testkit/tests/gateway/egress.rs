@@ -23,30 +23,48 @@ fn localhost_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Path
     (cert_path, key_path)
 }
 
-fn server_tls(cert: &std::path::Path, key: &std::path::Path) -> rustls::ServerConfig {
+fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&[u8]],
+) -> rustls::ServerConfig {
     let certs = CertificateDer::pem_file_iter(cert)
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap()
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }
 
 #[derive(Default, Debug, Clone)]
 struct Seen {
     sni: Option<String>,
     host: Option<String>,
+    /// `Host`, or for HTTP/2 the request's `:authority`.
+    authority: Option<String>,
     authorization: Option<String>,
+    version: Option<http::Version>,
+    connections: u32,
+    requests: u32,
 }
 
-/// A one-route TLS upstream that records the SNI and `Host` it was reached with.
-async fn tls_upstream(cert: &std::path::Path, key: &std::path::Path) -> (u16, Arc<Mutex<Seen>>) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls(cert, key)));
+/// A one-route TLS upstream that records the SNI and `Host` it was reached with; `alpn`
+/// is what it offers (empty: no ALPN, so HTTP/1.1).
+async fn tls_upstream(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&[u8]],
+) -> (u16, Arc<Mutex<Seen>>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls(cert, key, alpn)));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -55,7 +73,11 @@ async fn tls_upstream(cert: &std::path::Path, key: &std::path::Path) -> (u16, Ar
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let tls = acceptor.accept(tcp).await.unwrap();
-            record.lock().unwrap().sni = tls.get_ref().1.server_name().map(str::to_owned);
+            {
+                let mut seen = record.lock().unwrap();
+                seen.sni = tls.get_ref().1.server_name().map(str::to_owned);
+                seen.connections += 1;
+            }
             let record = record.clone();
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let record = record.clone();
@@ -65,7 +87,13 @@ async fn tls_upstream(cert: &std::path::Path, key: &std::path::Path) -> (u16, Ar
                     {
                         let mut seen = record.lock().unwrap();
                         seen.host = header("host");
+                        seen.authority = seen
+                            .host
+                            .clone()
+                            .or_else(|| req.uri().authority().map(|a| a.to_string()));
                         seen.authorization = header("authorization");
+                        seen.version = Some(req.version());
+                        seen.requests += 1;
                     }
                     let body = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "tls-model",
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "secure"}, "finish_reason": "stop"}],
@@ -91,7 +119,7 @@ async fn tls_upstream(cert: &std::path::Path, key: &std::path::Path) -> (u16, Ar
 async fn the_upstream_sees_its_own_name_in_sni_and_host() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = localhost_cert(dir.path());
-    let (port, seen) = tls_upstream(&cert, &key).await;
+    let (port, seen) = tls_upstream(&cert, &key, &[]).await;
     let config = format!(
         r#"
 server: {{ listen: "127.0.0.1:0" }}
@@ -120,10 +148,48 @@ models:
 }
 
 #[tokio::test]
+async fn an_upstream_that_negotiates_http2_is_reached_over_one_shared_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = localhost_cert(dir.path());
+    let (port, seen) = tls_upstream(&cert, &key, &[b"h2", b"http/1.1"]).await;
+    let config = format!(
+        r#"
+server: {{ listen: "127.0.0.1:0" }}
+providers:
+  secure: {{ base_url: "https://localhost:{port}/v1", api_key: sk-secure, ca_file: "{}" }}
+models:
+  s: {{ targets: [{{ provider: secure, model: tls-model }}] }}
+"#,
+        cert.display()
+    );
+    let h = Harness::start(&config).await;
+    let body = json!({"model": "s", "messages": [{"role": "user", "content": "x"}]});
+    let first = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(first.status(), 200);
+    let answers =
+        futures_util::future::join_all((0..4).map(|_| h.post("/v1/chat/completions", &body))).await;
+    for r in answers {
+        assert_eq!(r.status(), 200);
+        let answer: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(answer["choices"][0]["message"]["content"], "secure");
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.version, Some(http::Version::HTTP_2));
+    assert_eq!(seen.sni.as_deref(), Some("localhost"));
+    assert_eq!(
+        seen.authority.as_deref(),
+        Some(format!("localhost:{port}").as_str())
+    );
+    assert_eq!(seen.authorization.as_deref(), Some("Bearer sk-secure"));
+    assert_eq!(seen.requests, 5);
+    assert_eq!(seen.connections, 1, "one multiplexed connection");
+}
+
+#[tokio::test]
 async fn an_untrusted_upstream_certificate_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = localhost_cert(dir.path());
-    let (port, seen) = tls_upstream(&cert, &key).await;
+    let (port, seen) = tls_upstream(&cert, &key, &[]).await;
     let config = format!(
         r#"
 server: {{ listen: "127.0.0.1:0" }}

@@ -7,4 +7,5 @@ mod api;
 mod egress;
 mod errors;
 mod ops;
+mod pool;
 mod retry;
