@@ -115,12 +115,9 @@ async fn tls_upstream(
     (port, seen)
 }
 
-#[tokio::test]
-async fn the_upstream_sees_its_own_name_in_sni_and_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = localhost_cert(dir.path());
-    let (port, seen) = tls_upstream(&cert, &key, &[]).await;
-    let config = format!(
+/// A gateway config with model `s` on the TLS upstream at `port`, trusting `cert`.
+fn trusting_config(port: u16, cert: &std::path::Path) -> String {
+    format!(
         r#"
 server: {{ listen: "127.0.0.1:0" }}
 providers:
@@ -129,8 +126,15 @@ models:
   s: {{ targets: [{{ provider: secure, model: tls-model }}] }}
 "#,
         cert.display()
-    );
-    let h = Harness::start(&config).await;
+    )
+}
+
+#[tokio::test]
+async fn the_upstream_sees_its_own_name_in_sni_and_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = localhost_cert(dir.path());
+    let (port, seen) = tls_upstream(&cert, &key, &[]).await;
+    let h = Harness::start(&trusting_config(port, &cert)).await;
     let r = h
         .post(
             "/v1/chat/completions",
@@ -152,17 +156,7 @@ async fn an_upstream_that_negotiates_http2_is_reached_over_one_shared_connection
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = localhost_cert(dir.path());
     let (port, seen) = tls_upstream(&cert, &key, &[b"h2", b"http/1.1"]).await;
-    let config = format!(
-        r#"
-server: {{ listen: "127.0.0.1:0" }}
-providers:
-  secure: {{ base_url: "https://localhost:{port}/v1", api_key: sk-secure, ca_file: "{}" }}
-models:
-  s: {{ targets: [{{ provider: secure, model: tls-model }}] }}
-"#,
-        cert.display()
-    );
-    let h = Harness::start(&config).await;
+    let h = Harness::start(&trusting_config(port, &cert)).await;
     let body = json!({"model": "s", "messages": [{"role": "user", "content": "x"}]});
     let first = h.post("/v1/chat/completions", &body).await;
     assert_eq!(first.status(), 200);
