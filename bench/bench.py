@@ -5,11 +5,12 @@ bench/run.sh starts the mock upstream, nginx and Johi, then runs this script
 pinned to the load-generator core. For each mode (non-streaming, streaming),
 each concurrency and each target (direct to the mock, nginx, Johi) it runs wrk
 with bench/chat.lua: a warm-up run, then a measured run bracketed by readings of
-the target's CPU time from /proc/PID/stat. Then it measures streaming time to
-first byte (ttfb.py), reads peak RSS (VmHWM), and prints the report.
+the target's CPU time from /proc/PID/stat, ROUNDS times with the targets
+interleaved, keeping the median of each figure. Then it measures streaming time
+to first byte (ttfb.py), reads peak RSS (VmHWM), and prints the report.
 
 Environment (set by run.sh): JOHI_PID, NGINX_PID, MOCK_PID, JOHI_LOG,
-DURATION, WARMUP, CONCURRENCIES, MODES, TTFB_N, TTFB_WARMUP, LOADGEN_CPU,
+DURATION, WARMUP, ROUNDS, CONCURRENCIES, MODES, TTFB_N, TTFB_WARMUP, LOADGEN_CPU,
 JOHI_BIN, NGINX_BIN.
 """
 
@@ -247,9 +248,35 @@ def versions() -> str:
 
 # --- main ---------------------------------------------------------------------------------------
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def median_cell(runs: list[dict]) -> dict:
+    """One cell from its rounds: the median of every rate, latency and CPU figure; errors and
+    non-2xx answers summed; other load and steal as their worst round."""
+    cell = dict(runs[-1])
+    cell["rounds"] = len(runs)
+    cell["rps"] = median([r["rps"] for r in runs])
+    cell["requests"] = sum(r["requests"] for r in runs)
+    cell["latency_us"] = {
+        k: median([r["latency_us"][k] for r in runs]) for k in runs[0]["latency_us"]
+    }
+    for k in ("cpu_us_per_req", "core_pct"):
+        values = [r[k] for r in runs if r[k] is not None]
+        cell[k] = median(values) if values else None
+    cell["err_total"] = sum(r["err_total"] for r in runs)
+    cell["non2xx"] = sum(r["non2xx"] for r in runs)
+    cell["bg_pct"] = max(r["bg_pct"] for r in runs)
+    cell["steal_pct"] = max(r["steal_pct"] for r in runs)
+    return cell
+
+
 def main() -> int:
     out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "results", "latest.md")
-    duration = env_int("DURATION", 8)
+    duration = env_int("DURATION", 5)
     warmup = env_int("WARMUP", 2)
     concs = [int(c) for c in os.environ.get("CONCURRENCIES", "1 16 64").split()]
     modes = os.environ.get("MODES", "nonstream stream").split()
@@ -294,53 +321,68 @@ def main() -> int:
     idle_load = 100.0 * ((system_ticks()[0] - b0) - (own_ticks(all_pids) - o0)) / CLK_TCK
     if idle_load > 15.0:
         log(f"warning: other processes use {idle_load:.0f} % of a core right now; the figures will be disturbed")
-    # results[(mode, conc, target)] = dict(wrk result + cpu)
-    results: dict[tuple[str, int, str], dict] = {}
-    total_runs = len(modes) * len(concs) * len(targets)
+    # Every (mode, concurrency) cell is measured ROUNDS times, the three targets interleaved
+    # within each round, and each figure reported is the median over the rounds: on a shared
+    # VM the machine's speed drifts by tens of percent within minutes, and interleaving keeps
+    # Johi and nginx measured under the same conditions.
+    rounds = max(1, env_int("ROUNDS", 3))
+    # per_round[(mode, conc, target)] = [dict(wrk result + cpu), ...]
+    per_round: dict[tuple[str, int, str], list[dict]] = {}
+    total_runs = len(modes) * len(concs) * len(targets) * rounds
     n = 0
     t_start = time.monotonic()
     for m in modes:
         for c in concs:
-            for t in targets:
-                n += 1
-                check_alive()
-                bf = body_files[(t.name, m)]
-                if warmup > 0:
-                    run_wrk(t.port, bf, c, warmup)
-                sys0, steal0, own0 = *system_ticks(), own_ticks(all_pids)
-                before = cpu_ticks_sum(t.pids) if t.pids else 0
-                r = run_wrk(t.port, bf, c, duration)
-                after = cpu_ticks_sum(t.pids) if t.pids else 0
-                sys1, steal1, own1 = *system_ticks(), own_ticks(all_pids)
-                secs = r["duration_us"] / 1e6
-                # CPU used by processes outside the benchmark during the cell, and hypervisor steal,
-                # in % of one core (the measured run's wall time, which wrk's duration approximates).
-                r["bg_pct"] = max(0.0, 100.0 * ((sys1 - sys0) - (own1 - own0)) / CLK_TCK / secs) if secs else 0.0
-                r["steal_pct"] = 100.0 * (steal1 - steal0) / CLK_TCK / secs if secs else 0.0
-                r["rps"] = r["requests"] / secs if secs > 0 else 0.0
-                r["err_total"] = sum(v for k, v in r["errors"].items() if k != "status")  # socket errors
-                if t.pids and r["requests"] > 0:
-                    cpu_s = (after - before) / CLK_TCK
-                    r["cpu_us_per_req"] = cpu_s * 1e6 / r["requests"]
-                    r["core_pct"] = 100.0 * cpu_s / secs
-                else:
-                    r["cpu_us_per_req"] = None
-                    r["core_pct"] = None
-                results[(m, c, t.name)] = r
-                lat = r["latency_us"]
-                cpu = "" if r["cpu_us_per_req"] is None else f"  cpu {r['cpu_us_per_req']:.1f} µs/req"
-                log(
-                    f"[{n}/{total_runs}] {m:9} c={c:<3} {t.name:6} {r['rps']:9.0f} req/s  "
-                    f"p50 {lat['p50'] / 1000:.3f} p99 {lat['p99'] / 1000:.3f} ms  "
-                    f"err {r['err_total']} non2xx {r['non2xx']}{cpu}  other load {r['bg_pct']:.0f}%"
-                )
+            for rnd in range(rounds):
+                for t in targets:
+                    n += 1
+                    check_alive()
+                    bf = body_files[(t.name, m)]
+                    if warmup > 0:
+                        run_wrk(t.port, bf, c, warmup)
+                    sys0, steal0, own0 = *system_ticks(), own_ticks(all_pids)
+                    before = cpu_ticks_sum(t.pids) if t.pids else 0
+                    r = run_wrk(t.port, bf, c, duration)
+                    after = cpu_ticks_sum(t.pids) if t.pids else 0
+                    sys1, steal1, own1 = *system_ticks(), own_ticks(all_pids)
+                    secs = r["duration_us"] / 1e6
+                    # CPU used by processes outside the benchmark during the cell, and hypervisor
+                    # steal, in % of one core (the measured run's wall time, which wrk's duration
+                    # approximates).
+                    r["bg_pct"] = max(0.0, 100.0 * ((sys1 - sys0) - (own1 - own0)) / CLK_TCK / secs) if secs else 0.0
+                    r["steal_pct"] = 100.0 * (steal1 - steal0) / CLK_TCK / secs if secs else 0.0
+                    r["rps"] = r["requests"] / secs if secs > 0 else 0.0
+                    r["err_total"] = sum(v for k, v in r["errors"].items() if k != "status")  # socket errors
+                    if t.pids and r["requests"] > 0:
+                        cpu_s = (after - before) / CLK_TCK
+                        r["cpu_us_per_req"] = cpu_s * 1e6 / r["requests"]
+                        r["core_pct"] = 100.0 * cpu_s / secs
+                    else:
+                        r["cpu_us_per_req"] = None
+                        r["core_pct"] = None
+                    per_round.setdefault((m, c, t.name), []).append(r)
+                    lat = r["latency_us"]
+                    cpu = "" if r["cpu_us_per_req"] is None else f"  cpu {r['cpu_us_per_req']:.1f} µs/req"
+                    log(
+                        f"[{n}/{total_runs}] {m:9} c={c:<3} {t.name:6} round {rnd + 1}/{rounds} "
+                        f"{r['rps']:9.0f} req/s  "
+                        f"p50 {lat['p50'] / 1000:.3f} p99 {lat['p99'] / 1000:.3f} ms  "
+                        f"err {r['err_total']} non2xx {r['non2xx']}{cpu}  other load {r['bg_pct']:.0f}%"
+                    )
+    results = {key: median_cell(runs) for key, runs in per_round.items()}
     check_alive()
 
     log("streaming time to first byte (c=1, sequential, keep-alive) ...")
     ttfb_res: dict[str, dict] = {}
+    samples: dict[str, dict] = {t.name: {"ttfb_us": [], "total_us": [], "errors": 0} for t in targets}
+    for _ in range(rounds):
+        for t in targets:
+            r = ttfb.measure(t.port, body(t.model, True), ttfb_n, ttfb_warm)
+            samples[t.name]["ttfb_us"] += r["ttfb_us"]
+            samples[t.name]["total_us"] += r["total_us"]
+            samples[t.name]["errors"] += r["errors"]
     for t in targets:
-        b = body(t.model, True)
-        r = ttfb.measure(t.port, b, ttfb_n, ttfb_warm)
+        r = samples[t.name]
         ttfb_res[t.name] = {
             "p50": ttfb.percentile(r["ttfb_us"], 50),
             "p99": ttfb.percentile(r["ttfb_us"], 99),
@@ -379,7 +421,9 @@ def main() -> int:
         f"the mock answers ~10 words (streams: role chunk, one chunk per word, finish, usage, [DONE])."
     )
     L.append(
-        f"* Each cell: {warmup} s warm-up, then {duration} s measured with `wrk -t1 -cC`; latency is "
+        f"* Each cell: {rounds} round(s), the three targets interleaved within each round; per "
+        f"round {warmup} s warm-up, then {duration} s measured with `wrk -t1 -cC`. Every figure is "
+        f"the median over the rounds (errors: the sum). Latency is "
         f"wrk's full-response latency (for streams, to the last chunk). Added = target − direct at "
         f"the same percentile. CPU = utime+stime of the target process(es) over the measured run ÷ "
         f"requests (nginx: master + worker); core % = CPU seconds ÷ wall seconds."
@@ -412,8 +456,9 @@ def main() -> int:
     L.append("## Streaming time to first byte (c=1)")
     L.append("")
     L.append(
-        f"{ttfb_n} sequential streaming requests per target over one keep-alive connection "
-        f"(after {ttfb_warm} warm-up), Python `http.client` on CPU 1: time from sending the "
+        f"{ttfb_n} sequential streaming requests per target and round over one keep-alive "
+        f"connection (after {ttfb_warm} warm-up), {rounds} round(s) with the targets interleaved "
+        f"and the samples pooled, Python `http.client` on CPU 1: time from sending the "
         f"request to receiving the first SSE body bytes."
     )
     L.append("")

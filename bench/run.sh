@@ -3,9 +3,9 @@
 # See bench/README.md. Usage:
 #
 #   bench/run.sh                                   # full run (~4 minutes)
-#   DURATION=2 CONCURRENCIES="1 16" bench/run.sh   # smoke run
+#   ROUNDS=1 DURATION=2 CONCURRENCIES="1 16" bench/run.sh   # smoke run
 #
-# Environment: DURATION (s, default 8), WARMUP (s, default 2), CONCURRENCIES (default
+# Environment: DURATION (s, default 5), WARMUP (s, default 2), ROUNDS (default 3), CONCURRENCIES (default
 # "1 16 64"), MODES (default "nonstream stream"), TTFB_N (default 300), TTFB_WARMUP (default
 # 20), SKIP_BUILD=1 (use the existing binary), JOHI_BIN (binary path), JOHI_CONFIG (another
 # config for Johi; it must listen on 127.0.0.1:18080 and route model bench-model to the mock on
@@ -15,7 +15,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
-export DURATION="${DURATION:-8}"
+export DURATION="${DURATION:-5}"
+export ROUNDS="${ROUNDS:-3}"
 export WARMUP="${WARMUP:-2}"
 export CONCURRENCIES="${CONCURRENCIES:-1 16 64}"
 export MODES="${MODES:-nonstream stream}"
