@@ -36,6 +36,8 @@ def measure(port: int, body: bytes, n: int = 300, warmup: int = 20, host: str = 
         "Content-Type": "application/json",
         "Accept": "text/event-stream",
         "Content-Length": str(len(body)),
+        # The benchmark key (bench/johi.yaml); sent to every target alike.
+        "Authorization": "Bearer sk-johi-bench-0000000000000000000000000000000000000",
     }
     ttfb: list[float] = []
     total: list[float] = []

@@ -30,11 +30,24 @@ def johi_binary() -> str:
     raise RuntimeError("build johi first: cargo build -p johi (or set JOHI_BIN)")
 
 
+def generate_key(*args: str) -> tuple[str, str]:
+    """Runs `johi keys generate`: the key (stdout, shown once) and its config entry (stderr)."""
+    out = subprocess.run(
+        [johi_binary(), "keys", "generate", *args], capture_output=True, text=True, check=True
+    )
+    entry = out.stderr[out.stderr.index("  - id:"):]
+    return out.stdout.strip(), entry
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory):
     port, mock_port = free_port(), free_port()
     workdir = tmp_path_factory.mktemp("johi")
     config = workdir / "johi.yaml"
+    app_key, app_entry = generate_key("--id", "sdk-app", "--owner", "acme/apps/sdk", "--user", "alice")
+    chat_key, chat_entry = generate_key(
+        "--id", "chat-only", "--owner", "acme/apps", "--allowed-models", "gpt-4o-mini"
+    )
     config.write_text(
         f"""
 server: {{ listen: "127.0.0.1:{port}", drain_timeout: 5s }}
@@ -44,6 +57,11 @@ providers:
 models:
   gpt-4o-mini: {{ targets: [{{ provider: mock, model: mock-small }}] }}
   text-embedding-3-small: {{ targets: [{{ provider: mock, model: mock-embed }}] }}
+tenants:
+  acme: {{ teams: {{ apps: {{ projects: {{ sdk: {{}} }} }} }} }}
+auth:
+  api_keys:
+{app_entry}{chat_entry}
 audit: {{ path: audit.jsonl }}
 """
     )
@@ -64,6 +82,11 @@ audit: {{ path: audit.jsonl }}
             proc.kill()
             raise RuntimeError("johi did not become ready")
         time.sleep(0.05)
-    yield {"base_url": f"{base}/v1", "audit": workdir / "audit.jsonl"}
+    yield {
+        "base_url": f"{base}/v1",
+        "audit": workdir / "audit.jsonl",
+        "key": app_key,
+        "chat_only_key": chat_key,
+    }
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0, "johi exits 0 after draining"

@@ -11,7 +11,7 @@ REPLY = "This is a deterministic reply from the Johi mock upstream."
 
 @pytest.fixture()
 def client(gateway):
-    return OpenAI(base_url=gateway["base_url"], api_key="any-key-for-now", max_retries=0)
+    return OpenAI(base_url=gateway["base_url"], api_key=gateway["key"], max_retries=0)
 
 
 def test_chat_completion(client):
@@ -111,4 +111,31 @@ def test_every_request_was_audited(gateway, client):
             break
         time.sleep(0.05)
     records = [json.loads(line) for line in lines]
-    assert any(r["endpoint"] == "chat.completions" and r["status"] == 200 and r["input_tokens"] for r in records)
+    assert any(
+        r["endpoint"] == "chat.completions"
+        and r["status"] == 200
+        and r["input_tokens"]
+        and (r["organization"], r["team"], r["project"], r["user"], r["credential_id"])
+        == ("acme", "apps", "sdk", "alice", "sdk-app")
+        for r in records
+    ), "attributed to the key's tenant"
+
+
+def test_a_wrong_key_raises_authentication_error(gateway):
+    wrong = OpenAI(base_url=gateway["base_url"], api_key="sk-johi-not-a-real-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        wrong.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 401
+    assert caught.value.code == "invalid_api_key"
+
+
+def test_a_model_outside_the_keys_allowance_raises_permission_denied(gateway):
+    limited = OpenAI(base_url=gateway["base_url"], api_key=gateway["chat_only_key"], max_retries=0)
+    assert limited.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "allowed"}]
+    ).choices[0].message.content == REPLY
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        limited.embeddings.create(model="text-embedding-3-small", input="not allowed")
+    assert caught.value.status_code == 403
+    assert caught.value.code == "model_not_allowed"
+    assert [m.id for m in limited.models.list()] == ["gpt-4o-mini"]

@@ -6,6 +6,7 @@
 //! unrepresentable. Every problem is collected with its path, so an operator fixes a file
 //! in one pass: `models.gpt-4o.targets[1].provider: unknown provider 'opnai'`.
 
+pub mod auth;
 pub mod interpolate;
 pub mod raw;
 pub mod validate;
@@ -19,11 +20,15 @@ use std::time::Duration;
 use johi_core::model::{ModelRegistry, Provider};
 use johi_pipeline::FailureMode;
 
+pub use auth::{AuthConfig, Tenants};
+
 /// The processors run when the config does not list its own, in their required order.
-pub const DEFAULT_PIPELINE: [&str; 7] = [
+pub const DEFAULT_PIPELINE: [&str; 9] = [
     "enrich",
+    "authenticate",
     "validate",
     "route",
+    "authorize",
     "endpoint",
     "translate",
     "credentials",
@@ -41,6 +46,10 @@ pub struct Config {
     pub providers: Vec<Arc<Provider>>,
     /// Logical models.
     pub models: ModelRegistry,
+    /// Organisations, teams and projects.
+    pub tenants: Tenants,
+    /// Credentials and public routes.
+    pub auth: AuthConfig,
     /// Processor names in order, with failure-mode overrides.
     pub pipeline: Vec<PipelineEntry>,
     /// Where audit records go; `None` disables the audit processor.

@@ -22,6 +22,11 @@ pub struct RawConfig {
     /// Logical models by name.
     #[serde(default)]
     pub models: IndexMap<String, RawModel>,
+    /// Organisations, their teams and projects.
+    #[serde(default)]
+    pub tenants: IndexMap<String, RawOrganization>,
+    /// Credentials and public routes. Required: a gateway without it would be open.
+    pub auth: Option<RawAuth>,
     /// Processor order; the default pipeline when absent.
     pub pipeline: Option<Vec<RawPipelineEntry>>,
     /// Audit sink.
@@ -179,4 +184,72 @@ pub struct RawAudit {
 pub struct RawDev {
     /// Start the mock upstream in-process on this address.
     pub mock_upstream: Option<String>,
+}
+
+/// `tenants.<organization>:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrganization {
+    /// Models every credential of this organisation is limited to.
+    pub allowed_models: Option<Vec<String>>,
+    /// Teams by name.
+    #[serde(default)]
+    pub teams: IndexMap<String, RawTeam>,
+}
+
+/// `tenants.<organization>.teams.<team>:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    /// Models every credential of this team is limited to.
+    pub allowed_models: Option<Vec<String>>,
+    /// Projects by name.
+    #[serde(default)]
+    pub projects: IndexMap<String, RawProject>,
+}
+
+/// `tenants.<organization>.teams.<team>.projects.<project>:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    /// Models every credential of this project is limited to.
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// `auth:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Routes served without a credential (`"*"` for all).
+    #[serde(default)]
+    pub public_routes: Vec<String>,
+    /// Virtual API keys, by hash.
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+}
+
+/// `auth.api_keys[i]:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    /// Stable ID, recorded in place of the key.
+    pub id: String,
+    /// `sha256:<hex>` of the key (`johi keys generate` prints it).
+    pub hash: String,
+    /// `organization[/team[/project]]` the key belongs to.
+    pub owner: String,
+    /// End user the key belongs to.
+    pub user: Option<String>,
+    /// Models the key may call.
+    pub allowed_models: Option<Vec<String>>,
+    /// Routes the key may call.
+    pub allowed_routes: Option<Vec<String>>,
+    /// RFC 3339 instant after which the key is refused.
+    pub expires_at: Option<String>,
+    /// Refuse the key.
+    #[serde(default)]
+    pub revoked: bool,
+    /// Labels for operators.
+    #[serde(default)]
+    pub metadata: IndexMap<String, String>,
 }

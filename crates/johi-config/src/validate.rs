@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use johi_core::model::{
     KeyPlacement, ModelRegistry, ModelRoute, Protocol, Provider, Secret, Target, Timeouts,
 };
+use johi_core::RouteSet;
 use johi_pipeline::{FailureMode, ShortResponse};
 
 use crate::raw::{RawConfig, RawPipelineEntry, RawProvider};
@@ -133,6 +134,11 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         });
     }
 
+    let models = ModelRegistry::new(routes);
+    let tenants = crate::auth::tenants(raw.tenants, &models, &mut errors);
+    let auth_configured = raw.auth.is_some();
+    let auth = crate::auth::auth(raw.auth, &tenants, &models, &mut errors);
+
     let audit = raw.audit.map(|a| AuditConfig {
         path: resolve(&a.path),
         buffer: a.buffer.unwrap_or(16_384),
@@ -158,6 +164,19 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
                 .into(),
         );
     }
+    // A check that is configured but not in the pipeline would not run: refuse the file
+    // rather than serve it open.
+    let listed = |name: &str| pipeline.iter().any(|e| e.name == name);
+    if auth_configured && auth.public_routes != RouteSet::ALL && !listed("authenticate") {
+        errors.push(
+            "pipeline: 'authenticate' is missing, but auth.public_routes does not make every route public: requests would go unauthenticated".into(),
+        );
+    }
+    if auth.restricts_models && !listed("authorize") {
+        errors.push(
+            "pipeline: 'authorize' is missing, but credentials are limited to some models (allowed_models): the limit would not be enforced".into(),
+        );
+    }
 
     let dev = DevConfig {
         mock_upstream: raw
@@ -177,7 +196,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
             default_service_tier: raw.enrich.default_service_tier,
         },
         providers: provider_list,
-        models: ModelRegistry::new(routes),
+        models,
+        tenants,
+        auth,
         pipeline,
         audit,
         dev,
@@ -378,6 +399,7 @@ mod tests {
         let cfg = parse(
             r#"
 server: { listen: "127.0.0.1:0", drain_timeout: 5s }
+auth: { public_routes: ["*"] }
 providers:
   openai: { base_url: "https://api.openai.com/v1/", api_key: "${OPENAI_API_KEY}" }
   local:  { base_url: "http://127.0.0.1:8000/v1", api_key_header: api-key }
@@ -401,7 +423,7 @@ models:
             route.targets[0].provider.api_key.as_ref().unwrap().expose(),
             "sk-live"
         );
-        assert_eq!(cfg.pipeline.len(), 6, "audit is left out when unconfigured");
+        assert_eq!(cfg.pipeline.len(), 8, "audit is left out when unconfigured");
     }
 
     #[test]
@@ -436,6 +458,109 @@ pipeline: [enrich, { name: validate, on_failure: sometimes }, audit]
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
+    }
+
+    const HASH: &str = "sha256:8c30032bf85709f583ba2ff715c1bdbeee47a4ddc4ab5fa04d8bd326ea397c78";
+
+    fn auth_config(tenants_and_auth: &str) -> Result<crate::Config, crate::ConfigErrors> {
+        let text = format!(
+            "providers:\n  p: {{ base_url: \"http://127.0.0.1:1/v1\" }}\nmodels:\n  a: {{ targets: [{{ provider: p, model: x }}] }}\n  b: {{ targets: [{{ provider: p, model: y }}] }}\n{tenants_and_auth}"
+        );
+        parse(&text, Path::new("."), &env)
+    }
+
+    #[test]
+    fn keys_resolve_to_identities_with_intersected_model_lists() {
+        let cfg = auth_config(&format!(
+            r#"
+tenants:
+  acme:
+    allowed_models: [a, b]
+    teams:
+      search:
+        projects:
+          web: {{ allowed_models: [a] }}
+auth:
+  public_routes: [/v1/models]
+  api_keys:
+    - {{ id: k1, hash: "{HASH}", owner: acme/search/web, user: alice, allowed_models: [a, b], expires_at: "2030-01-01T00:00:00Z" }}
+"#
+        ))
+        .unwrap();
+        let key = cfg.auth.authenticator.keys().next().unwrap();
+        let who = &key.identity;
+        assert_eq!(who.organization.as_deref(), Some("acme"));
+        assert_eq!(who.team.as_deref(), Some("search"));
+        assert_eq!(who.project.as_deref(), Some("web"));
+        assert_eq!(who.user.as_deref(), Some("alice"));
+        assert_eq!(who.credential_id.as_deref(), Some("k1"));
+        assert_eq!(
+            who.allowed_models,
+            Some(vec!["a".to_owned()]),
+            "org [a,b] ∩ project [a] ∩ key [a,b]"
+        );
+        assert!(key.expires_at.is_some());
+        assert!(cfg.auth.restricts_models);
+        assert!(cfg.auth.public_routes.contains(johi_core::Route::Models));
+        assert!(!cfg
+            .auth
+            .public_routes
+            .contains(johi_core::Route::ChatCompletions));
+        assert!(cfg.pipeline.iter().any(|e| e.name == "authorize"));
+    }
+
+    #[test]
+    fn auth_mistakes_are_all_listed() {
+        let err = auth_config(&format!(
+            r#"
+tenants:
+  acme: {{ teams: {{ search: {{}} }} }}
+auth:
+  public_routes: [/v1/files]
+  api_keys:
+    - {{ id: k1, hash: "{HASH}", owner: globex }}
+    - {{ id: k1, hash: "md5:00", owner: acme/nope }}
+    - {{ id: k3, hash: "{HASH}", owner: acme/search/web }}
+    - {{ id: "bad id", hash: "{HASH}", owner: acme, allowed_models: [zzz], allowed_routes: [/v2/x], expires_at: tomorrow }}
+"#
+        ))
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "auth.public_routes[0]: unknown route '/v1/files'",
+            "auth.api_keys[0].owner: unknown organization 'globex'",
+            "auth.api_keys[1].id: 'k1' is used by another key",
+            "auth.api_keys[1].hash: must start with 'sha256:'",
+            "auth.api_keys[1].owner: organization 'acme' has no team 'nope'",
+            "auth.api_keys[2].owner: team 'acme/search' has no project 'web'",
+            "auth.api_keys[3].id: 'bad id' must be",
+            "auth.api_keys[3].allowed_models[0]: unknown model 'zzz'",
+            "auth.api_keys[3].allowed_routes[0]: unknown route '/v2/x'",
+            "auth.api_keys[3].expires_at: 'tomorrow' is not an RFC 3339",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_check_that_is_configured_must_be_in_the_pipeline() {
+        let err =
+            auth_config("pipeline: [enrich, validate, route, endpoint, translate, credentials]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("auth: missing."), "{err}");
+
+        let err = auth_config(&format!(
+            "tenants: {{ acme: {{}} }}\nauth: {{ api_keys: [{{ id: k, hash: \"{HASH}\", owner: acme, allowed_models: [a] }}] }}\npipeline: [enrich, validate, route, endpoint, translate, credentials]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("pipeline: 'authenticate' is missing"), "{err}");
+        assert!(err.contains("pipeline: 'authorize' is missing"), "{err}");
+
+        // Everything public and nothing model-limited: a pipeline without them is honest.
+        auth_config("auth: { public_routes: [\"*\"] }\npipeline: [enrich, validate, route, endpoint, translate, credentials]\n")
+            .unwrap();
     }
 
     #[test]

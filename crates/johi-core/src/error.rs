@@ -20,6 +20,21 @@ pub enum GatewayError {
         /// A stable machine-readable code.
         code: &'static str,
     },
+    /// The request carries no acceptable credential. One message per cause, never saying
+    /// whether a presented key exists, has expired or was revoked.
+    #[error("{}", .reason.message())]
+    Unauthenticated {
+        /// Why; decides only the message and code, never which key was tried.
+        reason: AuthFailure,
+    },
+    /// The caller is known but may not do this (a model or route outside its allowance).
+    #[error("{message}")]
+    PermissionDenied {
+        /// What is not allowed, naming the model or route.
+        message: String,
+        /// A stable machine-readable code, e.g. `model_not_allowed`.
+        code: &'static str,
+    },
     /// The request body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge {
@@ -111,6 +126,39 @@ pub enum GatewayError {
     },
 }
 
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No credential was presented on a route that needs one.
+    Missing,
+    /// A credential was presented but is not valid: unknown, expired, revoked or tampered
+    /// with. Deliberately one case, so the answer reveals nothing about which.
+    Invalid,
+    /// The client's `OpenAI-Organization` header names another organisation than the
+    /// credential's (OpenAI answers this with a 401 too).
+    MismatchedOrganization,
+}
+
+impl AuthFailure {
+    /// The client-facing message.
+    pub fn message(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "You didn't provide an API key. Send it in an Authorization header using Bearer auth (Authorization: Bearer YOUR_KEY), or in an api-key or x-api-key header.",
+            AuthFailure::Invalid => "Incorrect API key provided.",
+            AuthFailure::MismatchedOrganization => "The OpenAI-Organization header does not match the organization of the API key.",
+        }
+    }
+
+    /// OpenAI's `code` for this failure.
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing_api_key",
+            AuthFailure::Invalid => "invalid_api_key",
+            AuthFailure::MismatchedOrganization => "mismatched_organization",
+        }
+    }
+}
+
 impl GatewayError {
     /// Shorthand for an [`GatewayError::InvalidRequest`] naming a field.
     pub fn invalid(message: impl Into<String>, param: impl Into<String>) -> Self {
@@ -133,6 +181,8 @@ impl GatewayError {
             }
             GatewayError::UpstreamProtocol { .. } => true,
             GatewayError::InvalidRequest { .. }
+            | GatewayError::Unauthenticated { .. }
+            | GatewayError::PermissionDenied { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::ModelNotFound { .. }
@@ -148,6 +198,8 @@ impl GatewayError {
     pub fn kind(&self) -> &'static str {
         match self {
             GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::Unauthenticated { .. } => "unauthenticated",
+            GatewayError::PermissionDenied { .. } => "permission_denied",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::UnsupportedMediaType { .. } => "unsupported_media_type",
             GatewayError::ModelNotFound { .. } => "model_not_found",

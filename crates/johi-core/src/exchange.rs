@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{ModelRoute, Target};
 use crate::trace::TraceContext;
-use crate::{Api, GatewayError, Usage};
+use crate::{Api, GatewayError, Identity, Usage};
 
 /// One request's journey through Johi.
 ///
@@ -35,6 +35,8 @@ pub struct Exchange {
     pub response_headers: HeaderMap,
 
     // --- identity facet ------------------------------------------------------------------
+    /// Who is calling; set by authentication (absent only in a pipeline without it).
+    pub identity: Option<Arc<Identity>>,
     /// The organisation the request is attributed to.
     pub organization: Option<String>,
     /// Requested service tier (body `service_tier` or header), passed upstream.
@@ -95,6 +97,7 @@ impl Exchange {
             trace: None,
             upstream_headers: HeaderMap::new(),
             response_headers: HeaderMap::new(),
+            identity: None,
             organization: None,
             service_tier: None,
             raw_body,

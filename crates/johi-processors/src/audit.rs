@@ -40,6 +40,16 @@ pub struct AuditRecord {
     pub trace_id: Option<String>,
     /// Organisation the request is attributed to.
     pub organization: Option<String>,
+    /// Team, from the credential.
+    pub team: Option<String>,
+    /// Project, from the credential.
+    pub project: Option<String>,
+    /// End user, from the credential.
+    pub user: Option<String>,
+    /// How the caller authenticated (`api_key`, `anonymous`, …).
+    pub auth: Option<&'static str>,
+    /// The credential's ID (a key's `id`), never the secret.
+    pub credential_id: Option<String>,
     /// Service tier.
     pub service_tier: Option<String>,
     /// Operation, e.g. `chat.completions`.
@@ -260,6 +270,7 @@ impl Processor for Audit {
     fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
         let Some(sink) = &self.sink else { return };
         let target = ex.target();
+        let identity = ex.identity.as_deref();
         let elapsed = ex.started.elapsed();
         let now = SystemTime::now();
         sink.submit(&AuditRecord {
@@ -267,6 +278,11 @@ impl Processor for Audit {
             request_id: ex.request_id.clone(),
             trace_id: ex.trace.as_ref().map(|t| t.trace_id.clone()),
             organization: ex.organization.clone(),
+            team: identity.and_then(|i| i.team.clone()),
+            project: identity.and_then(|i| i.project.clone()),
+            user: identity.and_then(|i| i.user.clone()),
+            auth: identity.map(|i| i.method.as_str()),
+            credential_id: identity.and_then(|i| i.credential_id.clone()),
             service_tier: ex.service_tier.clone(),
             endpoint: ex.api.as_str(),
             model: ex.model.clone(),

@@ -69,7 +69,12 @@ fn acceptable_label(value: &str) -> bool {
 
 /// Sets `name` in both maps from one value: the value is built once and shared (cloning a
 /// `HeaderValue` only bumps a reference count).
-fn put_both(upstream: &mut HeaderMap, response: &mut HeaderMap, name: HeaderName, value: &str) {
+pub(crate) fn put_both(
+    upstream: &mut HeaderMap,
+    response: &mut HeaderMap,
+    name: HeaderName,
+    value: &str,
+) {
     if let Ok(v) = HeaderValue::from_str(value) {
         response.insert(name.clone(), v.clone());
         upstream.insert(name, v);

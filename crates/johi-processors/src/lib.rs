@@ -4,15 +4,21 @@
 //! The default order, and why each step sits where it does:
 //! 1. [`enrich`] — request ID and trace context first, so every later answer (errors
 //!    included) carries them.
-//! 2. [`validate`] — parses the body once and rejects malformed requests before anything
+//! 2. [`authenticate`] — the credential → the caller's identity, or a 401, before the body
+//!    is even parsed; the organisation is taken from the credential, not the client.
+//! 3. [`validate`] — parses the body once and rejects malformed requests before anything
 //!    costly looks at them; it produces the `prompt`, `params` and `model` facets.
-//! 3. [`route`] — logical model → route; unknown models stop here.
-//! 4. [`endpoint`] — per attempt: which target this attempt goes to.
-//! 5. [`translate`] — per attempt: the request in the target's protocol.
-//! 6. [`credentials`] — per attempt, last: the target's key, for that destination only.
-//! 7. [`audit`] — observer: writes one record per request at completion.
+//! 4. [`route`] — logical model → route; unknown models stop here.
+//! 5. [`authorize`] — the identity may use this model, or a 403 (after `route`, which
+//!    writes the model facet it reads).
+//! 6. [`endpoint`] — per attempt: which target this attempt goes to.
+//! 7. [`translate`] — per attempt: the request in the target's protocol.
+//! 8. [`credentials`] — per attempt, last: the target's key, for that destination only.
+//! 9. [`audit`] — observer: writes one record per request at completion.
 
 pub mod audit;
+pub mod authenticate;
+pub mod authorize;
 pub mod credentials;
 pub mod endpoint;
 pub mod enrich;
@@ -55,7 +61,13 @@ impl Registry {
         r.register("enrich", |ctx| {
             Arc::new(enrich::Enrich::new(&ctx.config.enrich))
         });
+        r.register("authenticate", |ctx| {
+            Arc::new(authenticate::Authenticate::new(
+                ctx.config.auth.authenticator.clone(),
+            ))
+        });
         r.register("validate", |_| Arc::new(validate::Validate::new()));
+        r.register("authorize", |_| Arc::new(authorize::Authorize::new()));
         r.register("route", |ctx| {
             Arc::new(route::Route::new(ctx.config.models.clone()))
         });

@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use johi_core::GatewayError;
 use serde_json::json;
@@ -14,6 +14,8 @@ use serde_json::json;
 pub fn status(error: &GatewayError) -> StatusCode {
     match error {
         GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+        GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+        GatewayError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
         GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => {
@@ -38,6 +40,12 @@ fn classify(error: &GatewayError) -> (&'static str, Option<&'static str>, Option
         GatewayError::InvalidRequest { param, code, .. } => {
             ("invalid_request_error", Some(*code), param.as_deref())
         }
+        // OpenAI answers a bad key with `invalid_request_error`; its SDKs raise
+        // `AuthenticationError` on the 401 and `PermissionDeniedError` on the 403.
+        GatewayError::Unauthenticated { reason } => {
+            ("invalid_request_error", Some(reason.code()), None)
+        }
+        GatewayError::PermissionDenied { code, .. } => ("permission_error", Some(*code), None),
         GatewayError::BodyTooLarge { .. } => {
             ("invalid_request_error", Some("request_too_large"), None)
         }
@@ -103,8 +111,15 @@ pub fn error_response(error: &GatewayError, echo: &HeaderMap) -> Response<Body> 
     *response.status_mut() = status(error);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if matches!(error, GatewayError::ShuttingDown) {
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    match error {
+        GatewayError::ShuttingDown => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // RFC 6750: a 401 says which scheme would be accepted.
+        GatewayError::Unauthenticated { .. } => {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
     }
     for (name, value) in echo {
         headers.insert(name.clone(), value.clone());

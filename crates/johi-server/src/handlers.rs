@@ -12,7 +12,9 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use johi_core::exchange::Outcome;
-use johi_core::{Api, Exchange, GatewayError};
+use std::time::SystemTime;
+
+use johi_core::{Api, Exchange, GatewayError, Identity, Route};
 use johi_pipeline::{Completion, Executed};
 use serde_json::json;
 
@@ -130,31 +132,67 @@ fn model_object(id: &str) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": "johi"})
 }
 
-/// `GET /v1/models`: the configured logical model names, in OpenAI's list shape.
-pub async fn list_models(State(shared): State<Arc<Shared>>) -> Response<Body> {
+/// The caller of a `/v1/models` request, or the error to answer with. These routes do not
+/// run the pipeline (there is no body to process), so they check the credential themselves,
+/// with the same authenticator the `authenticate` processor uses.
+fn models_caller(
+    runtime: &crate::runtime::Runtime,
+    headers: &http::HeaderMap,
+) -> Result<Arc<Identity>, GatewayError> {
+    let identity = runtime
+        .config
+        .auth
+        .authenticator
+        .authenticate(headers, Route::Models, SystemTime::now())
+        .map_err(|reason| GatewayError::Unauthenticated { reason })?;
+    if identity.allowed_routes.contains(Route::Models) {
+        Ok(identity)
+    } else {
+        Err(johi_processors::authenticate::route_not_allowed(
+            Route::Models,
+        ))
+    }
+}
+
+/// `GET /v1/models`: the logical models the caller may use, in OpenAI's list shape.
+pub async fn list_models(
+    State(shared): State<Arc<Shared>>,
+    headers: http::HeaderMap,
+) -> Response<Body> {
     let runtime = shared.runtime.load();
+    let identity = match models_caller(&runtime, &headers) {
+        Ok(identity) => identity,
+        Err(error) => return edge::error_response(&error, &early_headers(&headers)),
+    };
     let data: Vec<_> = runtime
         .config
         .models
         .names()
         .iter()
+        .filter(|n| identity.may_use_model(n))
         .map(|n| model_object(n))
         .collect();
     json_response(StatusCode::OK, json!({"object": "list", "data": data}))
 }
 
-/// `GET /v1/models/{model}`
+/// `GET /v1/models/{model}`: a model the caller may not use is answered like one that does
+/// not exist, as OpenAI does.
 pub async fn get_model(
     State(shared): State<Arc<Shared>>,
+    headers: http::HeaderMap,
     Path(model): Path<String>,
 ) -> Response<Body> {
     let runtime = shared.runtime.load();
-    if runtime.config.models.get(&model).is_some() {
+    let identity = match models_caller(&runtime, &headers) {
+        Ok(identity) => identity,
+        Err(error) => return edge::error_response(&error, &early_headers(&headers)),
+    };
+    if runtime.config.models.get(&model).is_some() && identity.may_use_model(&model) {
         json_response(StatusCode::OK, model_object(&model))
     } else {
         edge::error_response(
             &GatewayError::ModelNotFound { model },
-            &http::HeaderMap::new(),
+            &early_headers(&headers),
         )
     }
 }

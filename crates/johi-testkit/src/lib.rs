@@ -37,6 +37,7 @@ pub struct Harness {
 /// `{mock}` in templates is replaced by the mock's base URL, `{dir}` by the temp directory.
 pub const BASIC: &str = r#"
 server: { listen: "127.0.0.1:0", reload_poll_interval: 100ms, drain_timeout: 10s }
+auth: { public_routes: ["*"] }
 enrich: { default_organization: org-test }
 providers:
   mock: { base_url: "{mock}", api_key: sk-mock-key }

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use johi_core::Route;
 use johi_server::{Registry, Runtime};
 
 /// Validates `path`; prints the pipeline and model table, or every error (exit code 1).
@@ -56,7 +57,51 @@ pub fn run(path: &Path) -> ExitCode {
             );
         }
     }
+    print_auth(&runtime.config);
     ExitCode::SUCCESS
+}
+
+/// The credentials and public routes, so an operator sees what is open before serving it.
+fn print_auth(config: &johi_config::Config) {
+    let public: Vec<_> = Route::ALL
+        .into_iter()
+        .filter(|r| config.auth.public_routes.contains(*r))
+        .map(Route::path)
+        .collect();
+    println!(
+        "\nauth: public routes: {}",
+        if public.is_empty() {
+            "none".to_owned()
+        } else {
+            public.join(", ")
+        }
+    );
+    let mut keys: Vec<_> = config.auth.authenticator.keys().collect();
+    keys.sort_by(|a, b| a.id.cmp(&b.id));
+    let now = std::time::SystemTime::now();
+    for key in keys {
+        let who = &key.identity;
+        let owner = [&who.organization, &who.team, &who.project]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("/");
+        let state = if key.revoked {
+            "revoked".to_owned()
+        } else {
+            match key.expires_at {
+                Some(at) if at <= now => "expired".to_owned(),
+                Some(at) => format!("expires {}", humantime::format_rfc3339_seconds(at)),
+                None => "active".to_owned(),
+            }
+        };
+        let models = who
+            .allowed_models
+            .as_ref()
+            .map_or_else(|| "all models".to_owned(), |m| m.join(", "));
+        println!("  key {:<20} {:<28} {:<30} {models}", key.id, owner, state);
+    }
 }
 
 fn fail(path: &Path, errors: &[String]) -> ExitCode {

@@ -6,6 +6,7 @@
 //!   without an API key, for tests and for the benchmark.
 
 mod check;
+mod keys;
 
 /// mimalloc instead of glibc's allocator: the request path makes many small, short-lived
 /// allocations (headers, JSON values, buffers), and the load benchmark showed glibc's
@@ -45,6 +46,9 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Make virtual API keys (printed once; the config keeps only their hash).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Run the bundled mock OpenAI-compatible provider.
     MockUpstream {
         /// Port to listen on.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Check { config } => check::run(&config),
+        Command::Keys(command) => keys::run(command),
         Command::Serve {
             config,
             worker_threads,

@@ -125,6 +125,7 @@ pipeline: [enrich, route, validate, endpoint, credentials, translate]
     std::fs::write(
         &path,
         r#"
+auth: { public_routes: ["*"] }
 providers:
   openai: { base_url: "https://api.openai.com/v1" }
 models:
@@ -194,6 +195,7 @@ fn serve_answers_then_drains_and_exits_0_on_sigterm() {
         format!(
             r#"
 server: {{ listen: "127.0.0.1:{port}" }}
+auth: {{ public_routes: ["*"] }}
 dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
 providers:
   mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1" }}
@@ -243,6 +245,7 @@ fn sighup_reloads_the_config_at_once() {
             format!(
                 r#"
 server: {{ listen: "127.0.0.1:{port}", reload_poll_interval: 1h }}
+auth: {{ public_routes: ["*"] }}
 dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
 providers:
   mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1" }}

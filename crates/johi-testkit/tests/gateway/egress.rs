@@ -120,6 +120,7 @@ fn trusting_config(port: u16, cert: &std::path::Path) -> String {
     format!(
         r#"
 server: {{ listen: "127.0.0.1:0" }}
+auth: {{ public_routes: ["*"] }}
 providers:
   secure: {{ base_url: "https://localhost:{port}/v1", api_key: sk-secure, ca_file: "{}" }}
 models:
@@ -187,6 +188,7 @@ async fn an_untrusted_upstream_certificate_is_refused() {
     let config = format!(
         r#"
 server: {{ listen: "127.0.0.1:0" }}
+auth: {{ public_routes: ["*"] }}
 providers:
   secure: {{ base_url: "https://localhost:{port}/v1", api_key: sk-secure }}
 models:

@@ -8,6 +8,7 @@ use serde_json::json;
 
 const FALLBACK: &str = r#"
 server: { listen: "127.0.0.1:0" }
+auth: { public_routes: ["*"] }
 providers:
   flaky: { base_url: "{mock}", api_key: sk-flaky, headers: { x-mock-status: "503" } }
   good:  { base_url: "{mock}", api_key: sk-good }
