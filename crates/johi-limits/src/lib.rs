@@ -1,0 +1,168 @@
+//! Limit counters: *reserve* an estimate before the upstream call, *commit* the real figure
+//! after it, *release* on failure.
+//!
+//! A request usually falls under several limits at once (its key's tokens per minute, its
+//! team's money per month, its organisation's concurrent requests). [`LimitStore::reserve`]
+//! checks and charges all of them in one atomic step: either every enforced limit has room
+//! and all are charged, or none is. So two requests racing for the last tokens of a budget
+//! cannot both pass, and a denied request leaves no trace in any counter. That is what keeps
+//! budgets from drifting under concurrency, on one node ([`MemoryStore`]) or many (Redis).
+//!
+//! Counters count whatever the caller measures (requests, tokens, micro-dollars): this crate
+//! knows windows and arithmetic, not tokens.
+
+mod memory;
+mod window;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+pub use window::Window;
+
+/// One configured limit: a window and a ceiling, shared by every scope instance it applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSpec {
+    /// Stable name, part of every counter's key (renaming a limit starts it afresh).
+    pub id: String,
+    /// The period the counter covers; `None` for a gauge (concurrent requests), which is
+    /// raised by a reservation and lowered by its release.
+    pub window: Option<Window>,
+    /// The ceiling within a window.
+    pub limit: u64,
+    /// Extra room above `limit` that a reservation may use (a burst allowance): the counter
+    /// may reach `limit + burst`, and the remaining allowance reported is still computed
+    /// against `limit`.
+    pub burst: u64,
+}
+
+/// One counter to charge: a limit, the scope instance it is counted for, and how much.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    /// The limit.
+    pub spec: Arc<LimitSpec>,
+    /// The scope instance, e.g. `org:acme` or `key:search-web`; with the spec's id it names
+    /// the counter.
+    pub scope_key: String,
+    /// The amount reserved now (an estimate, corrected by [`LimitStore::commit`]).
+    pub amount: u64,
+    /// Whether exceeding the limit denies the request (a hard cap) or is only reported
+    /// (a soft cap, which is still counted).
+    pub enforce: bool,
+}
+
+/// The state of one counter after a reservation was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterState {
+    /// What the counter holds (including this reservation if it was granted).
+    pub used: u64,
+    /// The limit (without burst).
+    pub limit: u64,
+    /// When the current window ends (`None` for gauges): when room comes back.
+    pub resets_in: Option<Duration>,
+}
+
+impl CounterState {
+    /// Room left below the limit (zero when over).
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    /// Whether the counter is above its limit (a soft cap reports this).
+    pub fn over(&self) -> bool {
+        self.used > self.limit
+    }
+}
+
+/// What [`LimitStore::reserve`] decided.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Every enforced limit had room; every charge was applied.
+    Granted {
+        /// The reservation to commit or release later.
+        reservation: Reservation,
+        /// Each charge's counter after the reservation, aligned with the charges.
+        states: Vec<CounterState>,
+    },
+    /// An enforced limit had no room; nothing was charged.
+    Denied {
+        /// Index of the first charge that did not fit.
+        index: usize,
+        /// That counter's state (without this request).
+        state: CounterState,
+    },
+}
+
+/// A granted reservation: which counters were charged, with how much, in which windows.
+/// Committing or releasing it touches exactly those counters, even if the window has
+/// turned meanwhile (the charge belongs to the window it was made in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The counters charged, aligned with the charges passed to `reserve`.
+    pub entries: Vec<ReservedEntry>,
+}
+
+/// One charged counter inside a [`Reservation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedEntry {
+    /// The full counter key (spec id, scope key, window start).
+    pub counter: String,
+    /// The amount reserved.
+    pub amount: u64,
+    /// Whether the counter is a gauge (released on completion whatever the commit says).
+    pub gauge: bool,
+    /// When the counter may be forgotten (end of its window).
+    pub expires_at: Option<SystemTime>,
+}
+
+/// A backend failed (Redis unreachable); the caller applies its configured failure mode.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("limit store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// Where counters live. Implementations must make [`LimitStore::reserve`] atomic across
+/// everything that shares the store (threads, or replicas sharing one Redis).
+#[async_trait]
+pub trait LimitStore: Send + Sync + 'static {
+    /// Checks every enforced charge against its limit and, if all fit, applies all charges.
+    async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError>;
+
+    /// Replaces each reserved amount by the real one (`actual` aligned with the entries):
+    /// the counter moves by `actual - reserved`. Gauges are released.
+    async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError>;
+
+    /// Gives every reserved amount back (the call failed before anything was used).
+    async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
+        let zeros = vec![0; reservation.entries.len()];
+        self.commit(reservation, &zeros).await
+    }
+
+    /// What a counter holds now, for admin views and tests.
+    async fn current(
+        &self,
+        spec: &LimitSpec,
+        scope_key: &str,
+        now: SystemTime,
+    ) -> Result<u64, StoreError>;
+}
+
+/// The counter key for `spec` and `scope_key` in the window containing `now`, and when that
+/// window ends. Shared by every backend so that they name counters alike.
+pub fn counter_key(
+    spec: &LimitSpec,
+    scope_key: &str,
+    now: SystemTime,
+) -> (String, Option<SystemTime>) {
+    match spec.window {
+        Some(window) => {
+            let (start, end) = window.bounds(now);
+            (format!("{}|{}|{}", spec.id, scope_key, start), Some(end))
+        }
+        None => (format!("{}|{}|gauge", spec.id, scope_key), None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

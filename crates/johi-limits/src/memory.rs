@@ -1,0 +1,169 @@
+//! Counters in this process's memory: the default, and the fallback when Redis is down.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::{
+    counter_key, Charge, CounterState, Decision, LimitSpec, LimitStore, Reservation, ReservedEntry,
+    StoreError,
+};
+
+/// How many reservations pass between sweeps of counters whose window has ended.
+const SWEEP_EVERY: u64 = 4096;
+
+/// Counters in a map behind one mutex. A reservation holds the lock for a few hash lookups
+/// (never across an `.await`), which is what makes checking and charging several limits one
+/// atomic step.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    counters: HashMap<String, Counter>,
+    reservations: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    value: u64,
+    expires_at: Option<SystemTime>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of live counters (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.lock().counters.len()
+    }
+
+    /// Whether no counter is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a counter half-updated (every update
+        // is one assignment), so a poisoned lock is safe to keep using.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether `amount` more fits in a counter holding `used` under `spec`. A reservation always
+/// needs at least one unit of room, so an exhausted budget refuses even a zero estimate.
+pub(crate) fn fits(spec: &LimitSpec, used: u64, amount: u64) -> bool {
+    used.saturating_add(amount.max(1)) <= spec.limit.saturating_add(spec.burst)
+}
+
+pub(crate) fn state(
+    spec: &LimitSpec,
+    used: u64,
+    end: Option<SystemTime>,
+    now: SystemTime,
+) -> CounterState {
+    CounterState {
+        used,
+        limit: spec.limit,
+        resets_in: end.map(|end| end.duration_since(now).unwrap_or_default()),
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
+        let keys: Vec<_> = charges
+            .iter()
+            .map(|c| counter_key(&c.spec, &c.scope_key, now))
+            .collect();
+        let mut state = self.lock();
+        state.reservations += 1;
+        if state.reservations.is_multiple_of(SWEEP_EVERY) {
+            state
+                .counters
+                .retain(|_, c| c.expires_at.is_none_or(|at| at > now));
+        }
+        for (index, (charge, (key, end))) in charges.iter().zip(&keys).enumerate() {
+            let used = state
+                .counters
+                .get(key)
+                .filter(|c| c.expires_at.is_none_or(|at| at > now))
+                .map_or(0, |c| c.value);
+            if charge.enforce && !fits(&charge.spec, used, charge.amount) {
+                return Ok(Decision::Denied {
+                    index,
+                    state: crate::memory::state(&charge.spec, used, *end, now),
+                });
+            }
+        }
+        let mut states = Vec::with_capacity(charges.len());
+        let mut entries = Vec::with_capacity(charges.len());
+        for (charge, (key, end)) in charges.iter().zip(keys) {
+            let counter = state.counters.entry(key.clone()).or_insert(Counter {
+                value: 0,
+                expires_at: end,
+            });
+            if counter.expires_at.is_some_and(|at| at <= now) {
+                *counter = Counter {
+                    value: 0,
+                    expires_at: end,
+                };
+            }
+            counter.value = counter.value.saturating_add(charge.amount);
+            states.push(crate::memory::state(&charge.spec, counter.value, end, now));
+            entries.push(ReservedEntry {
+                counter: key,
+                amount: charge.amount,
+                gauge: charge.spec.window.is_none(),
+                expires_at: end,
+            });
+        }
+        Ok(Decision::Granted {
+            reservation: Reservation { entries },
+            states,
+        })
+    }
+
+    async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for (i, entry) in reservation.entries.iter().enumerate() {
+            let Some(counter) = state.counters.get_mut(&entry.counter) else {
+                continue; // its window ended and was swept: nothing left to correct
+            };
+            let replacement = if entry.gauge {
+                0
+            } else {
+                actual.get(i).copied().unwrap_or(entry.amount)
+            };
+            counter.value = counter
+                .value
+                .saturating_sub(entry.amount)
+                .saturating_add(replacement);
+        }
+        Ok(())
+    }
+
+    async fn current(
+        &self,
+        spec: &LimitSpec,
+        scope_key: &str,
+        now: SystemTime,
+    ) -> Result<u64, StoreError> {
+        let (key, _) = counter_key(spec, scope_key, now);
+        Ok(self
+            .lock()
+            .counters
+            .get(&key)
+            .filter(|c| c.expires_at.is_none_or(|at| at > now))
+            .map_or(0, |c| c.value))
+    }
+}
