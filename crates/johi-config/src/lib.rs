@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod interpolate;
+pub mod limits;
 pub mod raw;
 pub mod validate;
 
@@ -21,14 +22,16 @@ use johi_core::model::{ModelRegistry, Provider};
 use johi_pipeline::FailureMode;
 
 pub use auth::{AuthConfig, Tenants};
+pub use limits::{LimitRule, Measure, Scope};
 
 /// The processors run when the config does not list its own, in their required order.
-pub const DEFAULT_PIPELINE: [&str; 9] = [
+pub const DEFAULT_PIPELINE: [&str; 10] = [
     "enrich",
     "authenticate",
     "validate",
     "route",
     "authorize",
+    "limit",
     "endpoint",
     "translate",
     "credentials",
@@ -50,6 +53,8 @@ pub struct Config {
     pub tenants: Tenants,
     /// Credentials and public routes.
     pub auth: AuthConfig,
+    /// Rate limits and budgets.
+    pub limits: Vec<LimitRule>,
     /// Processor names in order, with failure-mode overrides.
     pub pipeline: Vec<PipelineEntry>,
     /// Where audit records go; `None` disables the audit processor.

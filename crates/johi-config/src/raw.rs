@@ -27,6 +27,9 @@ pub struct RawConfig {
     pub tenants: IndexMap<String, RawOrganization>,
     /// Credentials and public routes. Required: a gateway without it would be open.
     pub auth: Option<RawAuth>,
+    /// Rate limits and budgets.
+    #[serde(default)]
+    pub limits: Vec<RawLimit>,
     /// Processor order; the default pipeline when absent.
     pub pipeline: Option<Vec<RawPipelineEntry>>,
     /// Audit sink.
@@ -130,6 +133,45 @@ pub struct RawModel {
     pub targets: Vec<RawTarget>,
     /// Attempt limit; defaults to the number of targets.
     pub max_attempts: Option<u32>,
+    /// Prices in US dollars per million tokens.
+    pub pricing: Option<RawPricing>,
+    /// Output tokens reserved when a request sets no `max_tokens` (default 1024).
+    pub default_max_tokens: Option<u64>,
+}
+
+/// `models.<name>.pricing:` — US dollars per million tokens, as decimals.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    /// Input tokens.
+    pub input: serde_yaml_ng::Value,
+    /// Output tokens.
+    pub output: serde_yaml_ng::Value,
+    /// Cached input tokens (default: the input price).
+    pub cached_input: Option<serde_yaml_ng::Value>,
+}
+
+/// `limits[i]:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    /// Stable name (counters are keyed by it).
+    pub id: String,
+    /// `organization`, `team`, `project`, `user`, `key` or `model`.
+    pub scope: String,
+    /// Only this scope instance (e.g. one organisation); default: each instance separately.
+    #[serde(rename = "match")]
+    pub match_: Option<String>,
+    /// `minute`, `hour`, `day`, `month`, or a duration like `10m`; not for `concurrent`.
+    pub window: Option<String>,
+    /// `requests`, `concurrent`, `input_tokens`, `output_tokens`, `total_tokens` or `cost`.
+    pub measure: String,
+    /// The ceiling: a count, or US dollars for `cost`.
+    pub limit: serde_yaml_ng::Value,
+    /// `hard` (429) or `soft` (served, flagged).
+    pub kind: Option<String>,
+    /// Extra room above the limit, same unit.
+    pub burst: Option<serde_yaml_ng::Value>,
 }
 
 /// `models.<name>.targets[i]:`

@@ -127,15 +127,21 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         if max_attempts == 0 {
             errors.push(format!("{path}.max_attempts: must be at least 1"));
         }
+        let pricing = m
+            .pricing
+            .and_then(|p| crate::limits::pricing(p, &path, &mut errors));
         routes.push(ModelRoute {
             name,
             targets,
             max_attempts,
+            pricing,
+            default_max_tokens: m.default_max_tokens.unwrap_or(1024),
         });
     }
 
     let models = ModelRegistry::new(routes);
     let tenants = crate::auth::tenants(raw.tenants, &models, &mut errors);
+    let limits = crate::limits::limits(raw.limits, &models, &mut errors);
     let auth_configured = raw.auth.is_some();
     let auth = crate::auth::auth(raw.auth, &tenants, &models, &mut errors);
 
@@ -172,6 +178,12 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
             "pipeline: 'authenticate' is missing, but auth.public_routes does not make every route public: requests would go unauthenticated".into(),
         );
     }
+    if !limits.is_empty() && !listed("limit") {
+        errors.push(
+            "pipeline: 'limit' is missing, but limits are configured: they would not be enforced"
+                .into(),
+        );
+    }
     if auth.restricts_models && !listed("authorize") {
         errors.push(
             "pipeline: 'authorize' is missing, but credentials are limited to some models (allowed_models): the limit would not be enforced".into(),
@@ -199,6 +211,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         models,
         tenants,
         auth,
+        limits,
         pipeline,
         audit,
         dev,
@@ -423,7 +436,7 @@ models:
             route.targets[0].provider.api_key.as_ref().unwrap().expose(),
             "sk-live"
         );
-        assert_eq!(cfg.pipeline.len(), 8, "audit is left out when unconfigured");
+        assert_eq!(cfg.pipeline.len(), 9, "audit is left out when unconfigured");
     }
 
     #[test]
@@ -561,6 +574,45 @@ auth:
         // Everything public and nothing model-limited: a pipeline without them is honest.
         auth_config("auth: { public_routes: [\"*\"] }\npipeline: [enrich, validate, route, endpoint, translate, credentials]\n")
             .unwrap();
+    }
+
+    #[test]
+    fn limits_and_prices_are_validated_with_paths() {
+        let err = parse(
+            r#"
+auth: { public_routes: ["*"] }
+providers:
+  p: { base_url: "http://127.0.0.1:1/v1" }
+models:
+  a: { targets: [{ provider: p, model: x }], pricing: { input: "2.5", output: "1e3" } }
+  b: { targets: [{ provider: p, model: y }] }
+limits:
+  - { id: x, scope: galaxy, window: minute, measure: requests, limit: 1 }
+  - { id: x, scope: key, window: fortnight, measure: tokens, limit: 1 }
+  - { id: c, scope: key, window: minute, measure: concurrent, limit: 1 }
+  - { id: d, scope: model, match: zzz, window: day, measure: cost, limit: "ten", kind: maybe }
+pipeline: [enrich, validate, route, endpoint, translate, credentials]
+"#,
+            Path::new("."),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "models.a.pricing.output: '1e3' is not a price",
+            "limits[0].scope: unknown scope 'galaxy'",
+            "limits[1].id: 'x' must be non-empty and unique",
+            "limits[1].window: 'fortnight' is not minute, hour, day, month",
+            "limits[1].measure: unknown measure 'tokens'",
+            "limits[2].window: a concurrent limit has no window",
+            "limits[3].limit: 'ten' is not a price",
+            "limits[3].kind: unknown kind 'maybe'",
+            "limits[3].match: unknown model 'zzz'",
+            "models.b.pricing: required, because a cost limit is configured",
+            "pipeline: 'limit' is missing, but limits are configured",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
     }
 
     #[test]

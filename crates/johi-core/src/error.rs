@@ -35,6 +35,21 @@ pub enum GatewayError {
         /// A stable machine-readable code, e.g. `model_not_allowed`.
         code: &'static str,
     },
+    /// A hard limit has no room for this request.
+    #[error("{message}")]
+    RateLimited {
+        /// The limit's configured id.
+        limit: String,
+        /// Which limit, over which scope, and when room comes back.
+        message: String,
+        /// Seconds until the window resets (the `Retry-After` header); `None` for gauges.
+        retry_after_secs: Option<u64>,
+        /// Whether a money budget (OpenAI's `insufficient_quota`) rather than a rate.
+        quota: bool,
+    },
+    /// The shared limit store is unreachable and the limiter fails closed.
+    #[error("rate limits cannot be checked right now; retry shortly")]
+    LimitsUnavailable,
     /// The request body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge {
@@ -182,6 +197,8 @@ impl GatewayError {
             GatewayError::UpstreamProtocol { .. } => true,
             GatewayError::InvalidRequest { .. }
             | GatewayError::Unauthenticated { .. }
+            | GatewayError::RateLimited { .. }
+            | GatewayError::LimitsUnavailable
             | GatewayError::PermissionDenied { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::UnsupportedMediaType { .. }
@@ -199,6 +216,8 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::Unauthenticated { .. } => "unauthenticated",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::LimitsUnavailable => "limits_unavailable",
             GatewayError::PermissionDenied { .. } => "permission_denied",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::UnsupportedMediaType { .. } => "unsupported_media_type",

@@ -73,6 +73,11 @@ pub struct Exchange {
     pub usage: Option<Usage>,
     /// Time from `started` to the first upstream body byte.
     pub time_to_first_byte: Option<Duration>,
+
+    // --- processor state ---------------------------------------------------------------------
+    /// Per-request state a processor keeps for its own completion hook (a limiter's
+    /// reservation), typed by the processor; no other processor can read what it cannot name.
+    pub extensions: http::Extensions,
 }
 
 /// The upstream HTTP request under construction for one attempt.
@@ -112,6 +117,7 @@ impl Exchange {
             upstream: UpstreamRequest::default(),
             usage: None,
             time_to_first_byte: None,
+            extensions: http::Extensions::new(),
         }
     }
 

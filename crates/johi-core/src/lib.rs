@@ -6,6 +6,7 @@
 //! * [`facet::Facet`] — the named parts of an exchange that processors declare they touch.
 //! * [`identity::Identity`] — who is calling, the tenant charged, what it may use.
 //! * [`model`] — the validated model registry (logical model → provider targets).
+//! * [`pricing::Pricing`] — prices and money in integers (pico-dollars per token, micro-dollars).
 //! * [`trace::TraceContext`] — W3C trace context, parsed or started.
 //! * [`usage::Usage`] — tokens in one shape whatever the provider.
 
@@ -15,6 +16,7 @@ pub mod exchange;
 pub mod facet;
 pub mod identity;
 pub mod model;
+pub mod pricing;
 pub mod trace;
 pub mod usage;
 

@@ -112,6 +112,10 @@ pub struct ModelRoute {
     pub targets: Vec<Target>,
     /// Upper bound on upstream attempts for one request (≥ 1).
     pub max_attempts: u32,
+    /// Prices, when configured; what money limits and the ledger charge.
+    pub pricing: Option<crate::pricing::Pricing>,
+    /// Output tokens to reserve when a request sets no `max_tokens`.
+    pub default_max_tokens: u64,
 }
 
 impl ModelRoute {
@@ -215,6 +219,8 @@ mod tests {
                 },
             ],
             max_attempts: 3,
+            pricing: None,
+            default_max_tokens: 1024,
         };
         assert_eq!(route.attempt_order(0), vec![0, 1, 2]);
         assert_eq!(route.attempt_order(1), vec![1, 0, 2]);

@@ -11,10 +11,14 @@
 //! 4. [`route`] — logical model → route; unknown models stop here.
 //! 5. [`authorize`] — the identity may use this model, or a 403 (after `route`, which
 //!    writes the model facet it reads).
-//! 6. [`endpoint`] — per attempt: which target this attempt goes to.
-//! 7. [`translate`] — per attempt: the request in the target's protocol.
-//! 8. [`credentials`] — per attempt, last: the target's key, for that destination only.
-//! 9. [`audit`] — observer: writes one record per request at completion.
+//! 6. [`limit`] — limits and budgets: one atomic reservation over every limit that applies
+//!    (429 if a hard one has no room), committed to the provider's usage at completion.
+//!    After `authorize` (no reservation for a request that is refused anyway) and after
+//!    every processor that rewrites the prompt (it reads the `prompt` facet).
+//! 7. [`endpoint`] — per attempt: which target this attempt goes to.
+//! 8. [`translate`] — per attempt: the request in the target's protocol.
+//! 9. [`credentials`] — per attempt, last: the target's key, for that destination only.
+//! 10. [`audit`] — observer: writes one record per request at completion.
 
 pub mod audit;
 pub mod authenticate;
@@ -22,6 +26,7 @@ pub mod authorize;
 pub mod credentials;
 pub mod endpoint;
 pub mod enrich;
+pub mod limit;
 pub mod route;
 pub mod translate;
 pub mod validate;
@@ -40,6 +45,8 @@ pub struct BuildContext<'a> {
     pub config: &'a Config,
     /// The audit sink, when audit is configured.
     pub audit: Option<AuditSink>,
+    /// Where limit counters live; created once per process, so counters survive reloads.
+    pub limits: Arc<dyn johi_limits::LimitStore>,
 }
 
 /// Builds one processor from config.
@@ -70,6 +77,12 @@ impl Registry {
         r.register("authorize", |_| Arc::new(authorize::Authorize::new()));
         r.register("route", |ctx| {
             Arc::new(route::Route::new(ctx.config.models.clone()))
+        });
+        r.register("limit", |ctx| {
+            Arc::new(limit::Limit::new(
+                ctx.config.limits.clone(),
+                ctx.limits.clone(),
+            ))
         });
         r.register("endpoint", |_| Arc::new(endpoint::Endpoint::new()));
         r.register("translate", |_| Arc::new(translate::Translate::new()));

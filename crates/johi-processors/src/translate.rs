@@ -146,6 +146,8 @@ mod tests {
                 weight: 1,
             }],
             max_attempts: 1,
+            pricing: None,
+            default_max_tokens: 1024,
         }));
         ex.target_index = Some(0);
         ex

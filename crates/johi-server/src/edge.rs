@@ -16,6 +16,8 @@ pub fn status(error: &GatewayError) -> StatusCode {
         GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
         GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
         GatewayError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+        GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        GatewayError::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => {
@@ -46,6 +48,14 @@ fn classify(error: &GatewayError) -> (&'static str, Option<&'static str>, Option
             ("invalid_request_error", Some(reason.code()), None)
         }
         GatewayError::PermissionDenied { code, .. } => ("permission_error", Some(*code), None),
+        // OpenAI: a rate is `rate_limit_exceeded`, an exhausted budget `insufficient_quota`.
+        GatewayError::RateLimited { quota: false, .. } => {
+            ("requests", Some("rate_limit_exceeded"), None)
+        }
+        GatewayError::RateLimited { quota: true, .. } => {
+            ("insufficient_quota", Some("insufficient_quota"), None)
+        }
+        GatewayError::LimitsUnavailable => ("server_error", Some("limits_unavailable"), None),
         GatewayError::BodyTooLarge { .. } => {
             ("invalid_request_error", Some("request_too_large"), None)
         }
@@ -112,8 +122,14 @@ pub fn error_response(error: &GatewayError, echo: &HeaderMap) -> Response<Body> 
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     match error {
-        GatewayError::ShuttingDown => {
+        GatewayError::ShuttingDown | GatewayError::LimitsUnavailable => {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        GatewayError::RateLimited {
+            retry_after_secs, ..
+        } => {
+            let secs = retry_after_secs.unwrap_or(1).max(1);
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         // RFC 6750: a 401 says which scheme would be accepted.
         GatewayError::Unauthenticated { .. } => {

@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use axum::routing::{get, post};
 use axum::Router;
 use johi_config::Config;
+use johi_limits::{LimitStore, MemoryStore};
 use johi_mock::{MockOptions, MockUpstream};
 use johi_processors::AuditWriter;
 use tokio::net::TcpListener;
@@ -85,6 +86,8 @@ struct Loader {
     registry: Registry,
     audit: Mutex<AuditWriters>,
     last_text: Mutex<String>,
+    /// Limit counters: one store for the process's lifetime, so a reload keeps them.
+    limits: Arc<dyn LimitStore>,
 }
 
 impl Loader {
@@ -106,7 +109,7 @@ impl Loader {
                 }
             },
         };
-        Runtime::build(config, &self.registry, sink)
+        Runtime::build(config, &self.registry, sink, self.limits.clone())
     }
 }
 
@@ -141,6 +144,7 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         registry,
         audit: Mutex::new(AuditWriters::default()),
         last_text: Mutex::new(text),
+        limits: Arc::new(MemoryStore::new()),
     });
     let server = config.server.clone();
     let runtime = loader.build(config).await.map_err(StartError::Config)?;

@@ -12,7 +12,12 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(errors) => return fail(path, &errors.0),
     };
-    let runtime = match Runtime::build(config, &Registry::with_builtins(), None) {
+    let runtime = match Runtime::build(
+        config,
+        &Registry::with_builtins(),
+        None,
+        std::sync::Arc::new(johi_limits::MemoryStore::new()),
+    ) {
         Ok(runtime) => runtime,
         Err(errors) => return fail(path, &errors),
     };

@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod egress;
 mod errors;
+mod limits;
 mod ops;
 mod pool;
 mod retry;

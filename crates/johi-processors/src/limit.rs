@@ -1,0 +1,312 @@
+//! Limits and budgets: reserve before the call, commit the provider's usage after it.
+//!
+//! Every configured limit that applies to the request (by the caller's organisation, team,
+//! project, user, key, or the model) is charged in one atomic reservation
+//! ([`LimitStore::reserve`]): a request over any hard limit is refused with a 429 and charges
+//! nothing; otherwise all limits are charged an *estimate* (prompt tokens from the prompt as
+//! it will be sent — this processor reads the `prompt` facet, so the builder places it after
+//! every processor that rewrites the prompt — plus `max_tokens` or the model's default). At
+//! completion the estimate is replaced by the provider's reported `usage`, or given back if
+//! the call failed. So what a budget holds is what was really spent, and racing requests can
+//! never overshoot it by more than their estimates were short.
+//!
+//! The estimate counts four characters per token plus four tokens per message (OpenAI's
+//! rule of thumb); it only decides whether a request may start, never what is charged.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
+use johi_config::{LimitRule, Measure, Scope};
+use johi_core::exchange::Outcome;
+use johi_core::{Api, Exchange, Facet, FacetSet, GatewayError, Usage};
+use johi_limits::{Charge, CounterState, Decision, LimitStore, Reservation};
+use johi_pipeline::{
+    Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
+};
+use serde_json::{Map, Value};
+
+/// Header naming soft limits the request went over (it was served anyway).
+pub const LIMIT_WARNING: HeaderName = HeaderName::from_static("x-johi-limit-warning");
+
+/// See the module docs.
+pub struct Limit {
+    contract: Contract,
+    rules: Vec<LimitRule>,
+    store: Arc<dyn LimitStore>,
+}
+
+/// What the request reserved; kept in the exchange's extensions for the completion hook.
+#[derive(Debug, Clone)]
+struct Reserved {
+    reservation: Reservation,
+    measures: Vec<Measure>,
+    estimate: Usage,
+}
+
+impl Limit {
+    /// Builds the processor over the configured rules and the process's limit store (which
+    /// outlives config reloads, so counters do too).
+    pub fn new(rules: Vec<LimitRule>, store: Arc<dyn LimitStore>) -> Self {
+        Limit {
+            contract: Contract {
+                name: "limit",
+                category: Category::AllowDeny,
+                reads: FacetSet::of(&[Facet::Identity, Facet::Prompt, Facet::Params, Facet::Model]),
+                writes: FacetSet::of(&[Facet::Tokens, Facet::Headers]),
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailClosed,
+            },
+            rules,
+            store,
+        }
+    }
+
+    /// The scope instance `rule` counts this request for, if the rule applies to it.
+    fn scope_key(rule: &LimitRule, ex: &Exchange) -> Option<String> {
+        let identity = ex.identity.as_deref();
+        let instance = match rule.scope {
+            Scope::Organization => identity.and_then(|i| i.organization.as_deref()),
+            Scope::Team => identity.and_then(|i| i.team.as_deref()),
+            Scope::Project => identity.and_then(|i| i.project.as_deref()),
+            Scope::User => identity.and_then(|i| i.user.as_deref()),
+            Scope::Key => identity.and_then(|i| i.credential_id.as_deref()),
+            Scope::Model => ex.model.as_deref(),
+        }?;
+        if rule.match_.as_deref().is_some_and(|m| m != instance) {
+            return None;
+        }
+        // Team and project names are unique only within their parents: key by the path.
+        let qualified = match (rule.scope, identity) {
+            (Scope::Team, Some(i)) => {
+                format!("{}/{instance}", i.organization.as_deref().unwrap_or(""))
+            }
+            (Scope::Project, Some(i)) => format!(
+                "{}/{}/{instance}",
+                i.organization.as_deref().unwrap_or(""),
+                i.team.as_deref().unwrap_or("")
+            ),
+            _ => instance.to_owned(),
+        };
+        Some(format!("{}:{qualified}", rule.scope.as_str()))
+    }
+}
+
+/// Amount of `measure` in `usage` (cost through the model's prices).
+fn amount(measure: Measure, usage: &Usage, ex: &Exchange) -> u64 {
+    match measure {
+        Measure::Requests | Measure::Concurrent => 1,
+        Measure::InputTokens => usage.input_tokens,
+        Measure::OutputTokens => usage.output_tokens,
+        Measure::TotalTokens => usage.input_tokens + usage.output_tokens,
+        Measure::Cost => ex
+            .route
+            .as_ref()
+            .and_then(|r| r.pricing)
+            .map_or(0, |p| p.cost_micros(usage)),
+    }
+}
+
+/// The estimate reserved before the call.
+fn estimate(ex: &Exchange) -> Usage {
+    let body = ex.body();
+    let input = estimate_input_tokens(ex.api, body);
+    let output = match ex.api {
+        Api::Embeddings => 0,
+        Api::ChatCompletions | Api::Completions => ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|f| body.get(*f).and_then(Value::as_u64))
+            .or_else(|| ex.route.as_ref().map(|r| r.default_max_tokens))
+            .unwrap_or(0),
+    };
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_tokens: 0,
+        reasoning_tokens: 0,
+    }
+}
+
+/// Prompt tokens, estimated: a quarter of the characters of every text in the prompt, plus
+/// four per chat message for the role and framing.
+pub fn estimate_input_tokens(api: Api, body: &Map<String, Value>) -> u64 {
+    fn text_chars(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.chars().count() as u64,
+            Value::Array(items) => items.iter().map(text_chars).sum(),
+            Value::Object(o) => o.values().map(text_chars).sum(),
+            Value::Number(_) => 1,
+            Value::Bool(_) | Value::Null => 0,
+        }
+    }
+    let (chars, framing) = match api {
+        Api::ChatCompletions => {
+            let messages = body.get("messages");
+            let count = messages.and_then(Value::as_array).map_or(0, Vec::len) as u64;
+            (messages.map_or(0, text_chars), 4 * count + 3)
+        }
+        Api::Completions => (body.get("prompt").map_or(0, text_chars), 0),
+        Api::Embeddings => (body.get("input").map_or(0, text_chars), 0),
+    };
+    chars.div_ceil(4) + framing
+}
+
+fn reset_text(state: &CounterState) -> Option<HeaderValue> {
+    let d = state.resets_in?;
+    HeaderValue::from_str(&format!("{}s", d.as_secs().max(1))).ok()
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the tightest requests and tokens limits.
+fn report(ex: &mut Exchange, charged: &[(Measure, CounterState)]) {
+    for (kind, pick) in [
+        (
+            "requests",
+            (|m: Measure| m == Measure::Requests) as fn(Measure) -> bool,
+        ),
+        ("tokens", Measure::is_tokens),
+    ] {
+        let tightest = charged
+            .iter()
+            .filter(|(m, _)| pick(*m))
+            .min_by_key(|(_, s)| s.remaining());
+        let Some((_, state)) = tightest else { continue };
+        let h = &mut ex.response_headers;
+        let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{kind}")).ok();
+        if let Some(n) = name("limit") {
+            h.insert(n, HeaderValue::from(state.limit));
+        }
+        if let Some(n) = name("remaining") {
+            h.insert(n, HeaderValue::from(state.remaining()));
+        }
+        if let (Some(n), Some(v)) = (name("reset"), reset_text(state)) {
+            h.insert(n, v);
+        }
+    }
+}
+
+#[async_trait]
+impl Processor for Limit {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        let estimate = estimate(ex);
+        let mut charges = Vec::new();
+        let mut applied = Vec::new();
+        for rule in &self.rules {
+            if let Some(scope_key) = Self::scope_key(rule, ex) {
+                charges.push(Charge {
+                    spec: rule.spec.clone(),
+                    scope_key,
+                    amount: amount(rule.measure, &estimate, ex),
+                    enforce: rule.enforce,
+                });
+                applied.push(rule);
+            }
+        }
+        if charges.is_empty() {
+            return Ok(Verdict::Continue);
+        }
+        let decision = match self.store.reserve(&charges, SystemTime::now()).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                tracing::debug!(%error, "limit store unavailable; failing closed");
+                return Ok(Verdict::Deny(GatewayError::LimitsUnavailable));
+            }
+        };
+        match decision {
+            Decision::Denied { index, state } => {
+                let (rule, charge) = (applied[index], &charges[index]);
+                report(ex, &[(rule.measure, state)]);
+                let retry_after_secs = state.resets_in.map(|d| d.as_secs().max(1));
+                let unit = if rule.measure == Measure::Cost {
+                    "micro-dollars"
+                } else {
+                    rule.measure.as_str()
+                };
+                Ok(Verdict::Deny(GatewayError::RateLimited {
+                    limit: rule.spec.id.clone(),
+                    message: format!(
+                        "Limit '{}' reached for {}: {} of {} {unit} used, this request needs {}.{}",
+                        rule.spec.id,
+                        charge.scope_key,
+                        state.used,
+                        state.limit,
+                        charge.amount.max(1),
+                        retry_after_secs.map_or_else(
+                            || " Retry when a request in flight finishes.".to_owned(),
+                            |s| format!(" Retry in {s} s.")
+                        )
+                    ),
+                    retry_after_secs,
+                    quota: rule.measure == Measure::Cost,
+                }))
+            }
+            Decision::Granted {
+                reservation,
+                states,
+            } => {
+                let charged: Vec<_> = applied
+                    .iter()
+                    .map(|r| r.measure)
+                    .zip(states.iter().copied())
+                    .collect();
+                report(ex, &charged);
+                let over: Vec<&str> = applied
+                    .iter()
+                    .zip(&states)
+                    .filter(|(r, s)| !r.enforce && s.over())
+                    .map(|(r, _)| r.spec.id.as_str())
+                    .collect();
+                if !over.is_empty() {
+                    tracing::warn!(request_id = %ex.request_id, limits = ?over, "soft limit exceeded; request served");
+                    if let Ok(v) = HeaderValue::from_str(&over.join(",")) {
+                        ex.response_headers.insert(LIMIT_WARNING, v);
+                    }
+                }
+                ex.extensions.insert(Reserved {
+                    reservation,
+                    measures: applied.iter().map(|r| r.measure).collect(),
+                    estimate,
+                });
+                Ok(Verdict::Continue)
+            }
+        }
+    }
+
+    fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
+        let Some(reserved) = ex.extensions.get::<Reserved>() else {
+            return;
+        };
+        // What was spent: the provider's own usage when it reported it; the estimate when a
+        // successful answer carried none (so nothing served is ever free); nothing when the
+        // call failed without an answer.
+        let spent = match ex.usage {
+            Some(usage) => usage,
+            None if outcome.error.is_none()
+                && !outcome.cancelled
+                && outcome.status.is_success() =>
+            {
+                reserved.estimate
+            }
+            None => Usage::default(),
+        };
+        let actual: Vec<u64> = reserved
+            .measures
+            .iter()
+            .map(|m| amount(*m, &spent, ex))
+            .collect();
+        let (store, reservation) = (self.store.clone(), reserved.reservation.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("limit commit outside a runtime; the reservation stands as estimated");
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(error) = store.commit(&reservation, &actual).await {
+                tracing::warn!(%error, "could not commit a limit reservation; it stands as estimated");
+            }
+        });
+    }
+}

@@ -1,0 +1,246 @@
+//! Limits and budgets over real HTTP: 429s with `Retry-After` and OpenAI's rate-limit
+//! headers, budgets charged the provider's usage, money in micro-dollars, soft caps,
+//! concurrency, and a race of hundreds of requests that never overshoots a budget.
+
+use std::time::Duration;
+
+use johi_auth::KeyHash;
+use johi_core::Api;
+use johi_testkit::Harness;
+use serde_json::{json, Map, Value};
+
+const KEY: &str = "sk-johi-limits-test-key-00000000000000000000000000000";
+const OTHER: &str = "sk-johi-limits-other-key-1111111111111111111111111111";
+
+/// A gateway with two keys of organisation `acme` and the given `limits:` block.
+fn config(limits: &str) -> String {
+    format!(
+        r#"
+server: {{ listen: "127.0.0.1:0" }}
+providers:
+  mock: {{ base_url: "{{mock}}", api_key: sk-mock-key }}
+models:
+  m:
+    targets: [{{ provider: mock, model: mock-small }}]
+    pricing: {{ input: "2.50", output: "10.00" }}
+tenants: {{ acme: {{ teams: {{ search: {{}} }} }} }}
+auth:
+  api_keys:
+    - {{ id: k1, hash: "{}", owner: acme/search }}
+    - {{ id: k2, hash: "{}", owner: acme }}
+limits:
+{limits}
+audit: {{ path: "{{dir}}/audit.jsonl" }}
+"#,
+        KeyHash::of(KEY),
+        KeyHash::of(OTHER)
+    )
+}
+
+fn chat(text: &str, max_tokens: u64) -> Value {
+    json!({"model": "m", "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]})
+}
+
+async fn send(h: &Harness, key: &str, body: &Value) -> reqwest::Response {
+    h.client
+        .post(h.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+/// What the limiter reserves for `body` before the call.
+fn estimate(body: &Value, max_tokens: u64) -> u64 {
+    let map: Map<String, Value> = body.as_object().unwrap().clone();
+    johi_processors::limit::estimate_input_tokens(Api::ChatCompletions, &map) + max_tokens
+}
+
+#[tokio::test]
+async fn a_hard_request_limit_is_429_with_retry_after_and_openai_headers() {
+    let h = Harness::start(&config(
+        "  - { id: rpm, scope: key, window: minute, measure: requests, limit: 2 }",
+    ))
+    .await;
+    let body = chat("hello", 16);
+    for remaining in ["1", "0"] {
+        let r = send(&h, KEY, &body).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            header(&r, "x-ratelimit-limit-requests").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            header(&r, "x-ratelimit-remaining-requests").as_deref(),
+            Some(remaining)
+        );
+        assert!(header(&r, "x-ratelimit-reset-requests")
+            .unwrap()
+            .ends_with('s'));
+    }
+    let r = send(&h, KEY, &body).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        header(&r, "x-ratelimit-remaining-requests").as_deref(),
+        Some("0")
+    );
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "rate_limit_exceeded");
+    assert!(err["error"]["message"].as_str().unwrap().contains("'rpm'"));
+    // The limit is per key: another key of the same organisation is not affected.
+    assert_eq!(send(&h, OTHER, &body).await.status(), 200);
+    assert_eq!(
+        h.mock.requests().len(),
+        3,
+        "the refused request never went upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_token_budget_holds_exactly_the_providers_usage() {
+    let h = Harness::start(&config(
+        "  - { id: tpd, scope: organization, window: day, measure: total_tokens, limit: 100000 }",
+    ))
+    .await;
+    let mut spent = 0;
+    for text in ["one", "two words", "and three more words here"] {
+        let r = send(&h, KEY, &chat(text, 50)).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        spent += body["usage"]["total_tokens"].as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await; // the commit is asynchronous
+    }
+    // The next request reports what is left: the budget minus what the provider said was
+    // used, minus this request's own reservation (its estimate).
+    let probe = chat("probe", 50);
+    let r = send(&h, OTHER, &probe).await;
+    let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(remaining, 100_000 - spent - estimate(&probe, 50));
+}
+
+#[tokio::test]
+async fn a_money_budget_runs_out_with_insufficient_quota() {
+    // $0.002 = 2000 micro-dollars; each call costs about 10 prompt tokens × $2.50/M plus
+    // 12 reply tokens × $10/M ≈ 145 micro-dollars, and reserves up to 100 output tokens.
+    let h = Harness::start(&config(
+        "  - { id: budget, scope: organization, window: month, measure: cost, limit: \"0.002\" }",
+    ))
+    .await;
+    let mut served = 0;
+    let mut refused = None;
+    for _ in 0..40 {
+        let r = send(&h, KEY, &chat("spend a little money", 100)).await;
+        if r.status() == 200 {
+            served += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        } else {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("the budget ran out");
+    assert_eq!(r.status(), 429);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "insufficient_quota");
+    assert_eq!(err["error"]["type"], "insufficient_quota");
+    assert!((5..=20).contains(&served), "served {served}");
+}
+
+#[tokio::test]
+async fn a_soft_limit_serves_and_flags_the_response() {
+    let h = Harness::start(&config(
+        "  - { id: soft-rpm, scope: key, window: minute, measure: requests, limit: 1, kind: soft }",
+    ))
+    .await;
+    let first = send(&h, KEY, &chat("a", 8)).await;
+    assert_eq!(first.status(), 200);
+    assert!(header(&first, "x-johi-limit-warning").is_none());
+    let second = send(&h, KEY, &chat("b", 8)).await;
+    assert_eq!(second.status(), 200, "a soft cap never refuses");
+    assert_eq!(
+        header(&second, "x-johi-limit-warning").as_deref(),
+        Some("soft-rpm")
+    );
+}
+
+#[tokio::test]
+async fn a_concurrency_limit_counts_requests_in_flight() {
+    let h = Harness::start(&config(
+        "  - { id: one-at-a-time, scope: key, measure: concurrent, limit: 1 }",
+    ))
+    .await;
+    let slow = json!({"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "slow"}], "mock": {"latency_ms": 400}});
+    let (a, b) = tokio::join!(send(&h, KEY, &slow), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(&h, KEY, &chat("meanwhile", 8)).await
+    });
+    assert_eq!(a.status(), 200);
+    assert_eq!(b.status(), 429);
+    assert!(header(&b, "retry-after").is_some());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        send(&h, KEY, &chat("after", 8)).await.status(),
+        200,
+        "the lease was released"
+    );
+}
+
+/// 300 concurrent requests against a budget of N tokens: the tokens the provider reported
+/// for the served requests never exceed N (estimates here are upper bounds, so the
+/// documented overshoot is zero), and the budget holds exactly what they used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_never_overshoot_a_token_budget() {
+    const BUDGET: u64 = 4_000;
+    let h = Harness::start(&config(&format!(
+        "  - {{ id: race, scope: organization, window: day, measure: total_tokens, limit: {BUDGET} }}"
+    )))
+    .await;
+    let body = chat("race for the last tokens", 30);
+    let sends = (0..300).map(|i| send(&h, if i % 2 == 0 { KEY } else { OTHER }, &body));
+    let answers = futures_util::future::join_all(sends).await;
+    let mut served_tokens = 0;
+    let (mut served, mut refused) = (0, 0);
+    for r in answers {
+        match r.status().as_u16() {
+            200 => {
+                served += 1;
+                let v: Value = r.json().await.unwrap();
+                served_tokens += v["usage"]["total_tokens"].as_u64().unwrap();
+            }
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        served > 0 && refused > 0,
+        "served {served}, refused {refused}"
+    );
+    assert!(
+        served_tokens <= BUDGET,
+        "{served_tokens} tokens served over a budget of {BUDGET}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Whatever is left is exactly the budget minus what was served: every served request
+    // was charged, refused ones were not. A request needing more than what is left is
+    // refused, and its 429 reports the counter.
+    let r = send(&h, KEY, &chat("how much is left", 10_000)).await;
+    assert_eq!(r.status(), 429);
+    let err: Value = r.json().await.unwrap();
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{served_tokens} of {BUDGET} total_tokens used")),
+        "{message}"
+    );
+}
