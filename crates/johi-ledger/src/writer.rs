@@ -27,6 +27,10 @@ pub(crate) type Reply = oneshot::Sender<Result<(), LedgerError>>;
 
 /// What travels through the queue. Markers share the records' queue so that "everything
 /// before the marker" is exactly what the writer has taken when it sees the marker.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "records are nearly every message; boxing them would allocate per request"
+)]
 pub(crate) enum Msg {
     Record(UsageRecord),
     Flush(Reply),

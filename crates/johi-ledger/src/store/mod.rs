@@ -49,12 +49,14 @@ fn stored(count: u64) -> i64 {
 }
 
 /// The writing side, owned by the writer task.
+#[allow(clippy::large_enum_variant, reason = "one per ledger")]
 pub(crate) enum Writer {
     Sqlite(sqlite::Writer),
     Postgres(postgres::Writer),
 }
 
 /// The reading side, shared by every [`Ledger`](crate::Ledger) handle.
+#[allow(clippy::large_enum_variant, reason = "one per ledger")]
 pub(crate) enum Reader {
     Sqlite(sqlite::Reader),
     Postgres(postgres::Reader),
