@@ -314,3 +314,18 @@ impl Ledger {
         chargeback::render(month, &rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_postgres_password() {
+        let backend = LedgerBackend::Postgres {
+            url: "postgres://johi:s3cret@db.internal:5432/johi".into(),
+        };
+        let shown = format!("{backend:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("@db.internal:5432/johi"), "{shown}");
+    }
+}
