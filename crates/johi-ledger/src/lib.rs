@@ -171,16 +171,14 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(config.buffer.max(1));
         let nudge = Arc::new(Notify::new());
         let lost = Arc::new(AtomicU64::new(0));
-        let writer = writer::Writer {
+        let writer = writer::Writer::new(
             store,
             rx,
-            nudge: nudge.clone(),
+            nudge.clone(),
             batch_size,
-            flush_interval: config.flush_interval,
-            lost: lost.clone(),
-            unreported: 0,
-            batch: Vec::with_capacity(batch_size),
-        };
+            config.flush_interval,
+            lost.clone(),
+        );
         // Waited for by `shutdown`.
         let task = tokio::spawn(writer.run());
         Ok(Ledger {

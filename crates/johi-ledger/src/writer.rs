@@ -39,19 +39,39 @@ pub(crate) enum Msg {
 
 /// The writer task's state.
 pub(crate) struct Writer {
-    pub store: store::Writer,
-    pub rx: mpsc::Receiver<Msg>,
-    pub nudge: Arc<Notify>,
-    pub batch_size: usize,
-    pub flush_interval: Duration,
+    store: store::Writer,
+    rx: mpsc::Receiver<Msg>,
+    nudge: Arc<Notify>,
+    batch_size: usize,
+    flush_interval: Duration,
     /// Records given up on, in total (shared with [`Ledger::lost`](crate::Ledger::lost)).
-    pub lost: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
     /// Records given up on since the last flush or shutdown reported it.
-    pub unreported: u64,
-    pub batch: Vec<UsageRecord>,
+    unreported: u64,
+    batch: Vec<UsageRecord>,
 }
 
 impl Writer {
+    pub(crate) fn new(
+        store: store::Writer,
+        rx: mpsc::Receiver<Msg>,
+        nudge: Arc<Notify>,
+        batch_size: usize,
+        flush_interval: Duration,
+        lost: Arc<AtomicU64>,
+    ) -> Writer {
+        Writer {
+            store,
+            rx,
+            nudge,
+            batch_size,
+            flush_interval,
+            lost,
+            unreported: 0,
+            batch: Vec::with_capacity(batch_size),
+        }
+    }
+
     /// Runs until a stop marker, or until every [`Ledger`](crate::Ledger) handle is gone; in
     /// both cases everything queued is written first.
     pub(crate) async fn run(mut self) {
