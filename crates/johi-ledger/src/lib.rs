@@ -168,19 +168,17 @@ impl Ledger {
     pub async fn open(config: LedgerConfig) -> Result<Ledger, LedgerError> {
         let (store, reader) = store::open(&config.backend).await?;
         let batch_size = config.batch_size.max(1);
-        let (tx, rx) = mpsc::channel(config.buffer.max(1));
-        let nudge = Arc::new(Notify::new());
-        let lost = Arc::new(AtomicU64::new(0));
-        let writer = writer::Writer::new(
+        let writer::Started {
+            tx,
+            nudge,
+            lost,
+            task,
+        } = writer::start(
             store,
-            rx,
-            nudge.clone(),
             batch_size,
             config.flush_interval,
-            lost.clone(),
+            config.buffer.max(1),
         );
-        // Waited for by `shutdown`.
-        let task = tokio::spawn(writer.run());
         Ok(Ledger {
             shared: Arc::new(Shared {
                 tx,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::store;
@@ -37,8 +38,48 @@ pub(crate) enum Msg {
     Stop(Reply),
 }
 
+/// The senders' side of a started writer.
+pub(crate) struct Started {
+    pub tx: mpsc::Sender<Msg>,
+    /// Wakes the writer before its batch is due.
+    pub nudge: Arc<Notify>,
+    /// Records given up on after every retry, in total.
+    pub lost: Arc<AtomicU64>,
+    /// The writer task, waited for by [`Ledger::shutdown`](crate::Ledger::shutdown).
+    pub task: JoinHandle<()>,
+}
+
+/// Spawns the writer on a queue of `buffer` records.
+pub(crate) fn start(
+    store: store::Writer,
+    batch_size: usize,
+    flush_interval: Duration,
+    buffer: usize,
+) -> Started {
+    let (tx, rx) = mpsc::channel(buffer);
+    let nudge = Arc::new(Notify::new());
+    let lost = Arc::new(AtomicU64::new(0));
+    let writer = Writer {
+        store,
+        rx,
+        nudge: nudge.clone(),
+        batch_size,
+        flush_interval,
+        lost: lost.clone(),
+        unreported: 0,
+        batch: Vec::with_capacity(batch_size),
+    };
+    let task = tokio::spawn(writer.run());
+    Started {
+        tx,
+        nudge,
+        lost,
+        task,
+    }
+}
+
 /// The writer task's state.
-pub(crate) struct Writer {
+struct Writer {
     store: store::Writer,
     rx: mpsc::Receiver<Msg>,
     nudge: Arc<Notify>,
@@ -52,29 +93,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(
-        store: store::Writer,
-        rx: mpsc::Receiver<Msg>,
-        nudge: Arc<Notify>,
-        batch_size: usize,
-        flush_interval: Duration,
-        lost: Arc<AtomicU64>,
-    ) -> Writer {
-        Writer {
-            store,
-            rx,
-            nudge,
-            batch_size,
-            flush_interval,
-            lost,
-            unreported: 0,
-            batch: Vec::with_capacity(batch_size),
-        }
-    }
-
     /// Runs until a stop marker, or until every [`Ledger`](crate::Ledger) handle is gone; in
     /// both cases everything queued is written first.
-    pub(crate) async fn run(mut self) {
+    async fn run(mut self) {
         while let Some(first) = self.rx.recv().await {
             let due = Instant::now() + self.flush_interval;
             if let Some(reply) = self.handle(first).await {
