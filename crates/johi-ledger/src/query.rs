@@ -1,0 +1,396 @@
+//! Spend queries: what the ledger can be asked, and the one place that turns a question into
+//! SQL.
+//!
+//! Column names come only from [`Dimension::column`], a fixed list; every value a caller
+//! supplies (time bounds, filter values) is a bound parameter. So no query text is ever made
+//! from user input, and the two backends run the same statement but for the placeholder
+//! spelling.
+
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+
+/// A column spend can be grouped or filtered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dimension {
+    /// [`UsageRecord::organization`](crate::UsageRecord::organization).
+    Organization,
+    /// [`UsageRecord::team`](crate::UsageRecord::team).
+    Team,
+    /// [`UsageRecord::project`](crate::UsageRecord::project).
+    Project,
+    /// [`UsageRecord::user`](crate::UsageRecord::user).
+    User,
+    /// [`UsageRecord::key_id`](crate::UsageRecord::key_id).
+    Key,
+    /// [`UsageRecord::model`](crate::UsageRecord::model), the logical model asked for.
+    Model,
+    /// [`UsageRecord::provider`](crate::UsageRecord::provider).
+    Provider,
+}
+
+impl Dimension {
+    /// Every dimension, in declaration order.
+    pub const ALL: [Dimension; 7] = [
+        Dimension::Organization,
+        Dimension::Team,
+        Dimension::Project,
+        Dimension::User,
+        Dimension::Key,
+        Dimension::Model,
+        Dimension::Provider,
+    ];
+
+    /// The name used in URLs and on the command line: `organization`, `team`, `project`,
+    /// `user`, `key`, `model`, `provider`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Organization => "organization",
+            Dimension::Team => "team",
+            Dimension::Project => "project",
+            Dimension::User => "user",
+            Dimension::Key => "key",
+            Dimension::Model => "model",
+            Dimension::Provider => "provider",
+        }
+    }
+
+    /// The stored column: the whitelist every query is built from.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            Dimension::Organization => "organization",
+            Dimension::Team => "team",
+            Dimension::Project => "project",
+            // `user` is a reserved word in PostgreSQL.
+            Dimension::User => "user_id",
+            Dimension::Key => "key_id",
+            Dimension::Model => "model",
+            Dimension::Provider => "provider",
+        }
+    }
+}
+
+impl fmt::Display for Dimension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name was not one of [`Dimension::as_str`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown dimension {0:?}: expected organization, team, project, user, key, model or provider"
+)]
+pub struct UnknownDimension(pub String);
+
+impl FromStr for Dimension {
+    type Err = UnknownDimension;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dimension::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| UnknownDimension(s.to_owned()))
+    }
+}
+
+/// A question about spend: over which time range, broken down how, restricted to what.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpendQuery {
+    /// Inclusive lower bound on [`UsageRecord::at_unix_ms`](crate::UsageRecord::at_unix_ms);
+    /// `None` is unbounded.
+    pub from_unix_ms: Option<i64>,
+    /// Exclusive upper bound: ranges are half-open, `[from, to)`, so consecutive ranges
+    /// (days, months) never count a request twice.
+    pub to_unix_ms: Option<i64>,
+    /// One row per distinct combination of these columns; empty gives one total row.
+    pub group_by: Vec<Dimension>,
+    /// Equality filters, all of which must hold.
+    pub filter: Vec<(Dimension, String)>,
+}
+
+/// Totals for one group of a [`SpendQuery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpendRow {
+    /// The group's values, aligned with [`SpendQuery::group_by`]; `None` where the requests
+    /// were not attributed (no team, no provider reached, ...).
+    pub group: Vec<Option<String>>,
+    /// Number of requests.
+    pub requests: u64,
+    /// Sum of input tokens.
+    pub input_tokens: u64,
+    /// Sum of output tokens.
+    pub output_tokens: u64,
+    /// Sum of cached input tokens.
+    pub cached_input_tokens: u64,
+    /// Sum of reasoning tokens.
+    pub reasoning_tokens: u64,
+    /// Sum of cost, micro-units of the price currency.
+    pub cost_micros: i64,
+}
+
+/// The summed columns, in the order [`SpendRow::from_sums`] reads them after `COUNT(*)`.
+const SUMMED: [&str; 5] = [
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+];
+
+/// How many numbers follow the group columns in a spend result row.
+pub(crate) const SUMS: usize = 1 + SUMMED.len();
+
+impl SpendRow {
+    /// Builds a row from its group values and `[count, sums...]` as both backends return them.
+    pub(crate) fn from_sums(group: Vec<Option<String>>, sums: [i64; SUMS]) -> SpendRow {
+        let [requests, input, output, cached, reasoning, cost] = sums;
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        SpendRow {
+            group,
+            requests: count(requests),
+            input_tokens: count(input),
+            output_tokens: count(output),
+            cached_input_tokens: count(cached),
+            reasoning_tokens: count(reasoning),
+            cost_micros: cost,
+        }
+    }
+}
+
+/// Puts rows in the one order both backends return: by group values, unattributed (`None`)
+/// before any value, values by byte order. Sorting here rather than in SQL keeps the order
+/// independent of the database's collation and NULL placement.
+pub(crate) fn sort_rows(rows: &mut [SpendRow]) {
+    rows.sort_by(|a, b| a.group.cmp(&b.group));
+}
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// The placeholder spelling, the only difference between the backends' query text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+}
+
+/// A statement and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub params: Vec<Param>,
+}
+
+/// `SELECT <groups>, COUNT(*), SUM(...)... FROM johi_usage WHERE ... GROUP BY <groups>`.
+pub(crate) fn spend_sql(query: &SpendQuery, dialect: Dialect) -> Sql {
+    let groups: Vec<&str> = query.group_by.iter().map(|d| d.column()).collect();
+    let mut text = String::from("SELECT ");
+    for column in &groups {
+        text.push_str(column);
+        text.push_str(", ");
+    }
+    text.push_str("COUNT(*)");
+    for column in SUMMED {
+        // SUM of BIGINT is NUMERIC in PostgreSQL; the cast keeps both backends on i64.
+        let _ = write!(text, ", CAST(COALESCE(SUM({column}), 0) AS BIGINT)");
+    }
+    text.push_str(" FROM johi_usage");
+
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    let mut bind = |condition: &str, param: Param| {
+        params.push(param);
+        conditions.push(format!("{condition} {}", dialect.placeholder(params.len())));
+    };
+    if let Some(from) = query.from_unix_ms {
+        bind("at_unix_ms >=", Param::Int(from));
+    }
+    if let Some(to) = query.to_unix_ms {
+        bind("at_unix_ms <", Param::Int(to));
+    }
+    for (dimension, value) in &query.filter {
+        bind(
+            &format!("{} =", dimension.column()),
+            Param::Text(value.clone()),
+        );
+    }
+    if !conditions.is_empty() {
+        text.push_str(" WHERE ");
+        text.push_str(&conditions.join(" AND "));
+    }
+    if !groups.is_empty() {
+        text.push_str(" GROUP BY ");
+        text.push_str(&groups.join(", "));
+    }
+    Sql { text, params }
+}
+
+/// A calendar month in UTC, the period of a chargeback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct YearMonth {
+    year: i32,
+    month: u8,
+}
+
+/// The text was not a month spelled `YYYY-MM` (years 1 to 9999).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid month {0:?}: expected YYYY-MM, e.g. 2026-11")]
+pub struct InvalidMonth(pub String);
+
+impl YearMonth {
+    /// The month, if `month` is 1 to 12 and `year` 1 to 9999 (what `YYYY-MM` can spell).
+    pub fn new(year: i32, month: u8) -> Option<YearMonth> {
+        ((1..=9999).contains(&year) && (1..=12).contains(&month))
+            .then_some(YearMonth { year, month })
+    }
+
+    /// The year.
+    pub fn year(self) -> i32 {
+        self.year
+    }
+
+    /// The month, 1 to 12.
+    pub fn month(self) -> u8 {
+        self.month
+    }
+
+    /// The month after this one.
+    pub fn next(self) -> YearMonth {
+        if self.month == 12 {
+            YearMonth {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            YearMonth {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    /// Midnight UTC on the first day of the month, milliseconds since the Unix epoch.
+    pub fn start_unix_ms(self) -> i64 {
+        days_from_civil(i64::from(self.year), i64::from(self.month)) * 86_400_000
+    }
+
+    /// The month as a half-open range `[start, start of next month)` in Unix milliseconds.
+    pub fn range_unix_ms(self) -> (i64, i64) {
+        (self.start_unix_ms(), self.next().start_unix_ms())
+    }
+}
+
+/// Days from 1970-01-01 to the first of the month (Howard Hinnant's `days_from_civil`), so the
+/// crate needs no calendar dependency for one conversion.
+fn days_from_civil(year: i64, month: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+impl FromStr for YearMonth {
+    type Err = InvalidMonth;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidMonth(s.to_owned());
+        let (year, month) = s.split_once('-').ok_or_else(invalid)?;
+        let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(year, 4) || !digits(month, 2) {
+            return Err(invalid());
+        }
+        let year = year.parse().map_err(|_| invalid())?;
+        let month = month.parse().map_err(|_| invalid())?;
+        YearMonth::new(year, month).ok_or_else(invalid)
+    }
+}
+
+impl fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_parse_and_bound_in_utc() {
+        let month: YearMonth = "2026-11".parse().unwrap();
+        assert_eq!(month.to_string(), "2026-11");
+        // 2026-11-01T00:00:00Z and 2026-12-01T00:00:00Z.
+        assert_eq!(
+            month.range_unix_ms(),
+            (1_793_491_200_000, 1_796_083_200_000)
+        );
+        assert_eq!(YearMonth::new(1970, 1).unwrap().start_unix_ms(), 0);
+        assert_eq!(
+            "2024-12".parse::<YearMonth>().unwrap().next(),
+            YearMonth::new(2025, 1).unwrap()
+        );
+        // 2024-03-01: after a leap day.
+        assert_eq!(
+            YearMonth::new(2024, 3).unwrap().start_unix_ms(),
+            1_709_251_200_000
+        );
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-1",
+            "26-11",
+            "2026/11",
+            "",
+            "2026-11-01",
+            "+026-11",
+        ] {
+            assert!(bad.parse::<YearMonth>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dimensions_round_trip_by_name() {
+        for dimension in Dimension::ALL {
+            assert_eq!(dimension.as_str().parse::<Dimension>().unwrap(), dimension);
+        }
+        assert!("user_id".parse::<Dimension>().is_err());
+    }
+
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let query = SpendQuery {
+            from_unix_ms: Some(10),
+            to_unix_ms: Some(20),
+            group_by: vec![Dimension::Project, Dimension::User],
+            filter: vec![(
+                Dimension::Organization,
+                "x'; DROP TABLE johi_usage; --".into(),
+            )],
+        };
+        let sql = spend_sql(&query, Dialect::Postgres);
+        assert!(!sql.text.contains("DROP"));
+        assert!(sql.text.starts_with("SELECT project, user_id, COUNT(*), "));
+        assert!(sql
+            .text
+            .ends_with(" WHERE at_unix_ms >= $1 AND at_unix_ms < $2 AND organization = $3 GROUP BY project, user_id"));
+        assert_eq!(sql.params.len(), 3);
+        let sqlite = spend_sql(&query, Dialect::Sqlite);
+        assert!(sqlite.text.contains("organization = ?3"));
+    }
+}

@@ -1,0 +1,150 @@
+//! SQLite: one file in WAL mode, a writer connection and a reader connection, every call on
+//! the blocking pool so a slow disk never holds a runtime thread.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{params, params_from_iter, Connection, ToSql};
+
+use super::{stored, COLUMNS, SCHEMA};
+use crate::query::{spend_sql, Dialect, Param, SpendQuery, SpendRow, SUMS};
+use crate::{LedgerError, UsageRecord};
+
+/// How long a connection waits for the other's lock (a WAL checkpoint) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Shared = Arc<Mutex<Connection>>;
+
+/// The writer's connection.
+pub(crate) struct Writer {
+    conn: Shared,
+}
+
+/// The readers' connection; queries take turns on it, never on the writer's.
+pub(crate) struct Reader {
+    conn: Shared,
+}
+
+/// Runs `f` on the blocking pool with the connection.
+async fn blocking<T, F>(conn: &Shared, f: F) -> Result<T, LedgerError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, LedgerError> + Send + 'static,
+{
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        // A panic inside `f` rolled its transaction back while unwinding: the connection
+        // itself is still sound.
+        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
+    })
+    .await?
+}
+
+fn connect(path: &PathBuf) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Opens (creating) the file and the schema, then the reader.
+pub(crate) async fn open(path: PathBuf) -> Result<(Writer, Reader), LedgerError> {
+    let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<_, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = connect(&path)?;
+        // WAL: readers and the writer do not block each other. FULL: a committed batch
+        // survives a power cut, not only a crash (one fsync per batch, not per record).
+        let mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "ledger: SQLite refused WAL mode; readers will wait for the writer");
+        }
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = connect(&path)?;
+        Ok((writer, reader))
+    })
+    .await??;
+    Ok((
+        Writer {
+            conn: Arc::new(Mutex::new(writer)),
+        },
+        Reader {
+            conn: Arc::new(Mutex::new(reader)),
+        },
+    ))
+}
+
+impl Writer {
+    pub(crate) async fn write(&mut self, batch: Arc<Vec<UsageRecord>>) -> Result<(), LedgerError> {
+        blocking(&self.conn, move |conn| Ok(insert(conn, &batch)?)).await
+    }
+}
+
+fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut statement = tx.prepare_cached(&format!(
+            "INSERT INTO johi_usage ({COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        ))?;
+        for r in batch {
+            statement.execute(params![
+                r.at_unix_ms,
+                r.request_id,
+                r.organization,
+                r.team,
+                r.project,
+                r.user,
+                r.key_id,
+                r.api,
+                r.model,
+                r.provider,
+                r.upstream_model,
+                r.status,
+                stored(r.input_tokens),
+                stored(r.output_tokens),
+                stored(r.cached_input_tokens),
+                stored(r.reasoning_tokens),
+                r.cost_micros,
+                r.usage_source.as_str(),
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+impl ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Param::Int(v) => v.to_sql(),
+            Param::Text(s) => s.to_sql(),
+        }
+    }
+}
+
+impl Reader {
+    pub(crate) async fn spend(&self, query: &SpendQuery) -> Result<Vec<SpendRow>, LedgerError> {
+        let sql = spend_sql(query, Dialect::Sqlite);
+        let groups = query.group_by.len();
+        blocking(&self.conn, move |conn| {
+            let mut statement = conn.prepare_cached(&sql.text)?;
+            let rows = statement.query_map(params_from_iter(&sql.params), |row| {
+                let group = (0..groups)
+                    .map(|i| row.get(i))
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut sums = [0; SUMS];
+                for (i, sum) in sums.iter_mut().enumerate() {
+                    *sum = row.get(groups + i)?;
+                }
+                Ok(SpendRow::from_sums(group, sums))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+}
