@@ -25,7 +25,7 @@ pub use auth::{AuthConfig, Tenants};
 pub use limits::{LimitRule, Measure, Scope};
 
 /// The processors run when the config does not list its own, in their required order.
-pub const DEFAULT_PIPELINE: [&str; 10] = [
+pub const DEFAULT_PIPELINE: [&str; 11] = [
     "enrich",
     "authenticate",
     "validate",
@@ -35,6 +35,7 @@ pub const DEFAULT_PIPELINE: [&str; 10] = [
     "endpoint",
     "translate",
     "credentials",
+    "meter",
     "audit",
 ];
 
@@ -59,6 +60,8 @@ pub struct Config {
     pub pipeline: Vec<PipelineEntry>,
     /// Where audit records go; `None` disables the audit processor.
     pub audit: Option<AuditConfig>,
+    /// Where usage records go; `None` disables the meter processor.
+    pub ledger: Option<LedgerSettings>,
     /// Development conveniences.
     pub dev: DevConfig,
 }
@@ -114,6 +117,28 @@ pub struct AuditConfig {
     /// JSON-lines file, appended to.
     pub path: PathBuf,
     /// Records queued before new ones are dropped (and counted) rather than block a request.
+    pub buffer: usize,
+}
+
+/// Where the usage ledger is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerTarget {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (a secret: never logged).
+    Postgres(String),
+}
+
+/// Usage ledger settings. They apply at start; a reload keeps the ledger opened then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// The database.
+    pub target: LedgerTarget,
+    /// Records per transaction.
+    pub batch_size: usize,
+    /// Longest wait before a record is committed.
+    pub flush_interval: Duration,
+    /// Records queued before new ones are dropped and counted.
     pub buffer: usize,
 }
 

@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub pipeline: Option<Vec<RawPipelineEntry>>,
     /// Audit sink.
     pub audit: Option<RawAudit>,
+    /// Usage ledger.
+    pub ledger: Option<RawLedger>,
     /// Development conveniences.
     #[serde(default)]
     pub dev: RawDev,
@@ -294,4 +296,21 @@ pub struct RawApiKey {
     /// Labels for operators.
     #[serde(default)]
     pub metadata: IndexMap<String, String>,
+}
+
+/// `ledger:` — exactly one of `sqlite` and `postgres`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    /// SQLite file (relative to the config file's directory).
+    pub sqlite: Option<String>,
+    /// PostgreSQL URL, usually `${DATABASE_URL}`.
+    pub postgres: Option<String>,
+    /// Records per transaction.
+    pub batch_size: Option<usize>,
+    /// Longest wait before a record is committed.
+    #[serde(default, with = "humantime_serde")]
+    pub flush_interval: Option<Duration>,
+    /// Queue length.
+    pub buffer: Option<usize>,
 }

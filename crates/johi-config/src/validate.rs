@@ -16,8 +16,8 @@ use johi_pipeline::{FailureMode, ShortResponse};
 
 use crate::raw::{RawConfig, RawPipelineEntry, RawProvider};
 use crate::{
-    AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, PipelineEntry, ServerConfig,
-    TlsFiles, DEFAULT_PIPELINE,
+    AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, LedgerSettings, LedgerTarget,
+    PipelineEntry, ServerConfig, TlsFiles, DEFAULT_PIPELINE,
 };
 
 /// Default listener when the file names none.
@@ -149,6 +149,31 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         path: resolve(&a.path),
         buffer: a.buffer.unwrap_or(16_384),
     });
+    let ledger = raw.ledger.and_then(|l| {
+        let target = match (l.sqlite, l.postgres) {
+            (Some(path), None) => LedgerTarget::Sqlite(resolve(&path)),
+            (None, Some(url))
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+            {
+                LedgerTarget::Postgres(url)
+            }
+            (None, Some(_)) => {
+                errors.push("ledger.postgres: must be a postgres:// URL".into());
+                return None;
+            }
+            _ => {
+                errors
+                    .push("ledger: set exactly one of sqlite (a file) and postgres (a URL)".into());
+                return None;
+            }
+        };
+        Some(LedgerSettings {
+            target,
+            batch_size: l.batch_size.unwrap_or(512).max(1),
+            flush_interval: l.flush_interval.unwrap_or(Duration::from_secs(1)),
+            buffer: l.buffer.unwrap_or(65_536).max(1),
+        })
+    });
     let pipeline: Vec<PipelineEntry> = match raw.pipeline {
         Some(entries) => entries
             .into_iter()
@@ -158,6 +183,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         None => DEFAULT_PIPELINE
             .iter()
             .filter(|name| **name != "audit" || audit.is_some())
+            .filter(|name| **name != "meter" || ledger.is_some())
             .map(|name| PipelineEntry {
                 name: (*name).to_owned(),
                 on_failure: None,
@@ -167,6 +193,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
     if pipeline.iter().any(|e: &PipelineEntry| e.name == "audit") && audit.is_none() {
         errors.push(
             "pipeline: 'audit' is listed but there is no 'audit:' section saying where records go"
+                .into(),
+        );
+    }
+    if pipeline.iter().any(|e| e.name == "meter") && ledger.is_none() {
+        errors.push(
+            "pipeline: 'meter' is listed but there is no 'ledger:' section saying where usage goes"
+                .into(),
+        );
+    }
+    if ledger.is_some() && !pipeline.iter().any(|e| e.name == "meter") {
+        errors.push(
+            "pipeline: 'meter' is missing, but a ledger is configured: nothing would be recorded"
                 .into(),
         );
     }
@@ -214,6 +252,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         limits,
         pipeline,
         audit,
+        ledger,
         dev,
     })
 }

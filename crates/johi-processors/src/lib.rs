@@ -18,7 +18,9 @@
 //! 7. [`endpoint`] — per attempt: which target this attempt goes to.
 //! 8. [`translate`] — per attempt: the request in the target's protocol.
 //! 9. [`credentials`] — per attempt, last: the target's key, for that destination only.
-//! 10. [`audit`] — observer: writes one record per request at completion.
+//! 10. [`meter`] — observer: one usage record per request that reached a provider, with
+//!     its tenant and cost, into the ledger at completion.
+//! 11. [`audit`] — observer: writes one record per request at completion.
 
 pub mod audit;
 pub mod authenticate;
@@ -27,6 +29,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod enrich;
 pub mod limit;
+pub mod meter;
 pub mod route;
 pub mod translate;
 pub mod validate;
@@ -47,6 +50,8 @@ pub struct BuildContext<'a> {
     pub audit: Option<AuditSink>,
     /// Where limit counters live; created once per process, so counters survive reloads.
     pub limits: Arc<dyn johi_limits::LimitStore>,
+    /// The usage ledger, when one is configured (opened once per process).
+    pub ledger: Option<johi_ledger::Ledger>,
 }
 
 /// Builds one processor from config.
@@ -87,6 +92,9 @@ impl Registry {
         r.register("endpoint", |_| Arc::new(endpoint::Endpoint::new()));
         r.register("translate", |_| Arc::new(translate::Translate::new()));
         r.register("credentials", |_| Arc::new(credentials::Credentials::new()));
+        r.register("meter", |ctx| {
+            Arc::new(meter::Meter::new(ctx.ledger.clone()))
+        });
         r.register("audit", |ctx| {
             Arc::new(audit::Audit::new(ctx.audit.clone()))
         });

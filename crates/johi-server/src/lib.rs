@@ -19,7 +19,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::routing::{get, post};
 use axum::Router;
-use johi_config::Config;
+use johi_config::{Config, LedgerSettings, LedgerTarget};
+use johi_ledger::{Ledger, LedgerBackend, LedgerConfig};
 use johi_limits::{LimitStore, MemoryStore};
 use johi_mock::{MockOptions, MockUpstream};
 use johi_processors::AuditWriter;
@@ -88,10 +89,20 @@ struct Loader {
     last_text: Mutex<String>,
     /// Limit counters: one store for the process's lifetime, so a reload keeps them.
     limits: Arc<dyn LimitStore>,
+    /// The usage ledger opened at start, with the settings it was opened with.
+    ledger: Option<(LedgerSettings, Ledger)>,
 }
 
 impl Loader {
     async fn build(&self, config: Config) -> Result<Runtime, Vec<String>> {
+        // The ledger is opened once, at start: a reload that changes it is refused rather
+        // than leave a configured ledger unwritten.
+        let running = self.ledger.as_ref().map(|(settings, _)| settings);
+        if config.ledger.as_ref() != running {
+            return Err(vec![
+                "ledger: settings changed; they apply at the next restart (the running ledger is kept)".into(),
+            ]);
+        }
         let mut audit = self.audit.lock().await;
         let sink = match &config.audit {
             None => None,
@@ -109,7 +120,8 @@ impl Loader {
                 }
             },
         };
-        Runtime::build(config, &self.registry, sink, self.limits.clone())
+        let ledger = self.ledger.as_ref().map(|(_, ledger)| ledger.clone());
+        Runtime::build(config, &self.registry, sink, self.limits.clone(), ledger)
     }
 }
 
@@ -139,12 +151,17 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         ),
         None => None,
     };
+    let ledger = match &config.ledger {
+        Some(settings) => Some((settings.clone(), open_ledger(settings).await?)),
+        None => None,
+    };
     let loader = Arc::new(Loader {
         path: config_path.to_path_buf(),
         registry,
         audit: Mutex::new(AuditWriters::default()),
         last_text: Mutex::new(text),
         limits: Arc::new(MemoryStore::new()),
+        ledger,
     });
     let server = config.server.clone();
     let runtime = loader.build(config).await.map_err(StartError::Config)?;
@@ -205,6 +222,12 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         for writer in writers {
             writer.shutdown().await;
         }
+        if let Some((_, ledger)) = &drain_loader.ledger {
+            // Every request has completed: what they recorded is written before exit.
+            if let Err(error) = ledger.clone().shutdown().await {
+                tracing::error!(%error, "the usage ledger could not be flushed");
+            }
+        }
         tracing::info!("shutdown complete");
     });
     let watcher = tokio::spawn(watch_config(loader.clone(), shared.clone()));
@@ -218,6 +241,22 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         watcher,
         _mock: mock,
     })
+}
+
+/// Opens the usage ledger the config names.
+async fn open_ledger(settings: &LedgerSettings) -> Result<Ledger, StartError> {
+    let backend = match &settings.target {
+        LedgerTarget::Sqlite(path) => LedgerBackend::Sqlite { path: path.clone() },
+        LedgerTarget::Postgres(url) => LedgerBackend::Postgres { url: url.clone() },
+    };
+    Ledger::open(LedgerConfig {
+        backend,
+        batch_size: settings.batch_size,
+        flush_interval: settings.flush_interval,
+        buffer: settings.buffer,
+    })
+    .await
+    .map_err(|e| StartError::Io(format!("ledger: {e}")))
 }
 
 /// Polls the config file and reloads it when its content changes. (Polling, rather than

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use johi_config::Config;
+use johi_ledger::Ledger;
 use johi_limits::LimitStore;
 use johi_pipeline::Pipeline;
 use johi_processors::{AuditSink, BuildContext, Registry};
@@ -27,12 +28,14 @@ impl Runtime {
         registry: &Registry,
         audit: Option<AuditSink>,
         limits: Arc<dyn LimitStore>,
+        ledger: Option<Ledger>,
     ) -> Result<Runtime, Vec<String>> {
         let mut errors = Vec::new();
         let pipeline = registry.build(&BuildContext {
             config: &config,
             audit,
             limits,
+            ledger,
         });
         let upstreams = Upstreams::build(&config.providers);
         let pipeline = pipeline.map_err(|e| errors.extend(e)).ok();

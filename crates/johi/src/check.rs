@@ -17,6 +17,7 @@ pub fn run(path: &Path) -> ExitCode {
         &Registry::with_builtins(),
         None,
         std::sync::Arc::new(johi_limits::MemoryStore::new()),
+        None,
     ) {
         Ok(runtime) => runtime,
         Err(errors) => return fail(path, &errors),

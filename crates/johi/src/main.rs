@@ -7,6 +7,7 @@
 
 mod check;
 mod keys;
+mod usage;
 
 /// mimalloc instead of glibc's allocator: the request path makes many small, short-lived
 /// allocations (headers, JSON values, buffers), and the load benchmark showed glibc's
@@ -49,6 +50,9 @@ enum Command {
     /// Make virtual API keys (printed once; the config keeps only their hash).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Spend and chargeback from the usage ledger.
+    #[command(subcommand)]
+    Usage(usage::UsageCommand),
     /// Run the bundled mock OpenAI-compatible provider.
     MockUpstream {
         /// Port to listen on.
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check::run(&config),
         Command::Keys(command) => keys::run(command),
+        Command::Usage(command) => run_async(Some(1), usage::run(command)),
         Command::Serve {
             config,
             worker_threads,

@@ -296,3 +296,52 @@ fn mock_upstream_subcommand_serves_openai_models() {
     let _ = child.wait();
     assert!(body.contains("\"object\":\"list\""), "{body}");
 }
+
+#[test]
+fn usage_answers_from_the_configured_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("johi.yaml");
+    std::fs::write(
+        &path,
+        r#"
+auth: { public_routes: ["*"] }
+providers:
+  p: { base_url: "http://127.0.0.1:1/v1" }
+models:
+  m: { targets: [{ provider: p, model: x }] }
+ledger: { sqlite: usage.db }
+"#,
+    )
+    .unwrap();
+    let out = with_config(&["usage", "spend", "--group-by", "team,model"], &path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("team"), "{stdout}");
+    assert!(stdout.contains("cost_usd"), "{stdout}");
+    assert!(
+        dir.path().join("usage.db").exists(),
+        "the ledger file was created"
+    );
+
+    let out = with_config(&["usage", "chargeback", "--month", "2026-11"], &path);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("month,organization,team,project"));
+
+    let out = with_config(&["usage", "chargeback", "--month", "November"], &path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--month"));
+}
+
+/// Runs `johi ARGS --config CONFIG`.
+fn with_config(args: &[&str], config: &Path) -> std::process::Output {
+    johi()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}

@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod egress;
 mod errors;
+mod ledger;
 mod limits;
 mod ops;
 mod pool;

@@ -1,0 +1,91 @@
+//! Metering: one usage record per request that reached a provider, into the ledger.
+//!
+//! An observer: it acts only in the completion hook, after the response (or stream) has
+//! ended, when the provider's `usage` is known. The record carries the caller's tenant (from
+//! the identity), the model and provider, the tokens as the provider reported them, and the
+//! cost from the model's prices in integer micro-dollars. [`Ledger::record`] never waits: a
+//! slow database costs usage data (counted), never request latency.
+//!
+//! Requests refused before any provider was called (401, 403, 429, 400) spent nothing and
+//! are not recorded here; the audit log has them.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use johi_core::exchange::Outcome;
+use johi_core::{Exchange, Facet, FacetSet};
+use johi_ledger::{Ledger, UsageRecord, UsageSource};
+use johi_pipeline::{Category, Contract, FailureMode, Processor, RetryScope};
+
+/// See the module docs.
+pub struct Meter {
+    contract: Contract,
+    ledger: Option<Ledger>,
+}
+
+impl Meter {
+    /// Builds the processor over the process's ledger (`None` only in `johi check`).
+    pub fn new(ledger: Option<Ledger>) -> Self {
+        Meter {
+            contract: Contract {
+                name: "meter",
+                category: Category::Observe,
+                reads: FacetSet::of(&[Facet::Identity, Facet::Model, Facet::Endpoint]),
+                writes: FacetSet::EMPTY,
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailOpen,
+            },
+            ledger,
+        }
+    }
+}
+
+/// The ledger record for a finished exchange, or `None` if no provider was called.
+pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
+    let target = ex.target()?;
+    let identity = ex.identity.as_deref();
+    let usage = ex.usage.unwrap_or_default();
+    let cost = ex
+        .route
+        .as_ref()
+        .and_then(|r| r.pricing)
+        .map_or(0, |p| p.cost_micros(&usage));
+    let at_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Some(UsageRecord {
+        at_unix_ms,
+        request_id: ex.request_id.clone(),
+        organization: ex.organization.clone(),
+        team: identity.and_then(|i| i.team.clone()),
+        project: identity.and_then(|i| i.project.clone()),
+        user: identity.and_then(|i| i.user.clone()),
+        key_id: identity.and_then(|i| i.credential_id.clone()),
+        api: ex.api.as_str().to_owned(),
+        model: ex.model.clone().unwrap_or_default(),
+        provider: Some(target.provider.name.clone()),
+        upstream_model: Some(target.model.clone()),
+        status: outcome.status.as_u16(),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cached_input_tokens: usage.cached_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
+        cost_micros: i64::try_from(cost).unwrap_or(i64::MAX),
+        usage_source: if ex.usage.is_some() {
+            UsageSource::Reported
+        } else {
+            UsageSource::None
+        },
+    })
+}
+
+impl Processor for Meter {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
+        if let (Some(ledger), Some(record)) = (&self.ledger, usage_record(ex, outcome)) {
+            ledger.record(record);
+        }
+    }
+}
