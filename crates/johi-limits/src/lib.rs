@@ -6,12 +6,16 @@
 //! checks and charges all of them in one atomic step: either every enforced limit has room
 //! and all are charged, or none is. So two requests racing for the last tokens of a budget
 //! cannot both pass, and a denied request leaves no trace in any counter. That is what keeps
-//! budgets from drifting under concurrency, on one node ([`MemoryStore`]) or many (Redis).
+//! budgets from drifting under concurrency, on one node ([`MemoryStore`]) or many
+//! ([`RedisStore`], shared by every replica). [`FailoverStore`] puts a local store behind
+//! Redis, for the gateway's declared behaviour when Redis cannot be reached.
 //!
 //! Counters count whatever the caller measures (requests, tokens, micro-dollars): this crate
 //! knows windows and arithmetic, not tokens.
 
+mod failover;
 mod memory;
+mod redis;
 mod window;
 
 use std::sync::Arc;
@@ -19,6 +23,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+pub use self::redis::{RedisOptions, RedisStore};
+pub use failover::{FailoverStore, OutageMode};
 pub use memory::MemoryStore;
 pub use window::Window;
 
@@ -102,6 +108,9 @@ pub enum Decision {
 pub struct Reservation {
     /// The counters charged, aligned with the charges passed to `reserve`.
     pub entries: Vec<ReservedEntry>,
+    /// Whether a [`FailoverStore`] made it on its local store while the primary was down,
+    /// so that committing it goes to the store that holds the charge.
+    pub fallback: bool,
 }
 
 /// One charged counter inside a [`Reservation`].
@@ -115,6 +124,9 @@ pub struct ReservedEntry {
     pub gauge: bool,
     /// When the counter may be forgotten (end of its window).
     pub expires_at: Option<SystemTime>,
+    /// The gauge lease this entry holds in a shared store ([`RedisStore`]), which the commit
+    /// or release gives back; `None` for windowed counters and in [`MemoryStore`].
+    pub lease: Option<String>,
 }
 
 /// A backend failed (Redis unreachable); the caller applies its configured failure mode.

@@ -65,6 +65,7 @@ pub(crate) fn fits(spec: &LimitSpec, used: u64, amount: u64) -> bool {
     used.saturating_add(amount.max(1)) <= spec.limit.saturating_add(spec.burst)
 }
 
+/// A counter's state as reported to the caller.
 pub(crate) fn state(
     spec: &LimitSpec,
     used: u64,
@@ -125,10 +126,14 @@ impl LimitStore for MemoryStore {
                 amount: charge.amount,
                 gauge: charge.spec.window.is_none(),
                 expires_at: end,
+                lease: None,
             });
         }
         Ok(Decision::Granted {
-            reservation: Reservation { entries },
+            reservation: Reservation {
+                entries,
+                fallback: false,
+            },
             states,
         })
     }

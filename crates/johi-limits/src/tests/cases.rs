@@ -1,0 +1,257 @@
+//! Behavioural cases every backend must pass, run against each store by `tests.rs`.
+//! `t0` is the start of an hour (so minute, hour, day and month windows are known around
+//! it) in the near future (so Redis does not expire the keys as they are written).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{charge, spec};
+use crate::{Decision, LimitSpec, LimitStore, Reservation, Window};
+
+fn granted(decision: Decision) -> Reservation {
+    match decision {
+        Decision::Granted { reservation, .. } => reservation,
+        other => panic!("expected granted, got {other:?}"),
+    }
+}
+
+fn denied_index(decision: Decision) -> usize {
+    match decision {
+        Decision::Denied { index, .. } => index,
+        other => panic!("expected denied, got {other:?}"),
+    }
+}
+
+pub(super) async fn all_limits_are_charged_or_none(store: &dyn LimitStore, t0: SystemTime) {
+    let tokens = spec("tpm", Some(Window::Minute), 100);
+    let requests = spec("rpm", Some(Window::Minute), 2);
+    let now = t0 + Duration::from_secs(20);
+    let both = |n| vec![charge(&tokens, "key:a", n), charge(&requests, "key:a", 1)];
+    granted(store.reserve(&both(60), now).await.unwrap());
+    // 60 + 60 > 100: the token limit refuses, and the request counter is not charged either.
+    match store.reserve(&both(60), now).await.unwrap() {
+        Decision::Denied { index, state } => {
+            assert_eq!(index, 0);
+            assert_eq!(state.used, 60);
+            assert_eq!(state.resets_in, Some(Duration::from_secs(40)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.current(&requests, "key:a", now).await.unwrap(), 1);
+    granted(store.reserve(&both(40), now).await.unwrap());
+    assert_eq!(
+        denied_index(store.reserve(&both(0), now).await.unwrap()),
+        0,
+        "an exhausted budget refuses even 0"
+    );
+    // The second limit refuses too, and leaves the first untouched.
+    let requests_only = [charge(&tokens, "key:c", 1), charge(&requests, "key:a", 1)];
+    assert_eq!(
+        denied_index(store.reserve(&requests_only, now).await.unwrap()),
+        1
+    );
+    assert_eq!(store.current(&tokens, "key:c", now).await.unwrap(), 0);
+    // Another scope and the next window have their own counters.
+    granted(
+        store
+            .reserve(&[charge(&tokens, "key:b", 100)], now)
+            .await
+            .unwrap(),
+    );
+    granted(
+        store
+            .reserve(&both(100), now + Duration::from_secs(60))
+            .await
+            .unwrap(),
+    );
+}
+
+pub(super) async fn commit_replaces_the_estimate_and_release_gives_it_back(
+    store: &dyn LimitStore,
+    now: SystemTime,
+) {
+    let tokens = spec("tpd", Some(Window::Day), 1_000);
+    let Decision::Granted {
+        reservation,
+        states,
+    } = store
+        .reserve(&[charge(&tokens, "team:x", 300)], now)
+        .await
+        .unwrap()
+    else {
+        panic!("granted")
+    };
+    assert_eq!(states[0].used, 300);
+    assert_eq!(states[0].remaining(), 700);
+    store.commit(&reservation, &[120]).await.unwrap();
+    assert_eq!(store.current(&tokens, "team:x", now).await.unwrap(), 120);
+    let reservation = granted(
+        store
+            .reserve(&[charge(&tokens, "team:x", 500)], now)
+            .await
+            .unwrap(),
+    );
+    store.release(&reservation).await.unwrap();
+    assert_eq!(store.current(&tokens, "team:x", now).await.unwrap(), 120);
+    // More than estimated is charged in full.
+    let reservation = granted(
+        store
+            .reserve(&[charge(&tokens, "team:x", 10)], now)
+            .await
+            .unwrap(),
+    );
+    store.commit(&reservation, &[900]).await.unwrap();
+    assert_eq!(store.current(&tokens, "team:x", now).await.unwrap(), 1_020);
+}
+
+pub(super) async fn soft_caps_count_but_never_deny_and_burst_adds_room(
+    store: &dyn LimitStore,
+    now: SystemTime,
+) {
+    let soft = spec("soft", Some(Window::Hour), 10);
+    let mut c = charge(&soft, "org:a", 8);
+    c.enforce = false;
+    for expected in [8, 16] {
+        let Decision::Granted { states, .. } = store.reserve(&[c.clone()], now).await.unwrap()
+        else {
+            panic!("a soft cap never denies")
+        };
+        assert_eq!(states[0].used, expected);
+        assert_eq!(states[0].over(), expected > 10);
+    }
+    let burst = Arc::new(LimitSpec {
+        burst: 5,
+        ..(*spec("burst", Some(Window::Hour), 10)).clone()
+    });
+    let Decision::Granted { states, .. } = store
+        .reserve(&[charge(&burst, "k", 15)], now)
+        .await
+        .unwrap()
+    else {
+        panic!("burst room")
+    };
+    assert_eq!((states[0].used, states[0].remaining()), (15, 0));
+    assert_eq!(
+        denied_index(store.reserve(&[charge(&burst, "k", 1)], now).await.unwrap()),
+        0
+    );
+}
+
+pub(super) async fn a_gauge_counts_requests_in_flight(store: &dyn LimitStore, now: SystemTime) {
+    let concurrent = spec("conc", None, 2);
+    let one = [charge(&concurrent, "key:a", 1)];
+    let first = granted(store.reserve(&one, now).await.unwrap());
+    let second = granted(store.reserve(&one, now).await.unwrap());
+    assert_eq!(denied_index(store.reserve(&one, now).await.unwrap()), 0);
+    // Committing a gauge releases it, whatever the actual figure.
+    store.commit(&first, &[99]).await.unwrap();
+    assert_eq!(store.current(&concurrent, "key:a", now).await.unwrap(), 1);
+    // A gauge has no window: a minute later the request is still in flight.
+    let later = now + Duration::from_secs(100);
+    assert_eq!(store.current(&concurrent, "key:a", later).await.unwrap(), 1);
+    let third = granted(store.reserve(&one, later).await.unwrap());
+    assert_eq!(denied_index(store.reserve(&one, later).await.unwrap()), 0);
+    store.release(&second).await.unwrap();
+    store.release(&third).await.unwrap();
+    assert_eq!(store.current(&concurrent, "key:a", later).await.unwrap(), 0);
+}
+
+pub(super) async fn a_charge_belongs_to_the_window_it_was_made_in(
+    store: &dyn LimitStore,
+    t0: SystemTime,
+) {
+    let tokens = spec("tpm-turn", Some(Window::Minute), 100);
+    let late = t0 + Duration::from_secs(59);
+    let old = granted(
+        store
+            .reserve(&[charge(&tokens, "key:a", 100)], late)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        denied_index(
+            store
+                .reserve(&[charge(&tokens, "key:a", 1)], late)
+                .await
+                .unwrap()
+        ),
+        0
+    );
+    // The window turns: full room again, and the old reservation's commit corrects the old
+    // window only.
+    let next = t0 + Duration::from_secs(61);
+    let new = granted(
+        store
+            .reserve(&[charge(&tokens, "key:a", 70)], next)
+            .await
+            .unwrap(),
+    );
+    store.commit(&old, &[30]).await.unwrap();
+    store.commit(&new, &[50]).await.unwrap();
+    assert_eq!(store.current(&tokens, "key:a", late).await.unwrap(), 30);
+    assert_eq!(store.current(&tokens, "key:a", next).await.unwrap(), 50);
+}
+
+/// 500 concurrent requests against a budget of N, spread over `stores` (one store, or
+/// replicas sharing one backend): every granted request is charged exactly its actual amount,
+/// the committed total never exceeds N plus the overshoot of actuals over estimates, and a
+/// request is denied only when the budget truly had no room for it.
+pub(super) async fn five_hundred_racing_requests_never_overshoot_the_budget(
+    stores: &[Arc<dyn LimitStore>],
+    now: SystemTime,
+) {
+    let budget = spec("budget", Some(Window::Month), 10_000);
+    let granted_total = Arc::new(AtomicU64::new(0));
+    let overshoot = Arc::new(AtomicU64::new(0));
+    let denied = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..500u64 {
+        let store = stores[i as usize % stores.len()].clone();
+        let (budget, granted_total, overshoot, denied) = (
+            budget.clone(),
+            granted_total.clone(),
+            overshoot.clone(),
+            denied.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let estimate = 50 + i % 50;
+            let actual = 20 + i % 80; // sometimes less, sometimes more than the estimate
+            let decision = store
+                .reserve(&[charge(&budget, "org:a", estimate)], now)
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+            match decision {
+                Decision::Granted { reservation, .. } => {
+                    store.commit(&reservation, &[actual]).await.unwrap();
+                    granted_total.fetch_add(actual, Ordering::Relaxed);
+                    overshoot.fetch_add(actual.saturating_sub(estimate), Ordering::Relaxed);
+                }
+                Decision::Denied { state, .. } => {
+                    assert!(
+                        state.used + estimate > 10_000,
+                        "denied with room: {state:?}"
+                    );
+                    denied.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let committed = stores[0].current(&budget, "org:a", now).await.unwrap();
+    assert_eq!(
+        committed,
+        granted_total.load(Ordering::Relaxed),
+        "every served request charged exactly once"
+    );
+    // The only overshoot: actuals above their estimates, for requests granted with room.
+    let overshoot = overshoot.load(Ordering::Relaxed);
+    assert!(
+        committed <= 10_000 + overshoot,
+        "committed {committed}, overshoot {overshoot}"
+    );
+    assert!(denied.load(Ordering::Relaxed) > 0, "the budget was reached");
+}
