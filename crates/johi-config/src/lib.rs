@@ -56,6 +56,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Rate limits and budgets.
     pub limits: Vec<LimitRule>,
+    /// Where limit counters live; `None` is this process's memory.
+    pub limit_store: Option<LimitStoreSettings>,
     /// Processor names in order, with failure-mode overrides.
     pub pipeline: Vec<PipelineEntry>,
     /// Where audit records go; `None` disables the audit processor.
@@ -118,6 +120,21 @@ pub struct AuditConfig {
     pub path: PathBuf,
     /// Records queued before new ones are dropped (and counted) rather than block a request.
     pub buffer: usize,
+}
+
+/// Limit counters in Redis. They apply at start; a reload keeps the store opened then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitStoreSettings {
+    /// Redis URL (a secret: never logged).
+    pub redis_url: String,
+    /// Key prefix, so several gateways (or environments) can share one Redis.
+    pub prefix: String,
+    /// Longest wait for one Redis operation before it counts as an outage.
+    pub op_timeout: Duration,
+    /// How long a concurrency lease outlives a crashed replica.
+    pub lease_ttl: Duration,
+    /// Whether an outage counts in memory (`true`) or refuses with a 503 (`false`).
+    pub fail_open: bool,
 }
 
 /// Where the usage ledger is kept.

@@ -30,6 +30,8 @@ pub struct RawConfig {
     /// Rate limits and budgets.
     #[serde(default)]
     pub limits: Vec<RawLimit>,
+    /// Where limit counters live (memory when absent).
+    pub limit_store: Option<RawLimitStore>,
     /// Processor order; the default pipeline when absent.
     pub pipeline: Option<Vec<RawPipelineEntry>>,
     /// Audit sink.
@@ -313,4 +315,22 @@ pub struct RawLedger {
     pub flush_interval: Option<Duration>,
     /// Queue length.
     pub buffer: Option<usize>,
+}
+
+/// `limit_store:` — counters in Redis, shared by replicas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimitStore {
+    /// `redis://host:port/db`, usually `${REDIS_URL}`.
+    pub redis: String,
+    /// Key prefix.
+    pub prefix: Option<String>,
+    /// Longest wait for one Redis operation.
+    #[serde(default, with = "humantime_serde")]
+    pub op_timeout: Option<Duration>,
+    /// How long a concurrency lease outlives a crashed replica.
+    #[serde(default, with = "humantime_serde")]
+    pub lease_ttl: Option<Duration>,
+    /// `fail_open` (count in memory meanwhile) or `fail_closed` (503).
+    pub on_outage: Option<String>,
 }

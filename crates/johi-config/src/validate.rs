@@ -17,7 +17,7 @@ use johi_pipeline::{FailureMode, ShortResponse};
 use crate::raw::{RawConfig, RawPipelineEntry, RawProvider};
 use crate::{
     AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, LedgerSettings, LedgerTarget,
-    PipelineEntry, ServerConfig, TlsFiles, DEFAULT_PIPELINE,
+    LimitStoreSettings, PipelineEntry, ServerConfig, TlsFiles, DEFAULT_PIPELINE,
 };
 
 /// Default listener when the file names none.
@@ -142,6 +142,28 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
     let models = ModelRegistry::new(routes);
     let tenants = crate::auth::tenants(raw.tenants, &models, &mut errors);
     let limits = crate::limits::limits(raw.limits, &models, &mut errors);
+    let limit_store = raw.limit_store.map(|l| {
+        if !(l.redis.starts_with("redis://") || l.redis.starts_with("rediss://")) {
+            errors.push("limit_store.redis: must be a redis:// or rediss:// URL".into());
+        }
+        let fail_open = match l.on_outage.as_deref() {
+            None | Some("fail_open") => true,
+            Some("fail_closed") => false,
+            Some(other) => {
+                errors.push(format!(
+                    "limit_store.on_outage: unknown mode '{other}' (known: fail_open, fail_closed)"
+                ));
+                true
+            }
+        };
+        LimitStoreSettings {
+            redis_url: l.redis,
+            prefix: l.prefix.unwrap_or_else(|| "johi".into()),
+            op_timeout: l.op_timeout.unwrap_or(Duration::from_millis(50)),
+            lease_ttl: l.lease_ttl.unwrap_or(Duration::from_secs(900)),
+            fail_open,
+        }
+    });
     let auth_configured = raw.auth.is_some();
     let auth = crate::auth::auth(raw.auth, &tenants, &models, &mut errors);
 
@@ -250,6 +272,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         tenants,
         auth,
         limits,
+        limit_store,
         pipeline,
         audit,
         ledger,

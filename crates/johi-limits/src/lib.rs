@@ -176,5 +176,7 @@ pub fn counter_key(
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -2,12 +2,11 @@
 //! Tests. The behavioural cases in `cases` run against [`MemoryStore`](crate::MemoryStore)
 //! and [`RedisStore`](crate::RedisStore) alike (the same code, the same times), so both
 //! backends are held to one semantics; `redis` and `failover` test what only Redis has. The
-//! Redis tests start their own `redis-server` (see `server`).
+//! Redis tests start their own `redis-server` (see `crate::testing`).
 
 mod cases;
 mod failover;
 mod redis;
-mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,8 +56,8 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let server = super::server::RedisServer::start().await;
-                    let store = server.store(super::server::patient()).await;
+                    let server = crate::testing::RedisServer::start().await;
+                    let store = server.store(crate::testing::patient()).await;
                     super::cases::$case(&store, super::t0()).await;
                 }
             )*

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::routing::{get, post};
 use axum::Router;
-use johi_config::{Config, LedgerSettings, LedgerTarget};
+use johi_config::{Config, LedgerSettings, LedgerTarget, LimitStoreSettings};
 use johi_ledger::{Ledger, LedgerBackend, LedgerConfig};
-use johi_limits::{LimitStore, MemoryStore};
+use johi_limits::{FailoverStore, LimitStore, MemoryStore, OutageMode, RedisOptions, RedisStore};
 use johi_mock::{MockOptions, MockUpstream};
 use johi_processors::AuditWriter;
 use tokio::net::TcpListener;
@@ -89,6 +89,8 @@ struct Loader {
     last_text: Mutex<String>,
     /// Limit counters: one store for the process's lifetime, so a reload keeps them.
     limits: Arc<dyn LimitStore>,
+    /// The settings `limits` was opened with.
+    limit_store: Option<LimitStoreSettings>,
     /// The usage ledger opened at start, with the settings it was opened with.
     ledger: Option<(LedgerSettings, Ledger)>,
 }
@@ -101,6 +103,11 @@ impl Loader {
         if config.ledger.as_ref() != running {
             return Err(vec![
                 "ledger: settings changed; they apply at the next restart (the running ledger is kept)".into(),
+            ]);
+        }
+        if config.limit_store != self.limit_store {
+            return Err(vec![
+                "limit_store: settings changed; they apply at the next restart (the running store is kept)".into(),
             ]);
         }
         let mut audit = self.audit.lock().await;
@@ -160,7 +167,8 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         registry,
         audit: Mutex::new(AuditWriters::default()),
         last_text: Mutex::new(text),
-        limits: Arc::new(MemoryStore::new()),
+        limits: limit_store(config.limit_store.as_ref()).await?,
+        limit_store: config.limit_store.clone(),
         ledger,
     });
     let server = config.server.clone();
@@ -241,6 +249,31 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         watcher,
         _mock: mock,
     })
+}
+
+/// The limit store the config names: Redis behind a failover to memory, or memory alone.
+/// Redis is connected lazily, so the gateway starts (and follows its outage mode) even if
+/// Redis is down at that moment.
+async fn limit_store(
+    settings: Option<&LimitStoreSettings>,
+) -> Result<Arc<dyn LimitStore>, StartError> {
+    let Some(s) = settings else {
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    let options = RedisOptions {
+        prefix: s.prefix.clone(),
+        op_timeout: s.op_timeout,
+        lease_ttl: s.lease_ttl,
+    };
+    let redis = RedisStore::connect_lazy(&s.redis_url, options)
+        .await
+        .map_err(|e| StartError::Io(format!("limit_store: {e}")))?;
+    let mode = if s.fail_open {
+        OutageMode::FailOpen
+    } else {
+        OutageMode::FailClosed
+    };
+    Ok(Arc::new(FailoverStore::new(redis, mode)))
 }
 
 /// Opens the usage ledger the config names.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-use super::server::RedisServer;
 use super::{charge, spec, t0};
+use crate::testing::RedisServer;
 use crate::{
     Charge, Decision, FailoverStore, LimitStore, OutageMode, RedisOptions, RedisStore, Reservation,
     Window,

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ::redis::AsyncCommands;
 
-use super::server::{patient, RedisServer};
 use super::{cases, charge, spec, t0};
+use crate::testing::{patient, RedisServer};
 use crate::{Decision, LimitStore, RedisOptions, RedisStore, Window};
 
 /// Two replicas (two stores, two connections) share one Redis: one budget between them.

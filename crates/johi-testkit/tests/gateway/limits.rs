@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use johi_auth::KeyHash;
 use johi_core::Api;
+use johi_limits::testing::RedisServer;
 use johi_testkit::Harness;
 use serde_json::{json, Map, Value};
 
@@ -14,8 +15,14 @@ const OTHER: &str = "sk-johi-limits-other-key-1111111111111111111111111111";
 
 /// A gateway with two keys of organisation `acme` and the given `limits:` block.
 fn config(limits: &str) -> String {
+    config_with(limits, "")
+}
+
+/// [`config`] plus extra top-level settings (a `limit_store:`).
+fn config_with(limits: &str, extra: &str) -> String {
     format!(
         r#"
+{extra}
 server: {{ listen: "127.0.0.1:0" }}
 providers:
   mock: {{ base_url: "{{mock}}", api_key: sk-mock-key }}
@@ -197,18 +204,16 @@ async fn a_concurrency_limit_counts_requests_in_flight() {
     );
 }
 
-/// 300 concurrent requests against a budget of N tokens: the tokens the provider reported
-/// for the served requests never exceed N (estimates here are upper bounds, so the
-/// documented overshoot is zero), and the budget holds exactly what they used.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_requests_never_overshoot_a_token_budget() {
-    const BUDGET: u64 = 4_000;
-    let h = Harness::start(&config(&format!(
-        "  - {{ id: race, scope: organization, window: day, measure: total_tokens, limit: {BUDGET} }}"
-    )))
-    .await;
+/// 300 concurrent requests, spread over `gateways`, against a token budget of `budget`:
+/// the tokens the provider reported for the served requests never exceed it (estimates here
+/// are upper bounds, so the documented overshoot is zero), and the budget then holds exactly
+/// what they used (every served request charged, no refused one).
+async fn race(gateways: &[&Harness], budget: u64) {
     let body = chat("race for the last tokens", 30);
-    let sends = (0..300).map(|i| send(&h, if i % 2 == 0 { KEY } else { OTHER }, &body));
+    let sends = (0..300).map(|i| {
+        let h = gateways[i % gateways.len()];
+        send(h, if i % 2 == 0 { KEY } else { OTHER }, &body)
+    });
     let answers = futures_util::future::join_all(sends).await;
     let mut served_tokens = 0;
     let (mut served, mut refused) = (0, 0);
@@ -219,8 +224,10 @@ async fn racing_requests_never_overshoot_a_token_budget() {
                 let v: Value = r.json().await.unwrap();
                 served_tokens += v["usage"]["total_tokens"].as_u64().unwrap();
             }
-            429 => refused += 1,
-            other => panic!("unexpected status {other}"),
+            other => {
+                assert_eq!(other, 429, "only served or refused");
+                refused += 1;
+            }
         }
     }
     assert!(
@@ -228,19 +235,124 @@ async fn racing_requests_never_overshoot_a_token_budget() {
         "served {served}, refused {refused}"
     );
     assert!(
-        served_tokens <= BUDGET,
-        "{served_tokens} tokens served over a budget of {BUDGET}"
+        served_tokens <= budget,
+        "{served_tokens} tokens served over a budget of {budget}"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // Whatever is left is exactly the budget minus what was served: every served request
-    // was charged, refused ones were not. A request needing more than what is left is
-    // refused, and its 429 reports the counter.
-    let r = send(&h, KEY, &chat("how much is left", 10_000)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A request needing more than what is left is refused, and its 429 reports the counter.
+    let r = send(gateways[0], KEY, &chat("how much is left", 10_000)).await;
     assert_eq!(r.status(), 429);
     let err: Value = r.json().await.unwrap();
     let message = err["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("{served_tokens} of {BUDGET} total_tokens used")),
+        message.contains(&format!("{served_tokens} of {budget} total_tokens used")),
         "{message}"
+    );
+}
+
+const RACE_LIMIT: &str =
+    "  - { id: race, scope: organization, window: day, measure: total_tokens, limit: 4000 }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_never_overshoot_a_token_budget() {
+    let h = Harness::start(&config(RACE_LIMIT)).await;
+    race(&[&h], 4000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_on_two_gateways_sharing_redis_never_overshoot() {
+    let redis = RedisServer::start().await;
+    let a = Harness::start(&redis_config(RACE_LIMIT, &redis, "fail_closed")).await;
+    let b = Harness::start(&redis_config(RACE_LIMIT, &redis, "fail_closed")).await;
+    race(&[&a, &b], 4000).await;
+}
+
+fn redis_config(limit: &str, redis: &RedisServer, on_outage: &str) -> String {
+    config_with(
+        limit,
+        &format!(
+            "limit_store: {{ redis: \"{}\", prefix: johi-test, op_timeout: 1s, on_outage: {on_outage} }}",
+            redis.url()
+        ),
+    )
+}
+
+/// Two gateways (two replicas) sharing one Redis enforce one limit together.
+#[tokio::test]
+async fn two_gateways_sharing_redis_enforce_one_limit() {
+    let redis = RedisServer::start().await;
+    let limit =
+        "  - { id: org-rpm, scope: organization, window: minute, measure: requests, limit: 10 }";
+    let a = Harness::start(&redis_config(limit, &redis, "fail_closed")).await;
+    let b = Harness::start(&redis_config(limit, &redis, "fail_closed")).await;
+    let mut served = 0;
+    for i in 0..20 {
+        let h = if i % 2 == 0 { &a } else { &b };
+        if send(h, KEY, &chat("shared", 8)).await.status() == 200 {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 10, "one limit across both replicas, not ten each");
+}
+
+/// Redis killed mid-run and restarted: fail-closed answers 503, fail-open keeps enforcing in
+/// memory; both enforce the shared limit again once Redis is back.
+#[tokio::test]
+async fn a_redis_outage_follows_the_configured_mode_and_recovers() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port();
+    let limit = "  - { id: key-rpm, scope: key, window: minute, measure: requests, limit: 3 }";
+    let closed = Harness::start(&redis_config(limit, &redis, "fail_closed")).await;
+    let open = Harness::start(&redis_config(limit, &redis, "fail_open")).await;
+    assert_eq!(send(&closed, KEY, &chat("up", 8)).await.status(), 200);
+
+    redis.stop();
+    let r = send(&closed, KEY, &chat("down", 8)).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("1"));
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "limits_unavailable");
+    // Fail-open: served while Redis is down, and the limit still holds (in memory).
+    let down = chat("down", 8);
+    let statuses: Vec<u16> =
+        futures_util::future::join_all((0..4).map(|_| send(&open, OTHER, &down)))
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    let _redis = RedisServer::start_on(port).await;
+    // Recovery is by itself: the store probes Redis again at most once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = send(&closed, KEY, &chat("back", 8)).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fail-closed did not recover: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The restarted Redis is empty: the key has its whole allowance there again, once.
+    let mut after = Vec::new();
+    for _ in 0..4 {
+        after.push(send(&closed, KEY, &chat("back", 8)).await.status().as_u16());
+    }
+    assert_eq!(
+        after,
+        [200, 200, 429, 429],
+        "the Redis limit is enforced again"
     );
 }

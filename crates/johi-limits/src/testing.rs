@@ -1,4 +1,9 @@
-//! A `redis-server` of the test's own, on a free port, killed when dropped.
+//! Test support (feature `testing`, and this crate's own tests): a `redis-server` of the
+//! test's own, on a free port, killed when dropped. Real Redis, not a mock, wherever the
+//! gateway would use Redis.
+
+// Test support: a set-up step that fails should stop the test at once, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -9,14 +14,15 @@ use tokio::net::TcpStream;
 
 use crate::{RedisOptions, RedisStore};
 
-pub(super) struct RedisServer {
+/// A running `redis-server` child process; killed on drop.
+pub struct RedisServer {
     child: Option<Child>,
     port: u16,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
-    pub(super) async fn start() -> Self {
+    pub async fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
@@ -26,7 +32,7 @@ impl RedisServer {
 
     /// Starts a server on `port` (a restart after [`RedisServer::stop`]). No persistence: a
     /// restarted server is empty.
-    pub(super) async fn start_on(port: u16) -> Self {
+    pub async fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -63,16 +69,18 @@ impl RedisServer {
         panic!("redis-server on port {} did not answer PING", self.port);
     }
 
-    pub(super) fn port(&self) -> u16 {
+    /// The server's port.
+    pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub(super) fn url(&self) -> String {
+    /// `redis://127.0.0.1:PORT/`
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// Kills the server (as a crash would).
-    pub(super) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -80,12 +88,12 @@ impl RedisServer {
     }
 
     /// A store on this server.
-    pub(super) async fn store(&self, options: RedisOptions) -> RedisStore {
+    pub async fn store(&self, options: RedisOptions) -> RedisStore {
         RedisStore::connect(&self.url(), options).await.unwrap()
     }
 
     /// A plain connection, to look at the keys.
-    pub(super) async fn raw(&self) -> ::redis::aio::MultiplexedConnection {
+    pub async fn raw(&self) -> ::redis::aio::MultiplexedConnection {
         ::redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -95,7 +103,7 @@ impl RedisServer {
 }
 
 /// The default options with a generous timeout: a loaded CI machine is not an outage.
-pub(super) fn patient() -> RedisOptions {
+pub fn patient() -> RedisOptions {
     RedisOptions {
         op_timeout: Duration::from_secs(5),
         ..RedisOptions::default()
