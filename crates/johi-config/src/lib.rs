@@ -25,10 +25,11 @@ pub use auth::{AuthConfig, Tenants};
 pub use limits::{LimitRule, Measure, Scope};
 
 /// The processors run when the config does not list its own, in their required order.
-pub const DEFAULT_PIPELINE: [&str; 11] = [
+pub const DEFAULT_PIPELINE: [&str; 12] = [
     "enrich",
     "authenticate",
     "validate",
+    "stream_usage",
     "route",
     "authorize",
     "limit",

@@ -206,6 +206,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
             .iter()
             .filter(|name| **name != "audit" || audit.is_some())
             .filter(|name| **name != "meter" || ledger.is_some())
+            .filter(|name| **name != "stream_usage" || ledger.is_some() || !limits.is_empty())
             .map(|name| PipelineEntry {
                 name: (*name).to_owned(),
                 on_failure: None,

@@ -53,6 +53,9 @@ pub struct Exchange {
     body_changed: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// Whether Johi itself asked the provider for the stream's usage event (the client did
+    /// not), so the relay removes that event from what the client receives.
+    pub usage_event_added: bool,
     /// The logical model the client named.
     pub model: Option<String>,
     /// The logical model's route, once resolved.
@@ -71,6 +74,9 @@ pub struct Exchange {
     // --- tokens / response facets ----------------------------------------------------------
     /// Usage reported by the provider.
     pub usage: Option<Usage>,
+    /// For a stream that ended without a usage report (cut mid-way, or a provider that
+    /// sends none): output tokens estimated from the text relayed, so what passed is charged.
+    pub counted_output_tokens: Option<u64>,
     /// Time from `started` to the first upstream body byte.
     pub time_to_first_byte: Option<Duration>,
 
@@ -109,6 +115,7 @@ impl Exchange {
             body: Map::new(),
             body_changed: false,
             stream: false,
+            usage_event_added: false,
             model: None,
             route: None,
             attempt_order: Vec::new(),
@@ -116,6 +123,7 @@ impl Exchange {
             target_index: None,
             upstream: UpstreamRequest::default(),
             usage: None,
+            counted_output_tokens: None,
             time_to_first_byte: None,
             extensions: http::Extensions::new(),
         }

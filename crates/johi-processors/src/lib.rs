@@ -8,6 +8,9 @@
 //!    is even parsed; the organisation is taken from the credential, not the client.
 //! 3. [`validate`] — parses the body once and rejects malformed requests before anything
 //!    costly looks at them; it produces the `prompt`, `params` and `model` facets.
+//!    ([`stream_usage`], when limits or a ledger meter requests, asks streaming providers
+//!    for usage right after validation; the relay removes the event the client did not ask
+//!    for.)
 //! 4. [`route`] — logical model → route; unknown models stop here.
 //! 5. [`authorize`] — the identity may use this model, or a 403 (after `route`, which
 //!    writes the model facet it reads).
@@ -31,6 +34,7 @@ pub mod enrich;
 pub mod limit;
 pub mod meter;
 pub mod route;
+pub mod stream_usage;
 pub mod translate;
 pub mod validate;
 
@@ -79,6 +83,9 @@ impl Registry {
             ))
         });
         r.register("validate", |_| Arc::new(validate::Validate::new()));
+        r.register("stream_usage", |_| {
+            Arc::new(stream_usage::StreamUsage::new())
+        });
         r.register("authorize", |_| Arc::new(authorize::Authorize::new()));
         r.register("route", |ctx| {
             Arc::new(route::Route::new(ctx.config.models.clone()))

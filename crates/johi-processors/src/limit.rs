@@ -280,18 +280,23 @@ impl Processor for Limit {
         let Some(reserved) = ex.extensions.get::<Reserved>() else {
             return;
         };
-        // What was spent: the provider's own usage when it reported it; the estimate when a
-        // successful answer carried none (so nothing served is ever free); nothing when the
-        // call failed without an answer.
-        let spent = match ex.usage {
-            Some(usage) => usage,
-            None if outcome.error.is_none()
-                && !outcome.cancelled
-                && outcome.status.is_success() =>
+        // What was spent: the provider's own usage when it reported it; for a stream that
+        // ended without it (cut mid-way), the estimated prompt plus the output counted as it
+        // passed; the estimate when a successful answer carried none (so nothing served is
+        // ever free); nothing when the call failed without an answer.
+        let spent = match (ex.usage, ex.counted_output_tokens) {
+            (Some(usage), _) => usage,
+            (None, Some(output)) => Usage {
+                input_tokens: reserved.estimate.input_tokens,
+                output_tokens: output,
+                ..Usage::default()
+            },
+            (None, None)
+                if outcome.error.is_none() && !outcome.cancelled && outcome.status.is_success() =>
             {
                 reserved.estimate
             }
-            None => Usage::default(),
+            (None, None) => Usage::default(),
         };
         let actual: Vec<u64> = reserved
             .measures

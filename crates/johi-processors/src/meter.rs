@@ -12,7 +12,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use johi_core::exchange::Outcome;
-use johi_core::{Exchange, Facet, FacetSet};
+use johi_core::{Exchange, Facet, FacetSet, Usage};
 use johi_ledger::{Ledger, UsageRecord, UsageSource};
 use johi_pipeline::{Category, Contract, FailureMode, Processor, RetryScope};
 
@@ -43,7 +43,21 @@ impl Meter {
 pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
     let target = ex.target()?;
     let identity = ex.identity.as_deref();
-    let usage = ex.usage.unwrap_or_default();
+    // A stream that ended without a usage report (cut mid-way) is recorded with what passed:
+    // the estimated prompt and the output counted as it was relayed.
+    let (usage, source) = match (ex.usage, ex.counted_output_tokens) {
+        (Some(usage), _) => (usage, UsageSource::Reported),
+        (None, Some(output)) => (
+            Usage {
+                input_tokens: crate::limit::estimate_input_tokens(ex.api, ex.body()),
+                output_tokens: output,
+                cached_tokens: 0,
+                reasoning_tokens: 0,
+            },
+            UsageSource::Counted,
+        ),
+        (None, None) => (Usage::default(), UsageSource::None),
+    };
     let cost = ex
         .route
         .as_ref()
@@ -70,11 +84,7 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
         cached_input_tokens: usage.cached_tokens,
         reasoning_tokens: usage.reasoning_tokens,
         cost_micros: i64::try_from(cost).unwrap_or(i64::MAX),
-        usage_source: if ex.usage.is_some() {
-            UsageSource::Reported
-        } else {
-            UsageSource::None
-        },
+        usage_source: source,
     })
 }
 

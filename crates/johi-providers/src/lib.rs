@@ -3,7 +3,9 @@
 //! One module per wire protocol, not per vendor. [`openai`] covers OpenAI and every
 //! compatible server (vLLM, Ollama, TGI, LM Studio, Groq, Together, Mistral, DeepSeek …).
 //! [`sse`] frames Server-Sent Events incrementally, for every protocol that streams with them.
+//! [`usage_filter`] removes the usage event Johi requested from a stream whose client did not.
 
 pub mod openai;
 pub mod splice;
 pub mod sse;
+pub mod usage_filter;

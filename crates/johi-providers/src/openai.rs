@@ -87,19 +87,22 @@ pub struct StreamScanner {
     done: bool,
     usage: Option<Usage>,
     error_seen: bool,
+    text_bytes: u64,
 }
 
 impl StreamScanner {
     /// Feeds the next chunk as it passes to the client.
     pub fn feed(&mut self, chunk: &[u8]) {
-        let (events, done, usage, error_seen) = (
+        let (events, done, usage, error_seen, text_bytes) = (
             &mut self.events,
             &mut self.done,
             &mut self.usage,
             &mut self.error_seen,
+            &mut self.text_bytes,
         );
         self.splitter.feed(chunk, |data| {
             *events += 1;
+            *text_bytes += generated_text_bytes(data);
             if data == b"[DONE]" {
                 *done = true;
                 return;
@@ -134,6 +137,47 @@ impl StreamScanner {
     pub fn error_seen(&self) -> bool {
         self.error_seen
     }
+
+    /// Generated tokens estimated from the text relayed so far (four bytes of text a token):
+    /// what a stream that ended without a usage report is charged for its output.
+    pub fn estimated_output_tokens(&self) -> u64 {
+        self.text_bytes.div_ceil(4)
+    }
+}
+
+/// Bytes of generated text in one stream event: the string values of its `"content"`,
+/// `"text"`, `"reasoning_content"` and `"arguments"` keys (chat deltas, completions, tool
+/// calls), found by scanning, not parsing, so that watching a stream stays cheap.
+fn generated_text_bytes(data: &[u8]) -> u64 {
+    static KEYS: LazyLock<[memchr::memmem::Finder<'static>; 4]> = LazyLock::new(|| {
+        [
+            memchr::memmem::Finder::new(b"\"content\":\""),
+            memchr::memmem::Finder::new(b"\"text\":\""),
+            memchr::memmem::Finder::new(b"\"reasoning_content\":\""),
+            memchr::memmem::Finder::new(b"\"arguments\":\""),
+        ]
+    });
+    let mut total = 0;
+    for finder in KEYS.iter() {
+        for start in finder.find_iter(data) {
+            let from = start + finder.needle().len();
+            total += string_len(&data[from..]);
+        }
+    }
+    total
+}
+
+/// Length of a JSON string body up to its closing quote (escapes count as written).
+fn string_len(rest: &[u8]) -> u64 {
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 2,
+            b'"' => return i as u64,
+            _ => i += 1,
+        }
+    }
+    rest.len() as u64
 }
 
 #[cfg(test)]
@@ -197,5 +241,36 @@ mod tests {
         let nested_last =
             br#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"x":{"usage":null}}"#;
         assert_eq!(response_usage(nested_last).unwrap().input_tokens, 5);
+    }
+
+    #[test]
+    fn generated_text_is_counted_from_content_text_and_tool_arguments() {
+        assert_eq!(
+            generated_text_bytes(br#"{"choices":[{"delta":{"content":"Hello"}}]}"#),
+            5
+        );
+        assert_eq!(
+            generated_text_bytes(br#"{"choices":[{"delta":{"content":"a\"b"}}]}"#),
+            4
+        );
+        assert_eq!(
+            generated_text_bytes(br#"{"choices":[{"text":"abc","index":0}]}"#),
+            3
+        );
+        assert_eq!(
+            generated_text_bytes(br#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"x\":1}"}}]}}]}"#),
+            9
+        );
+        assert_eq!(
+            generated_text_bytes(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
+            0
+        );
+        let mut scanner = StreamScanner::default();
+        scanner.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"12345678\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"9\"}}]}\n\n");
+        assert_eq!(
+            scanner.estimated_output_tokens(),
+            3,
+            "9 bytes of text, four to a token"
+        );
     }
 }

@@ -42,7 +42,7 @@ fn split_events(buf: &[u8], on_data: &mut impl FnMut(&[u8])) -> usize {
 }
 
 /// Finds the blank line ending an event: returns (event length, offset after the separator).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
     while let Some(pos) = memchr::memchr(b'\n', &buf[i..]) {
         let nl = i + pos;

@@ -21,6 +21,7 @@ use johi_core::exchange::Outcome;
 use johi_core::GatewayError;
 use johi_pipeline::Completion;
 use johi_providers::openai::{self, StreamScanner};
+use johi_providers::usage_filter::UsageEventFilter;
 use tokio::time::Sleep;
 
 use crate::edge;
@@ -50,6 +51,7 @@ pub async fn relay(
     }
 
     if ex.stream {
+        let usage_filter = ex.usage_event_added.then(UsageEventFilter::default);
         if let Some(headers) = builder.headers_mut() {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert(
@@ -69,6 +71,7 @@ pub async fn relay(
             held: Vec::new(),
             held_len: 0,
             ended: None,
+            usage_filter,
         };
         return respond(builder, Body::new(relay));
     }
@@ -153,6 +156,9 @@ struct StreamRelay {
     held_len: usize,
     /// How the upstream ended, once it has; acted on after `held` is sent.
     ended: Option<Option<GatewayError>>,
+    /// Removes the usage event Johi asked for on the client's behalf (see
+    /// `johi_processors::stream_usage`); `None` relays every byte as it came.
+    usage_filter: Option<UsageEventFilter>,
 }
 
 impl StreamRelay {
@@ -160,7 +166,11 @@ impl StreamRelay {
     /// if the stream did not end properly.
     fn finish(&mut self, error: Option<GatewayError>) -> Option<Bytes> {
         let mut completion = self.completion.take()?;
-        completion.exchange().usage = self.scanner.usage();
+        let ex = completion.exchange();
+        ex.usage = self.scanner.usage();
+        if ex.usage.is_none() && self.scanner.events() > 0 {
+            ex.counted_output_tokens = Some(self.scanner.estimated_output_tokens());
+        }
         let event = error.as_ref().map(edge::stream_error_event);
         completion.finish(Outcome {
             status: self.status,
@@ -195,8 +205,25 @@ impl StreamRelay {
             }
         }
         self.scanner.feed(&data);
-        self.held_len += data.len();
-        self.held.push(data);
+        let data = match self.usage_filter.as_mut() {
+            Some(filter) => Bytes::from(filter.filter(&data)),
+            None => data,
+        };
+        if !data.is_empty() {
+            self.held_len += data.len();
+            self.held.push(data);
+        }
+    }
+
+    /// Records how the upstream ended; anything the usage filter still held goes out first.
+    fn end(&mut self, ending: Option<GatewayError>) {
+        if let Some(rest) = self.usage_filter.as_mut().map(UsageEventFilter::finish) {
+            if !rest.is_empty() {
+                self.held_len += rest.len();
+                self.held.push(Bytes::from(rest));
+            }
+        }
+        self.ended = Some(ending);
     }
 
     /// What the upstream's end means for the client.
@@ -245,7 +272,7 @@ impl HttpBody for StreamRelay {
                 phase: "total",
                 millis: this.total_ms,
             };
-            this.ended = Some(Some(error));
+            this.end(Some(error));
         }
         while this.ended.is_none() {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
@@ -256,13 +283,19 @@ impl HttpBody for StreamRelay {
                         this.hold(data);
                         // The first event goes out at once (with the response head, in one
                         // write): time to first token is what streaming clients feel.
-                        if first || this.held_len >= MAX_COALESCED {
+                        if !this.held.is_empty() && (first || this.held_len >= MAX_COALESCED) {
                             return Poll::Ready(Some(Ok(this.release())));
                         }
                     }
                 }
-                Poll::Ready(Some(Err(e))) => this.ended = Some(this.ending(Some(e.to_string()))),
-                Poll::Ready(None) => this.ended = Some(this.ending(None)),
+                Poll::Ready(Some(Err(e))) => {
+                    let ending = this.ending(Some(e.to_string()));
+                    this.end(ending);
+                }
+                Poll::Ready(None) => {
+                    let ending = this.ending(None);
+                    this.end(ending);
+                }
                 Poll::Pending if this.held.is_empty() => return Poll::Pending,
                 Poll::Pending => return Poll::Ready(Some(Ok(this.release()))),
             }

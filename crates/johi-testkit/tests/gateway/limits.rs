@@ -70,6 +70,23 @@ fn estimate(body: &Value, max_tokens: u64) -> u64 {
     johi_processors::limit::estimate_input_tokens(Api::ChatCompletions, &map) + max_tokens
 }
 
+/// A daily total-tokens budget of 100 000 for the organisation.
+const TPD: &str =
+    "  - { id: tpd, scope: organization, window: day, measure: total_tokens, limit: 100000 }";
+
+/// The tokens charged to the [`TPD`] budget so far, read off the headers of a probe request
+/// (which itself reserves its estimate), once asynchronous commits have landed.
+async fn tpd_charged(h: &Harness) -> u64 {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let probe = chat("probe", 50);
+    let r = send(h, OTHER, &probe).await;
+    let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens")
+        .unwrap()
+        .parse()
+        .unwrap();
+    100_000 - remaining - estimate(&probe, 50)
+}
+
 #[tokio::test]
 async fn a_hard_request_limit_is_429_with_retry_after_and_openai_headers() {
     let h = Harness::start(&config(
@@ -114,10 +131,7 @@ async fn a_hard_request_limit_is_429_with_retry_after_and_openai_headers() {
 
 #[tokio::test]
 async fn a_token_budget_holds_exactly_the_providers_usage() {
-    let h = Harness::start(&config(
-        "  - { id: tpd, scope: organization, window: day, measure: total_tokens, limit: 100000 }",
-    ))
-    .await;
+    let h = Harness::start(&config(TPD)).await;
     let mut spent = 0;
     for text in ["one", "two words", "and three more words here"] {
         let r = send(&h, KEY, &chat(text, 50)).await;
@@ -126,15 +140,11 @@ async fn a_token_budget_holds_exactly_the_providers_usage() {
         spent += body["usage"]["total_tokens"].as_u64().unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await; // the commit is asynchronous
     }
-    // The next request reports what is left: the budget minus what the provider said was
-    // used, minus this request's own reservation (its estimate).
-    let probe = chat("probe", 50);
-    let r = send(&h, OTHER, &probe).await;
-    let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens")
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(remaining, 100_000 - spent - estimate(&probe, 50));
+    assert_eq!(
+        tpd_charged(&h).await,
+        spent,
+        "the budget holds the providers' usage"
+    );
 }
 
 #[tokio::test]
@@ -354,5 +364,79 @@ async fn a_redis_outage_follows_the_configured_mode_and_recovers() {
         after,
         [200, 200, 429, 429],
         "the Redis limit is enforced again"
+    );
+}
+
+/// A stream whose client did not ask for usage: Johi asks the provider for it, charges it,
+/// and removes the extra event, so the client gets exactly the stream it asked for.
+#[tokio::test]
+async fn a_stream_is_charged_its_usage_without_the_client_seeing_the_usage_event() {
+    let h = Harness::start(&config(TPD)).await;
+    let messages = json!([{"role": "user", "content": "stream me something"}]);
+    // The same prompt unstreamed tells what the provider counts for it.
+    let plain: Value = send(
+        &h,
+        KEY,
+        &json!({"model": "m", "max_tokens": 50, "messages": messages}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let per_call = plain["usage"]["total_tokens"].as_u64().unwrap();
+
+    let stream = json!({"model": "m", "max_tokens": 50, "stream": true, "messages": messages});
+    let body = send(&h, KEY, &stream).await.text().await.unwrap();
+    let events = johi_testkit::sse_data(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    for e in &events[..events.len() - 1] {
+        let v: Value = serde_json::from_str(e).unwrap();
+        assert!(
+            !v["choices"].as_array().unwrap().is_empty(),
+            "no usage-only chunk reaches a client that did not ask: {e}"
+        );
+        assert!(v.get("usage").is_none_or(Value::is_null), "{e}");
+    }
+    let upstream = &h.mock.requests()[1];
+    assert_eq!(
+        upstream.body["stream_options"]["include_usage"], true,
+        "Johi asked the provider"
+    );
+
+    assert_eq!(
+        tpd_charged(&h).await,
+        2 * per_call,
+        "the stream was charged the provider's usage, not its estimate"
+    );
+}
+
+/// A stream cut mid-way reports no usage: it is charged what passed (the estimated prompt
+/// and the output counted as it was relayed), not nothing and not the whole reservation.
+#[tokio::test]
+async fn a_stream_cut_midway_is_charged_what_passed() {
+    let h = Harness::start(&config(TPD)).await;
+    let cut = json!({"model": "m", "max_tokens": 500, "stream": true,
+                     "messages": [{"role": "user", "content": "this stream will break"}],
+                     "mock": {"stream_cut_after": 4}});
+    let body = send(&h, KEY, &cut).await.text().await.unwrap();
+    let mut text_bytes = 0;
+    let mut saw_error = false;
+    for e in johi_testkit::sse_data(&body) {
+        let v: Value = serde_json::from_str(&e).unwrap();
+        if v.get("error").is_some() {
+            saw_error = true;
+            continue;
+        }
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            text_bytes += t.len() as u64;
+        }
+    }
+    assert!(
+        saw_error && text_bytes > 0,
+        "the stream broke after some text: {body}"
+    );
+    assert_eq!(
+        tpd_charged(&h).await,
+        estimate(&cut, 0) + text_bytes.div_ceil(4)
     );
 }
