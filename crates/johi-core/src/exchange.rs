@@ -74,6 +74,10 @@ pub struct Exchange {
     // --- tokens / response facets ----------------------------------------------------------
     /// Usage reported by the provider.
     pub usage: Option<Usage>,
+    /// For a stream under a hard token or money limit: the output tokens it may produce
+    /// (its reservation plus the room the limits had left when it started); the relay cuts
+    /// the stream once the output counted as it passes goes beyond this.
+    pub output_token_allowance: Option<u64>,
     /// For a stream that ended without a usage report (cut mid-way, or a provider that
     /// sends none): output tokens estimated from the text relayed, so what passed is charged.
     pub counted_output_tokens: Option<u64>,
@@ -124,6 +128,7 @@ impl Exchange {
             upstream: UpstreamRequest::default(),
             usage: None,
             counted_output_tokens: None,
+            output_token_allowance: None,
             time_to_first_byte: None,
             extensions: http::Extensions::new(),
         }

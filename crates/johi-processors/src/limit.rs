@@ -185,6 +185,36 @@ fn report(ex: &mut Exchange, charged: &[(Measure, CounterState)]) {
     }
 }
 
+/// The output tokens a stream may produce before a hard limit would be exceeded: its own
+/// output reservation plus the room each hard output-, total-token or money limit had left
+/// after reserving (money converted at the model's output price); the smallest wins.
+fn stream_allowance(
+    ex: &Exchange,
+    rules: &[&LimitRule],
+    states: &[CounterState],
+    estimate: &Usage,
+) -> Option<u64> {
+    let output_price = ex.route.as_ref().and_then(|r| r.pricing).map(|p| p.output);
+    rules
+        .iter()
+        .zip(states)
+        .filter(|(rule, _)| rule.enforce)
+        .filter_map(|(rule, state)| {
+            let room = (state.limit + rule.spec.burst).saturating_sub(state.used);
+            let room_tokens = match rule.measure {
+                Measure::OutputTokens | Measure::TotalTokens => room,
+                // micro-dollars → tokens: 10^6 pico-dollars per micro-dollar
+                Measure::Cost => match output_price {
+                    Some(price) if price > 0 => room.saturating_mul(1_000_000) / price,
+                    _ => return None,
+                },
+                Measure::Requests | Measure::Concurrent | Measure::InputTokens => return None,
+            };
+            Some(estimate.output_tokens.saturating_add(room_tokens))
+        })
+        .min()
+}
+
 #[async_trait]
 impl Processor for Limit {
     fn contract(&self) -> &Contract {
@@ -265,6 +295,9 @@ impl Processor for Limit {
                     if let Ok(v) = HeaderValue::from_str(&over.join(",")) {
                         ex.response_headers.insert(LIMIT_WARNING, v);
                     }
+                }
+                if ex.stream {
+                    ex.output_token_allowance = stream_allowance(ex, &applied, &states, &estimate);
                 }
                 ex.extensions.insert(Reserved {
                     reservation,

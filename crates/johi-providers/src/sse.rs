@@ -137,3 +137,34 @@ mod tests {
         assert_eq!(s.pending_len(), 7);
     }
 }
+
+/// Re-frames a byte stream into whole SSE events (each with its separator), for a relay
+/// that must act between events: drop one, or stop after one. At most one incomplete event
+/// is held.
+#[derive(Debug, Default)]
+pub struct EventFramer {
+    pending: Vec<u8>,
+}
+
+impl EventFramer {
+    /// Feeds the next chunk; `each` receives every complete event's raw bytes, separator
+    /// included, and returns `false` to stop: the rest of the chunk, and anything after, is
+    /// then discarded by the caller's choice (the framer keeps it, but the caller is done).
+    pub fn feed(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8]) -> bool) {
+        self.pending.extend_from_slice(chunk);
+        let mut start = 0;
+        while let Some((_, next)) = find_event_end(&self.pending[start..]) {
+            let keep_going = each(&self.pending[start..start + next]);
+            start += next;
+            if !keep_going {
+                break;
+            }
+        }
+        self.pending.drain(..start);
+    }
+
+    /// What is held of an event that has not ended (passed on as it is at the end).
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}

@@ -6,53 +6,14 @@
 //! chunk without choices (older SDK code indexes `choices[0]`), so the relay drops exactly
 //! that event and passes every other byte through unchanged.
 //!
-//! Events are passed on as soon as they are complete; at most one incomplete event is held.
+//! The relay frames the stream into events with [`EventFramer`](crate::sse::EventFramer)
+//! and drops the events this predicate picks; every other byte passes unchanged.
 
 use serde_json::Value;
 
-use crate::sse::find_event_end;
-
-/// Filters the usage-only event out of an OpenAI SSE stream, chunk by chunk.
-#[derive(Debug, Default)]
-pub struct UsageEventFilter {
-    pending: Vec<u8>,
-    removed: u32,
-}
-
-impl UsageEventFilter {
-    /// The bytes of `chunk` (with any held partial event before it) that can go to the
-    /// client now: every complete event except a usage-only one. An incomplete trailing
-    /// event is held until its end arrives.
-    pub fn filter(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.pending.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(self.pending.len());
-        let mut start = 0;
-        while let Some((end, next)) = find_event_end(&self.pending[start..]) {
-            let event = &self.pending[start..start + end];
-            if is_usage_only(event) {
-                self.removed += 1;
-            } else {
-                out.extend_from_slice(&self.pending[start..start + next]);
-            }
-            start += next;
-        }
-        self.pending.drain(..start);
-        out
-    }
-
-    /// Whatever is still held when the upstream ends (an unterminated event), unchanged.
-    pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.pending)
-    }
-
-    /// How many usage events were removed.
-    pub fn removed(&self) -> u32 {
-        self.removed
-    }
-}
-
-/// Whether an event (without its separator) is a chunk with no choices and a usage object.
-fn is_usage_only(event: &[u8]) -> bool {
+/// Whether an event (raw bytes, separator or not) is a chunk with no choices and a usage
+/// object: the event `stream_options.include_usage` adds.
+pub fn is_usage_only(event: &[u8]) -> bool {
     // Cheap test first: most events are content deltas without a usage object.
     if memchr::memmem::find(event, b"\"usage\"").is_none() {
         return false;
@@ -79,6 +40,38 @@ fn is_usage_only(event: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sse::EventFramer;
+
+    /// What the relay does: frame, drop usage-only events, keep the rest.
+    #[derive(Default)]
+    struct UsageEventFilter {
+        framer: EventFramer,
+        removed: u32,
+    }
+
+    impl UsageEventFilter {
+        fn filter(&mut self, chunk: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let removed = &mut self.removed;
+            self.framer.feed(chunk, |event| {
+                if is_usage_only(event) {
+                    *removed += 1;
+                } else {
+                    out.extend_from_slice(event);
+                }
+                true
+            });
+            out
+        }
+
+        fn finish(&mut self) -> Vec<u8> {
+            self.framer.finish()
+        }
+
+        fn removed(&self) -> u32 {
+            self.removed
+        }
+    }
 
     const STREAM: &str = concat!(
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}],\"usage\":null}\n\n",

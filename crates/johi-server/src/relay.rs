@@ -21,7 +21,8 @@ use johi_core::exchange::Outcome;
 use johi_core::GatewayError;
 use johi_pipeline::Completion;
 use johi_providers::openai::{self, StreamScanner};
-use johi_providers::usage_filter::UsageEventFilter;
+use johi_providers::sse::EventFramer;
+use johi_providers::usage_filter::is_usage_only;
 use tokio::time::Sleep;
 
 use crate::edge;
@@ -51,7 +52,11 @@ pub async fn relay(
     }
 
     if ex.stream {
-        let usage_filter = ex.usage_event_added.then(UsageEventFilter::default);
+        let strip_usage = ex.usage_event_added;
+        let output_allowance = ex.output_token_allowance;
+        // Event by event only when something must act between events; otherwise every
+        // chunk passes as it came.
+        let framer = (strip_usage || output_allowance.is_some()).then(EventFramer::default);
         if let Some(headers) = builder.headers_mut() {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert(
@@ -71,7 +76,10 @@ pub async fn relay(
             held: Vec::new(),
             held_len: 0,
             ended: None,
-            usage_filter,
+            framer,
+            strip_usage,
+            output_allowance,
+            cut: None,
         };
         return respond(builder, Body::new(relay));
     }
@@ -156,9 +164,17 @@ struct StreamRelay {
     held_len: usize,
     /// How the upstream ended, once it has; acted on after `held` is sent.
     ended: Option<Option<GatewayError>>,
-    /// Removes the usage event Johi asked for on the client's behalf (see
-    /// `johi_processors::stream_usage`); `None` relays every byte as it came.
-    usage_filter: Option<UsageEventFilter>,
+    /// Frames the stream into events when something acts between them; `None` relays
+    /// every chunk as it came.
+    framer: Option<EventFramer>,
+    /// Remove the usage event Johi asked for on the client's behalf (see
+    /// `johi_processors::stream_usage`).
+    strip_usage: bool,
+    /// Output tokens the stream may produce under its hard limits (see the `limit`
+    /// processor); beyond it the stream is cut with a rate-limit error event.
+    output_allowance: Option<u64>,
+    /// Set when the stream went beyond its allowance: the error it is cut with.
+    cut: Option<GatewayError>,
 }
 
 impl StreamRelay {
@@ -204,23 +220,60 @@ impl StreamRelay {
                 ex.time_to_first_byte = Some(ex.started.elapsed());
             }
         }
-        self.scanner.feed(&data);
-        let data = match self.usage_filter.as_mut() {
-            Some(filter) => Bytes::from(filter.filter(&data)),
-            None => data,
+        let Some(framer) = self.framer.as_mut() else {
+            self.scanner.feed(&data);
+            self.push(data);
+            return;
         };
+        let mut out = Vec::with_capacity(data.len());
+        let (scanner, strip, allowance) =
+            (&mut self.scanner, self.strip_usage, self.output_allowance);
+        let mut crossed = false;
+        framer.feed(&data, |event| {
+            scanner.feed(event);
+            if !(strip && is_usage_only(event)) {
+                out.extend_from_slice(event);
+            }
+            // The event that crosses the allowance still goes out: the overshoot is bounded
+            // by one event.
+            crossed = allowance.is_some_and(|a| scanner.estimated_output_tokens() > a);
+            !crossed
+        });
+        self.push(Bytes::from(out));
+        if crossed {
+            self.cut = self.over_budget();
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
         if !data.is_empty() {
             self.held_len += data.len();
             self.held.push(data);
         }
     }
 
+    /// The error to cut the stream with once its counted output has gone beyond its
+    /// allowance. The overshoot is at most the event that crossed it.
+    fn over_budget(&self) -> Option<GatewayError> {
+        let allowance = self.output_allowance?;
+        let produced = self.scanner.estimated_output_tokens();
+        (produced > allowance).then(|| GatewayError::RateLimited {
+            limit: "stream".into(),
+            message: format!(
+                "The stream was cut after about {produced} output tokens: it went beyond what its token or money limits allowed ({allowance})."
+            ),
+            retry_after_secs: None,
+            quota: false,
+        })
+    }
+
     /// Records how the upstream ended; anything the usage filter still held goes out first.
     fn end(&mut self, ending: Option<GatewayError>) {
-        if let Some(rest) = self.usage_filter.as_mut().map(UsageEventFilter::finish) {
-            if !rest.is_empty() {
-                self.held_len += rest.len();
-                self.held.push(Bytes::from(rest));
+        let cut = self.cut.is_some();
+        if let Some(rest) = self.framer.as_mut().map(EventFramer::finish) {
+            // After a cut, the rest of what the provider sent is not the client's.
+            if !cut {
+                self.push(Bytes::from(rest));
             }
         }
         self.ended = Some(ending);
@@ -281,6 +334,10 @@ impl HttpBody for StreamRelay {
                     if let Ok(data) = frame.into_data() {
                         let first = this.scanner.events() == 0;
                         this.hold(data);
+                        if let Some(cut) = this.cut.clone() {
+                            this.end(Some(cut));
+                            continue;
+                        }
                         // The first event goes out at once (with the response head, in one
                         // write): time to first token is what streaming clients feel.
                         if !this.held.is_empty() && (first || this.held_len >= MAX_COALESCED) {

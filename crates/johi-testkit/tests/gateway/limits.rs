@@ -30,6 +30,7 @@ models:
   m:
     targets: [{{ provider: mock, model: mock-small }}]
     pricing: {{ input: "2.50", output: "10.00" }}
+    default_max_tokens: 5
 tenants: {{ acme: {{ teams: {{ search: {{}} }} }} }}
 auth:
   api_keys:
@@ -439,4 +440,46 @@ async fn a_stream_cut_midway_is_charged_what_passed() {
         tpd_charged(&h).await,
         estimate(&cut, 0) + text_bytes.div_ceil(4)
     );
+}
+
+/// A stream whose output outgrows what its hard budget allows (here: a request without
+/// `max_tokens`, so Johi reserved the model's `default_max_tokens` of 5, and a long answer)
+/// is cut with a rate-limit error event, one event past the allowance at most.
+#[tokio::test]
+async fn a_stream_beyond_its_hard_budget_is_cut_with_a_bounded_overshoot() {
+    let long_reply = "word ".repeat(200);
+    let body = json!({"model": "m", "stream": true,
+                      "messages": [{"role": "user", "content": "talk a lot"}],
+                      "mock": {"reply": long_reply}});
+    // Room for the prompt, the 5 reserved output tokens and 10 more.
+    let limit = estimate(&body, 5) + 10;
+    let h = Harness::start(&config(&format!(
+        "  - {{ id: tiny, scope: key, window: day, measure: total_tokens, limit: {limit} }}"
+    )))
+    .await;
+    let text = send(&h, KEY, &body).await.text().await.unwrap();
+    let events = johi_testkit::sse_data(&text);
+    assert!(
+        !events.iter().any(|e| e == "[DONE]"),
+        "the stream did not run to its end: {}",
+        &text[..text.len().min(600)]
+    );
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "rate_limit_exceeded", "{last}");
+    let relayed: usize = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::len))
+        .sum();
+    let allowance = 5 + 10;
+    let produced = (relayed as u64).div_ceil(4);
+    assert!(
+        produced > allowance,
+        "cut only once beyond the allowance: {produced}"
+    );
+    assert!(
+        produced <= allowance + 2,
+        "overshoot of at most one event: {produced}"
+    );
+    assert!(relayed < long_reply.len() / 2, "cut early, not at the end");
 }
