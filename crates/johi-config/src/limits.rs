@@ -93,6 +93,9 @@ pub struct LimitRule {
     pub measure: Measure,
     /// Hard (deny) or soft (flag).
     pub enforce: bool,
+    /// Budget tip: when this hard limit has no room, the request is sent to this (cheaper)
+    /// model instead of being refused, if the caller may use it and its limits have room.
+    pub fallback: Option<String>,
 }
 
 /// Validates a model's `pricing:`.
@@ -211,6 +214,21 @@ pub(crate) fn limits(
                 errors.push(format!("{path}.match: unknown model '{m}'"));
             }
         }
+        if let Some(fallback) = &l.fallback {
+            if models.get(fallback).is_none() {
+                errors.push(format!("{path}.fallback: unknown model '{fallback}'"));
+            }
+            if !enforce {
+                errors.push(format!(
+                    "{path}.fallback: only a hard limit can fall back (a soft one never refuses)"
+                ));
+            }
+            if scope == Some(Scope::Model) && l.match_.as_deref() == Some(fallback.as_str()) {
+                errors.push(format!(
+                    "{path}.fallback: '{fallback}' is the model this limit counts; fall back to another"
+                ));
+            }
+        }
         if let (Some(scope), Some(measure)) = (scope, measure) {
             rules.push(LimitRule {
                 spec: Arc::new(LimitSpec {
@@ -223,6 +241,7 @@ pub(crate) fn limits(
                 match_: l.match_,
                 measure,
                 enforce,
+                fallback: l.fallback,
             });
         }
     }
@@ -242,14 +261,49 @@ fn window(text: &str, path: &str, errors: &mut Vec<String>) -> Option<Window> {
         "hour" => Some(Window::Hour),
         "day" => Some(Window::Day),
         "month" => Some(Window::Month),
-        other => match humantime::parse_duration(other) {
-            Ok(d) if d >= Duration::from_secs(1) => Some(Window::Fixed(d)),
-            _ => {
-                errors.push(format!(
-                    "{path}: '{other}' is not minute, hour, day, month or a duration of at least 1s"
-                ));
-                None
+        other => {
+            let (rolling, length) = match other.strip_prefix("rolling ") {
+                Some(length) => (true, length.trim()),
+                None => (false, other),
+            };
+            match humantime::parse_duration(length) {
+                Ok(d) if d >= Duration::from_secs(1) && d.subsec_nanos() == 0 => Some(if rolling {
+                    Window::Rolling(d)
+                } else {
+                    Window::Fixed(d)
+                }),
+                _ => {
+                    errors.push(format!(
+                        "{path}: '{other}' is not minute, hour, day, month, a duration of whole seconds (at least 1s), or 'rolling' and such a duration"
+                    ));
+                    None
+                }
             }
-        },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn windows_parse_calendar_fixed_and_rolling() {
+        let mut errors = Vec::new();
+        let mut parse = |text: &str| window(text, "w", &mut errors);
+        assert_eq!(parse("day"), Some(Window::Day));
+        assert_eq!(parse("10m"), Some(Window::Fixed(Duration::from_secs(600))));
+        assert_eq!(
+            parse("rolling 24h"),
+            Some(Window::Rolling(Duration::from_secs(86_400)))
+        );
+        assert_eq!(parse("rolling soon"), None);
+        assert_eq!(parse("1500ms"), None);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("w: 'rolling soon' is not minute"),
+            "{errors:?}"
+        );
     }
 }

@@ -141,6 +141,9 @@ pub struct RawModel {
     pub pricing: Option<RawPricing>,
     /// Output tokens reserved when a request sets no `max_tokens` (default 1024).
     pub default_max_tokens: Option<u64>,
+    /// `o200k_base`, `cl100k_base`, `estimate`, or `auto` (default: from the first
+    /// target's model name when it is one of OpenAI's, else `estimate`).
+    pub tokenizer: Option<String>,
 }
 
 /// `models.<name>.pricing:` — US dollars per million tokens, as decimals.
@@ -166,7 +169,8 @@ pub struct RawLimit {
     /// Only this scope instance (e.g. one organisation); default: each instance separately.
     #[serde(rename = "match")]
     pub match_: Option<String>,
-    /// `minute`, `hour`, `day`, `month`, or a duration like `10m`; not for `concurrent`.
+    /// `minute`, `hour`, `day`, `month`, a duration like `10m`, or `rolling <duration>`;
+    /// not for `concurrent`.
     pub window: Option<String>,
     /// `requests`, `concurrent`, `input_tokens`, `output_tokens`, `total_tokens` or `cost`.
     pub measure: String,
@@ -176,6 +180,8 @@ pub struct RawLimit {
     pub kind: Option<String>,
     /// Extra room above the limit, same unit.
     pub burst: Option<serde_yaml_ng::Value>,
+    /// Budget tip: the model a request goes to instead of a 429 when this limit is full.
+    pub fallback: Option<String>,
 }
 
 /// `models.<name>.targets[i]:`

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use johi_core::model::{
     KeyPlacement, ModelRegistry, ModelRoute, Protocol, Provider, Secret, Target, Timeouts,
+    Tokenizer,
 };
 use johi_core::RouteSet;
 use johi_pipeline::{FailureMode, ShortResponse};
@@ -130,12 +131,26 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         let pricing = m
             .pricing
             .and_then(|p| crate::limits::pricing(p, &path, &mut errors));
+        let tokenizer = match m.tokenizer.as_deref() {
+            None | Some("auto") => targets
+                .first()
+                .and_then(|t| Tokenizer::for_openai_model(&t.model))
+                .unwrap_or(Tokenizer::Estimate),
+            Some("o200k_base") => Tokenizer::O200kBase,
+            Some("cl100k_base") => Tokenizer::Cl100kBase,
+            Some("estimate") => Tokenizer::Estimate,
+            Some(other) => {
+                errors.push(format!("{path}.tokenizer: unknown tokenizer '{other}' (known: auto, o200k_base, cl100k_base, estimate)"));
+                Tokenizer::Estimate
+            }
+        };
         routes.push(ModelRoute {
             name,
             targets,
             max_attempts,
             pricing,
             default_max_tokens: m.default_max_tokens.unwrap_or(1024),
+            tokenizer,
         });
     }
 
@@ -492,6 +507,11 @@ models:
         let route = cfg.models.get("gpt-4o").unwrap();
         assert_eq!(route.max_attempts, 2);
         assert_eq!(
+            route.tokenizer,
+            johi_core::model::Tokenizer::O200kBase,
+            "auto: the first target is an OpenAI model"
+        );
+        assert_eq!(
             route.targets[0].provider.base_url,
             "https://api.openai.com/v1"
         );
@@ -654,6 +674,8 @@ limits:
   - { id: x, scope: key, window: fortnight, measure: tokens, limit: 1 }
   - { id: c, scope: key, window: minute, measure: concurrent, limit: 1 }
   - { id: d, scope: model, match: zzz, window: day, measure: cost, limit: "ten", kind: maybe }
+  - { id: e, scope: key, window: "rolling soon", measure: requests, limit: 1, kind: soft, fallback: nope }
+  - { id: f, scope: model, match: a, window: day, measure: requests, limit: 1, fallback: a }
 pipeline: [enrich, validate, route, endpoint, translate, credentials]
 "#,
             Path::new("."),
@@ -671,6 +693,10 @@ pipeline: [enrich, validate, route, endpoint, translate, credentials]
             "limits[3].limit: 'ten' is not a price",
             "limits[3].kind: unknown kind 'maybe'",
             "limits[3].match: unknown model 'zzz'",
+            "limits[4].window: 'rolling soon' is not minute",
+            "limits[4].fallback: unknown model 'nope'",
+            "limits[4].fallback: only a hard limit can fall back",
+            "limits[5].fallback: 'a' is the model this limit counts",
             "models.b.pricing: required, because a cost limit is configured",
             "pipeline: 'limit' is missing, but limits are configured",
         ] {

@@ -116,6 +116,46 @@ pub struct ModelRoute {
     pub pricing: Option<crate::pricing::Pricing>,
     /// Output tokens to reserve when a request sets no `max_tokens`.
     pub default_max_tokens: u64,
+    /// How prompt tokens are counted before the call.
+    pub tokenizer: Tokenizer,
+}
+
+/// How a model's prompt tokens are counted before the call (to reserve against budgets).
+/// After the call the provider's own `usage` is what is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tokenizer {
+    /// OpenAI's `o200k_base` BPE (GPT-4o, GPT-4.1, GPT-5, o-series).
+    O200kBase,
+    /// OpenAI's `cl100k_base` BPE (GPT-4, GPT-3.5, text-embedding-3).
+    Cl100kBase,
+    /// No known tokenizer: a quarter of the characters (documented estimate).
+    #[default]
+    Estimate,
+}
+
+impl Tokenizer {
+    /// The tokenizer's name in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tokenizer::O200kBase => "o200k_base",
+            Tokenizer::Cl100kBase => "cl100k_base",
+            Tokenizer::Estimate => "estimate",
+        }
+    }
+
+    /// The OpenAI tokenizer an upstream model name implies, if it is one of OpenAI's.
+    pub fn for_openai_model(model: &str) -> Option<Tokenizer> {
+        const O200K: [&str; 7] = ["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4"];
+        const CL100K: [&str; 4] = ["gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada"];
+        let is = |prefixes: &[&str]| prefixes.iter().any(|p| model.starts_with(p));
+        if is(&O200K) {
+            Some(Tokenizer::O200kBase)
+        } else if is(&CL100K) {
+            Some(Tokenizer::Cl100kBase)
+        } else {
+            None
+        }
+    }
 }
 
 impl ModelRoute {
@@ -221,6 +261,7 @@ mod tests {
             max_attempts: 3,
             pricing: None,
             default_max_tokens: 1024,
+            tokenizer: Tokenizer::Estimate,
         };
         assert_eq!(route.attempt_order(0), vec![0, 1, 2]);
         assert_eq!(route.attempt_order(1), vec![1, 0, 2]);

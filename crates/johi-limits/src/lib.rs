@@ -26,7 +26,7 @@ use async_trait::async_trait;
 pub use self::redis::{RedisOptions, RedisStore};
 pub use failover::{FailoverStore, OutageMode};
 pub use memory::MemoryStore;
-pub use window::Window;
+pub use window::{weighted, Window, WEIGHT_ONE};
 
 /// One configured limit: a window and a ceiling, shared by every scope instance it applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +174,23 @@ pub fn counter_key(
         }
         None => (format!("{}|{}|gauge", spec.id, scope_key), None),
     }
+}
+
+/// For a rolling window: the counter key of the previous bucket and its weight now (see
+/// [`Window::previous_bucket`]); `None` for every other window.
+pub fn previous_counter_key(
+    spec: &LimitSpec,
+    scope_key: &str,
+    now: SystemTime,
+) -> Option<(String, u64)> {
+    let (start, weight) = spec.window?.previous_bucket(now)?;
+    Some((format!("{}|{}|{}", spec.id, scope_key, start), weight))
+}
+
+/// Until when a counter whose window ends at `end` must be kept: a rolling window reads a
+/// bucket for one more length after it ends.
+pub fn keep_until(spec: &LimitSpec, end: SystemTime) -> SystemTime {
+    end + spec.window.map_or(Duration::ZERO, Window::retention)
 }
 
 #[cfg(any(test, feature = "testing"))]

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::{
-    counter_key, Charge, CounterState, Decision, LimitSpec, LimitStore, Reservation, ReservedEntry,
-    StoreError,
+    counter_key, keep_until, previous_counter_key, weighted, Charge, CounterState, Decision,
+    LimitSpec, LimitStore, Reservation, ReservedEntry, StoreError,
 };
 
 /// How many reservations pass between sweeps of counters whose window has ended.
@@ -93,12 +93,11 @@ impl LimitStore for MemoryStore {
                 .counters
                 .retain(|_, c| c.expires_at.is_none_or(|at| at > now));
         }
+        let mut carried = Vec::with_capacity(charges.len());
         for (index, (charge, (key, end))) in charges.iter().zip(&keys).enumerate() {
-            let used = state
-                .counters
-                .get(key)
-                .filter(|c| c.expires_at.is_none_or(|at| at > now))
-                .map_or(0, |c| c.value);
+            let previous = state.previous(&charge.spec, &charge.scope_key, now);
+            carried.push(previous);
+            let used = state.value(key, now).saturating_add(previous);
             if charge.enforce && !fits(&charge.spec, used, charge.amount) {
                 return Ok(Decision::Denied {
                     index,
@@ -108,19 +107,25 @@ impl LimitStore for MemoryStore {
         }
         let mut states = Vec::with_capacity(charges.len());
         let mut entries = Vec::with_capacity(charges.len());
-        for (charge, (key, end)) in charges.iter().zip(keys) {
+        for ((charge, (key, end)), previous) in charges.iter().zip(keys).zip(carried) {
+            let kept = end.map(|end| keep_until(&charge.spec, end));
             let counter = state.counters.entry(key.clone()).or_insert(Counter {
                 value: 0,
-                expires_at: end,
+                expires_at: kept,
             });
             if counter.expires_at.is_some_and(|at| at <= now) {
                 *counter = Counter {
                     value: 0,
-                    expires_at: end,
+                    expires_at: kept,
                 };
             }
             counter.value = counter.value.saturating_add(charge.amount);
-            states.push(crate::memory::state(&charge.spec, counter.value, end, now));
+            states.push(crate::memory::state(
+                &charge.spec,
+                counter.value.saturating_add(previous),
+                end,
+                now,
+            ));
             entries.push(ReservedEntry {
                 counter: key,
                 amount: charge.amount,
@@ -164,11 +169,25 @@ impl LimitStore for MemoryStore {
         now: SystemTime,
     ) -> Result<u64, StoreError> {
         let (key, _) = counter_key(spec, scope_key, now);
-        Ok(self
-            .lock()
-            .counters
-            .get(&key)
+        let state = self.lock();
+        Ok(state
+            .value(&key, now)
+            .saturating_add(state.previous(spec, scope_key, now)))
+    }
+}
+
+impl State {
+    /// What a live counter holds (an absent or ended one holds nothing).
+    fn value(&self, key: &str, now: SystemTime) -> u64 {
+        self.counters
+            .get(key)
             .filter(|c| c.expires_at.is_none_or(|at| at > now))
-            .map_or(0, |c| c.value))
+            .map_or(0, |c| c.value)
+    }
+
+    /// A rolling window's share of its previous bucket (zero for other windows).
+    fn previous(&self, spec: &LimitSpec, scope_key: &str, now: SystemTime) -> u64 {
+        previous_counter_key(spec, scope_key, now)
+            .map_or(0, |(key, weight)| weighted(self.value(&key, now), weight))
     }
 }

@@ -40,7 +40,8 @@ use async_trait::async_trait;
 
 use crate::memory::state;
 use crate::{
-    counter_key, Charge, Decision, LimitSpec, LimitStore, Reservation, ReservedEntry, StoreError,
+    counter_key, keep_until, previous_counter_key, Charge, Decision, LimitSpec, LimitStore,
+    Reservation, ReservedEntry, StoreError,
 };
 
 /// How long a counter outlives its window in Redis: room for clock skew between replicas and
@@ -153,6 +154,29 @@ impl RedisStore {
         invocation.key(&key).key(format!("{key}:amounts"));
     }
 
+    /// Adds the two keys of one counter as read now, and returns the previous bucket's
+    /// weight: a rolling window's second key is its previous bucket (a windowed counter has
+    /// no amounts hash), every other counter's is as in [`RedisStore::add_keys`].
+    fn add_read_keys(
+        &self,
+        invocation: &mut ScriptInvocation<'_>,
+        counter: &str,
+        spec: &LimitSpec,
+        scope_key: &str,
+        now: SystemTime,
+    ) -> u64 {
+        match previous_counter_key(spec, scope_key, now) {
+            Some((previous, weight)) => {
+                invocation.key(self.key(counter)).key(self.key(&previous));
+                weight
+            }
+            None => {
+                self.add_keys(invocation, counter);
+                0
+            }
+        }
+    }
+
     /// Runs a script, bounded by the operation timeout.
     async fn run<T: FromRedisValue>(
         &self,
@@ -182,8 +206,15 @@ impl LimitStore for RedisStore {
             let (counter, end) = counter_key(&charge.spec, &charge.scope_key, now);
             let gauge = charge.spec.window.is_none();
             let lease = gauge.then(|| format!("{lease_id}.{i}"));
-            let expire_at = end.map_or(lease_until, millis) + duration_ms(EXPIRY_MARGIN);
-            self.add_keys(&mut invocation, &counter);
+            let expire_at = end.map_or(lease_until, |end| millis(keep_until(&charge.spec, end)))
+                + duration_ms(EXPIRY_MARGIN);
+            let weight = self.add_read_keys(
+                &mut invocation,
+                &counter,
+                &charge.spec,
+                &charge.scope_key,
+                now,
+            );
             invocation
                 .arg(charge.amount.min(LUA_MAX))
                 .arg(u8::from(charge.enforce))
@@ -195,7 +226,8 @@ impl LimitStore for RedisStore {
                         .min(LUA_MAX),
                 )
                 .arg(expire_at)
-                .arg(lease.as_deref().unwrap_or(""));
+                .arg(lease.as_deref().unwrap_or(""))
+                .arg(weight);
             entries.push(ReservedEntry {
                 counter,
                 amount: charge.amount,
@@ -241,10 +273,11 @@ impl LimitStore for RedisStore {
     ) -> Result<u64, StoreError> {
         let (counter, _) = counter_key(spec, scope_key, now);
         let mut invocation = self.current.prepare_invoke();
-        self.add_keys(&mut invocation, &counter);
+        let weight = self.add_read_keys(&mut invocation, &counter, spec, scope_key, now);
         invocation
             .arg(millis(now))
-            .arg(u8::from(spec.window.is_none()));
+            .arg(u8::from(spec.window.is_none()))
+            .arg(weight);
         let used: i64 = self.run(&invocation).await?;
         Ok(non_negative(used))
     }

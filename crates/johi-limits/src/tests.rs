@@ -71,6 +71,7 @@ on_both_backends!(
     soft_caps_count_but_never_deny_and_burst_adds_room,
     a_gauge_counts_requests_in_flight,
     a_charge_belongs_to_the_window_it_was_made_in,
+    a_rolling_window_slides_instead_of_resetting,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

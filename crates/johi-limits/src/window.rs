@@ -19,6 +19,14 @@ pub enum Window {
     Month,
     /// A window of this length, aligned to the epoch.
     Fixed(Duration),
+    /// A window of this length that ends now and slides with time (no reset instant).
+    ///
+    /// Counted as the *sliding window counter* that Cloudflare, Kong and Envoy use: two
+    /// epoch-aligned buckets of the window's length, the current one counted whole and the
+    /// previous one weighted by how much of it the sliding window still covers. Exact when
+    /// the previous bucket's traffic was even, and never more than the previous bucket's
+    /// total away otherwise; two counters per limit, one round trip, whatever the length.
+    Rolling(Duration),
 }
 
 impl Window {
@@ -29,11 +37,54 @@ impl Window {
             Window::Minute => aligned(secs, 60),
             Window::Hour => aligned(secs, 3600),
             Window::Day => aligned(secs, 86_400),
-            Window::Fixed(length) => aligned(secs, length.as_secs().max(1)),
+            Window::Fixed(length) | Window::Rolling(length) => {
+                aligned(secs, length.as_secs().max(1))
+            }
             Window::Month => month_bounds(secs),
         };
         (start, UNIX_EPOCH + Duration::from_secs(end))
     }
+
+    /// For a rolling window: the start of the previous bucket and the weight of its count
+    /// now, in millionths (the share of the previous bucket the sliding window still
+    /// covers). `None` for every other window.
+    pub fn previous_bucket(self, now: SystemTime) -> Option<(u64, u64)> {
+        let Window::Rolling(length) = self else {
+            return None;
+        };
+        // Buckets are whole seconds, as `bounds` aligns them.
+        let length_secs = length.as_secs().max(1);
+        let length_ms = length_secs.saturating_mul(1000);
+        let now_ms = u64::try_from(
+            now.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let (start, _) = aligned(now_ms / 1000, length_secs);
+        let elapsed_ms = now_ms.saturating_sub(start * 1000).min(length_ms);
+        let weight = (length_ms - elapsed_ms).saturating_mul(WEIGHT_ONE) / length_ms;
+        Some((start.saturating_sub(length_secs), weight))
+    }
+
+    /// How long a bucket must be kept after its own end: a rolling window still reads it
+    /// for one more length.
+    pub fn retention(self) -> Duration {
+        match self {
+            Window::Rolling(length) => length,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A weight of one, in the millionths [`Window::previous_bucket`] answers in.
+pub const WEIGHT_ONE: u64 = 1_000_000;
+
+/// The previous bucket's contribution to a rolling window: `count × weight`, rounded up so
+/// that the window never reads as emptier than it is.
+pub fn weighted(count: u64, weight: u64) -> u64 {
+    let product = u128::from(count) * u128::from(weight);
+    u64::try_from(product.div_ceil(u128::from(WEIGHT_ONE))).unwrap_or(u64::MAX)
 }
 
 fn aligned(secs: u64, length: u64) -> (u64, u64) {
@@ -117,6 +168,27 @@ mod tests {
         assert_eq!(end, at(1_798_761_600));
         // The last second of a month is in it; the next second is not.
         assert_eq!(Window::Month.bounds(at(1_798_761_600)).0, 1_798_761_600);
+    }
+
+    #[test]
+    fn a_rolling_window_weighs_the_previous_bucket_by_what_it_still_covers() {
+        let w = Window::Rolling(Duration::from_secs(100));
+        assert_eq!(w.bounds(at(1_050)), (1_000, at(1_100)));
+        // 50 s into the bucket: the sliding window [950, 1050) covers half of [900, 1000).
+        assert_eq!(w.previous_bucket(at(1_050)), Some((900, 500_000)));
+        assert_eq!(w.previous_bucket(at(1_000)), Some((900, 1_000_000)));
+        assert_eq!(
+            w.previous_bucket(UNIX_EPOCH + Duration::from_millis(1_099_990)),
+            Some((900, 100))
+        );
+        assert_eq!(weighted(10, 500_000), 5);
+        assert_eq!(weighted(3, 500_000), 2); // 1.5 rounds up
+        assert_eq!(weighted(7, 0), 0);
+        assert_eq!(
+            Window::Fixed(Duration::from_secs(100)).previous_bucket(at(1_050)),
+            None
+        );
+        assert_eq!(w.retention(), Duration::from_secs(100));
     }
 
     #[test]

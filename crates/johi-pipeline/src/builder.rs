@@ -3,7 +3,8 @@
 //! The rules (each violation is reported with both processors named):
 //! 1. names are unique;
 //! 2. a processor that reads a facet runs after every processor that writes it — count
-//!    tokens after every mutation of the prompt, key a cache after the last write of `model`;
+//!    tokens after every mutation of the prompt, key a cache after the last write of `model`
+//!    — unless the writer re-applies that reader's check itself ([`Processor::rechecks`]);
 //! 3. a facet that is read must be written by some earlier processor, unless it comes from
 //!    the client as it is (`headers`);
 //! 4. once-per-request processors come before per-attempt ones, because the runner executes
@@ -57,6 +58,7 @@ const FROM_CLIENT: [Facet; 1] = [Facet::Headers];
 pub fn build(processors: Vec<Configured>) -> Result<Pipeline, Vec<BuildError>> {
     let mut errors = Vec::new();
     let contracts: Vec<_> = processors.iter().map(|c| c.processor.contract()).collect();
+    let rechecks: Vec<_> = processors.iter().map(|c| c.processor.rechecks()).collect();
 
     for (i, a) in contracts.iter().enumerate() {
         if contracts[..i].iter().any(|b| b.name == a.name) {
@@ -69,8 +71,11 @@ pub fn build(processors: Vec<Configured>) -> Result<Pipeline, Vec<BuildError>> {
 
     for (i, reader) in contracts.iter().enumerate() {
         for facet in reader.reads.iter() {
-            for writer in &contracts[i + 1..] {
-                if writer.writes.contains(facet) && writer.name != reader.name {
+            for (writer, rechecked) in contracts[i + 1..].iter().zip(&rechecks[i + 1..]) {
+                if writer.writes.contains(facet)
+                    && writer.name != reader.name
+                    && !rechecked.contains(&reader.name)
+                {
                     errors.push(BuildError(format!(
                         "processor '{}' reads '{}' but runs before '{}', which writes it: \
                          move '{}' after '{}'",
@@ -204,6 +209,56 @@ mod tests {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
             errs[0].contains("'limit' reads 'prompt' but runs before 'redact'"),
+            "{errs:?}"
+        );
+    }
+
+    /// A writer that re-applies `authorize`'s check on what it writes.
+    struct Rechecking(Contract);
+    impl Processor for Rechecking {
+        fn contract(&self) -> &Contract {
+            &self.0
+        }
+        fn rechecks(&self) -> &'static [&'static str] {
+            &["authorize"]
+        }
+    }
+
+    #[test]
+    fn a_writer_may_follow_only_the_readers_it_rechecks() {
+        let route = || {
+            p(
+                "route",
+                Category::Mutate,
+                &[],
+                &[Facet::Model],
+                RetryScope::Once,
+            )
+        };
+        let reader = |name| {
+            p(
+                name,
+                Category::AllowDeny,
+                &[Facet::Model],
+                &[],
+                RetryScope::Once,
+            )
+        };
+        let tip = || {
+            Configured::new(Arc::new(Rechecking(Contract {
+                name: "limit",
+                category: Category::AllowDeny,
+                reads: FacetSet::of(&[Facet::Model]),
+                writes: FacetSet::of(&[Facet::Model]),
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailClosed,
+            })))
+        };
+        assert!(errors(vec![route(), reader("authorize"), tip()]).is_empty());
+        let errs = errors(vec![route(), reader("cache"), tip()]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("'cache' reads 'model' but runs before 'limit'"),
             "{errs:?}"
         );
     }

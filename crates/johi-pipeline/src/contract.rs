@@ -143,6 +143,17 @@ pub trait Processor: Send + Sync + 'static {
     /// The processor's contract; must not change after construction.
     fn contract(&self) -> &Contract;
 
+    /// Earlier processors whose verdict on a facet this processor writes it re-applies
+    /// itself whenever it writes that facet, so they may run before it.
+    ///
+    /// The one user is `limit`'s budget tip: it switches the request to a cheaper model,
+    /// resolving its route as `route` does and checking the caller may use it as `authorize`
+    /// does, so both keep running first (a 404 or 403 before a 429). Anything else that
+    /// reads the facet must still run after the writer.
+    fn rechecks(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Request phase: inspect or change the exchange, or stop it.
     async fn on_request(&self, _exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {
         Ok(Verdict::Continue)

@@ -35,6 +35,7 @@ pub mod limit;
 pub mod meter;
 pub mod route;
 pub mod stream_usage;
+pub mod tokens;
 pub mod translate;
 pub mod validate;
 
@@ -91,9 +92,16 @@ impl Registry {
             Arc::new(route::Route::new(ctx.config.models.clone()))
         });
         r.register("limit", |ctx| {
+            // Build the tokenizers the models use now, not on the first request.
+            for name in ctx.config.models.names() {
+                if let Some(route) = ctx.config.models.get(name) {
+                    tokens::prepare(route.tokenizer);
+                }
+            }
             Arc::new(limit::Limit::new(
                 ctx.config.limits.clone(),
                 ctx.limits.clone(),
+                ctx.config.models.clone(),
             ))
         });
         r.register("endpoint", |_| Arc::new(endpoint::Endpoint::new()));

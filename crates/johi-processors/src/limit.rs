@@ -10,8 +10,8 @@
 //! the call failed. So what a budget holds is what was really spent, and racing requests can
 //! never overshoot it by more than their estimates were short.
 //!
-//! The estimate counts four characters per token plus four tokens per message (OpenAI's
-//! rule of thumb); it only decides whether a request may start, never what is charged.
+//! Prompt tokens are counted with the model's tokenizer where known (see [`crate::tokens`]);
+//! the estimate only decides whether a request may start, never what is charged.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,21 +20,30 @@ use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use johi_config::{LimitRule, Measure, Scope};
 use johi_core::exchange::Outcome;
+use johi_core::model::ModelRegistry;
 use johi_core::{Api, Exchange, Facet, FacetSet, GatewayError, Usage};
 use johi_limits::{Charge, CounterState, Decision, LimitStore, Reservation};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Header naming soft limits the request went over (it was served anyway).
 pub const LIMIT_WARNING: HeaderName = HeaderName::from_static("x-johi-limit-warning");
+
+/// Header saying a budget tip moved the request to a cheaper model:
+/// `<limit id>; from=<model>; to=<model>`, one entry per hop, comma-separated.
+pub const BUDGET_FALLBACK: HeaderName = HeaderName::from_static("x-johi-budget-fallback");
+
+/// How many budget tips one request may follow (a chain `a → b → c → d` at most).
+const MAX_TIPS: usize = 3;
 
 /// See the module docs.
 pub struct Limit {
     contract: Contract,
     rules: Vec<LimitRule>,
     store: Arc<dyn LimitStore>,
+    models: ModelRegistry,
 }
 
 /// What the request reserved; kept in the exchange's extensions for the completion hook.
@@ -47,20 +56,66 @@ struct Reserved {
 
 impl Limit {
     /// Builds the processor over the configured rules and the process's limit store (which
-    /// outlives config reloads, so counters do too).
-    pub fn new(rules: Vec<LimitRule>, store: Arc<dyn LimitStore>) -> Self {
+    /// outlives config reloads, so counters do too). `models` resolves budget-tip fallbacks;
+    /// with any configured, the processor also writes the `model` facet.
+    pub fn new(rules: Vec<LimitRule>, store: Arc<dyn LimitStore>, models: ModelRegistry) -> Self {
+        let mut writes = vec![Facet::Tokens, Facet::Headers];
+        if rules.iter().any(|r| r.fallback.is_some()) {
+            writes.push(Facet::Model);
+        }
         Limit {
             contract: Contract {
                 name: "limit",
                 category: Category::AllowDeny,
                 reads: FacetSet::of(&[Facet::Identity, Facet::Prompt, Facet::Params, Facet::Model]),
-                writes: FacetSet::of(&[Facet::Tokens, Facet::Headers]),
+                writes: FacetSet::of(&writes),
                 retry: RetryScope::Once,
                 on_failure: FailureMode::FailClosed,
             },
             rules,
             store,
+            models,
         }
+    }
+
+    /// The charges for this request on every rule that applies to it, with those rules.
+    fn charges(&self, ex: &Exchange, estimate: &Usage) -> (Vec<Charge>, Vec<&LimitRule>) {
+        let mut charges = Vec::new();
+        let mut applied = Vec::new();
+        for rule in &self.rules {
+            if let Some(scope_key) = Self::scope_key(rule, ex) {
+                charges.push(Charge {
+                    spec: rule.spec.clone(),
+                    scope_key,
+                    amount: amount(rule.measure, estimate, ex),
+                    enforce: rule.enforce,
+                });
+                applied.push(rule);
+            }
+        }
+        (charges, applied)
+    }
+
+    /// Follows `rule`'s budget tip if it has one the request may take: a model not tried
+    /// yet, that the caller may use (the check `authorize` made for the first model). Moves
+    /// the exchange to it and answers the hop for the header.
+    fn tip(&self, rule: &LimitRule, ex: &mut Exchange, tried: &[String]) -> Option<String> {
+        let fallback = rule.fallback.as_deref()?;
+        if tried.len() > MAX_TIPS || tried.iter().any(|m| m == fallback) {
+            return None;
+        }
+        if ex
+            .identity
+            .as_deref()
+            .is_some_and(|i| !i.may_use_model(fallback))
+        {
+            return None;
+        }
+        let route = self.models.get(fallback)?.clone();
+        let from = ex.model.replace(fallback.to_owned()).unwrap_or_default();
+        crate::route::set_route(ex, route);
+        tracing::info!(request_id = %ex.request_id, limit = %rule.spec.id, %from, to = fallback, "budget tip: falling back to a cheaper model");
+        Some(format!("{}; from={from}; to={fallback}", rule.spec.id))
     }
 
     /// The scope instance `rule` counts this request for, if the rule applies to it.
@@ -111,7 +166,8 @@ fn amount(measure: Measure, usage: &Usage, ex: &Exchange) -> u64 {
 /// The estimate reserved before the call.
 fn estimate(ex: &Exchange) -> Usage {
     let body = ex.body();
-    let input = estimate_input_tokens(ex.api, body);
+    let tokenizer = ex.route.as_ref().map(|r| r.tokenizer).unwrap_or_default();
+    let input = crate::tokens::count_input_tokens(tokenizer, ex.api, body);
     let output = match ex.api {
         Api::Embeddings => 0,
         Api::ChatCompletions | Api::Completions => ["max_completion_tokens", "max_tokens"]
@@ -126,30 +182,6 @@ fn estimate(ex: &Exchange) -> Usage {
         cached_tokens: 0,
         reasoning_tokens: 0,
     }
-}
-
-/// Prompt tokens, estimated: a quarter of the characters of every text in the prompt, plus
-/// four per chat message for the role and framing.
-pub fn estimate_input_tokens(api: Api, body: &Map<String, Value>) -> u64 {
-    fn text_chars(v: &Value) -> u64 {
-        match v {
-            Value::String(s) => s.chars().count() as u64,
-            Value::Array(items) => items.iter().map(text_chars).sum(),
-            Value::Object(o) => o.values().map(text_chars).sum(),
-            Value::Number(_) => 1,
-            Value::Bool(_) | Value::Null => 0,
-        }
-    }
-    let (chars, framing) = match api {
-        Api::ChatCompletions => {
-            let messages = body.get("messages");
-            let count = messages.and_then(Value::as_array).map_or(0, Vec::len) as u64;
-            (messages.map_or(0, text_chars), 4 * count + 3)
-        }
-        Api::Completions => (body.get("prompt").map_or(0, text_chars), 0),
-        Api::Embeddings => (body.get("input").map_or(0, text_chars), 0),
-    };
-    chars.div_ceil(4) + framing
 }
 
 fn reset_text(state: &CounterState) -> Option<HeaderValue> {
@@ -215,37 +247,17 @@ fn stream_allowance(
         .min()
 }
 
-#[async_trait]
-impl Processor for Limit {
-    fn contract(&self) -> &Contract {
-        &self.contract
-    }
-
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
-        let estimate = estimate(ex);
-        let mut charges = Vec::new();
-        let mut applied = Vec::new();
-        for rule in &self.rules {
-            if let Some(scope_key) = Self::scope_key(rule, ex) {
-                charges.push(Charge {
-                    spec: rule.spec.clone(),
-                    scope_key,
-                    amount: amount(rule.measure, &estimate, ex),
-                    enforce: rule.enforce,
-                });
-                applied.push(rule);
-            }
-        }
-        if charges.is_empty() {
-            return Ok(Verdict::Continue);
-        }
-        let decision = match self.store.reserve(&charges, SystemTime::now()).await {
-            Ok(decision) => decision,
-            Err(error) => {
-                tracing::debug!(%error, "limit store unavailable; failing closed");
-                return Ok(Verdict::Deny(GatewayError::LimitsUnavailable));
-            }
-        };
+impl Limit {
+    /// The verdict on a reservation that no budget tip changed: a 429 naming the full limit,
+    /// or the reservation kept for the completion hook with the allowance reported.
+    fn decided(
+        &self,
+        ex: &mut Exchange,
+        decision: Decision,
+        charges: &[Charge],
+        applied: &[&LimitRule],
+        estimate: Usage,
+    ) -> Verdict {
         match decision {
             Decision::Denied { index, state } => {
                 let (rule, charge) = (applied[index], &charges[index]);
@@ -256,7 +268,7 @@ impl Processor for Limit {
                 } else {
                     rule.measure.as_str()
                 };
-                Ok(Verdict::Deny(GatewayError::RateLimited {
+                Verdict::Deny(GatewayError::RateLimited {
                     limit: rule.spec.id.clone(),
                     message: format!(
                         "Limit '{}' reached for {}: {} of {} {unit} used, this request needs {}.{}",
@@ -272,7 +284,7 @@ impl Processor for Limit {
                     ),
                     retry_after_secs,
                     quota: rule.measure == Measure::Cost,
-                }))
+                })
             }
             Decision::Granted {
                 reservation,
@@ -297,15 +309,67 @@ impl Processor for Limit {
                     }
                 }
                 if ex.stream {
-                    ex.output_token_allowance = stream_allowance(ex, &applied, &states, &estimate);
+                    ex.output_token_allowance = stream_allowance(ex, applied, &states, &estimate);
                 }
                 ex.extensions.insert(Reserved {
                     reservation,
                     measures: applied.iter().map(|r| r.measure).collect(),
                     estimate,
                 });
-                Ok(Verdict::Continue)
+                Verdict::Continue
             }
+        }
+    }
+}
+
+/// Records the budget tips a request took in its response headers.
+fn set_hops(ex: &mut Exchange, hops: &[String]) {
+    if hops.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&hops.join(", ")) {
+        ex.response_headers.insert(BUDGET_FALLBACK, v);
+    }
+}
+
+#[async_trait]
+impl Processor for Limit {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    fn rechecks(&self) -> &'static [&'static str] {
+        // A budget tip resolves the new model's route as `route` did for the first one, and
+        // checks it against the caller's allowance as `authorize` did.
+        &["route", "authorize"]
+    }
+
+    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        let mut tried: Vec<String> = ex.model.iter().cloned().collect();
+        let mut hops: Vec<String> = Vec::new();
+        loop {
+            let estimate = estimate(ex);
+            let (charges, applied) = self.charges(ex, &estimate);
+            if charges.is_empty() {
+                set_hops(ex, &hops);
+                return Ok(Verdict::Continue);
+            }
+            let decision = match self.store.reserve(&charges, SystemTime::now()).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    tracing::debug!(%error, "limit store unavailable; failing closed");
+                    return Ok(Verdict::Deny(GatewayError::LimitsUnavailable));
+                }
+            };
+            if let Decision::Denied { index, .. } = &decision {
+                if let Some(hop) = self.tip(applied[*index], ex, &tried) {
+                    tried.extend(ex.model.clone());
+                    hops.push(hop);
+                    continue;
+                }
+            }
+            set_hops(ex, &hops);
+            return Ok(self.decided(ex, decision, &charges, &applied, estimate));
         }
     }
 

@@ -49,7 +49,11 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
         (Some(usage), _) => (usage, UsageSource::Reported),
         (None, Some(output)) => (
             Usage {
-                input_tokens: crate::limit::estimate_input_tokens(ex.api, ex.body()),
+                input_tokens: crate::tokens::count_input_tokens(
+                    ex.route.as_ref().map(|r| r.tokenizer).unwrap_or_default(),
+                    ex.api,
+                    ex.body(),
+                ),
                 output_tokens: output,
                 cached_tokens: 0,
                 reasoning_tokens: 0,

@@ -47,12 +47,19 @@ impl Processor for Route {
                 model: name.to_owned(),
             }));
         };
-        ex.attempt_order = if route.targets.len() == 1 {
-            vec![0]
-        } else {
-            route.attempt_order(fastrand::u64(..route.total_weight().max(1)))
-        };
-        ex.route = Some(route.clone());
+        let route = route.clone();
+        set_route(ex, route);
         Ok(Verdict::Continue)
     }
+}
+
+/// Points the exchange at `route`: its targets in a weighted-random attempt order. Shared
+/// with `limit`, whose budget tip moves a request to another model.
+pub(crate) fn set_route(ex: &mut Exchange, route: std::sync::Arc<johi_core::model::ModelRoute>) {
+    ex.attempt_order = if route.targets.len() == 1 {
+        vec![0]
+    } else {
+        route.attempt_order(fastrand::u64(..route.total_weight().max(1)))
+    };
+    ex.route = Some(route);
 }

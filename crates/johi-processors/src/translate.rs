@@ -148,6 +148,7 @@ mod tests {
             max_attempts: 1,
             pricing: None,
             default_max_tokens: 1024,
+            tokenizer: johi_core::model::Tokenizer::Estimate,
         }));
         ex.target_index = Some(0);
         ex

@@ -19,10 +19,18 @@ local function gauge_used(leases, amounts, now)
   return math.max(tonumber(redis.call('HGET', amounts, 'total')) or 0, 0)
 end
 
--- What counter `i` holds: a windowed counter is a plain integer key (absent = 0).
-local function used_of(i, gauge, now)
+-- What counter `i` holds: a windowed counter is a plain integer key (absent = 0). A rolling
+-- window (weight > 0, in millionths) adds its previous bucket, the second key, weighted and
+-- rounded up as `weighted()` does in Rust. Returns the total and that share.
+local function used_of(i, gauge, now, weight)
   if gauge then
     return gauge_used(KEYS[2 * i - 1], KEYS[2 * i], now)
   end
-  return tonumber(redis.call('GET', KEYS[2 * i - 1])) or 0
+  local used = tonumber(redis.call('GET', KEYS[2 * i - 1])) or 0
+  local share = 0
+  if weight > 0 then
+    local previous = tonumber(redis.call('GET', KEYS[2 * i])) or 0
+    share = math.ceil(previous * weight / 1000000)
+  end
+  return used + share, share
 end

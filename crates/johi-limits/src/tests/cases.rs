@@ -197,6 +197,43 @@ pub(super) async fn a_charge_belongs_to_the_window_it_was_made_in(
 /// replicas sharing one backend): every granted request is charged exactly its actual amount,
 /// the committed total never exceeds N plus the overshoot of actuals over estimates, and a
 /// request is denied only when the budget truly had no room for it.
+pub(super) async fn a_rolling_window_slides_instead_of_resetting(
+    store: &dyn LimitStore,
+    t0: SystemTime,
+) {
+    let tokens = spec(
+        "tokens-rolling",
+        Some(Window::Rolling(Duration::from_secs(60))),
+        100,
+    );
+    let at = |secs| t0 + Duration::from_secs(secs);
+    let reserve = |n, secs| {
+        let charges = [charge(&tokens, "key:a", n)];
+        async move { store.reserve(&charges, at(secs)).await }
+    };
+    granted(reserve(100, 30).await.unwrap());
+    assert_eq!(denied_index(reserve(1, 59).await.unwrap()), 0);
+    // 30 s into the next bucket the sliding window still covers half of the first one: a
+    // fixed window would have reset to 100 free tokens, a rolling one has 50.
+    assert_eq!(store.current(&tokens, "key:a", at(90)).await.unwrap(), 50);
+    let second = granted(reserve(50, 90).await.unwrap());
+    match reserve(1, 90).await.unwrap() {
+        Decision::Denied { state, .. } => assert_eq!(state.used, 100),
+        other => panic!("expected denied, got {other:?}"),
+    }
+    // 50 s in, a sixth of the first bucket is left: ⌈100 / 6⌉ = 17, plus 50.
+    assert_eq!(store.current(&tokens, "key:a", at(110)).await.unwrap(), 67);
+    let third = granted(reserve(33, 110).await.unwrap());
+    assert_eq!(denied_index(reserve(1, 110).await.unwrap()), 0);
+    // Commits correct the bucket their reservation was made in.
+    store.commit(&second, &[20]).await.unwrap();
+    store.commit(&third, &[33]).await.unwrap();
+    // 10 s into the third bucket: ⌈53 × 5/6⌉ = 45 of the second bucket.
+    assert_eq!(store.current(&tokens, "key:a", at(130)).await.unwrap(), 45);
+    // Two lengths later nothing is left.
+    assert_eq!(store.current(&tokens, "key:a", at(240)).await.unwrap(), 0);
+}
+
 pub(super) async fn five_hundred_racing_requests_never_overshoot_the_budget(
     stores: &[Arc<dyn LimitStore>],
     now: SystemTime,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use johi_auth::KeyHash;
+use johi_core::model::Tokenizer;
 use johi_core::Api;
 use johi_limits::testing::RedisServer;
 use johi_testkit::Harness;
@@ -68,7 +69,8 @@ fn header(r: &reqwest::Response, name: &str) -> Option<String> {
 /// What the limiter reserves for `body` before the call.
 fn estimate(body: &Value, max_tokens: u64) -> u64 {
     let map: Map<String, Value> = body.as_object().unwrap().clone();
-    johi_processors::limit::estimate_input_tokens(Api::ChatCompletions, &map) + max_tokens
+    johi_processors::tokens::count_input_tokens(Tokenizer::Estimate, Api::ChatCompletions, &map)
+        + max_tokens
 }
 
 /// A daily total-tokens budget of 100 000 for the organisation.
@@ -190,6 +192,78 @@ async fn a_soft_limit_serves_and_flags_the_response() {
     assert_eq!(
         header(&second, "x-johi-limit-warning").as_deref(),
         Some("soft-rpm")
+    );
+}
+
+#[tokio::test]
+async fn a_full_budget_tips_the_request_to_a_cheaper_model() {
+    // `big` may serve one request a minute; then requests go to `small`, whose own limit
+    // (two a minute) applies after the tip; a key that may not use `small` gets the 429.
+    let h = Harness::start(&format!(
+        r#"
+server: {{ listen: "127.0.0.1:0" }}
+providers:
+  mock: {{ base_url: "{{mock}}", api_key: sk-mock-key }}
+models:
+  big: {{ targets: [{{ provider: mock, model: big-upstream }}] }}
+  small: {{ targets: [{{ provider: mock, model: small-upstream }}] }}
+tenants: {{ acme: {{}} }}
+auth:
+  api_keys:
+    - {{ id: k1, hash: "{}", owner: acme }}
+    - {{ id: k2, hash: "{}", owner: acme, allowed_models: [big] }}
+limits:
+  - {{ id: big-rpm, scope: model, match: big, window: day, measure: requests, limit: 1, fallback: small }}
+  - {{ id: small-rpm, scope: model, match: small, window: day, measure: requests, limit: 2 }}
+"#,
+        KeyHash::of(KEY),
+        KeyHash::of(OTHER)
+    ))
+    .await;
+    let body = json!({"model": "big", "messages": [{"role": "user", "content": "hi"}]});
+    let served_by = |v: &Value| v["model"].as_str().unwrap().to_owned();
+
+    let first = send(&h, KEY, &body).await;
+    assert_eq!(first.status(), 200);
+    assert!(header(&first, "x-johi-budget-fallback").is_none());
+    assert_eq!(served_by(&first.json().await.unwrap()), "big-upstream");
+
+    let tipped = send(&h, KEY, &body).await;
+    assert_eq!(tipped.status(), 200);
+    assert_eq!(
+        header(&tipped, "x-johi-budget-fallback").as_deref(),
+        Some("big-rpm; from=big; to=small")
+    );
+    // The reported allowance is the model actually used: one of small's two left.
+    assert_eq!(
+        header(&tipped, "x-ratelimit-remaining-requests").as_deref(),
+        Some("1")
+    );
+    assert_eq!(served_by(&tipped.json().await.unwrap()), "small-upstream");
+
+    // A key limited to `big` is not moved to a model it may not use.
+    let refused = send(&h, OTHER, &body).await;
+    assert_eq!(refused.status(), 429);
+    let err: Value = refused.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("big-rpm"),
+        "{err}"
+    );
+
+    // Once the fallback is full too, the 429 names the fallback's limit.
+    assert_eq!(send(&h, KEY, &body).await.status(), 200);
+    let full = send(&h, KEY, &body).await;
+    assert_eq!(full.status(), 429);
+    let err: Value = full.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("small-rpm"),
+        "{err}"
     );
 }
 
