@@ -223,6 +223,48 @@ impl Processor for Counting {
     }
 }
 
+/// A processor that rewrites the prompt shorter (every message's content becomes
+/// `replacement`), to prove the limiter counts the prompt as sent, not as received.
+pub struct Shrinking {
+    contract: Contract,
+    replacement: String,
+}
+
+impl Shrinking {
+    /// A `shrink` processor (reads and writes the `prompt` facet, once per request).
+    pub fn new(replacement: &str) -> Shrinking {
+        Shrinking {
+            contract: Contract {
+                name: "shrink",
+                category: Category::Mutate,
+                reads: FacetSet::of(&[johi_core::Facet::Prompt]),
+                writes: FacetSet::of(&[johi_core::Facet::Prompt]),
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailClosed,
+            },
+            replacement: replacement.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Processor for Shrinking {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    async fn on_request(&self, exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        if let Some(Value::Array(messages)) = exchange.body_mut().get_mut("messages") {
+            for message in messages {
+                if let Some(content) = message.get_mut("content") {
+                    *content = Value::String(self.replacement.clone());
+                }
+            }
+        }
+        Ok(Verdict::Continue)
+    }
+}
+
 /// A processor that panics, to prove a panic becomes a 500 and the process keeps serving.
 pub struct Panicking(Contract);
 

@@ -2,6 +2,7 @@
 //! headers, budgets charged the provider's usage, money in micro-dollars, soft caps,
 //! concurrency, and a race of hundreds of requests that never overshoots a budget.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use johi_auth::KeyHash;
@@ -192,6 +193,48 @@ async fn a_soft_limit_serves_and_flags_the_response() {
     assert_eq!(
         header(&second, "x-johi-limit-warning").as_deref(),
         Some("soft-rpm")
+    );
+}
+
+#[tokio::test]
+async fn the_budget_is_charged_for_the_prompt_as_sent_after_a_mutating_processor() {
+    // `shrink` rewrites every message to one word before the limiter runs (the builder
+    // refuses it after `limit`): the reservation and the charge are for the short prompt.
+    let mut registry = johi_testkit::johi_server::Registry::with_builtins();
+    let shrink = Arc::new(johi_testkit::Shrinking::new("short"));
+    registry.register("shrink", move |_| shrink.clone());
+    let template = config(TPD).replace(
+        "audit: {",
+        "pipeline: [enrich, authenticate, validate, stream_usage, shrink, route, authorize, limit, endpoint, translate, credentials, audit]\naudit: {",
+    );
+    let h = Harness::start_with(&template, registry).await;
+    let long = chat(&"a long prompt that will not be sent ".repeat(200), 10);
+    let r = send(&h, KEY, &long).await;
+    assert_eq!(r.status(), 200);
+    // Reserved before the call: the estimate of the shrunk body, not of the client's.
+    let shrunk = chat("short", 10);
+    let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(100_000 - remaining, estimate(&shrunk, 10));
+    assert!(estimate(&long, 10) > 10 * estimate(&shrunk, 10));
+    // Charged after it: exactly the provider's usage for the prompt it received.
+    let usage = r.json::<Value>().await.unwrap()["usage"].clone();
+    let total = usage["total_tokens"].as_u64().unwrap();
+    assert!(usage["prompt_tokens"].as_u64().unwrap() < 20, "{usage}");
+    assert_eq!(tpd_charged(&h).await, total);
+
+    // The same processor after `limit` is refused at load, naming both.
+    let wrong = config(TPD).replace(
+        "audit: {",
+        "pipeline: [enrich, authenticate, validate, stream_usage, route, authorize, limit, shrink, endpoint, translate, credentials, audit]\naudit: {",
+    );
+    h.write_config(&wrong);
+    let errors = h.gateway.reload().await.unwrap_err().join("\n");
+    assert!(
+        errors.contains("'limit' reads 'prompt' but runs before 'shrink'"),
+        "{errors}"
     );
 }
 
