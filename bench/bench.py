@@ -298,6 +298,14 @@ def main() -> int:
         Target("johi", 18080, "bench-model", [johi_pid]),
     ]
     watched = {"mock": mock_pid, "nginx": nginx_pid, "johi": johi_pid}
+    # Further Johi gateways with other configs (run.sh's EXTRA), as name:port:pid:log.
+    extra_logs: dict[str, str] = {}
+    for spec in os.environ.get("EXTRA_TARGETS", "").split():
+        name, port, pid, logfile = spec.split(":", 3)
+        targets.append(Target(name, int(port), "bench-model", [int(pid)]))
+        watched[name] = int(pid)
+        extra_logs[name] = logfile
+    extras = [t for t in targets if t.name in extra_logs]
 
     def check_alive() -> None:
         dead = [n for n, p in watched.items() if not alive(p)]
@@ -314,7 +322,10 @@ def main() -> int:
             body_files[(t.name, m)] = path
     body_size = len(body("bench-model", False))
 
-    all_pids = [mock_pid, johi_pid, nginx_pid] + nginx_workers
+    all_pids = [mock_pid, johi_pid, nginx_pid] + nginx_workers + [t.pids[0] for t in extras]
+    redis_pid = int(os.environ.get("REDIS_PID") or 0)
+    if redis_pid:
+        all_pids.append(redis_pid)
     b0, _ = system_ticks()
     o0 = own_ticks(all_pids)
     time.sleep(1.0)
@@ -394,19 +405,21 @@ def main() -> int:
             f"errors {r['errors']}")
     check_alive()
 
+    extra_hwm = {t.name: status_kib(t.pids[0], "VmHWM") for t in extras}
+    redis_ping = redis_round_trip() if redis_pid else None
     johi_hwm = status_kib(johi_pid, "VmHWM")
     johi_rss = status_kib(johi_pid, "VmRSS")
     nginx_hwm = {p: status_kib(p, "VmHWM") for p in [nginx_pid] + nginx_workers}
     elapsed = time.monotonic() - t_start
 
     johi_log_issues: list[str] = []
-    jl = os.environ.get("JOHI_LOG")
-    if jl and os.path.exists(jl):
-        with open(jl, errors="replace") as f:
-            for line in f:
-                clean = re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip()
-                if " WARN " in clean or " ERROR " in clean:
-                    johi_log_issues.append(clean)
+    for jl in [os.environ.get("JOHI_LOG")] + list(extra_logs.values()):
+        if jl and os.path.exists(jl):
+            with open(jl, errors="replace") as f:
+                for line in f:
+                    clean = re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip()
+                    if " WARN " in clean or " ERROR " in clean:
+                        johi_log_issues.append(clean)
 
     # --- report -----------------------------------------------------------------------------
     L: list[str] = []
@@ -421,7 +434,7 @@ def main() -> int:
         f"the mock answers ~10 words (streams: role chunk, one chunk per word, finish, usage, [DONE])."
     )
     L.append(
-        f"* Each cell: {rounds} round(s), the three targets interleaved within each round; per "
+        f"* Each cell: {rounds} round(s), the targets interleaved within each round; per "
         f"round {warmup} s warm-up, then {duration} s measured with `wrk -t1 -cC`. Every figure is "
         f"the median over the rounds (errors: the sum). Latency is "
         f"wrk's full-response latency (for streams, to the last chunk). Added = target − direct at "
@@ -482,7 +495,12 @@ def main() -> int:
         f"{'master' if p == nginx_pid else 'worker'} {kib / 1024:.1f} MiB" for p, kib in nginx_hwm.items()
     )
     L.append(f"* nginx: peak RSS (VmHWM) {ng}")
+    for name, kib in extra_hwm.items():
+        L.append(f"* {name}: peak RSS (VmHWM) {kib / 1024:.1f} MiB")
     L.append("")
+
+    if extras:
+        L.extend(pipeline_cost(extras, modes, concs, results, ttfb_res, redis_ping))
 
     # --- bars ---
     bars: list[tuple[str, str, str, str]] = []
@@ -577,6 +595,71 @@ def main() -> int:
     print(report, flush=True)
     log(f"report written to {out_path}")
     return 0
+
+
+def redis_round_trip() -> dict | None:
+    """One Redis round trip on this machine: `redis-benchmark -t ping` with one client
+    against the benchmark's Redis (:18379), as latency percentiles in µs."""
+    try:
+        out = subprocess.run(
+            ["taskset", "-c", os.environ.get("LOADGEN_CPU", "1"), "redis-benchmark", "-p", "18379",
+             "-t", "ping", "-c", "1", "-n", "50000"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        log(f"redis-benchmark failed: {e}")
+        return None
+    # "latency summary (msec):" then a header line "avg min p50 p95 p99 max" and the values,
+    # once per ping variant (PING_INLINE, PING_MBULK); take the first.
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if "latency summary" in line and i + 2 < len(lines):
+            names = lines[i + 1].split()
+            values = [float(v) for v in lines[i + 2].split()]
+            return {k: v * 1000.0 for k, v in zip(names, values)}
+    log("redis-benchmark: no latency summary in its output")
+    return None
+
+
+def pipeline_cost(extras, modes, concs, results, ttfb_res, redis_ping) -> list[str]:
+    """What each extra config costs over the core Johi, measured in the same run."""
+    L = ["## Pipeline cost over the core Johi (same run)", ""]
+    L.append(
+        "Each extra gateway is the same binary with another config, measured interleaved with "
+        "the others. CPU ratio at the highest concurrency (the proxy's core saturated); added "
+        "p50 difference = (extra − direct) − (johi − direct) at the same concurrency."
+    )
+    L.append("")
+    if redis_ping:
+        L.append(
+            f"One Redis round trip here (`redis-benchmark -t ping -c 1`, :18379, CPU 1): p50 "
+            f"{redis_ping.get('p50', float('nan')) / 1000:.3f} ms, p99 "
+            f"{redis_ping.get('p99', float('nan')) / 1000:.3f} ms."
+        )
+        L.append("")
+    cpu_c = 64 if 64 in concs else max(concs)
+    L.append("| config | mode | CPU µs/req (johi → config) | CPU ratio | added p50 Δ ms (c=1) | added p50 Δ ms (c=16) | TTFB p50 Δ ms |")
+    L.append("|---|---|---:|---:|---:|---:|---:|")
+    for t in extras:
+        for m in modes:
+            j = results[(m, cpu_c, "johi")]["cpu_us_per_req"]
+            x = results[(m, cpu_c, t.name)]["cpu_us_per_req"]
+            ratio_text = f"{x / j:.2f}×" if (j and x) else "—"
+            deltas = []
+            for c in (1, 16):
+                if c in concs:
+                    deltas.append(
+                        f"{(results[(m, c, t.name)]['latency_us']['p50'] - results[(m, c, 'johi')]['latency_us']['p50']) / 1000:+.3f}"
+                    )
+                else:
+                    deltas.append("—")
+            ttfb_d = (ttfb_res[t.name]["p50"] - ttfb_res["johi"]["p50"]) / 1000
+            L.append(
+                f"| {t.name} | {MODE_NAMES[m]} | {j:.1f} → {x:.1f} | {ratio_text} | {deltas[0]} | "
+                f"{deltas[1]} | {ttfb_d:+.3f} |"
+            )
+    L.append("")
+    return L
 
 
 def _on_term(signum, frame):  # noqa: ARG001

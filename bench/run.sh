@@ -73,7 +73,7 @@ TMP="$(mktemp -d /tmp/johi-bench.XXXXXX)"
 export BENCH_TMP="$TMP"
 mkdir -p "$HERE/results"
 rm -f "$HERE/results/audit.jsonl"
-MOCK_PID="" JOHI_PID="" NGINX_PID="" BENCH_PID=""
+MOCK_PID="" JOHI_PID="" NGINX_PID="" BENCH_PID="" EXTRA_PIDS="" REDIS_PID=""
 
 stop() { # pid name
     local pid="$1" i
@@ -92,6 +92,8 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop "$BENCH_PID" bench.py
+    for pid in ${EXTRA_PIDS:-}; do stop "$pid" johi-extra; done
+    stop "${REDIS_PID:-}" redis
     stop "$JOHI_PID" johi
     stop "$NGINX_PID" nginx
     stop "$MOCK_PID" mock
@@ -147,6 +149,37 @@ taskset -c "$GATEWAY_CPU" "$NGINX_BIN" -p "$TMP/nginx/" -e "$TMP/nginx/error.log
 NGINX_PID=$!
 wait_port "$NGINX_PORT" "$NGINX_PID" nginx
 sleep 0.3 # let the worker come up
+
+# --- optional: a Redis for configs with limit_store, and extra Johi configs -----------------
+REDIS_PID=""
+if [ "${BENCH_REDIS:-0}" = "1" ]; then
+    command -v redis-server >/dev/null 2>&1 || die "BENCH_REDIS=1 needs redis-server (apt-get install redis-server)"
+    port_busy 18379 && die "port 18379 is already in use"
+    say "starting redis-server on :18379 (CPU $LOADGEN_CPU)"
+    taskset -c "$LOADGEN_CPU" redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+    REDIS_PID=$!
+    wait_port 18379 "$REDIS_PID" redis
+fi
+# EXTRA="name:port:config ...": more Johi gateways, each with its own config (listening on
+# that port), measured as further targets in the same run (e.g. the identity-and-limits
+# pipeline beside the core one).
+EXTRA_PIDS=""
+EXTRA_TARGETS=""
+for spec in ${EXTRA:-}; do
+    IFS=: read -r name port config <<<"$spec"
+    [ -n "$name" ] && [ -n "$port" ] && [ -f "$config" ] || die "EXTRA entry '$spec' is not name:port:config-file"
+    port_busy "$port" && die "port $port is already in use"
+    "$JOHI_BIN" check --config "$config" >/dev/null || die "$config does not check"
+    say "starting johi '$name' on :$port (CPU $GATEWAY_CPU) with $config"
+    taskset -c "$GATEWAY_CPU" "$JOHI_BIN" serve --config "$config" --worker-threads 1 \
+        >"$TMP/johi-$name.log" 2>&1 &
+    pid=$!
+    EXTRA_PIDS="$EXTRA_PIDS $pid"
+    wait_port "$port" "$pid" "johi-$name"
+    EXTRA_TARGETS="$EXTRA_TARGETS johi-$name:$port:$pid:$TMP/johi-$name.log"
+done
+export EXTRA_TARGETS REDIS_PID
 
 export MOCK_PID JOHI_PID NGINX_PID JOHI_CONFIG JOHI_LOG="$TMP/johi.log"
 

@@ -332,13 +332,13 @@ async fn a_concurrency_limit_counts_requests_in_flight() {
     );
 }
 
-/// 300 concurrent requests, spread over `gateways`, against a token budget of `budget`:
+/// 500 concurrent requests, spread over `gateways`, against a token budget of `budget`:
 /// the tokens the provider reported for the served requests never exceed it (estimates here
 /// are upper bounds, so the documented overshoot is zero), and the budget then holds exactly
 /// what they used (every served request charged, no refused one).
 async fn race(gateways: &[&Harness], budget: u64) {
     let body = chat("race for the last tokens", 30);
-    let sends = (0..300).map(|i| {
+    let sends = (0..500).map(|i| {
         let h = gateways[i % gateways.len()];
         send(h, if i % 2 == 0 { KEY } else { OTHER }, &body)
     });
