@@ -16,14 +16,20 @@ use johi_pipeline::{FailureMode, ShortResponse};
 
 use crate::raw::{RawConfig, RawPipelineEntry, RawProvider};
 use crate::{
-    AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, LedgerSettings, LedgerTarget,
-    LimitStoreSettings, PipelineEntry, ServerConfig, TlsFiles, DEFAULT_PIPELINE,
+    AdminSettings, AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, LedgerSettings,
+    LedgerTarget, LimitStoreSettings, PipelineEntry, ServerConfig, TlsFiles, DEFAULT_PIPELINE,
 };
 
 /// Default listener when the file names none.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default body limit: 4 MiB, room for long prompts and inline images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default admin listener: loopback only, so the admin API is never exposed by omission.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default key store file, next to the config file.
+pub const DEFAULT_KEY_STORE: &str = "johi-keys.db";
+/// Shortest admin token accepted: a guessable token would open every key and figure.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
 /// Validates `raw`; relative paths are resolved against `base_dir`.
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
@@ -251,6 +257,37 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         );
     }
 
+    let admin = raw.admin.and_then(|a| {
+        let listen = parse_addr(
+            a.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+            "admin.listen",
+            &mut errors,
+        );
+        if a.token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            errors.push(format!(
+                "admin.token: must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32` in JOHI_ADMIN_TOKEN)"
+            ));
+        }
+        let store = a.key_store.unwrap_or_else(|| DEFAULT_KEY_STORE.to_owned());
+        if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+            errors.push(
+                "admin.key_store: PostgreSQL is not supported yet; name a SQLite file".into(),
+            );
+            return None;
+        }
+        if listen.is_some_and(|l| l == server.listen && l.port() != 0) {
+            errors.push(
+                "admin.listen: must differ from server.listen (the admin API has its own port)"
+                    .into(),
+            );
+        }
+        Some(AdminSettings {
+            listen: listen?,
+            token_hash: johi_auth::KeyHash::of(&a.token),
+            key_store: resolve(&store),
+        })
+    });
+
     let dev = DevConfig {
         mock_upstream: raw
             .dev
@@ -277,6 +314,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         pipeline,
         audit,
         ledger,
+        admin,
         dev,
     })
 }

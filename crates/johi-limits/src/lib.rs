@@ -158,6 +158,34 @@ pub trait LimitStore: Send + Sync + 'static {
         scope_key: &str,
         now: SystemTime,
     ) -> Result<u64, StoreError>;
+
+    /// Every live counter of `spec` in the window containing `now` (for a gauge: every scope
+    /// instance with requests in flight), as `(scope_key, used)` sorted by scope key. Read
+    /// only, for the admin API: scope instances are not known in advance (users, keys), so
+    /// the store is the one that can list them.
+    async fn usage(
+        &self,
+        spec: &LimitSpec,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// The scope key of a counter key made by [`counter_key`] for `spec` in the window containing
+/// `now`, if the counter belongs to that limit and window.
+pub fn scope_of_counter<'a>(
+    spec: &LimitSpec,
+    counter: &'a str,
+    now: SystemTime,
+) -> Option<&'a str> {
+    let suffix = match spec.window {
+        Some(window) => window.bounds(now).0.to_string(),
+        None => "gauge".to_owned(),
+    };
+    counter
+        .strip_prefix(spec.id.as_str())?
+        .strip_prefix('|')?
+        .strip_suffix(suffix.as_str())?
+        .strip_suffix('|')
 }
 
 /// The counter key for `spec` and `scope_key` in the window containing `now`, and when that

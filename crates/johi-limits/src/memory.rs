@@ -171,4 +171,22 @@ impl LimitStore for MemoryStore {
             .filter(|c| c.expires_at.is_none_or(|at| at > now))
             .map_or(0, |c| c.value))
     }
+
+    async fn usage(
+        &self,
+        spec: &LimitSpec,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut rows: Vec<(String, u64)> = self
+            .lock()
+            .counters
+            .iter()
+            .filter(|(_, c)| c.expires_at.is_none_or(|at| at > now))
+            .filter_map(|(key, c)| {
+                crate::scope_of_counter(spec, key, now).map(|scope| (scope.to_owned(), c.value))
+            })
+            .collect();
+        rows.sort();
+        Ok(rows)
+    }
 }

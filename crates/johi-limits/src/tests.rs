@@ -71,6 +71,7 @@ on_both_backends!(
     soft_caps_count_but_never_deny_and_burst_adds_room,
     a_gauge_counts_requests_in_flight,
     a_charge_belongs_to_the_window_it_was_made_in,
+    usage_lists_the_live_counters_of_one_limit_and_window,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
