@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use http::Method;
 use johi_auth::key::{generate, KeyHash, KEY_PREFIX};
 use serde_json::{json, Value};
@@ -26,18 +26,8 @@ pub enum KeysCommand {
         /// The key's stable ID (recorded in audit and usage records instead of the key).
         #[arg(long)]
         id: String,
-        /// Who the key belongs to: organization[/team[/project]] from `tenants:`.
-        #[arg(long)]
-        owner: String,
-        /// End user the key belongs to.
-        #[arg(long)]
-        user: Option<String>,
-        /// Models the key may call (repeat or comma-separate); all when omitted.
-        #[arg(long, value_delimiter = ',')]
-        allowed_models: Vec<String>,
-        /// Refuse the key after this RFC 3339 UTC instant, e.g. 2027-01-31T00:00:00Z.
-        #[arg(long)]
-        expires_at: Option<String>,
+        #[command(flatten)]
+        key: KeySpec,
     },
     /// Print the `sha256:` hash of a key read from stdin (for keys made elsewhere).
     Hash,
@@ -48,18 +38,8 @@ pub enum KeysCommand {
         /// The key's stable ID; generated when omitted.
         #[arg(long)]
         id: Option<String>,
-        /// Who the key belongs to: organization[/team[/project]] from `tenants:`.
-        #[arg(long)]
-        owner: String,
-        /// End user the key belongs to.
-        #[arg(long)]
-        user: Option<String>,
-        /// Models the key may call (repeat or comma-separate); all its tenants allow when omitted.
-        #[arg(long, value_delimiter = ',')]
-        allowed_models: Vec<String>,
-        /// Refuse the key after this RFC 3339 UTC instant, e.g. 2027-01-31T00:00:00Z.
-        #[arg(long)]
-        expires_at: Option<String>,
+        #[command(flatten)]
+        key: KeySpec,
         /// A label KEY=VALUE for operators (repeatable).
         #[arg(long = "metadata")]
         metadata: Vec<String>,
@@ -79,6 +59,24 @@ pub enum KeysCommand {
         /// The key's ID.
         id: String,
     },
+}
+
+/// What a key is for, the same whether it is generated offline or issued by a gateway.
+#[derive(Args)]
+pub struct KeySpec {
+    /// Who the key belongs to: organization[/team[/project]] from `tenants:`.
+    #[arg(long)]
+    owner: String,
+    /// End user the key belongs to.
+    #[arg(long)]
+    user: Option<String>,
+    /// Models the key may call (repeat or comma-separate); whatever its tenants allow when
+    /// omitted.
+    #[arg(long, value_delimiter = ',')]
+    allowed_models: Vec<String>,
+    /// Refuse the key after this RFC 3339 UTC instant, e.g. 2027-01-31T00:00:00Z.
+    #[arg(long)]
+    expires_at: Option<String>,
 }
 
 /// Runs a `johi keys` command.
@@ -105,10 +103,13 @@ pub fn run(command: KeysCommand) -> ExitCode {
         }
         KeysCommand::Generate {
             id,
-            owner,
-            user,
-            allowed_models,
-            expires_at,
+            key:
+                KeySpec {
+                    owner,
+                    user,
+                    allowed_models,
+                    expires_at,
+                },
         } => {
             if let Some(at) = &expires_at {
                 if let Err(e) = humantime::parse_rfc3339(at) {
@@ -173,10 +174,13 @@ async fn remote(command: KeysCommand) -> Result<(), String> {
         KeysCommand::Create {
             target,
             id,
-            owner,
-            user,
-            allowed_models,
-            expires_at,
+            key:
+                KeySpec {
+                    owner,
+                    user,
+                    allowed_models,
+                    expires_at,
+                },
             metadata,
         } => {
             let mut labels = serde_json::Map::new();

@@ -127,13 +127,7 @@ pub(super) async fn spend(
 ) -> Result<Response, AdminError> {
     let params = query_params(params)?;
     let ledger = ledger(&state)?;
-    let one = |name: &str| {
-        params
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let one = |name: &str| last(&params, name);
     let all = |name: &str| -> Vec<String> {
         params
             .iter()
@@ -182,13 +176,7 @@ pub(super) async fn chargeback(
     let params = query_params(params)?;
     let ledger = ledger(&state)?;
     reject_unknown(&params, &["month", "project", "flush"])?;
-    let find = |name: &str| {
-        params
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let find = |name: &str| last(&params, name);
     let month: YearMonth = find("month")
         .ok_or_else(|| AdminError::bad_request("month", "month is required (YYYY-MM)"))?
         .parse()
@@ -214,6 +202,15 @@ fn query_params(params: Result<Query<Params>, QueryRejection>) -> Result<Params,
             param: None,
             code: "invalid_query",
         })
+}
+
+/// The last value given for `name` (a repeated single-valued parameter: the last wins).
+fn last<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn reject_unknown(params: &Params, known: &[&str]) -> Result<(), AdminError> {

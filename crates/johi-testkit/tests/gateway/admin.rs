@@ -483,3 +483,45 @@ async fn the_openapi_document_matches_the_admin_router() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reload_rotates_the_token_keeps_issued_keys_and_refuses_a_new_key_store() {
+    let h = Harness::start(&config()).await;
+    let (_, created) = create(&h, json!({"id": "steady", "owner": "acme"})).await;
+    let secret = created["key"].as_str().unwrap().to_owned();
+
+    const NEW_TOKEN: &str = "rotated-admin-token-9876543210";
+    h.write_config(&config().replace(TOKEN, NEW_TOKEN));
+    h.gateway.reload().await.unwrap();
+    let url = h.admin_url("/admin/v1/keys");
+    assert_eq!(
+        h.client
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        h.client
+            .get(&url)
+            .bearer_auth(NEW_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Issued keys are resolved again against the reloaded config and keep working.
+    assert_eq!(chat(&h, &secret, "m").await.0, 200);
+
+    h.write_config(&config().replace("keys.db", "other-keys.db"));
+    let errors = h.gateway.reload().await.unwrap_err();
+    assert!(
+        errors[0].starts_with("admin: listen or key_store changed"),
+        "{errors:?}"
+    );
+    assert_eq!(chat(&h, &secret, "m").await.0, 200);
+}
