@@ -399,9 +399,10 @@ fn keys(args: &[&str], admin_port: u16, token: Option<&str>) -> Output {
         .args(args)
         .arg("--admin-url")
         .arg(format!("http://127.0.0.1:{admin_port}"));
-    if let Some(token) = token {
-        cmd.env("JOHI_ADMIN_TOKEN", token);
-    }
+    match token {
+        Some(token) => cmd.env("JOHI_ADMIN_TOKEN", token),
+        None => cmd.env_remove("JOHI_ADMIN_TOKEN"),
+    };
     cmd.output().unwrap()
 }
 
