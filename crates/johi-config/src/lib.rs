@@ -81,8 +81,20 @@ pub struct AdminSettings {
     /// SHA-256 of the admin token: the token itself is not kept after load, and a presented
     /// token is compared by digest in constant time.
     pub token_hash: johi_auth::KeyHash,
-    /// The SQLite file holding keys issued through the admin API.
-    pub key_store: PathBuf,
+    /// Where keys issued through the admin API are kept.
+    pub key_store: KeyStoreTarget,
+    /// How often a shared (PostgreSQL) key store is re-read, so that keys issued or revoked
+    /// through another replica take effect here.
+    pub key_refresh_interval: Duration,
+}
+
+/// Where the admin API keeps the keys it issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStoreTarget {
+    /// A SQLite file: one gateway.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (a secret: never logged), shared by replicas.
+    Postgres(String),
 }
 
 /// Listener and process settings.

@@ -53,8 +53,12 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     /// The admin bearer token, usually `${JOHI_ADMIN_TOKEN}`.
     pub token: String,
-    /// SQLite file holding the keys issued through the API (default `johi-keys.db`).
+    /// Where keys issued through the API are kept: a SQLite file (default `johi-keys.db`)
+    /// or a `postgres://` URL shared by replicas.
     pub key_store: Option<String>,
+    /// How often a PostgreSQL key store is re-read (default `5s`).
+    #[serde(default, with = "humantime_serde")]
+    pub key_refresh_interval: Option<Duration>,
 }
 
 /// `server:`

@@ -16,8 +16,9 @@ use johi_pipeline::{FailureMode, ShortResponse};
 
 use crate::raw::{RawConfig, RawPipelineEntry, RawProvider};
 use crate::{
-    AdminSettings, AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, LedgerSettings,
-    LedgerTarget, LimitStoreSettings, PipelineEntry, ServerConfig, TlsFiles, DEFAULT_PIPELINE,
+    AdminSettings, AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, KeyStoreTarget,
+    LedgerSettings, LedgerTarget, LimitStoreSettings, PipelineEntry, ServerConfig, TlsFiles,
+    DEFAULT_PIPELINE,
 };
 
 /// Default listener when the file names none.
@@ -269,11 +270,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
             ));
         }
         let store = a.key_store.unwrap_or_else(|| DEFAULT_KEY_STORE.to_owned());
-        if store.starts_with("postgres://") || store.starts_with("postgresql://") {
-            errors.push(
-                "admin.key_store: PostgreSQL is not supported yet; name a SQLite file".into(),
-            );
-            return None;
+        let key_store = if store.starts_with("postgres://") || store.starts_with("postgresql://")
+        {
+            KeyStoreTarget::Postgres(store)
+        } else {
+            KeyStoreTarget::Sqlite(resolve(&store))
+        };
+        let key_refresh_interval = a.key_refresh_interval.unwrap_or(Duration::from_secs(5));
+        if key_refresh_interval.is_zero() {
+            errors.push("admin.key_refresh_interval: must be greater than zero".into());
         }
         if listen.is_some_and(|l| l == server.listen && l.port() != 0) {
             errors.push(
@@ -284,7 +289,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         Some(AdminSettings {
             listen: listen?,
             token_hash: johi_auth::KeyHash::of(&a.token),
-            key_store: resolve(&store),
+            key_store,
+            key_refresh_interval,
         })
     });
 

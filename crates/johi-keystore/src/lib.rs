@@ -9,25 +9,28 @@
 //!
 //! # Where it is kept
 //! One SQLite file (WAL mode, `synchronous=FULL`: a created or revoked key survives a power
-//! cut). A PostgreSQL backend, for replicas that share keys, is not written yet.
+//! cut), the single-node default; or a PostgreSQL table that several gateway replicas share
+//! ([`KeyDb::is_shared`]): each replica then re-reads it with [`KeyDb::refresh`] on an
+//! interval, so a key issued or revoked through one replica reaches the others within it.
 //!
-//! # Reads never touch the disk
+//! # Reads never touch the database
 //! Every record is loaded at [`KeyDb::open`] and kept in memory; a change is written to the
-//! file first and applied in memory only once committed. The request path does not use this
-//! crate at all: it reads the resolved keys from `johi_auth::KeyStore`, which the admin API
-//! updates after each change here.
+//! database first and applied in memory only once committed. Changes and refreshes take
+//! turns (one async lock), so a refresh never undoes a change made while it read. The
+//! request path does not use this crate at all: it reads the resolved keys from
+//! `johi_auth::KeyStore`, which the admin API updates after each change here.
 
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use indexmap::IndexMap;
-use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
-/// How long a write waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+mod postgres;
+mod sqlite;
 
+/// The table, the same in both databases (text columns; lists and maps as JSON).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS johi_api_keys (
     id             TEXT PRIMARY KEY,
@@ -44,8 +47,41 @@ CREATE TABLE IF NOT EXISTS johi_api_keys (
 );
 ";
 
+/// The columns in the order every statement reads and writes them.
 const COLUMNS: &str = "id, hash, redacted, owner, user_id, allowed_models, allowed_routes, \
                        expires_at, metadata, created_at, revoked_at";
+
+/// Where the keys are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyStoreBackend {
+    /// A SQLite file (created with its directory if missing): one gateway.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database shared by several gateway replicas (no TLS, as for the ledger).
+    Postgres {
+        /// A `postgres://user:password@host:port/database` URL.
+        url: String,
+    },
+}
+
+impl fmt::Debug for KeyStoreBackend {
+    /// Never prints the password in a PostgreSQL URL.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyStoreBackend::Sqlite { path } => {
+                f.debug_struct("Sqlite").field("path", path).finish()
+            }
+            KeyStoreBackend::Postgres { url } => {
+                let host = url.rfind('@').map_or("", |at| &url[at..]);
+                f.debug_struct("Postgres")
+                    .field("url", &format!("postgres://***{host}"))
+                    .finish()
+            }
+        }
+    }
+}
 
 /// One issued key, as stored: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,12 +118,63 @@ impl KeyRecord {
     }
 }
 
+/// A record's columns as text, in [`COLUMNS`] order: what both backends bind.
+type Row = [Option<String>; 11];
+
+impl KeyRecord {
+    fn to_row(&self) -> Result<Row, KeyStoreError> {
+        Ok([
+            Some(self.id.clone()),
+            Some(self.hash.clone()),
+            Some(self.redacted.clone()),
+            Some(self.owner.clone()),
+            self.user.clone(),
+            self.allowed_models
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?,
+            self.allowed_routes
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?,
+            self.expires_at.clone(),
+            Some(serde_json::to_string(&self.metadata)?),
+            Some(self.created_at.clone()),
+            self.revoked_at.clone(),
+        ])
+    }
+
+    fn from_row(row: Row) -> Result<KeyRecord, KeyStoreError> {
+        let [id, hash, redacted, owner, user, models, routes, expires_at, metadata, created_at, revoked_at] =
+            row;
+        let list = |text: Option<String>| -> Result<Option<Vec<String>>, KeyStoreError> {
+            Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+        };
+        Ok(KeyRecord {
+            id: id.unwrap_or_default(),
+            hash: hash.unwrap_or_default(),
+            redacted: redacted.unwrap_or_default(),
+            owner: owner.unwrap_or_default(),
+            user,
+            allowed_models: list(models)?,
+            allowed_routes: list(routes)?,
+            expires_at,
+            metadata: serde_json::from_str(metadata.as_deref().unwrap_or("{}"))?,
+            created_at: created_at.unwrap_or_default(),
+            revoked_at,
+        })
+    }
+}
+
 /// Why a key store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
     /// The SQLite file could not be opened, read or written.
     #[error("key store sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL database could not be reached, read or written.
+    #[error("key store postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// The file's directory could not be created.
     #[error("key store file: {0}")]
     Io(#[from] std::io::Error),
@@ -102,46 +189,84 @@ pub enum KeyStoreError {
     Duplicate(String),
 }
 
-/// The key store: the SQLite file and the records it holds, mirrored in memory. Cheap to
-/// clone; clones share the file and the mirror.
+/// One database, whichever it is.
+enum Store {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+impl Store {
+    async fn load(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
+        match self {
+            Store::Sqlite(s) => s.load().await,
+            Store::Postgres(p) => p.load().await,
+        }
+    }
+
+    async fn insert(&self, record: &KeyRecord) -> Result<(), KeyStoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert(record).await,
+            Store::Postgres(p) => p.insert(record).await,
+        }
+    }
+
+    async fn revoke(&self, id: &str, at: &str) -> Result<Option<KeyRecord>, KeyStoreError> {
+        match self {
+            Store::Sqlite(s) => s.revoke(id, at).await,
+            Store::Postgres(p) => p.revoke(id, at).await,
+        }
+    }
+}
+
+/// The key store: a database and the records it holds, mirrored in memory. Cheap to clone;
+/// clones share the database and the mirror.
 #[derive(Clone)]
 pub struct KeyDb {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    backend: KeyStoreBackend,
+    store: Store,
     records: Mutex<IndexMap<String, KeyRecord>>,
+    /// Changes and refreshes take turns, so a refresh never replaces the mirror with a read
+    /// made before a change that has since been applied to it.
+    turn: tokio::sync::Mutex<()>,
 }
 
-impl std::fmt::Debug for KeyDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for KeyDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyDb")
-            .field("path", &self.inner.path)
+            .field("backend", &self.inner.backend)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyDb {
-    /// Opens (creating, with its directory) the SQLite file and its schema, and loads every
-    /// record. Runs on the blocking pool.
-    pub async fn open(path: &Path) -> Result<KeyDb, KeyStoreError> {
-        let path = path.to_path_buf();
-        let opened = path.clone();
-        let (conn, records) = tokio::task::spawn_blocking(move || open_file(&opened)).await??;
+    /// Opens the database (creating the SQLite file and its directory, or the table), and
+    /// loads every record.
+    pub async fn open(backend: &KeyStoreBackend) -> Result<KeyDb, KeyStoreError> {
+        let store = match backend {
+            KeyStoreBackend::Sqlite { path } => Store::Sqlite(sqlite::Sqlite::open(path).await?),
+            KeyStoreBackend::Postgres { url } => {
+                Store::Postgres(postgres::Postgres::open(url).await?)
+            }
+        };
+        let records = index(store.load().await?);
         Ok(KeyDb {
             inner: Arc::new(Inner {
-                path,
-                conn: Mutex::new(conn),
+                backend: backend.clone(),
+                store,
                 records: Mutex::new(records),
+                turn: tokio::sync::Mutex::new(()),
             }),
         })
     }
 
-    /// The file this store writes.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Whether other processes may change the store (PostgreSQL): then [`KeyDb::refresh`]
+    /// should run on an interval.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, KeyStoreBackend::Postgres { .. })
     }
 
     /// Every record, in the order they were created.
@@ -154,133 +279,50 @@ impl KeyDb {
         self.mirror().get(id).cloned()
     }
 
+    /// Re-reads every record, to see what other replicas changed.
+    pub async fn refresh(&self) -> Result<(), KeyStoreError> {
+        let _turn = self.inner.turn.lock().await;
+        let records = index(self.inner.store.load().await?);
+        *self.mirror() = records;
+        Ok(())
+    }
+
     /// Stores a new record; fails with [`KeyStoreError::Duplicate`] if its ID or hash is
-    /// taken. Once this returns `Ok` the record is on disk.
+    /// taken. Once this returns `Ok` the record is committed.
     pub async fn insert(&self, record: KeyRecord) -> Result<(), KeyStoreError> {
+        let _turn = self.inner.turn.lock().await;
         if self.mirror().contains_key(&record.id) {
             return Err(KeyStoreError::Duplicate(record.id));
         }
-        let stored = record.clone();
-        self.blocking(move |conn| {
-            let inserted = conn.execute(
-                &format!("INSERT INTO johi_api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-                params![
-                    stored.id,
-                    stored.hash,
-                    stored.redacted,
-                    stored.owner,
-                    stored.user,
-                    stored.allowed_models.as_ref().map(serde_json::to_string).transpose()?,
-                    stored.allowed_routes.as_ref().map(serde_json::to_string).transpose()?,
-                    stored.expires_at,
-                    serde_json::to_string(&stored.metadata)?,
-                    stored.created_at,
-                    stored.revoked_at,
-                ],
-            );
-            match inserted {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Err(KeyStoreError::Duplicate(stored.id))
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await?;
+        self.inner.store.insert(&record).await?;
         self.mirror().insert(record.id.clone(), record);
         Ok(())
     }
 
     /// Marks the key revoked at `at` (RFC 3339) and returns its record; a key already revoked
-    /// keeps its first revocation time. `None` if no key has this ID.
+    /// keeps its first revocation time. `None` if no key has this ID. Asks the database, not
+    /// the mirror, so a key issued through another replica can be revoked before this one
+    /// has refreshed.
     pub async fn revoke(&self, id: &str, at: String) -> Result<Option<KeyRecord>, KeyStoreError> {
-        let Some(mut record) = self.get(id) else {
-            return Ok(None);
-        };
-        if record.is_revoked() {
-            return Ok(Some(record));
+        let _turn = self.inner.turn.lock().await;
+        let record = self.inner.store.revoke(id, &at).await?;
+        if let Some(record) = &record {
+            self.mirror().insert(record.id.clone(), record.clone());
         }
-        let key = id.to_owned();
-        let when = at.clone();
-        self.blocking(move |conn| {
-            conn.execute(
-                "UPDATE johi_api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![key, when],
-            )?;
-            Ok(())
-        })
-        .await?;
-        record.revoked_at = Some(at);
-        self.mirror().insert(record.id.clone(), record.clone());
-        Ok(Some(record))
+        Ok(record)
     }
 
     fn mirror(&self) -> std::sync::MutexGuard<'_, IndexMap<String, KeyRecord>> {
-        // Updates of the mirror are single inserts: a poisoned lock is still consistent.
+        // Updates of the mirror are single assignments: a poisoned lock is still consistent.
         self.inner
             .records
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Runs `f` with the connection on the blocking pool, so a slow disk never holds a
-    /// runtime thread.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, KeyStoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, KeyStoreError> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic inside `f` left no transaction open: the connection is still sound.
-            let conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&conn)
-        })
-        .await?
-    }
 }
 
-fn open_file(path: &Path) -> Result<(Connection, IndexMap<String, KeyRecord>), KeyStoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let _mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch(SCHEMA)?;
-    let mut records = IndexMap::new();
-    {
-        let mut statement = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM johi_api_keys ORDER BY rowid"
-        ))?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let json_list = |i: usize| -> Result<Option<Vec<String>>, KeyStoreError> {
-                let text: Option<String> = row.get(i)?;
-                Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
-            };
-            let metadata: String = row.get(8)?;
-            let record = KeyRecord {
-                id: row.get(0)?,
-                hash: row.get(1)?,
-                redacted: row.get(2)?,
-                owner: row.get(3)?,
-                user: row.get(4)?,
-                allowed_models: json_list(5)?,
-                allowed_routes: json_list(6)?,
-                expires_at: row.get(7)?,
-                metadata: serde_json::from_str(&metadata)?,
-                created_at: row.get(9)?,
-                revoked_at: row.get(10)?,
-            };
-            records.insert(record.id.clone(), record);
-        }
-    }
-    Ok((conn, records))
+fn index(records: Vec<KeyRecord>) -> IndexMap<String, KeyRecord> {
+    records.into_iter().map(|r| (r.id.clone(), r)).collect()
 }
 
 #[cfg(test)]

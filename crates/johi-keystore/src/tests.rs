@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 
-use crate::{KeyDb, KeyRecord, KeyStoreError};
+use crate::{KeyDb, KeyRecord, KeyStoreBackend, KeyStoreError};
 
 fn record(id: &str, hash: &str) -> KeyRecord {
     KeyRecord {
@@ -20,11 +20,74 @@ fn record(id: &str, hash: &str) -> KeyRecord {
     }
 }
 
+/// A fresh schema named after the test in the database `JOHI_TEST_POSTGRES_URL` names (as
+/// the ledger's tests do), so tests run in parallel.
+pub(crate) async fn postgres(test: &str) -> KeyStoreBackend {
+    let Ok(url) = std::env::var("JOHI_TEST_POSTGRES_URL") else {
+        panic!(
+            "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local \
+             PostgreSQL and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)"
+        );
+    };
+    let schema = format!("keystore_test_{test}");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    KeyStoreBackend::Postgres {
+        url: format!("{url}{separator}options=-csearch_path%3D{schema}"),
+    }
+}
+
 #[tokio::test]
-async fn records_survive_reopening_and_revocation_is_kept() {
+async fn sqlite_records_survive_reopening_and_revocation_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested/keys.db");
-    let db = KeyDb::open(&path).await.unwrap();
+    let backend = KeyStoreBackend::Sqlite {
+        path: dir.path().join("nested/keys.db"),
+    };
+    records_survive_reopening_and_revocation_is_kept(&backend).await;
+}
+
+#[tokio::test]
+async fn postgres_records_survive_reopening_and_revocation_is_kept() {
+    records_survive_reopening_and_revocation_is_kept(&postgres("reopen").await).await;
+}
+
+/// Two replicas on one PostgreSQL: what one issues the other sees after a refresh, and can
+/// revoke before it has.
+#[tokio::test]
+async fn postgres_replicas_share_keys() {
+    let backend = postgres("replicas").await;
+    let a = KeyDb::open(&backend).await.unwrap();
+    let b = KeyDb::open(&backend).await.unwrap();
+    assert!(a.is_shared());
+    a.insert(record("one", "sha256:11")).await.unwrap();
+    a.insert(record("two", "sha256:22")).await.unwrap();
+    assert!(b.get("one").is_none());
+    assert!(matches!(
+        b.insert(record("one", "sha256:33")).await,
+        Err(KeyStoreError::Duplicate(_))
+    ));
+    let revoked = b
+        .revoke("two", "2026-11-29T22:00:00Z".into())
+        .await
+        .unwrap();
+    assert!(revoked.unwrap().is_revoked());
+    b.refresh().await.unwrap();
+    assert_eq!(b.get("one").unwrap(), record("one", "sha256:11"));
+    a.refresh().await.unwrap();
+    assert!(a.get("two").unwrap().is_revoked());
+}
+
+async fn records_survive_reopening_and_revocation_is_kept(backend: &KeyStoreBackend) {
+    let db = KeyDb::open(backend).await.unwrap();
     assert!(db.records().is_empty());
     db.insert(record("a", "sha256:aa")).await.unwrap();
     db.insert(record("b", "sha256:bb")).await.unwrap();
@@ -51,7 +114,7 @@ async fn records_survive_reopening_and_revocation_is_kept() {
     assert!(db.revoke("zz", "x".into()).await.unwrap().is_none());
     drop(db);
 
-    let reopened = KeyDb::open(&path).await.unwrap();
+    let reopened = KeyDb::open(backend).await.unwrap();
     let ids: Vec<_> = reopened.records().into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["a", "b"]);
     assert_eq!(reopened.get("b").unwrap(), record("b", "sha256:bb"));

@@ -123,10 +123,15 @@ impl Loader {
         }
         // Run-time keys are resolved against this config (its tenants and models) and the
         // authenticator consults them next to the config's own keys.
-        let issued = self.keys.as_ref().map(|keys| {
-            keys.attach(&mut config);
-            (keys, keys.resolve_all(&config))
-        });
+        let issued = match &self.keys {
+            Some(keys) => {
+                let changes = keys.lock().await;
+                keys.attach(&mut config);
+                let entries = keys.resolve_all(&config);
+                Some((keys, entries, changes))
+            }
+            None => None,
+        };
         let mut audit = self.audit.lock().await;
         let sink = match &config.audit {
             None => None,
@@ -146,7 +151,7 @@ impl Loader {
         };
         let ledger = self.ledger.as_ref().map(|(_, ledger)| ledger.clone());
         let runtime = Runtime::build(config, &self.registry, sink, self.limits.clone(), ledger)?;
-        if let Some((keys, entries)) = issued {
+        if let Some((keys, entries, _changes)) = issued {
             keys.store.replace(entries);
         }
         Ok(runtime)
@@ -163,6 +168,8 @@ pub struct RunningGateway {
     watcher: JoinHandle<()>,
     /// The admin listener's address and task, when `admin:` is configured.
     admin: Option<(SocketAddr, JoinHandle<()>)>,
+    /// Re-reads a shared key store; stopped at shutdown.
+    key_refresher: Option<JoinHandle<()>>,
     _mock: Option<MockUpstream>,
 }
 
@@ -241,6 +248,11 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         )?),
         None => None,
     };
+    let key_refresher = loader
+        .keys
+        .as_ref()
+        .filter(|keys| keys.db.is_shared())
+        .map(|keys| tokio::spawn(refresh_keys(keys.clone(), shared.clone())));
     let app = router(shared.clone());
     let drain_shared = shared.clone();
     let drain_loader = loader.clone();
@@ -298,8 +310,41 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         task,
         watcher,
         admin,
+        key_refresher,
         _mock: mock,
     })
+}
+
+/// Re-reads a shared (PostgreSQL) key store every `admin.key_refresh_interval`, so keys
+/// issued or revoked through another replica take effect here. A failed read keeps the keys
+/// as they were (logged once per outage), and is tried again at the next interval.
+async fn refresh_keys(keys: Arc<admin::runtime_keys::RuntimeKeys>, shared: Arc<Shared>) {
+    let mut failing = false;
+    loop {
+        let interval = shared
+            .runtime
+            .load()
+            .config
+            .admin
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(5), |a| {
+                a.key_refresh_interval
+            });
+        tokio::time::sleep(interval).await;
+        let config = shared.runtime.load_full().config.clone();
+        match keys.refresh(&config).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("admin key store readable again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "admin key store could not be re-read; keeping the keys as they were");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Serves the admin API on its own listener until shutdown. It stops accepting at once (no
@@ -441,6 +486,9 @@ impl RunningGateway {
     /// Waits until shutdown has completed (audit flushed).
     pub async fn wait(self) {
         self.watcher.abort();
+        if let Some(refresher) = &self.key_refresher {
+            refresher.abort();
+        }
         let _ = self.task.await;
         if let Some((_, admin)) = self.admin {
             let _ = admin.await;

@@ -86,8 +86,10 @@ pub(super) async fn create(
         revoked_at: None,
     };
     let entry = resolve(&record, config).map_err(invalid_fields)?;
+    let changes = keys.lock().await;
     keys.db.insert(record.clone()).await.map_err(store_error)?;
     keys.store.insert(entry);
+    drop(changes);
     tracing::info!(key = %id, owner = %record.owner, "admin: key created");
     let mut view = record_view(&record);
     view["key"] = Value::String(generated.secret);
@@ -151,6 +153,7 @@ pub(super) async fn revoke(
             code: "key_in_config",
         });
     }
+    let changes = keys.lock().await;
     let record = keys
         .db
         .revoke(&id, now_rfc3339())
@@ -161,6 +164,7 @@ pub(super) async fn revoke(
         Ok(hash) => keys.store.remove(&hash),
         Err(e) => tracing::error!(key = %id, error = %e, "a stored key has a malformed hash"),
     }
+    drop(changes);
     tracing::info!(key = %id, "admin: key revoked");
     Ok(json(StatusCode::OK, record_view(&record)))
 }
@@ -201,7 +205,10 @@ fn store_error(error: KeyStoreError) -> AdminError {
         KeyStoreError::Task(e) => AdminError::Internal {
             message: format!("the key store task failed: {e}"),
         },
-        e @ (KeyStoreError::Sqlite(_) | KeyStoreError::Io(_) | KeyStoreError::Malformed(_)) => {
+        e @ (KeyStoreError::Sqlite(_)
+        | KeyStoreError::Postgres(_)
+        | KeyStoreError::Io(_)
+        | KeyStoreError::Malformed(_)) => {
             tracing::error!(error = %e, "admin: key store failure");
             AdminError::Unavailable {
                 message: format!("the key store could not be written: {e}"),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use johi_auth::{ApiKeyEntry, KeyStore};
 use johi_config::raw::RawApiKey;
-use johi_config::Config;
-use johi_keystore::{KeyDb, KeyRecord};
+use johi_config::{Config, KeyStoreTarget};
+use johi_keystore::{KeyDb, KeyRecord, KeyStoreBackend};
 
 /// The key store of one gateway process: opened at start, kept across reloads.
 pub struct RuntimeKeys {
@@ -19,19 +19,43 @@ pub struct RuntimeKeys {
     pub db: KeyDb,
     /// What the authenticator consults on every request.
     pub store: KeyStore,
+    /// Held by whatever changes the store or rebuilds the map from it (create, revoke,
+    /// refresh, reload), so a rebuild from an older read never drops a newer change.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl RuntimeKeys {
-    /// Opens the SQLite file (creating it) and loads its records; entries are resolved when
-    /// the first config is built.
-    pub async fn open(path: &std::path::Path) -> Result<RuntimeKeys, String> {
-        let db = KeyDb::open(path)
+    /// Opens the key store (creating the SQLite file or the table) and loads its records;
+    /// entries are resolved when the first config is built.
+    pub async fn open(target: &KeyStoreTarget) -> Result<RuntimeKeys, String> {
+        let backend = match target {
+            KeyStoreTarget::Sqlite(path) => KeyStoreBackend::Sqlite { path: path.clone() },
+            KeyStoreTarget::Postgres(url) => KeyStoreBackend::Postgres { url: url.clone() },
+        };
+        // The error never includes the URL (it may hold a password).
+        let db = KeyDb::open(&backend)
             .await
-            .map_err(|e| format!("admin.key_store {}: {e}", path.display()))?;
+            .map_err(|e| format!("admin.key_store: {e}"))?;
         Ok(RuntimeKeys {
             db,
             store: KeyStore::new(),
+            changes: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Takes the change lock (see the field); hold it from the database write to the map
+    /// update.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
+    /// Re-reads a shared key store and re-resolves every key against `config`, so keys issued
+    /// or revoked through another replica take effect here.
+    pub async fn refresh(&self, config: &Config) -> Result<(), String> {
+        let _changes = self.lock().await;
+        self.db.refresh().await.map_err(|e| e.to_string())?;
+        self.store.replace(self.resolve_all(config));
+        Ok(())
     }
 
     /// Makes `config`'s authenticator consult the run-time keys too. The authenticator is

@@ -525,3 +525,71 @@ async fn a_reload_rotates_the_token_keeps_issued_keys_and_refuses_a_new_key_stor
     );
     assert_eq!(chat(&h, &secret, "m").await.0, 200);
 }
+
+/// The PostgreSQL URL of the tests (`scripts/test` starts a server and sets it), pointed at a
+/// fresh schema named after the test.
+async fn postgres_key_store(test: &str) -> String {
+    let Ok(url) = std::env::var("JOHI_TEST_POSTGRES_URL") else {
+        panic!(
+            "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local \
+             PostgreSQL and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)"
+        );
+    };
+    let schema = format!("admin_test_{test}");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// Polls until `chat` with `key` on `h` answers `status` (a replica refreshes its keys on an
+/// interval).
+async fn eventually(h: &Harness, key: &str, status: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (got, body) = chat(h, key, "m").await;
+        if got == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {got} rather than {status}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Two replicas sharing one PostgreSQL key store: a key issued through one works on the
+/// other within the refresh interval, and a revocation through one reaches the other.
+#[tokio::test]
+async fn replicas_share_issued_keys_through_postgres() {
+    let url = postgres_key_store("replicas").await;
+    let shared = config().replace(
+        "key_store: \"{dir}/keys.db\" }",
+        &format!("key_store: \"{url}\", key_refresh_interval: 100ms }}"),
+    );
+    assert!(shared.contains("key_refresh_interval"), "{shared}");
+    let a = Harness::start(&shared).await;
+    let b = Harness::start(&shared).await;
+    let (status, created) = create(&a, json!({"id": "roaming", "owner": "acme"})).await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat(&a, &secret, "m").await.0, 200);
+    eventually(&b, &secret, 200).await;
+    let (_, listed) = answer(admin(&b, Method::GET, "/admin/v1/keys/roaming")).await;
+    assert_eq!(listed["owner"], "acme");
+
+    // Revoked through b: refused on b at once, on a within its refresh interval.
+    let (status, _) = answer(admin(&b, Method::POST, "/admin/v1/keys/roaming/revoke")).await;
+    assert_eq!(status, 200);
+    assert_eq!(chat(&b, &secret, "m").await.0, 401);
+    eventually(&a, &secret, 401).await;
+}
