@@ -723,6 +723,49 @@ pipeline: [enrich, validate, route, endpoint, translate, credentials]
     }
 
     #[test]
+    fn the_admin_section_is_validated_and_keeps_only_the_tokens_hash() {
+        let base = "auth: { public_routes: [\"*\"] }\nserver: { listen: \"127.0.0.1:8080\" }\n";
+        let cfg = parse(
+            &format!("{base}admin: {{ token: \"0123456789abcdef\" }}\n"),
+            Path::new("/etc/johi"),
+            &env,
+        )
+        .unwrap();
+        let admin = cfg.admin.unwrap();
+        assert_eq!(admin.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(admin.token_hash, johi_auth::KeyHash::of("0123456789abcdef"));
+        assert_eq!(
+            admin.key_store,
+            crate::KeyStoreTarget::Sqlite("/etc/johi/johi-keys.db".into())
+        );
+        let cfg = parse(
+            &format!("{base}admin: {{ token: \"0123456789abcdef\", key_store: \"postgres://u:p@db/keys\" }}\n"),
+            Path::new("."),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin.unwrap().key_store,
+            crate::KeyStoreTarget::Postgres("postgres://u:p@db/keys".into())
+        );
+        let err = parse(
+            &format!("{base}admin: {{ listen: \"127.0.0.1:8080\", token: short, key_refresh_interval: 0s }}\n"),
+            Path::new("."),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "admin.token: must be at least 16 characters",
+            "admin.listen: must differ from server.listen",
+            "admin.key_refresh_interval: must be greater than zero",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        assert!(parse(base, Path::new("."), &env).unwrap().admin.is_none());
+    }
+
+    #[test]
     fn unknown_fields_are_refused_with_their_path() {
         let err = parse(
             "models:\n  m:\n    targets: [{provider: p, model: x}]\n    max_attemps: 3\n",
