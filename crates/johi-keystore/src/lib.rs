@@ -192,7 +192,8 @@ pub enum KeyStoreError {
 /// One database, whichever it is.
 enum Store {
     Sqlite(sqlite::Sqlite),
-    Postgres(postgres::Postgres),
+    // Boxed: the client's configuration is a few hundred bytes, the SQLite handle one pointer.
+    Postgres(Box<postgres::Postgres>),
 }
 
 impl Store {
@@ -249,7 +250,7 @@ impl KeyDb {
         let store = match backend {
             KeyStoreBackend::Sqlite { path } => Store::Sqlite(sqlite::Sqlite::open(path).await?),
             KeyStoreBackend::Postgres { url } => {
-                Store::Postgres(postgres::Postgres::open(url).await?)
+                Store::Postgres(Box::new(postgres::Postgres::open(url).await?))
             }
         };
         let records = index(store.load().await?);

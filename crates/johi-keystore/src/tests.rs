@@ -23,12 +23,10 @@ fn record(id: &str, hash: &str) -> KeyRecord {
 /// A fresh schema named after the test in the database `JOHI_TEST_POSTGRES_URL` names (as
 /// the ledger's tests do), so tests run in parallel.
 pub(crate) async fn postgres(test: &str) -> KeyStoreBackend {
-    let Ok(url) = std::env::var("JOHI_TEST_POSTGRES_URL") else {
-        panic!(
-            "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local \
-             PostgreSQL and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)"
-        );
-    };
+    let url = std::env::var("JOHI_TEST_POSTGRES_URL").expect(
+        "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local PostgreSQL \
+         and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)",
+    );
     let schema = format!("keystore_test_{test}");
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await

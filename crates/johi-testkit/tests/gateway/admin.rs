@@ -529,12 +529,10 @@ async fn a_reload_rotates_the_token_keeps_issued_keys_and_refuses_a_new_key_stor
 /// The PostgreSQL URL of the tests (`scripts/test` starts a server and sets it), pointed at a
 /// fresh schema named after the test.
 async fn postgres_key_store(test: &str) -> String {
-    let Ok(url) = std::env::var("JOHI_TEST_POSTGRES_URL") else {
-        panic!(
-            "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local \
-             PostgreSQL and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)"
-        );
-    };
+    let url = std::env::var("JOHI_TEST_POSTGRES_URL").expect(
+        "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local PostgreSQL \
+         and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)",
+    );
     let schema = format!("admin_test_{test}");
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
