@@ -326,5 +326,7 @@ fn index(records: Vec<KeyRecord>) -> IndexMap<String, KeyRecord> {
     records.into_iter().map(|r| (r.id.clone(), r)).collect()
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

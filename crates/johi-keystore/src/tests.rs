@@ -20,27 +20,10 @@ fn record(id: &str, hash: &str) -> KeyRecord {
     }
 }
 
-/// A fresh schema named after the test in the database `JOHI_TEST_POSTGRES_URL` names (as
-/// the ledger's tests do), so tests run in parallel.
-pub(crate) async fn postgres(test: &str) -> KeyStoreBackend {
-    let url = std::env::var("JOHI_TEST_POSTGRES_URL").expect(
-        "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local PostgreSQL \
-         and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)",
-    );
-    let schema = format!("keystore_test_{test}");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
+/// A PostgreSQL key store in a fresh schema named after the test.
+async fn postgres(test: &str) -> KeyStoreBackend {
     KeyStoreBackend::Postgres {
-        url: format!("{url}{separator}options=-csearch_path%3D{schema}"),
+        url: crate::testing::postgres_url(&format!("keystore_test_{test}")).await,
     }
 }
 

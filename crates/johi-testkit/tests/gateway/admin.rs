@@ -526,28 +526,6 @@ async fn a_reload_rotates_the_token_keeps_issued_keys_and_refuses_a_new_key_stor
     assert_eq!(chat(&h, &secret, "m").await.0, 200);
 }
 
-/// The PostgreSQL URL of the tests (`scripts/test` starts a server and sets it), pointed at a
-/// fresh schema named after the test.
-async fn postgres_key_store(test: &str) -> String {
-    let url = std::env::var("JOHI_TEST_POSTGRES_URL").expect(
-        "JOHI_TEST_POSTGRES_URL is not set: run scripts/test, which starts a local PostgreSQL \
-         and sets it (or `export JOHI_TEST_POSTGRES_URL=\"$(scripts/test-postgres)\"`)",
-    );
-    let schema = format!("admin_test_{test}");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-csearch_path%3D{schema}")
-}
-
 /// Polls until `chat` with `key` on `h` answers `status` (a replica refreshes its keys on an
 /// interval).
 async fn eventually(h: &Harness, key: &str, status: u16) {
@@ -569,7 +547,7 @@ async fn eventually(h: &Harness, key: &str, status: u16) {
 /// other within the refresh interval, and a revocation through one reaches the other.
 #[tokio::test]
 async fn replicas_share_issued_keys_through_postgres() {
-    let url = postgres_key_store("replicas").await;
+    let url = johi_keystore::testing::postgres_url("admin_test_replicas").await;
     let shared = config().replace(
         "key_store: \"{dir}/keys.db\" }",
         &format!("key_store: \"{url}\", key_refresh_interval: 100ms }}"),
