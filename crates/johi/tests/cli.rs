@@ -66,6 +66,12 @@ fn every_example_passes_check() {
                 stdout.contains("pipeline (in order):") && stdout.contains("models:"),
                 "{stdout}"
             );
+            if path.ends_with("multi-provider.yaml") {
+                assert!(
+                    stdout.contains("admin API: http://127.0.0.1:9090/admin/v1 (token required)"),
+                    "{stdout}"
+                );
+            }
             checked += 1;
         }
     }
