@@ -34,6 +34,12 @@ pub enum AdminError {
         /// `key_not_found`, `unknown_url`, `ledger_not_configured`.
         code: &'static str,
     },
+    /// The request body is larger than the admin API reads.
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// A known path with a method it does not serve.
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed {
@@ -83,6 +89,7 @@ impl AdminError {
             AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
             AdminError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            AdminError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::Conflict { .. } => StatusCode::CONFLICT,
             AdminError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,6 +109,7 @@ impl AdminError {
             AdminError::MethodNotAllowed { .. } => {
                 ("invalid_request_error", "method_not_allowed", None)
             }
+            AdminError::TooLarge { .. } => ("invalid_request_error", "request_too_large", None),
             AdminError::Unavailable { code, .. } => ("server_error", code, None),
             AdminError::Internal { .. } => ("server_error", "internal_error", None),
         }
@@ -131,6 +139,7 @@ impl IntoResponse for AdminError {
             AdminError::BadRequest { .. }
             | AdminError::NotFound { .. }
             | AdminError::MethodNotAllowed { .. }
+            | AdminError::TooLarge { .. }
             | AdminError::Conflict { .. }
             | AdminError::Internal { .. } => {}
         }

@@ -7,6 +7,7 @@
 
 use std::time::SystemTime;
 
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use bytes::Bytes;
@@ -54,9 +55,21 @@ impl AdminState {
 /// `POST /admin/v1/keys`: issues a key; the response carries the secret, once.
 pub(super) async fn create(
     State(state): State<AdminState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AdminError> {
     let keys = state.runtime_keys()?;
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            AdminError::TooLarge {
+                limit: super::MAX_BODY_BYTES,
+            }
+        }
+        other => AdminError::BadRequest {
+            message: format!("the request body could not be read: {other}"),
+            param: None,
+            code: "invalid_body",
+        },
+    })?;
     let request: CreateKey = parse_json(&body)?;
     let runtime = state.shared.runtime.load_full();
     let config = &runtime.config;
@@ -118,9 +131,10 @@ pub(super) async fn list(State(state): State<AdminState>) -> Result<Response, Ad
 /// `GET /admin/v1/keys/{id}`.
 pub(super) async fn get_one(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AdminError> {
     let keys = state.runtime_keys()?;
+    let id = key_id(id)?;
     if let Some(record) = keys.db.get(&id) {
         return Ok(json(StatusCode::OK, record_view(&record)));
     }
@@ -141,9 +155,10 @@ pub(super) async fn get_one(
 /// key changes nothing and answers the same.
 pub(super) async fn revoke(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AdminError> {
     let keys = state.runtime_keys()?;
+    let id = key_id(id)?;
     let runtime = state.shared.runtime.load_full();
     if keys.db.get(&id).is_none() && runtime.config.auth.authenticator.has_key_id(&id) {
         return Err(AdminError::Conflict {
@@ -167,6 +182,15 @@ pub(super) async fn revoke(
     drop(changes);
     tracing::info!(key = %id, "admin: key revoked");
     Ok(json(StatusCode::OK, record_view(&record)))
+}
+
+/// The `{id}` path segment, or a 400 if it is not valid percent-encoded UTF-8.
+fn key_id(id: Result<Path<String>, PathRejection>) -> Result<String, AdminError> {
+    id.map(|Path(id)| id).map_err(|e| AdminError::BadRequest {
+        message: format!("the key ID in the path is not valid: {e}"),
+        param: Some("id".into()),
+        code: "invalid_value",
+    })
 }
 
 /// Parses a JSON body; a malformed one is a 400 naming the field at fault.

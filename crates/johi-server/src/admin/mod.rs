@@ -35,6 +35,9 @@ pub use error::AdminError;
 
 use crate::{Loader, Shared};
 
+/// The largest admin request body read: a key's fields are a few hundred bytes.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// What admin handlers work on: the live runtime (config, tenants, limits) and the stores the
 /// process opened at start.
 #[derive(Clone)]
@@ -89,6 +92,7 @@ pub(crate) fn router(shared: Arc<Shared>, loader: Arc<Loader>) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

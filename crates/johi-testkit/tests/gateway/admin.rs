@@ -55,6 +55,11 @@ async fn answer(request: RequestBuilder) -> (u16, Value) {
     )
 }
 
+/// [`answer`] under another name, for tests whose locals shadow it.
+async fn answer_of(request: RequestBuilder) -> (u16, Value) {
+    answer(request).await
+}
+
 async fn create(h: &Harness, body: Value) -> (u16, Value) {
     answer(admin(h, Method::POST, "/admin/v1/keys").json(&body)).await
 }
@@ -273,6 +278,17 @@ async fn issuing_is_checked_against_the_config_with_the_field_named() {
     .await;
     assert_eq!(status, 400);
     assert_openai_error(&answer, "invalid_json");
+
+    let (status, answer) = create(
+        &h,
+        json!({"owner": "acme", "metadata": {"blob": "x".repeat(100_000)}}),
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+    assert_openai_error(&answer, "request_too_large");
+    let (status, answer) = answer_of(admin(&h, Method::GET, "/admin/v1/keys/%FF")).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["param"], "id");
 
     let (status, answer) = create(&h, json!({"owner": "acme", "id": "from-config"})).await;
     assert_eq!(status, 409, "{answer}");
