@@ -6,9 +6,12 @@
 //!   headers. It answers with the caller's [`Identity`] or an [`AuthFailure`] that says as
 //!   little as possible (an unknown, expired and revoked key all look the same).
 //!
+//! * [`KeyStore`] — keys issued at run time (the admin API), consulted by the same lookup.
+//!
 //! No I/O: the server and the `authenticate` processor call it with headers in hand.
 
 pub mod key;
+mod store;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use johi_core::{AuthFailure, Identity, Route, RouteSet};
 use subtle::ConstantTimeEq;
 
 pub use key::{GeneratedKey, KeyHash, KEY_PREFIX};
+pub use store::KeyStore;
 
 /// One virtual API key as configured: its hash, never the key itself.
 #[derive(Debug, Clone)]
@@ -43,6 +47,8 @@ pub struct Authenticator {
     keys: HashMap<KeyHash, Arc<ApiKeyEntry>>,
     public: RouteSet,
     anonymous: Arc<Identity>,
+    /// Keys issued at run time, looked up after the config's own.
+    runtime: Option<KeyStore>,
 }
 
 impl Default for Authenticator {
@@ -69,7 +75,20 @@ impl Authenticator {
                 .collect(),
             public,
             anonymous: Arc::new(Identity::anonymous()),
+            runtime: None,
         }
+    }
+
+    /// Also accepts the keys in `store` (issued through the admin API). The store is shared,
+    /// so keys added to or removed from it later count from the next request on.
+    pub fn with_key_store(mut self, store: KeyStore) -> Self {
+        self.runtime = Some(store);
+        self
+    }
+
+    /// Whether a config key already uses this ID (the admin API refuses to issue it again).
+    pub fn has_key_id(&self, id: &str) -> bool {
+        self.keys.values().any(|k| k.id == id)
     }
 
     /// The configured keys, for listings (`johi check`, the admin API).
@@ -124,9 +143,12 @@ impl Authenticator {
     ) -> Result<Arc<Identity>, AuthFailure> {
         let presented = presented_key(headers)?.ok_or(AuthFailure::Missing)?;
         let hash = KeyHash::of(presented);
+        // Config keys first, then run-time keys: both are a lookup by digest.
         let entry = self
             .keys
             .get(&hash)
+            .cloned()
+            .or_else(|| self.runtime.as_ref().and_then(|store| store.get(&hash)))
             .filter(|e| bool::from(e.hash.as_bytes().ct_eq(hash.as_bytes())))
             .ok_or(AuthFailure::Invalid)?;
         if entry.revoked || entry.expires_at.is_some_and(|at| now >= at) {

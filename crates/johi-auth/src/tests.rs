@@ -239,3 +239,32 @@ fn the_key_check_takes_as_long_whatever_part_of_the_key_matches() {
     }
     assert!(best_ratio < 1.25, "near/far median ratio {best_ratio:.2}");
 }
+
+#[test]
+fn run_time_keys_count_from_the_next_lookup_and_stop_when_removed() {
+    const ISSUED: &str = "sk-johi-issued-0123456789abcdefghijklmnopqrstuvwxyzAB";
+    let store = crate::KeyStore::new();
+    let auth = authenticator(RouteSet::NONE).with_key_store(store.clone());
+    let h = headers(&[("authorization", &format!("Bearer {ISSUED}"))]);
+    let now = SystemTime::now();
+    assert_eq!(
+        auth.authenticate(&h, Route::ChatCompletions, now)
+            .unwrap_err(),
+        AuthFailure::Invalid
+    );
+    store.insert(entry("issued", ISSUED));
+    let who = auth.authenticate(&h, Route::ChatCompletions, now).unwrap();
+    assert_eq!(who.credential_id.as_deref(), Some("issued"));
+    // Config keys still work next to the store.
+    let live = headers(&[("authorization", &format!("Bearer {LIVE}"))]);
+    assert!(auth
+        .authenticate(&live, Route::ChatCompletions, now)
+        .is_ok());
+    store.remove(&KeyHash::of(ISSUED));
+    assert_eq!(
+        auth.authenticate(&h, Route::ChatCompletions, now)
+            .unwrap_err(),
+        AuthFailure::Invalid
+    );
+    assert!(auth.has_key_id("live") && !auth.has_key_id("issued"));
+}

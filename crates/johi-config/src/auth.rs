@@ -142,6 +142,25 @@ pub(crate) fn auth(
     }
 }
 
+/// Resolves a key issued at run time (the admin API) exactly as a configured one: owner
+/// against the tenant tree, models against the configured models, allowances intersected.
+/// Each error starts with the field it is about (`owner: unknown organization 'globex'`).
+pub fn resolve_key(
+    key: RawApiKey,
+    tenants: &Tenants,
+    models: &ModelRegistry,
+) -> Result<ApiKeyEntry, Vec<String>> {
+    let mut errors = Vec::new();
+    let entry = api_key(key, "", tenants, models, &mut errors);
+    match entry {
+        Some(entry) if errors.is_empty() => Ok(entry),
+        _ => Err(errors
+            .into_iter()
+            .map(|e| e.strip_prefix('.').map(str::to_owned).unwrap_or(e))
+            .collect()),
+    }
+}
+
 fn api_key(
     key: RawApiKey,
     path: &str,

@@ -65,8 +65,36 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Where usage records go; `None` disables the meter processor.
     pub ledger: Option<LedgerSettings>,
+    /// The admin API; `None` when the config has no `admin:` section (no admin listener).
+    pub admin: Option<AdminSettings>,
     /// Development conveniences.
     pub dev: DevConfig,
+}
+
+/// The admin API's settings. `listen` and `key_store` apply at start (a reload that changes
+/// them is refused); the token applies from the next admin request after a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Address of the admin listener, separate from the public one so it can stay on
+    /// loopback or a private network.
+    pub listen: SocketAddr,
+    /// SHA-256 of the admin token: the token itself is not kept after load, and a presented
+    /// token is compared by digest in constant time.
+    pub token_hash: johi_auth::KeyHash,
+    /// Where keys issued through the admin API are kept.
+    pub key_store: KeyStoreTarget,
+    /// How often a shared (PostgreSQL) key store is re-read, so that keys issued or revoked
+    /// through another replica take effect here.
+    pub key_refresh_interval: Duration,
+}
+
+/// Where the admin API keeps the keys it issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStoreTarget {
+    /// A SQLite file: one gateway.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (a secret: never logged), shared by replicas.
+    Postgres(String),
 }
 
 /// Listener and process settings.

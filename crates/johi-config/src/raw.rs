@@ -38,9 +38,27 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     /// Usage ledger.
     pub ledger: Option<RawLedger>,
+    /// The admin API (off when absent).
+    pub admin: Option<RawAdmin>,
     /// Development conveniences.
     #[serde(default)]
     pub dev: RawDev,
+}
+
+/// `admin:` — the admin API on its own listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `host:port` of the admin listener (default `127.0.0.1:9090`).
+    pub listen: Option<String>,
+    /// The admin bearer token, usually `${JOHI_ADMIN_TOKEN}`.
+    pub token: String,
+    /// Where keys issued through the API are kept: a SQLite file (default `johi-keys.db`)
+    /// or a `postgres://` URL shared by replicas.
+    pub key_store: Option<String>,
+    /// How often a PostgreSQL key store is re-read (default `5s`).
+    #[serde(default, with = "humantime_serde")]
+    pub key_refresh_interval: Option<Duration>,
 }
 
 /// `server:`

@@ -17,14 +17,21 @@ use johi_pipeline::{FailureMode, ShortResponse};
 
 use crate::raw::{RawConfig, RawPipelineEntry, RawProvider};
 use crate::{
-    AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, LedgerSettings, LedgerTarget,
-    LimitStoreSettings, PipelineEntry, ServerConfig, TlsFiles, DEFAULT_PIPELINE,
+    AdminSettings, AuditConfig, Config, ConfigErrors, DevConfig, EnrichConfig, KeyStoreTarget,
+    LedgerSettings, LedgerTarget, LimitStoreSettings, PipelineEntry, ServerConfig, TlsFiles,
+    DEFAULT_PIPELINE,
 };
 
 /// Default listener when the file names none.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default body limit: 4 MiB, room for long prompts and inline images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default admin listener: loopback only, so the admin API is never exposed by omission.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default key store file, next to the config file.
+pub const DEFAULT_KEY_STORE: &str = "johi-keys.db";
+/// Shortest admin token accepted: a guessable token would open every key and figure.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
 /// Validates `raw`; relative paths are resolved against `base_dir`.
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
@@ -266,6 +273,42 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         );
     }
 
+    let admin = raw.admin.and_then(|a| {
+        let listen = parse_addr(
+            a.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+            "admin.listen",
+            &mut errors,
+        );
+        if a.token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            errors.push(format!(
+                "admin.token: must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32` in JOHI_ADMIN_TOKEN)"
+            ));
+        }
+        let store = a.key_store.unwrap_or_else(|| DEFAULT_KEY_STORE.to_owned());
+        let key_store = if store.starts_with("postgres://") || store.starts_with("postgresql://")
+        {
+            KeyStoreTarget::Postgres(store)
+        } else {
+            KeyStoreTarget::Sqlite(resolve(&store))
+        };
+        let key_refresh_interval = a.key_refresh_interval.unwrap_or(Duration::from_secs(5));
+        if key_refresh_interval.is_zero() {
+            errors.push("admin.key_refresh_interval: must be greater than zero".into());
+        }
+        if listen.is_some_and(|l| l == server.listen && l.port() != 0) {
+            errors.push(
+                "admin.listen: must differ from server.listen (the admin API has its own port)"
+                    .into(),
+            );
+        }
+        Some(AdminSettings {
+            listen: listen?,
+            token_hash: johi_auth::KeyHash::of(&a.token),
+            key_store,
+            key_refresh_interval,
+        })
+    });
+
     let dev = DevConfig {
         mock_upstream: raw
             .dev
@@ -292,6 +335,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         pipeline,
         audit,
         ledger,
+        admin,
         dev,
     })
 }
@@ -702,6 +746,49 @@ pipeline: [enrich, validate, route, endpoint, translate, credentials]
         ] {
             assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn the_admin_section_is_validated_and_keeps_only_the_tokens_hash() {
+        let base = "auth: { public_routes: [\"*\"] }\nserver: { listen: \"127.0.0.1:8080\" }\n";
+        let cfg = parse(
+            &format!("{base}admin: {{ token: \"0123456789abcdef\" }}\n"),
+            Path::new("/etc/johi"),
+            &env,
+        )
+        .unwrap();
+        let admin = cfg.admin.unwrap();
+        assert_eq!(admin.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(admin.token_hash, johi_auth::KeyHash::of("0123456789abcdef"));
+        assert_eq!(
+            admin.key_store,
+            crate::KeyStoreTarget::Sqlite("/etc/johi/johi-keys.db".into())
+        );
+        let cfg = parse(
+            &format!("{base}admin: {{ token: \"0123456789abcdef\", key_store: \"postgres://u:p@db/keys\" }}\n"),
+            Path::new("."),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin.unwrap().key_store,
+            crate::KeyStoreTarget::Postgres("postgres://u:p@db/keys".into())
+        );
+        let err = parse(
+            &format!("{base}admin: {{ listen: \"127.0.0.1:8080\", token: short, key_refresh_interval: 0s }}\n"),
+            Path::new("."),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "admin.token: must be at least 16 characters",
+            "admin.listen: must differ from server.listen",
+            "admin.key_refresh_interval: must be greater than zero",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        assert!(parse(base, Path::new("."), &env).unwrap().admin.is_none());
     }
 
     #[test]

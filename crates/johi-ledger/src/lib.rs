@@ -55,7 +55,10 @@ mod writer;
 
 pub use chargeback::format_micros;
 pub use error::LedgerError;
-pub use query::{Dimension, InvalidMonth, SpendQuery, SpendRow, UnknownDimension, YearMonth};
+pub use query::{
+    parse_instant_ms, Dimension, InvalidMonth, InvalidSpendQuery, SpendQuery, SpendRow,
+    UnknownDimension, YearMonth,
+};
 pub use record::{UnknownUsageSource, UsageRecord, UsageSource};
 
 use writer::Msg;

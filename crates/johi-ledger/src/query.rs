@@ -108,6 +108,80 @@ pub struct SpendQuery {
     pub filter: Vec<(Dimension, String)>,
 }
 
+/// A spend question's parameters were not understood. `param` names the one at fault, as
+/// the command line (`--group-by`) and the admin API (`group_by`) both spell them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{param}: {message}")]
+pub struct InvalidSpendQuery {
+    /// `from`, `to`, `group_by` or `where`.
+    pub param: &'static str,
+    /// What was wrong with it.
+    pub message: String,
+}
+
+impl SpendQuery {
+    /// The query `johi usage spend` and the admin API's spend route ask, from their shared
+    /// parameters: `from`/`to` as `2026-11-01` or an RFC 3339 UTC instant, `group_by` as
+    /// dimension names (each entry may be comma-separated), `filter` as `DIMENSION=VALUE`.
+    /// One parser, so both answer the same question for the same words.
+    pub fn from_params(
+        from: Option<&str>,
+        to: Option<&str>,
+        group_by: &[String],
+        filter: &[String],
+    ) -> Result<SpendQuery, InvalidSpendQuery> {
+        let invalid = |param, message: String| InvalidSpendQuery { param, message };
+        let group_by = group_by
+            .iter()
+            .flat_map(|g| g.split(','))
+            .filter(|g| !g.is_empty())
+            .map(|d| {
+                d.parse::<Dimension>()
+                    .map_err(|e| invalid("group_by", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter = filter
+            .iter()
+            .map(|f| {
+                let (d, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| invalid("where", format!("'{f}': expected DIMENSION=VALUE")))?;
+                let d = d
+                    .parse::<Dimension>()
+                    .map_err(|e| invalid("where", e.to_string()))?;
+                Ok((d, v.to_owned()))
+            })
+            .collect::<Result<Vec<_>, InvalidSpendQuery>>()?;
+        Ok(SpendQuery {
+            from_unix_ms: from
+                .map(parse_instant_ms)
+                .transpose()
+                .map_err(|e| invalid("from", e))?,
+            to_unix_ms: to
+                .map(parse_instant_ms)
+                .transpose()
+                .map_err(|e| invalid("to", e))?,
+            group_by,
+            filter,
+        })
+    }
+}
+
+/// `2026-11-01` (midnight UTC) or an RFC 3339 UTC instant → Unix milliseconds.
+pub fn parse_instant_ms(text: &str) -> Result<i64, String> {
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    let at = humantime::parse_rfc3339(&full).map_err(|e| format!("'{text}': {e}"))?;
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("'{text}' is before 1970"))?
+        .as_millis();
+    i64::try_from(ms).map_err(|_| format!("'{text}' is too far in the future"))
+}
+
 /// Totals for one group of a [`SpendQuery`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpendRow {
@@ -362,6 +436,32 @@ mod tests {
         ] {
             assert!(bad.parse::<YearMonth>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn params_parse_the_same_for_the_cli_and_the_admin_api() {
+        let q = SpendQuery::from_params(
+            Some("2026-11-01"),
+            Some("2026-12-01T00:00:00Z"),
+            &["team,model".into(), "key".into()],
+            &["organization=acme".into()],
+        )
+        .unwrap();
+        assert_eq!(q.from_unix_ms, Some(1_793_491_200_000));
+        assert_eq!(q.to_unix_ms, Some(1_796_083_200_000));
+        assert_eq!(
+            q.group_by,
+            vec![Dimension::Team, Dimension::Model, Dimension::Key]
+        );
+        assert_eq!(q.filter, vec![(Dimension::Organization, "acme".into())]);
+        let bad = |f: Option<&str>, g: &str, w: &str| {
+            SpendQuery::from_params(f, None, &[g.into()], &[w.into()])
+                .unwrap_err()
+                .param
+        };
+        assert_eq!(bad(Some("yesterday"), "team", "team=x"), "from");
+        assert_eq!(bad(None, "galaxy", "team=x"), "group_by");
+        assert_eq!(bad(None, "team", "team"), "where");
     }
 
     #[test]

@@ -237,4 +237,13 @@ impl<P: LimitStore> LimitStore for FailoverStore<P> {
         )
         .await
     }
+
+    async fn usage(
+        &self,
+        spec: &LimitSpec,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.call(self.primary.usage(spec, now), self.local.usage(spec, now))
+            .await
+    }
 }

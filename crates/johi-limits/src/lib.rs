@@ -158,6 +158,36 @@ pub trait LimitStore: Send + Sync + 'static {
         scope_key: &str,
         now: SystemTime,
     ) -> Result<u64, StoreError>;
+
+    /// Every live counter of `spec` in the window containing `now` (for a gauge: every scope
+    /// instance with requests in flight), as `(scope_key, used)` sorted by scope key. Read
+    /// only, for the admin API: scope instances are not known in advance (users, keys), so
+    /// the store is the one that can list them.
+    async fn usage(
+        &self,
+        spec: &LimitSpec,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// The scope key of a counter key made by [`counter_key`] for `spec` in the window containing
+/// `now`, if the counter belongs to that limit and window (for a rolling window, its current
+/// or its previous bucket: both count now).
+pub fn scope_of_counter<'a>(
+    spec: &LimitSpec,
+    counter: &'a str,
+    now: SystemTime,
+) -> Option<&'a str> {
+    let scoped = counter.strip_prefix(spec.id.as_str())?.strip_prefix('|')?;
+    let Some(window) = spec.window else {
+        return scoped.strip_suffix("gauge")?.strip_suffix('|');
+    };
+    let (_, bucket) = scoped.rsplit_once('|')?;
+    let start: u64 = bucket.parse().ok()?;
+    let current = window.bounds(now).0;
+    let previous = window.previous_bucket(now).map(|(start, _)| start);
+    (start == current || Some(start) == previous)
+        .then(|| &scoped[..scoped.len() - bucket.len() - 1])
 }
 
 /// The counter key for `spec` and `scope_key` in the window containing `now`, and when that

@@ -174,6 +174,33 @@ impl LimitStore for MemoryStore {
             .value(&key, now)
             .saturating_add(state.previous(spec, scope_key, now)))
     }
+
+    async fn usage(
+        &self,
+        spec: &LimitSpec,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let state = self.lock();
+        let mut scopes: Vec<&str> = state
+            .counters
+            .iter()
+            .filter(|(_, c)| c.expires_at.is_none_or(|at| at > now))
+            .filter_map(|(key, _)| crate::scope_of_counter(spec, key, now))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        // What each holds now, as `current` reads it (a rolling window adds its previous
+        // bucket's share).
+        Ok(scopes
+            .into_iter()
+            .map(|scope| {
+                let used = state
+                    .value(&counter_key(spec, scope, now).0, now)
+                    .saturating_add(state.previous(spec, scope, now));
+                (scope.to_owned(), used)
+            })
+            .collect())
+    }
 }
 
 impl State {

@@ -41,7 +41,7 @@ use async_trait::async_trait;
 use crate::memory::state;
 use crate::{
     counter_key, keep_until, previous_counter_key, Charge, Decision, LimitSpec, LimitStore,
-    Reservation, ReservedEntry, StoreError,
+    Reservation, ReservedEntry, StoreError, Window,
 };
 
 /// How long a counter outlives its window in Redis: room for clock skew between replicas and
@@ -281,6 +281,81 @@ impl LimitStore for RedisStore {
         let used: i64 = self.run(&invocation).await?;
         Ok(non_negative(used))
     }
+
+    /// `SCAN`s for the limit's counters in the current window (an admin view: a few round
+    /// trips per thousand counters, each bounded by the operation timeout), then reads each
+    /// as [`LimitStore::current`] does, so a gauge's expired leases are dropped first.
+    async fn usage(
+        &self,
+        spec: &LimitSpec,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        // A rolling window's previous bucket counts too: match every bucket and let
+        // `scope_of_counter` keep the live ones.
+        let suffix = match spec.window {
+            Some(Window::Rolling(_)) => "*".to_owned(),
+            Some(window) => window.bounds(now).0.to_string(),
+            None => "gauge".to_owned(),
+        };
+        let pattern = format!(
+            "{}:{}|*|{suffix}",
+            glob_escape(&self.options.prefix),
+            glob_escape(&spec.id)
+        );
+        let key_prefix = format!("{}:", self.options.prefix);
+        let mut scopes = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            let mut command = ::redis::cmd("SCAN");
+            command
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let timeout = self.options.op_timeout;
+            let (next, keys): (u64, Vec<String>) =
+                match tokio::time::timeout(timeout, command.query_async(&mut conn)).await {
+                    Ok(result) => result.map_err(redis_error)?,
+                    Err(_) => {
+                        return Err(StoreError(format!("redis: no answer within {timeout:?}")))
+                    }
+                };
+            for key in &keys {
+                let scope = key
+                    .strip_prefix(key_prefix.as_str())
+                    .and_then(|counter| crate::scope_of_counter(spec, counter, now));
+                if let Some(scope) = scope {
+                    scopes.push(scope.to_owned());
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        scopes.sort();
+        scopes.dedup();
+        let mut rows = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            let used = self.current(spec, &scope, now).await?;
+            rows.push((scope, used));
+        }
+        Ok(rows)
+    }
+}
+
+/// `text` with Redis glob metacharacters escaped, for a literal match in `SCAN MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Turns the reservation script's reply into a [`Decision`].

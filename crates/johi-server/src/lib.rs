@@ -4,6 +4,7 @@
 //! [`start`] loads a config file, binds the listener and returns a [`RunningGateway`]:
 //! the handle the binary (and the tests) use to reload, shut down and wait.
 
+pub mod admin;
 pub mod edge;
 pub mod handlers;
 pub mod listener;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::routing::{get, post};
 use axum::Router;
-use johi_config::{Config, LedgerSettings, LedgerTarget, LimitStoreSettings};
+use johi_config::{AdminSettings, Config, LedgerSettings, LedgerTarget, LimitStoreSettings};
 use johi_ledger::{Ledger, LedgerBackend, LedgerConfig};
 use johi_limits::{FailoverStore, LimitStore, MemoryStore, OutageMode, RedisOptions, RedisStore};
 use johi_mock::{MockOptions, MockUpstream};
@@ -93,10 +94,14 @@ struct Loader {
     limit_store: Option<LimitStoreSettings>,
     /// The usage ledger opened at start, with the settings it was opened with.
     ledger: Option<(LedgerSettings, Ledger)>,
+    /// The admin settings at start (listener and key store are opened once).
+    admin: Option<AdminSettings>,
+    /// Keys issued through the admin API; `None` without an `admin:` section.
+    keys: Option<Arc<admin::runtime_keys::RuntimeKeys>>,
 }
 
 impl Loader {
-    async fn build(&self, config: Config) -> Result<Runtime, Vec<String>> {
+    async fn build(&self, mut config: Config) -> Result<Runtime, Vec<String>> {
         // The ledger is opened once, at start: a reload that changes it is refused rather
         // than leave a configured ledger unwritten.
         let running = self.ledger.as_ref().map(|(settings, _)| settings);
@@ -110,6 +115,23 @@ impl Loader {
                 "limit_store: settings changed; they apply at the next restart (the running store is kept)".into(),
             ]);
         }
+        let opened = self.admin.as_ref().map(|a| (a.listen, &a.key_store));
+        if config.admin.as_ref().map(|a| (a.listen, &a.key_store)) != opened {
+            return Err(vec![
+                "admin: listen or key_store changed (or the section was added or removed); they apply at the next restart (admin.token alone may change on reload)".into(),
+            ]);
+        }
+        // Run-time keys are resolved against this config (its tenants and models) and the
+        // authenticator consults them next to the config's own keys.
+        let issued = match &self.keys {
+            Some(keys) => {
+                let changes = keys.lock().await;
+                keys.attach(&mut config);
+                let entries = keys.resolve_all(&config);
+                Some((keys, entries, changes))
+            }
+            None => None,
+        };
         let mut audit = self.audit.lock().await;
         let sink = match &config.audit {
             None => None,
@@ -128,7 +150,11 @@ impl Loader {
             },
         };
         let ledger = self.ledger.as_ref().map(|(_, ledger)| ledger.clone());
-        Runtime::build(config, &self.registry, sink, self.limits.clone(), ledger)
+        let runtime = Runtime::build(config, &self.registry, sink, self.limits.clone(), ledger)?;
+        if let Some((keys, entries, _changes)) = issued {
+            keys.store.replace(entries);
+        }
+        Ok(runtime)
     }
 }
 
@@ -140,6 +166,10 @@ pub struct RunningGateway {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     watcher: JoinHandle<()>,
+    /// The admin listener's address and task, when `admin:` is configured.
+    admin: Option<(SocketAddr, JoinHandle<()>)>,
+    /// Re-reads a shared key store; stopped at shutdown.
+    key_refresher: Option<JoinHandle<()>>,
     _mock: Option<MockUpstream>,
 }
 
@@ -162,7 +192,17 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         Some(settings) => Some((settings.clone(), open_ledger(settings).await?)),
         None => None,
     };
+    let keys = match &config.admin {
+        Some(admin) => Some(Arc::new(
+            admin::runtime_keys::RuntimeKeys::open(&admin.key_store)
+                .await
+                .map_err(StartError::Io)?,
+        )),
+        None => None,
+    };
     let loader = Arc::new(Loader {
+        admin: config.admin.clone(),
+        keys,
         path: config_path.to_path_buf(),
         registry,
         audit: Mutex::new(AuditWriters::default()),
@@ -185,12 +225,34 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
     let addr = tcp
         .local_addr()
         .map_err(|e| StartError::Io(e.to_string()))?;
+    let admin_tcp = match &loader.admin {
+        Some(settings) => Some(
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|e| StartError::Io(format!("admin.listen {}: {e}", settings.listen)))?,
+        ),
+        None => None,
+    };
 
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         draining: AtomicBool::new(false),
     });
     let (stop, stop_rx) = watch::channel(false);
+    let admin = match admin_tcp {
+        Some(tcp) => Some(spawn_admin(
+            tcp,
+            shared.clone(),
+            loader.clone(),
+            stop_rx.clone(),
+        )?),
+        None => None,
+    };
+    let key_refresher = loader
+        .keys
+        .as_ref()
+        .filter(|keys| keys.db.is_shared())
+        .map(|keys| tokio::spawn(refresh_keys(keys.clone(), shared.clone())));
     let app = router(shared.clone());
     let drain_shared = shared.clone();
     let drain_loader = loader.clone();
@@ -247,8 +309,63 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         stop,
         task,
         watcher,
+        admin,
+        key_refresher,
         _mock: mock,
     })
+}
+
+/// Re-reads a shared (PostgreSQL) key store every `admin.key_refresh_interval`, so keys
+/// issued or revoked through another replica take effect here. A failed read keeps the keys
+/// as they were (logged once per outage), and is tried again at the next interval.
+async fn refresh_keys(keys: Arc<admin::runtime_keys::RuntimeKeys>, shared: Arc<Shared>) {
+    let mut failing = false;
+    loop {
+        let interval = shared
+            .runtime
+            .load()
+            .config
+            .admin
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(5), |a| {
+                a.key_refresh_interval
+            });
+        tokio::time::sleep(interval).await;
+        let config = shared.runtime.load_full().config.clone();
+        match keys.refresh(&config).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("admin key store readable again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "admin key store could not be re-read; keeping the keys as they were");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Serves the admin API on its own listener until shutdown. It stops accepting at once (no
+/// load balancer routes to it) and lets admin requests in flight finish.
+fn spawn_admin(
+    tcp: TcpListener,
+    shared: Arc<Shared>,
+    loader: Arc<Loader>,
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
+    let addr = tcp
+        .local_addr()
+        .map_err(|e| StartError::Io(e.to_string()))?;
+    let app = admin::router(shared.clone(), loader);
+    let task = tokio::spawn(async move {
+        let graceful = listener::accept_loop(tcp, None, app, stop).await;
+        let deadline = shared.runtime.load().config.server.drain_timeout;
+        let _ = tokio::time::timeout(deadline, graceful.shutdown()).await;
+    });
+    tracing::info!(%addr, "johi admin API listening");
+    Ok((addr, task))
 }
 
 /// The limit store the config names: Redis behind a failover to memory, or memory alone.
@@ -344,6 +461,11 @@ impl RunningGateway {
         self.addr
     }
 
+    /// The admin listener's bound address, when `admin:` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// The current runtime snapshot.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.shared.runtime.load_full()
@@ -364,6 +486,12 @@ impl RunningGateway {
     /// Waits until shutdown has completed (audit flushed).
     pub async fn wait(self) {
         self.watcher.abort();
+        if let Some(refresher) = &self.key_refresher {
+            refresher.abort();
+        }
         let _ = self.task.await;
+        if let Some((_, admin)) = self.admin {
+            let _ = admin.await;
+        }
     }
 }

@@ -96,6 +96,26 @@ impl Harness {
         format!("http://{}{path}", self.gateway.addr())
     }
 
+    /// `http://127.0.0.1:PORT{path}` on the admin listener (the config must have `admin:`).
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self
+            .gateway
+            .admin_addr()
+            .expect("the config has an admin: section");
+        format!("http://{addr}{path}")
+    }
+
+    /// Shuts the gateway down gracefully and starts a new one on the same config file (same
+    /// temp directory, same mock): what an operator's restart does.
+    pub async fn restart(self) -> Harness {
+        self.gateway.shutdown();
+        self.gateway.wait().await;
+        let gateway = johi_server::start(&self.config_path, Registry::with_builtins())
+            .await
+            .expect("gateway restarts");
+        Harness { gateway, ..self }
+    }
+
     /// POSTs JSON to the gateway.
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client

@@ -108,6 +108,24 @@ fn print_auth(config: &johi_config::Config) {
             .map_or_else(|| "all models".to_owned(), |m| m.join(", "));
         println!("  key {:<20} {:<28} {:<30} {models}", key.id, owner, state);
     }
+    // The admin API is an open door if misplaced: say where it listens and where its keys go
+    // (never the PostgreSQL URL, which may hold a password).
+    match &config.admin {
+        None => println!("\nadmin API: off"),
+        Some(admin) => {
+            let store = match &admin.key_store {
+                johi_config::KeyStoreTarget::Sqlite(path) => path.display().to_string(),
+                johi_config::KeyStoreTarget::Postgres(_) => format!(
+                    "PostgreSQL (re-read every {})",
+                    humantime::format_duration(admin.key_refresh_interval)
+                ),
+            };
+            println!(
+                "\nadmin API: http://{}/admin/v1 (token required), key store {store}",
+                admin.listen
+            );
+        }
+    }
 }
 
 fn fail(path: &Path, errors: &[String]) -> ExitCode {

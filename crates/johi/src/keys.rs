@@ -1,6 +1,9 @@
-//! `johi keys`: make virtual API keys for the config's `auth.api_keys`.
+//! `johi keys`: make virtual API keys, offline for the config's `auth.api_keys`, or on a
+//! running gateway through its admin API.
 //!
-//! `generate` prints the key once (stdout, for the operator to hand over) and the config
+//! `create`, `list` and `revoke` talk to the admin API (`--admin-url`, token from
+//! `--admin-token` or `JOHI_ADMIN_TOKEN`): a created key works at once, with no config edit;
+//! its secret is printed once to stdout, the rest to stderr. `generate` prints the key once (stdout, for the operator to hand over) and the config
 //! entry holding only its hash; nothing is written anywhere, so the secret exists only
 //! where the operator puts it. `hash` turns an existing key (read from stdin, never from
 //! the command line, where it would land in shell history) into its `sha256:` form.
@@ -8,8 +11,12 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use http::Method;
 use johi_auth::key::{generate, KeyHash, KEY_PREFIX};
+use serde_json::{json, Value};
+
+use crate::admin_client::{call, AdminTarget};
 
 /// `johi keys …`
 #[derive(Subcommand)]
@@ -19,32 +26,90 @@ pub enum KeysCommand {
         /// The key's stable ID (recorded in audit and usage records instead of the key).
         #[arg(long)]
         id: String,
-        /// Who the key belongs to: organization[/team[/project]] from `tenants:`.
-        #[arg(long)]
-        owner: String,
-        /// End user the key belongs to.
-        #[arg(long)]
-        user: Option<String>,
-        /// Models the key may call (repeat or comma-separate); all when omitted.
-        #[arg(long, value_delimiter = ',')]
-        allowed_models: Vec<String>,
-        /// Refuse the key after this RFC 3339 UTC instant, e.g. 2027-01-31T00:00:00Z.
-        #[arg(long)]
-        expires_at: Option<String>,
+        #[command(flatten)]
+        key: KeySpec,
     },
     /// Print the `sha256:` hash of a key read from stdin (for keys made elsewhere).
     Hash,
+    /// Issue a key on a running gateway (admin API); print it once.
+    Create {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The key's stable ID; generated when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        key: KeySpec,
+        /// A label KEY=VALUE for operators (repeatable).
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+    },
+    /// List the keys of a running gateway (admin API); never shows a secret.
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key on a running gateway (admin API); refused from its next request.
+    Revoke {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The key's ID.
+        id: String,
+    },
+}
+
+/// What a key is for, the same whether it is generated offline or issued by a gateway.
+#[derive(Args)]
+pub struct KeySpec {
+    /// Who the key belongs to: organization[/team[/project]] from `tenants:`.
+    #[arg(long)]
+    owner: String,
+    /// End user the key belongs to.
+    #[arg(long)]
+    user: Option<String>,
+    /// Models the key may call (repeat or comma-separate); whatever its tenants allow when
+    /// omitted.
+    #[arg(long, value_delimiter = ',')]
+    allowed_models: Vec<String>,
+    /// Refuse the key after this RFC 3339 UTC instant, e.g. 2027-01-31T00:00:00Z.
+    #[arg(long)]
+    expires_at: Option<String>,
 }
 
 /// Runs a `johi keys` command.
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
+        KeysCommand::Create { .. } | KeysCommand::List { .. } | KeysCommand::Revoke { .. } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("johi keys: could not start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(remote(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("johi keys: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         KeysCommand::Generate {
             id,
-            owner,
-            user,
-            allowed_models,
-            expires_at,
+            key:
+                KeySpec {
+                    owner,
+                    user,
+                    allowed_models,
+                    expires_at,
+                },
         } => {
             if let Some(at) = &expires_at {
                 if let Err(e) = humantime::parse_rfc3339(at) {
@@ -101,6 +166,118 @@ pub fn run(command: KeysCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The admin API commands.
+async fn remote(command: KeysCommand) -> Result<(), String> {
+    match command {
+        KeysCommand::Create {
+            target,
+            id,
+            key:
+                KeySpec {
+                    owner,
+                    user,
+                    allowed_models,
+                    expires_at,
+                },
+            metadata,
+        } => {
+            let mut labels = serde_json::Map::new();
+            for m in metadata {
+                let (k, v) = m
+                    .split_once('=')
+                    .ok_or_else(|| format!("--metadata '{m}': expected KEY=VALUE"))?;
+                labels.insert(k.to_owned(), Value::String(v.to_owned()));
+            }
+            let mut body = json!({"owner": owner, "metadata": labels});
+            let fields = [
+                ("id", id.map(Value::String)),
+                ("user", user.map(Value::String)),
+                ("expires_at", expires_at.map(Value::String)),
+                (
+                    "allowed_models",
+                    (!allowed_models.is_empty()).then(|| json!(allowed_models)),
+                ),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    body[name] = value;
+                }
+            }
+            let created = call(&target, Method::POST, "/admin/v1/keys", Some(&body)).await?;
+            let secret = created["key"].as_str().ok_or("the answer has no key")?;
+            println!("{secret}");
+            eprintln!(
+                "\nThe key above is shown once: hand it over now. Johi keeps only its hash.\n\
+                 It works now, as id {} for {}.",
+                created["id"].as_str().unwrap_or("?"),
+                created["owner"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        KeysCommand::List { target, json } => {
+            let list = call(&target, Method::GET, "/admin/v1/keys", None).await?;
+            if json {
+                println!("{list}");
+                return Ok(());
+            }
+            let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+            println!(
+                "{:<24} {:<7} {:<28} {:<22} {:<21} {:<21} state",
+                "id", "source", "owner", "key", "created", "expires"
+            );
+            for key in list["data"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let state = if key["revoked"].as_bool().unwrap_or(false) {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<24} {:<7} {:<28} {:<22} {:<21} {:<21} {state}",
+                    text(&key["id"]),
+                    text(&key["source"]),
+                    text(&key["owner"]),
+                    text(&key["redacted_key"]),
+                    text(&key["created_at"]),
+                    text(&key["expires_at"]),
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { target, id } => {
+            let path = format!("/admin/v1/keys/{}/revoke", percent_encode(&id));
+            let revoked = call(&target, Method::POST, &path, None).await?;
+            println!(
+                "revoked {} (at {})",
+                text_of(&revoked["id"]),
+                text_of(&revoked["revoked_at"])
+            );
+            Ok(())
+        }
+        KeysCommand::Generate { .. } | KeysCommand::Hash => Err("not an admin API command".into()),
+    }
+}
+
+fn text_of(value: &Value) -> &str {
+    value.as_str().unwrap_or("?")
+}
+
+/// Percent-encodes everything but unreserved characters, for a key ID in a path.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `value` as a YAML scalar: plain when that is unambiguous, else double-quoted.

@@ -5,6 +5,7 @@
 //! * `johi mock-upstream --port N` — a mock OpenAI-compatible provider for trying Johi
 //!   without an API key, for tests and for the benchmark.
 
+mod admin_client;
 mod check;
 mod keys;
 mod usage;
@@ -47,7 +48,8 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Make virtual API keys (printed once; the config keeps only their hash).
+    /// Make virtual API keys: offline for the config (generate, hash) or on a running
+    /// gateway through its admin API (create, list, revoke).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Spend and chargeback from the usage ledger.

@@ -5,13 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::UNIX_EPOCH;
 
 use clap::Subcommand;
 use johi_config::LedgerTarget;
-use johi_ledger::{
-    format_micros, Dimension, Ledger, LedgerBackend, LedgerConfig, SpendQuery, YearMonth,
-};
+use johi_ledger::{format_micros, Ledger, LedgerBackend, LedgerConfig, SpendQuery, YearMonth};
 
 /// `johi usage …`
 #[derive(Subcommand)]
@@ -71,28 +68,9 @@ async fn execute(command: UsageCommand) -> Result<String, String> {
             group_by,
             filter,
         } => {
-            let group_by = group_by
-                .iter()
-                .map(|d| d.parse::<Dimension>().map_err(|e| e.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let filter = filter
-                .iter()
-                .map(|f| {
-                    let (d, v) = f
-                        .split_once('=')
-                        .ok_or_else(|| format!("--where '{f}': expected DIMENSION=VALUE"))?;
-                    Ok((
-                        d.parse::<Dimension>().map_err(|e| e.to_string())?,
-                        v.to_owned(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            let query = SpendQuery {
-                from_unix_ms: from.as_deref().map(instant_ms).transpose()?,
-                to_unix_ms: to.as_deref().map(instant_ms).transpose()?,
-                group_by: group_by.clone(),
-                filter,
-            };
+            let query = SpendQuery::from_params(from.as_deref(), to.as_deref(), &group_by, &filter)
+                .map_err(|e| format!("--{}: {}", e.param.replace('_', "-"), e.message))?;
+            let group_by = query.group_by.clone();
             let ledger = open(&config).await?;
             let rows = ledger.spend(&query).await.map_err(|e| e.to_string());
             let _ = ledger.shutdown().await;
@@ -147,19 +125,4 @@ async fn open(config: &Path) -> Result<Ledger, String> {
     Ledger::open(LedgerConfig::new(backend))
         .await
         .map_err(|e| e.to_string())
-}
-
-/// `2026-11-01` or an RFC 3339 UTC instant → Unix milliseconds.
-fn instant_ms(text: &str) -> Result<i64, String> {
-    let full = if text.len() == 10 {
-        format!("{text}T00:00:00Z")
-    } else {
-        text.to_owned()
-    };
-    let at = humantime::parse_rfc3339(&full).map_err(|e| format!("'{text}': {e}"))?;
-    let ms = at
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| format!("'{text}' is before 1970"))?
-        .as_millis();
-    i64::try_from(ms).map_err(|_| format!("'{text}' is too far in the future"))
 }

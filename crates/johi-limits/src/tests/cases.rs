@@ -230,6 +230,11 @@ pub(super) async fn a_rolling_window_slides_instead_of_resetting(
     store.commit(&third, &[33]).await.unwrap();
     // 10 s into the third bucket: ⌈53 × 5/6⌉ = 45 of the second bucket.
     assert_eq!(store.current(&tokens, "key:a", at(130)).await.unwrap(), 45);
+    // Listed with that share though only the previous bucket holds anything.
+    assert_eq!(
+        store.usage(&tokens, at(130)).await.unwrap(),
+        vec![("key:a".to_owned(), 45)]
+    );
     // Two lengths later nothing is left.
     assert_eq!(store.current(&tokens, "key:a", at(240)).await.unwrap(), 0);
 }
@@ -291,4 +296,66 @@ pub(super) async fn five_hundred_racing_requests_never_overshoot_the_budget(
         "committed {committed}, overshoot {overshoot}"
     );
     assert!(denied.load(Ordering::Relaxed) > 0, "the budget was reached");
+}
+
+pub(super) async fn usage_lists_the_live_counters_of_one_limit_and_window(
+    store: &dyn LimitStore,
+    t0: SystemTime,
+) {
+    let tokens = spec("usage-tpm", Some(Window::Minute), 100);
+    let other = spec("usage-tpm-other", Some(Window::Minute), 100);
+    let inflight = spec("usage-inflight", None, 5);
+    let now = t0 + Duration::from_secs(5);
+    assert!(store.usage(&tokens, now).await.unwrap().is_empty());
+    granted(
+        store
+            .reserve(&[charge(&tokens, "key:b", 30)], now)
+            .await
+            .unwrap(),
+    );
+    granted(
+        store
+            .reserve(&[charge(&tokens, "team:acme/x|y", 7)], now)
+            .await
+            .unwrap(),
+    );
+    granted(
+        store
+            .reserve(&[charge(&other, "key:b", 1)], now)
+            .await
+            .unwrap(),
+    );
+    let held = granted(
+        store
+            .reserve(&[charge(&inflight, "org:acme", 1)], now)
+            .await
+            .unwrap(),
+    );
+    // Another window of the same limit is not listed.
+    granted(
+        store
+            .reserve(
+                &[charge(&tokens, "key:later", 1)],
+                now + Duration::from_secs(60),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store.usage(&tokens, now).await.unwrap(),
+        vec![("key:b".to_owned(), 30), ("team:acme/x|y".to_owned(), 7)]
+    );
+    assert_eq!(
+        store.usage(&inflight, now).await.unwrap(),
+        vec![("org:acme".to_owned(), 1)]
+    );
+    store.release(&held).await.unwrap();
+    let after: Vec<_> = store
+        .usage(&inflight, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, used)| *used > 0)
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
 }

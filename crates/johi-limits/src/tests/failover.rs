@@ -105,6 +105,10 @@ async fn an_outage_fails_open_or_closed_is_logged_once_and_recovers_by_itself() 
     assert!(!on_redis.fallback);
     granted(closed.reserve(&one, now).await.unwrap());
     assert_eq!(open.current(&rph, "key:a", now).await.unwrap(), 2);
+    assert_eq!(
+        closed.usage(&rph, now).await.unwrap(),
+        [("key:a".to_owned(), 2)]
+    );
 
     server.stop();
 
@@ -124,12 +128,18 @@ async fn an_outage_fails_open_or_closed_is_logged_once_and_recovers_by_itself() 
     // corrected now, and that is not an error in fail-open.
     open.release(&local[0]).await.unwrap();
     assert_eq!(open.current(&rph, "key:a", now).await.unwrap(), 4);
+    // The admin view follows the same mode: the local counters in fail-open.
+    assert_eq!(
+        open.usage(&rph, now).await.unwrap(),
+        [("key:a".to_owned(), 4)]
+    );
     open.commit(&on_redis, &[1]).await.unwrap();
 
     // Fail-closed: the error, every time.
     for _ in 0..3 {
         assert!(closed.reserve(&one, now).await.is_err());
     }
+    assert!(closed.usage(&rph, now).await.is_err());
     assert!(closed.is_degraded());
 
     // One warning per store for the whole outage, however many calls failed.

@@ -3,6 +3,7 @@
 // Test code: helpers outside #[test] functions may unwrap.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod api;
 mod auth;
 mod egress;

@@ -1,0 +1,124 @@
+//! SQLite: one connection, every call on the blocking pool so a slow disk never holds a
+//! runtime thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+
+use crate::{KeyRecord, KeyStoreError, Row, COLUMNS, SCHEMA};
+
+/// How long a write waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct Sqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// Opens (creating, with its directory) the file in WAL mode with `synchronous=FULL`, and
+    /// the table.
+    pub(crate) async fn open(path: &Path) -> Result<Sqlite, KeyStoreError> {
+        let path = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, KeyStoreError> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let _mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(conn)
+        })
+        .await??;
+        Ok(Sqlite {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Every record, in insertion order.
+    pub(crate) async fn load(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
+        self.blocking(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM johi_api_keys ORDER BY rowid"
+            ))?;
+            let rows = statement
+                .query_map([], read_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(KeyRecord::from_row).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn insert(&self, record: &KeyRecord) -> Result<(), KeyStoreError> {
+        let row = record.to_row()?;
+        let id = record.id.clone();
+        self.blocking(move |conn| {
+            let inserted = conn.execute(
+                &format!(
+                    "INSERT INTO johi_api_keys ({COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
+                params_from_iter(row.iter()),
+            );
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(KeyStoreError::Duplicate(id))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn revoke(
+        &self,
+        id: &str,
+        at: &str,
+    ) -> Result<Option<KeyRecord>, KeyStoreError> {
+        let (id, at) = (id.to_owned(), at.to_owned());
+        self.blocking(move |conn| {
+            let row = conn
+                .query_row(
+                    &format!(
+                        "UPDATE johi_api_keys SET revoked_at = COALESCE(revoked_at, ?2) \
+                         WHERE id = ?1 RETURNING {COLUMNS}"
+                    ),
+                    [&id, &at],
+                    read_row,
+                )
+                .optional()?;
+            row.map(KeyRecord::from_row).transpose()
+        })
+        .await
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, KeyStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, KeyStoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic inside `f` left no transaction open: the connection is still sound.
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&conn)
+        })
+        .await?
+    }
+}
+
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let mut out: Row = Default::default();
+    for (i, cell) in out.iter_mut().enumerate() {
+        *cell = row.get(i)?;
+    }
+    Ok(out)
+}
