@@ -226,3 +226,103 @@ fn claims(raw: Option<RawJwtClaims>, errors: &mut Vec<String>) -> ClaimNames {
     }
     names
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "JWT_SECRET" => Some("0123456789abcdef0123456789abcdef".into()),
+            "SHORT" => Some("too-short".into()),
+            _ => None,
+        }
+    }
+
+    fn config(auth: &str, server: &str) -> Result<crate::Config, String> {
+        let text = format!(
+            "{server}providers:\n  p: {{ base_url: \"http://127.0.0.1:1/v1\" }}\nmodels:\n  a: {{ targets: [{{ provider: p, model: x }}] }}\ntenants:\n  acme: {{ teams: {{ search: {{ allowed_models: [a] }} }} }}\nauth:\n{auth}"
+        );
+        crate::parse(&text, Path::new("."), &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_secret_or_a_jwks_with_safe_defaults() {
+        let cfg = config(
+            "  jwt: { issuer: https://idp/, audience: johi, hs256_secret: \"${JWT_SECRET}\", claims: { organization: org, team: team, user: sub } }\n",
+            "",
+        )
+        .unwrap();
+        assert!(cfg.auth.restricts_models, "the team limits models");
+        assert!(cfg.pipeline.iter().any(|e| e.name == "authorize"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("jwks.json"),
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}"#,
+        )
+        .unwrap();
+        let text = "providers:\n  p: { base_url: \"http://127.0.0.1:1/v1\" }\nmodels:\n  a: { targets: [{ provider: p, model: x }] }\ntenants: { acme: {} }\nauth:\n  jwt: { issuer: i, audience: a, jwks_file: jwks.json, claims: { organization: org } }\n";
+        crate::parse(text, dir.path(), &env).unwrap();
+    }
+
+    #[test]
+    fn every_jwt_and_mtls_mistake_names_its_field() {
+        let err = config(
+            "  jwt: { hs256_secret: \"${SHORT}\", algorithms: [RS256, none], leeway: 1h, claims: { project: p } }\n  mtls: { identities: [{ id: a, owner: nope }, { id: a, san: x, cn: y, owner: acme }] }\n",
+            "",
+        )
+        .unwrap_err();
+        for expected in [
+            "auth.jwt.issuer: required",
+            "auth.jwt.audience: required",
+            "auth.jwt.hs256_secret: at least 32 bytes",
+            "auth.jwt.algorithms[1]: 'none' is not supported",
+            "auth.jwt.leeway: at most 5m",
+            "auth.jwt.claims.organization: required",
+            "auth.jwt.claims.project: needs claims.team",
+            "auth.mtls: client certificates are only asked for with server.tls.client_ca",
+            "auth.mtls.identities[0]: set exactly one of san and cn",
+            "auth.mtls.identities[0].owner: unknown organization 'nope'",
+            "auth.mtls.identities[1].id: 'a' is used by another identity",
+            "auth.mtls.identities[1]: set exactly one of san and cn",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        let err = config(
+            "  jwt: { issuer: i, audience: a, jwks_url: \"http://idp.example.com/jwks\", hs256_secret: x, claims: { organization: o } }\n",
+            "server: { tls: { cert_file: c.pem, key_file: k.pem, client_auth: sometimes } }\n",
+        )
+        .unwrap_err();
+        for expected in [
+            "auth.jwt: set exactly one of jwks_file, jwks_url and hs256_secret",
+            "server.tls.client_auth: 'sometimes' is not optional or required",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        let err = config(
+            "  jwt: { issuer: i, audience: a, jwks_url: \"http://idp.example.com/jwks\", algorithms: [HS256], claims: { organization: o } }\n",
+            "",
+        )
+        .unwrap_err();
+        for expected in ["auth.jwt.jwks_url: 'http://idp.example.com/jwks' must be https://"] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        let err = config(
+            "  jwt: { issuer: i, audience: a, jwks_url: \"https://idp.example.com/jwks\", algorithms: [HS256], claims: { organization: o } }\n",
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("auth.jwt.algorithms[0]: HS256 needs hs256_secret; a JWKS never supplies an HMAC key"),
+            "{err}"
+        );
+        let err = config(
+            "  jwt: { issuer: i, audience: a, jwks_file: missing.json, claims: { organization: o } }\n",
+            "",
+        )
+        .unwrap_err();
+        assert!(err.contains("auth.jwt.jwks_file: ./missing.json:"), "{err}");
+    }
+}
