@@ -164,6 +164,11 @@ impl JwtVerifier {
         JwtVerifier { settings, secret }
     }
 
+    /// The settings it checks against.
+    pub fn settings(&self) -> &JwtSettings {
+        &self.settings
+    }
+
     /// Fetches a remote JWKS and starts its refresh; nothing for other key sources.
     pub async fn start(&self) {
         if let JwtKeys::Remote(remote) = &self.settings.keys {

@@ -113,6 +113,16 @@ impl Authenticator {
         self.keys.values().map(Arc::as_ref)
     }
 
+    /// The JWT settings, if JWTs are accepted (for `johi check`).
+    pub fn jwt(&self) -> Option<&JwtVerifier> {
+        self.jwt.as_deref()
+    }
+
+    /// The certificate identities (for `johi check`).
+    pub fn mtls(&self) -> &MtlsIdentities {
+        &self.mtls
+    }
+
     /// Whether `route` accepts requests without a credential.
     pub fn is_public(&self, route: Route) -> bool {
         self.public.contains(route)

@@ -58,6 +58,11 @@ impl MtlsIdentities {
         true
     }
 
+    /// How many certificate names are mapped.
+    pub fn len(&self) -> usize {
+        self.by_san.len() + self.by_cn.len()
+    }
+
     /// Whether no identity is configured.
     pub fn is_empty(&self) -> bool {
         self.by_san.is_empty() && self.by_cn.is_empty()
