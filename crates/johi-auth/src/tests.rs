@@ -354,3 +354,91 @@ fn a_header_credential_wins_over_a_certificate_and_a_bad_one_is_not_excused_by_i
     );
     assert_eq!(check(&none, None).unwrap_err(), AuthFailure::Missing);
 }
+
+#[tokio::test]
+async fn a_bearer_token_of_a_jwts_shape_is_checked_as_a_jwt_and_any_other_as_a_key() {
+    use crate::jwt::{ClaimNames, JwtKeys};
+    use crate::{JwtSettings, JwtVerifier, TenantIndex};
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    let mut tenants = TenantIndex::default();
+    tenants.insert("acme".into(), None);
+    let verifier = JwtVerifier::new(JwtSettings {
+        issuer: "iss".into(),
+        audience: "aud".into(),
+        algorithms: vec![jsonwebtoken::Algorithm::HS256],
+        keys: JwtKeys::Secret(SECRET.to_vec()),
+        leeway: Duration::from_secs(0),
+        claims: ClaimNames {
+            organization: "org".into(),
+            team: None,
+            project: None,
+            user: None,
+            allowed_models: None,
+        },
+        tenants,
+    });
+    let auth = authenticator(RouteSet::NONE.with(Route::Models)).with_jwt(verifier);
+    let exp = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let claims =
+        serde_json::json!({"iss": "iss", "aud": "aud", "org": "acme", "sub": "s", "exp": exp});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let now = SystemTime::now();
+    let bearer = |t: &str| headers(&[("authorization", &format!("Bearer {t}"))]);
+    let id = auth
+        .authenticate(&bearer(&token), None, Route::ChatCompletions, now)
+        .await
+        .unwrap();
+    assert_eq!(id.method, AuthMethod::Jwt);
+    let id = auth
+        .authenticate(&bearer(LIVE), None, Route::ChatCompletions, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        id.method,
+        AuthMethod::ApiKey,
+        "keys keep working beside JWTs"
+    );
+    let forged = tamper(&token);
+    assert_eq!(
+        auth.authenticate(&bearer(&forged), None, Route::ChatCompletions, now)
+            .await
+            .unwrap_err(),
+        AuthFailure::Invalid
+    );
+    let id = auth
+        .authenticate(&bearer(&forged), None, Route::Models, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        id.method,
+        AuthMethod::Anonymous,
+        "a public route tolerates it"
+    );
+    let org = headers(&[
+        ("authorization", &format!("Bearer {token}")),
+        ("openai-organization", "globex"),
+    ]);
+    assert_eq!(
+        auth.authenticate(&org, None, Route::ChatCompletions, now)
+            .await
+            .unwrap_err(),
+        AuthFailure::MismatchedOrganization
+    );
+}
+
+/// `token` with one character in the middle of its signature changed (a middle character
+/// carries only signature bits, unlike the last one, whose low bits are padding).
+fn tamper(token: &str) -> String {
+    let cut = token.rfind('.').unwrap() + (token.len() - token.rfind('.').unwrap()) / 2;
+    let swapped = if &token[cut..=cut] == "A" { "B" } else { "A" };
+    format!("{}{swapped}{}", &token[..cut], &token[cut + 1..])
+}

@@ -374,7 +374,9 @@ audit: { path: "{dir}/audit.jsonl" }
         let mut wrong_audience = claims("search");
         wrong_audience["aud"] = json!("another-service");
         let good = token(&key, &claims("search"));
-        let tampered = format!("{}x", &good[..good.len() - 1]);
+        let cut = good.rfind('.').unwrap() + 10;
+        let swapped = if &good[cut..=cut] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &good[..cut], &good[cut + 1..]);
         let foreign = {
             let dir = tempfile::tempdir().unwrap();
             token(&es256_key(dir.path()), &claims("search"))
