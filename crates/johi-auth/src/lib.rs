@@ -2,16 +2,25 @@
 //!
 //! * [`key`] — Johi's virtual API keys: generated from 256 random bits, shown once, stored
 //!   only as a SHA-256 hash.
+//! * [`jwt`] — JSON Web Tokens from an identity provider, verified with a secret or a JWKS
+//!   ([`jwks`]: a file, or a URL fetched and refreshed in the background).
+//! * [`mtls`] — TLS client certificates the listener verified, mapped to identities by name.
 //! * [`Authenticator`] — the credentials of one config load, checked against a request's
-//!   headers. It answers with the caller's [`Identity`] or an [`AuthFailure`] that says as
-//!   little as possible (an unknown, expired and revoked key all look the same).
+//!   headers and peer certificate. It answers with the caller's [`Identity`] or an
+//!   [`AuthFailure`] that says as little as possible (an unknown, expired and revoked key
+//!   all look the same; so do every kind of bad token).
 //!
 //! * [`KeyStore`] — keys issued at run time (the admin API), consulted by the same lookup.
 //!
-//! No I/O: the server and the `authenticate` processor call it with headers in hand.
+//! The only I/O is a JWKS fetch, in the background or, when a token names a key the set
+//! lacks, once per rate-limit interval on behalf of the requests that wait for it.
 
+pub mod jwks;
+pub mod jwt;
 pub mod key;
+pub mod mtls;
 mod store;
+pub mod tenants;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +30,11 @@ use http::HeaderMap;
 use johi_core::{AuthFailure, Identity, Route, RouteSet};
 use subtle::ConstantTimeEq;
 
+pub use jwt::{JwtSettings, JwtVerifier};
 pub use key::{GeneratedKey, KeyHash, KEY_PREFIX};
+pub use mtls::{CertificateName, MtlsIdentities, PeerCertificate};
 pub use store::KeyStore;
+pub use tenants::TenantIndex;
 
 /// One virtual API key as configured: its hash, never the key itself.
 #[derive(Debug, Clone)]
@@ -45,6 +57,8 @@ pub struct ApiKeyEntry {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     keys: HashMap<KeyHash, Arc<ApiKeyEntry>>,
+    jwt: Option<Arc<JwtVerifier>>,
+    mtls: MtlsIdentities,
     public: RouteSet,
     anonymous: Arc<Identity>,
     /// Keys issued at run time, looked up after the config's own.
@@ -73,6 +87,8 @@ impl Authenticator {
                 .into_iter()
                 .map(|k| (k.hash.clone(), Arc::new(k)))
                 .collect(),
+            jwt: None,
+            mtls: MtlsIdentities::default(),
             public,
             anonymous: Arc::new(Identity::anonymous()),
             runtime: None,
@@ -91,9 +107,39 @@ impl Authenticator {
         self.keys.values().any(|k| k.id == id)
     }
 
+    /// Also accepts JWTs checked by `verifier` (bearer tokens of a JWT's shape).
+    pub fn with_jwt(mut self, verifier: JwtVerifier) -> Self {
+        self.jwt = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Also identifies callers by a verified TLS client certificate.
+    pub fn with_mtls(mut self, identities: MtlsIdentities) -> Self {
+        self.mtls = identities;
+        self
+    }
+
+    /// Starts what the credentials need in the background: the JWKS fetch and refresh.
+    /// Called once per config load by the server, before the load serves requests.
+    pub async fn start(&self) {
+        if let Some(jwt) = &self.jwt {
+            jwt.start().await;
+        }
+    }
+
     /// The configured keys, for listings (`johi check`, the admin API).
     pub fn keys(&self) -> impl Iterator<Item = &ApiKeyEntry> {
         self.keys.values().map(Arc::as_ref)
+    }
+
+    /// The JWT settings, if JWTs are accepted (for `johi check`).
+    pub fn jwt(&self) -> Option<&JwtVerifier> {
+        self.jwt.as_deref()
+    }
+
+    /// The certificate identities (for `johi check`).
+    pub fn mtls(&self) -> &MtlsIdentities {
+        &self.mtls
     }
 
     /// Whether `route` accepts requests without a credential.
@@ -101,7 +147,14 @@ impl Authenticator {
         self.public.contains(route)
     }
 
-    /// The caller of a request to `route` with these headers, as of `now`.
+    /// The caller of a request to `route` with these headers and, on a TLS connection whose
+    /// client presented one, this verified certificate, as of `now`.
+    ///
+    /// A credential in a header (a key, or a token of a JWT's shape in `Authorization:
+    /// Bearer`) decides alone: if it is invalid the request is refused even when the
+    /// connection carries a certificate, so a client never silently runs as someone other
+    /// than the credential it sent. Without one, the certificate's mapped identity is used;
+    /// a verified certificate that maps to none is an invalid credential.
     ///
     /// On a public route a valid key still identifies its holder (for attribution), and a
     /// missing or invalid one makes the caller anonymous: the OpenAI SDKs refuse to run
@@ -111,13 +164,14 @@ impl Authenticator {
     /// The check hashes the presented key first and looks the digest up, so its time does
     /// not depend on how much of the key matches a real one: an attacker who varies the key
     /// varies the digest unpredictably. The final comparison is constant-time as well.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         headers: &HeaderMap,
+        peer: Option<&PeerCertificate>,
         route: Route,
         now: SystemTime,
     ) -> Result<Arc<Identity>, AuthFailure> {
-        let identity = match self.key_identity(headers, now) {
+        let identity = match self.credential_identity(headers, peer, now).await {
             Ok(identity) => identity,
             Err(_) if self.is_public(route) => return Ok(self.anonymous.clone()),
             Err(failure) => return Err(failure),
@@ -135,13 +189,34 @@ impl Authenticator {
         Ok(identity)
     }
 
-    /// The identity of the key the headers present, if it is one of ours and in force.
-    fn key_identity(
+    /// The identity the request's credential speaks for, in the order of precedence the
+    /// [`Authenticator::authenticate`] docs give.
+    async fn credential_identity(
         &self,
         headers: &HeaderMap,
+        peer: Option<&PeerCertificate>,
         now: SystemTime,
     ) -> Result<Arc<Identity>, AuthFailure> {
-        let presented = presented_key(headers)?.ok_or(AuthFailure::Missing)?;
+        match presented_key(headers)? {
+            Some(token) => match &self.jwt {
+                Some(jwt) if jwt::looks_like_jwt(token) => match jwt.verify(token, now).await {
+                    Ok(identity) => Ok(Arc::new(identity)),
+                    Err(rejection) => {
+                        tracing::debug!(reason = rejection.as_str(), "JWT refused");
+                        Err(AuthFailure::Invalid)
+                    }
+                },
+                _ => self.key_identity(token, now),
+            },
+            None => match peer {
+                Some(cert) => self.mtls.identify(cert).ok_or(AuthFailure::Invalid),
+                None => Err(AuthFailure::Missing),
+            },
+        }
+    }
+
+    /// The identity of the key presented, if it is one of ours and in force.
+    fn key_identity(&self, presented: &str, now: SystemTime) -> Result<Arc<Identity>, AuthFailure> {
         let hash = KeyHash::of(presented);
         // Config keys first, then run-time keys: both are a lookup by digest.
         let entry = self

@@ -5,14 +5,17 @@
 //! only looks its key up.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use johi_auth::{ApiKeyEntry, Authenticator, KeyHash};
+use johi_auth::{
+    ApiKeyEntry, Authenticator, CertificateName, KeyHash, MtlsIdentities, TenantIndex,
+};
 use johi_core::model::ModelRegistry;
 use johi_core::{AuthMethod, Identity, Route, RouteSet};
 
-use crate::raw::{RawApiKey, RawAuth, RawOrganization};
+use crate::raw::{RawApiKey, RawAuth, RawMtls, RawOrganization};
 
 /// The tenant tree: organisations → teams → projects, each with an optional model allowance.
 #[derive(Debug, Clone, Default)]
@@ -103,17 +106,24 @@ pub(crate) fn tenants(
     Tenants { organizations }
 }
 
+/// What validating `auth:` needs from the rest of the config.
+pub(crate) struct Context<'a> {
+    /// The validated tenant tree.
+    pub tenants: &'a Tenants,
+    /// The configured models.
+    pub models: &'a ModelRegistry,
+    /// Resolves a path relative to the config file's directory.
+    pub resolve: &'a dyn Fn(&str) -> PathBuf,
+    /// Whether the listener verifies client certificates (`server.tls.client_ca`).
+    pub client_ca: bool,
+}
+
 /// Validates `auth:`. Its absence is an error: a gateway that serves without credentials
 /// must say so (`public_routes: ["*"]`), never be open by omission.
-pub(crate) fn auth(
-    raw: Option<RawAuth>,
-    tenants: &Tenants,
-    models: &ModelRegistry,
-    errors: &mut Vec<String>,
-) -> AuthConfig {
+pub(crate) fn auth(raw: Option<RawAuth>, cx: &Context<'_>, errors: &mut Vec<String>) -> AuthConfig {
     let Some(raw) = raw else {
         errors.push(
-            "auth: missing. Add api_keys (see `johi keys generate`), or `auth: { public_routes: [\"*\"] }` to serve every route without credentials"
+            "auth: missing. Add api_keys (see `johi keys generate`), jwt or mtls, or `auth: { public_routes: [\"*\"] }` to serve every route without credentials"
                 .into(),
         );
         return AuthConfig::default();
@@ -127,7 +137,7 @@ pub(crate) fn auth(
         if !ids.insert(key.id.clone()) {
             errors.push(format!("{path}.id: '{}' is used by another key", key.id));
         }
-        if let Some(entry) = api_key(key, &path, tenants, models, errors) {
+        if let Some(entry) = api_key(key, &path, cx, errors) {
             if !hashes.insert(entry.hash.clone()) {
                 errors.push(format!("{path}.hash: another key has the same hash"));
             }
@@ -135,8 +145,20 @@ pub(crate) fn auth(
             keys.push(entry);
         }
     }
+    let mut authenticator = Authenticator::new(keys, public_routes);
+    if let Some(jwt) = raw.jwt {
+        if let Some((verifier, restricts)) = crate::jwt::jwt(jwt, cx, errors) {
+            restricts_models |= restricts;
+            authenticator = authenticator.with_jwt(verifier);
+        }
+    }
+    if let Some(raw_mtls) = raw.mtls {
+        let (identities, restricts) = mtls(raw_mtls, cx, errors);
+        restricts_models |= restricts;
+        authenticator = authenticator.with_mtls(identities);
+    }
     AuthConfig {
-        authenticator: Arc::new(Authenticator::new(keys, public_routes)),
+        authenticator: Arc::new(authenticator),
         public_routes,
         restricts_models,
     }
@@ -151,7 +173,14 @@ pub fn resolve_key(
     models: &ModelRegistry,
 ) -> Result<ApiKeyEntry, Vec<String>> {
     let mut errors = Vec::new();
-    let entry = api_key(key, "", tenants, models, &mut errors);
+    let no_files = |path: &str| PathBuf::from(path);
+    let cx = Context {
+        tenants,
+        models,
+        resolve: &no_files,
+        client_ca: false,
+    };
+    let entry = api_key(key, "", &cx, &mut errors);
     match entry {
         Some(entry) if errors.is_empty() => Ok(entry),
         _ => Err(errors
@@ -161,28 +190,64 @@ pub fn resolve_key(
     }
 }
 
-fn api_key(
-    key: RawApiKey,
+/// What a key and a certificate identity share: an owner, a user, model and route lists.
+struct Grant {
+    method: AuthMethod,
+    id: String,
+    owner: String,
+    user: Option<String>,
+    allowed_models: Option<Vec<String>>,
+    allowed_routes: Option<Vec<String>>,
+}
+
+/// The identity a grant speaks for, its tenants checked and its allowance intersected;
+/// `None` (with errors) if anything is wrong.
+fn grant_identity(
+    grant: Grant,
     path: &str,
-    tenants: &Tenants,
-    models: &ModelRegistry,
+    cx: &Context<'_>,
     errors: &mut Vec<String>,
-) -> Option<ApiKeyEntry> {
+) -> Option<Identity> {
     let before = errors.len();
-    check_name(&key.id, &format!("{path}.id"), errors);
-    let hash = KeyHash::parse(&key.hash)
-        .map_err(|e| errors.push(format!("{path}.hash: {e}")))
-        .ok();
-    let (owner, inherited) = owner(&key.owner, &format!("{path}.owner"), tenants, errors);
-    let own = model_list(key.allowed_models, path, models, errors);
+    check_name(&grant.id, &format!("{path}.id"), errors);
+    let (owner, inherited) = owner(&grant.owner, &format!("{path}.owner"), cx.tenants, errors);
+    let own = model_list(grant.allowed_models, path, cx.models, errors);
     let allowed_models = inherited
         .into_iter()
         .chain(own)
         .reduce(|a, b| a.into_iter().filter(|m| b.contains(m)).collect());
-    let allowed_routes = match key.allowed_routes {
+    let allowed_routes = match grant.allowed_routes {
         Some(routes) => route_list(&routes, &format!("{path}.allowed_routes"), errors),
         None => RouteSet::ALL,
     };
+    if let Some(user) = &grant.user {
+        check_name(user, &format!("{path}.user"), errors);
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let [organization, team, project] = owner;
+    Some(Identity {
+        method: grant.method,
+        credential_id: Some(grant.id),
+        organization,
+        team,
+        project,
+        user: grant.user,
+        allowed_models,
+        allowed_routes,
+    })
+}
+
+fn api_key(
+    key: RawApiKey,
+    path: &str,
+    cx: &Context<'_>,
+    errors: &mut Vec<String>,
+) -> Option<ApiKeyEntry> {
+    let hash = KeyHash::parse(&key.hash)
+        .map_err(|e| errors.push(format!("{path}.hash: {e}")))
+        .ok();
     let expires_at = key.expires_at.as_deref().and_then(|t| {
         humantime::parse_rfc3339(t)
             .map_err(|e| {
@@ -192,30 +257,77 @@ fn api_key(
             })
             .ok()
     });
-    if let Some(user) = &key.user {
-        check_name(user, &format!("{path}.user"), errors);
-    }
-    if errors.len() > before {
-        return None;
-    }
-    let [organization, team, project] = owner;
-    Some(ApiKeyEntry {
-        identity: Arc::new(Identity {
+    let identity = grant_identity(
+        Grant {
             method: AuthMethod::ApiKey,
-            credential_id: Some(key.id.clone()),
-            organization,
-            team,
-            project,
+            id: key.id.clone(),
+            owner: key.owner,
             user: key.user,
-            allowed_models,
-            allowed_routes,
-        }),
+            allowed_models: key.allowed_models,
+            allowed_routes: key.allowed_routes,
+        },
+        path,
+        cx,
+        errors,
+    )?;
+    Some(ApiKeyEntry {
+        identity: Arc::new(identity),
         id: key.id,
         hash: hash?,
         expires_at,
         revoked: key.revoked,
         metadata: key.metadata.into_iter().collect(),
     })
+}
+
+/// Validates `auth.mtls`: the identities and whether any is limited to some models.
+fn mtls(raw: RawMtls, cx: &Context<'_>, errors: &mut Vec<String>) -> (MtlsIdentities, bool) {
+    if !cx.client_ca {
+        errors.push(
+            "auth.mtls: client certificates are only asked for with server.tls.client_ca; set it, or remove auth.mtls".into(),
+        );
+    }
+    let mut identities = MtlsIdentities::default();
+    let mut restricts = false;
+    let mut ids = HashSet::new();
+    for (i, entry) in raw.identities.into_iter().enumerate() {
+        let path = format!("auth.mtls.identities[{i}]");
+        if !ids.insert(entry.id.clone()) {
+            errors.push(format!(
+                "{path}.id: '{}' is used by another identity",
+                entry.id
+            ));
+        }
+        let name = match (entry.san, entry.cn) {
+            (Some(san), None) if !san.is_empty() => Some(CertificateName::San(san)),
+            (None, Some(cn)) if !cn.is_empty() => Some(CertificateName::CommonName(cn)),
+            _ => {
+                errors.push(format!("{path}: set exactly one of san and cn, not empty"));
+                None
+            }
+        };
+        let identity = grant_identity(
+            Grant {
+                method: AuthMethod::Mtls,
+                id: entry.id,
+                owner: entry.owner,
+                user: entry.user,
+                allowed_models: entry.allowed_models,
+                allowed_routes: entry.allowed_routes,
+            },
+            &path,
+            cx,
+            errors,
+        );
+        if let (Some(name), Some(identity)) = (name, identity) {
+            restricts |= identity.allowed_models.is_some();
+            let shown = format!("{name:?}");
+            if !identities.insert(name, Arc::new(identity)) {
+                errors.push(format!("{path}: {shown} is mapped by another identity"));
+            }
+        }
+    }
+    (identities, restricts)
 }
 
 /// Resolves `org[/team[/project]]` against the tenant tree: the three names (absent levels
@@ -269,7 +381,30 @@ fn owner(
     (names, inherited)
 }
 
-fn model_list(
+impl Tenants {
+    /// Every owner path with its inherited model allowance, for credentials whose tenants
+    /// are only known at request time (JWTs).
+    pub fn index(&self) -> TenantIndex {
+        let mut index = TenantIndex::default();
+        let narrow = johi_auth::tenants::intersect_models;
+        for (org_name, org) in &self.organizations {
+            index.insert(org_name.clone(), org.allowed_models.clone());
+            for (team_name, team) in &org.teams {
+                let team_models = narrow(org.allowed_models.clone(), team.allowed_models.clone());
+                index.insert(format!("{org_name}/{team_name}"), team_models.clone());
+                for (project_name, project) in &team.projects {
+                    index.insert(
+                        format!("{org_name}/{team_name}/{project_name}"),
+                        narrow(team_models.clone(), project.clone()),
+                    );
+                }
+            }
+        }
+        index
+    }
+}
+
+pub(crate) fn model_list(
     list: Option<Vec<String>>,
     path: &str,
     models: &ModelRegistry,
@@ -305,7 +440,7 @@ fn route_list(list: &[String], path: &str, errors: &mut Vec<String>) -> RouteSet
 }
 
 /// Names end up in headers, logs and ledger keys: keep them plain.
-fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
+pub(crate) fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
     let plain = (1..=128).contains(&name.len())
         && name
             .bytes()

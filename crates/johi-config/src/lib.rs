@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod interpolate;
+mod jwt;
 pub mod limits;
 pub mod raw;
 pub mod validate;
@@ -122,6 +123,11 @@ pub struct TlsFiles {
     pub cert_file: PathBuf,
     /// Private key.
     pub key_file: PathBuf,
+    /// CA certificates client certificates are verified against; no client certificates
+    /// are asked for when absent.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client must present a certificate (otherwise it may present a key or token).
+    pub client_auth_required: bool,
 }
 
 /// Request enrichment settings.

@@ -90,6 +90,11 @@ pub struct RawTls {
     pub cert_file: String,
     /// PEM private key.
     pub key_file: String,
+    /// PEM CA certificates that client certificates are verified against (mTLS).
+    pub client_ca: Option<String>,
+    /// `optional` (default: a client may connect without a certificate and use a key or
+    /// token instead) or `required`.
+    pub client_auth: Option<String>,
 }
 
 /// `enrich:`
@@ -296,6 +301,84 @@ pub struct RawAuth {
     /// Virtual API keys, by hash.
     #[serde(default)]
     pub api_keys: Vec<RawApiKey>,
+    /// JSON Web Tokens from an identity provider.
+    pub jwt: Option<RawJwt>,
+    /// TLS client certificates (needs `server.tls.client_ca`).
+    pub mtls: Option<RawMtls>,
+}
+
+/// `auth.jwt:` — exactly one of `jwks_file`, `jwks_url` and `hs256_secret`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required member of `aud`.
+    pub audience: Option<String>,
+    /// Accepted algorithms: `HS256`, `RS256`, `ES256`.
+    pub algorithms: Option<Vec<String>>,
+    /// JWKS file (relative to the config file's directory).
+    pub jwks_file: Option<String>,
+    /// JWKS URL, fetched in the background.
+    pub jwks_url: Option<String>,
+    /// How often `jwks_url` is refetched, e.g. `5m`.
+    #[serde(default, with = "humantime_serde")]
+    pub refresh: Option<Duration>,
+    /// Shortest time between two refetches caused by an unknown `kid`, e.g. `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub min_refetch_interval: Option<Duration>,
+    /// HS256 shared secret, as `${ENV_VAR}`.
+    pub hs256_secret: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, e.g. `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub leeway: Option<Duration>,
+    /// Which claims name the tenant and user.
+    pub claims: Option<RawJwtClaims>,
+}
+
+/// `auth.jwt.claims:` — claim names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtClaims {
+    /// Organisation (required).
+    pub organization: Option<String>,
+    /// Team.
+    pub team: Option<String>,
+    /// Project.
+    pub project: Option<String>,
+    /// End user.
+    pub user: Option<String>,
+    /// A list of models the token is limited to.
+    pub allowed_models: Option<String>,
+}
+
+/// `auth.mtls:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtls {
+    /// Certificate names and the identities they map to.
+    #[serde(default)]
+    pub identities: Vec<RawMtlsIdentity>,
+}
+
+/// `auth.mtls.identities[i]:` — exactly one of `san` and `cn`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtlsIdentity {
+    /// Stable ID, recorded as the credential.
+    pub id: String,
+    /// A subject alternative name (DNS, URI or email) the certificate carries.
+    pub san: Option<String>,
+    /// The certificate subject's common name.
+    pub cn: Option<String>,
+    /// `organization[/team[/project]]`.
+    pub owner: String,
+    /// End user.
+    pub user: Option<String>,
+    /// Models the certificate may call.
+    pub allowed_models: Option<Vec<String>>,
+    /// Routes the certificate may call.
+    pub allowed_routes: Option<Vec<String>>,
 }
 
 /// `auth.api_keys[i]:`

@@ -54,11 +54,29 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         let files = TlsFiles {
             cert_file: resolve(&t.cert_file),
             key_file: resolve(&t.key_file),
+            client_ca: t.client_ca.as_deref().map(resolve),
+            client_auth_required: match t.client_auth.as_deref() {
+                None | Some("optional") => false,
+                Some("required") => true,
+                Some(other) => {
+                    errors.push(format!(
+                        "server.tls.client_auth: '{other}' is not optional or required"
+                    ));
+                    false
+                }
+            },
         };
+        if files.client_auth_required && files.client_ca.is_none() {
+            errors.push(
+                "server.tls.client_auth: 'required' needs server.tls.client_ca to verify certificates against".into(),
+            );
+        }
         for (field, path) in [
-            ("cert_file", &files.cert_file),
-            ("key_file", &files.key_file),
+            ("cert_file", Some(&files.cert_file)),
+            ("key_file", Some(&files.key_file)),
+            ("client_ca", files.client_ca.as_ref()),
         ] {
+            let Some(path) = path else { continue };
             if !path.is_file() {
                 errors.push(format!(
                     "server.tls.{field}: no such file {}",
@@ -187,7 +205,17 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
         }
     });
     let auth_configured = raw.auth.is_some();
-    let auth = crate::auth::auth(raw.auth, &tenants, &models, &mut errors);
+    let client_ca = server.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let auth = crate::auth::auth(
+        raw.auth,
+        &crate::auth::Context {
+            tenants: &tenants,
+            models: &models,
+            resolve: &resolve,
+            client_ca,
+        },
+        &mut errors,
+    );
 
     let audit = raw.audit.map(|a| AuditConfig {
         path: resolve(&a.path),

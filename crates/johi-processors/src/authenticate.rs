@@ -5,12 +5,16 @@
 //! replaces whatever the client claimed: the organisation a request is charged to comes
 //! from its credential, never from a header the client writes. Route allowances
 //! (`allowed_routes`) are checked here too, since the route is known before the body is.
+//!
+//! The credential is a virtual key or a JWT in a header, or the TLS client certificate the
+//! listener verified (a [`PeerCertificate`] in the exchange's extensions); see
+//! [`Authenticator::authenticate`] for which wins when a request carries several.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use johi_auth::Authenticator;
+use johi_auth::{Authenticator, PeerCertificate};
 use johi_core::{Exchange, Facet, FacetSet, GatewayError, Route};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
@@ -60,14 +64,15 @@ impl Processor for Authenticate {
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let route = Route::from(ex.api);
-        let identity =
-            match self
-                .authenticator
-                .authenticate(&ex.inbound_headers, route, SystemTime::now())
-            {
-                Ok(identity) => identity,
-                Err(reason) => return Ok(Verdict::Deny(GatewayError::Unauthenticated { reason })),
-            };
+        let peer = ex.extensions.get::<PeerCertificate>();
+        let identity = match self
+            .authenticator
+            .authenticate(&ex.inbound_headers, peer, route, SystemTime::now())
+            .await
+        {
+            Ok(identity) => identity,
+            Err(reason) => return Ok(Verdict::Deny(GatewayError::Unauthenticated { reason })),
+        };
         if !identity.allowed_routes.contains(route) {
             return Ok(Verdict::Deny(route_not_allowed(route)));
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::IntoResponse;
+use axum::Extension;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -14,6 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use johi_core::exchange::Outcome;
 use std::time::SystemTime;
 
+use johi_auth::PeerCertificate;
 use johi_core::{Api, Exchange, GatewayError, Identity, Route};
 use johi_pipeline::{Completion, Executed};
 use serde_json::json;
@@ -58,10 +60,12 @@ async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body
 
     // The completion guard owns the exchange from here on: if this future is dropped (the
     // client went away), the completion hook still runs, as a cancellation.
-    let mut completion = Completion::new(
-        runtime.pipeline.clone(),
-        Exchange::new(api, parts.headers, body),
-    );
+    let mut exchange = Exchange::new(api, parts.headers, body);
+    // The TLS client certificate the listener verified, for `authenticate`.
+    if let Some(cert) = parts.extensions.get::<PeerCertificate>() {
+        exchange.extensions.insert(cert.clone());
+    }
+    let mut completion = Completion::new(runtime.pipeline.clone(), exchange);
     // A panicking processor is a bug, but one request's bug: it is answered (and audited) as
     // a 500 here, and the process keeps serving. The exchange is plain data, so observing it
     // after an unwind is sound.
@@ -135,15 +139,17 @@ fn model_object(id: &str) -> serde_json::Value {
 /// The caller of a `/v1/models` request, or the error to answer with. These routes do not
 /// run the pipeline (there is no body to process), so they check the credential themselves,
 /// with the same authenticator the `authenticate` processor uses.
-fn models_caller(
+async fn models_caller(
     runtime: &crate::runtime::Runtime,
     headers: &http::HeaderMap,
+    peer: Option<&PeerCertificate>,
 ) -> Result<Arc<Identity>, GatewayError> {
     let identity = runtime
         .config
         .auth
         .authenticator
-        .authenticate(headers, Route::Models, SystemTime::now())
+        .authenticate(headers, peer, Route::Models, SystemTime::now())
+        .await
         .map_err(|reason| GatewayError::Unauthenticated { reason })?;
     if identity.allowed_routes.contains(Route::Models) {
         Ok(identity)
@@ -157,10 +163,12 @@ fn models_caller(
 /// `GET /v1/models`: the logical models the caller may use, in OpenAI's list shape.
 pub async fn list_models(
     State(shared): State<Arc<Shared>>,
+    peer: Option<Extension<PeerCertificate>>,
     headers: http::HeaderMap,
 ) -> Response<Body> {
-    let runtime = shared.runtime.load();
-    let identity = match models_caller(&runtime, &headers) {
+    let runtime = shared.runtime.load_full();
+    let peer = peer.as_ref().map(|Extension(cert)| cert);
+    let identity = match models_caller(&runtime, &headers, peer).await {
         Ok(identity) => identity,
         Err(error) => return edge::error_response(&error, &early_headers(&headers)),
     };
@@ -179,11 +187,13 @@ pub async fn list_models(
 /// not exist, as OpenAI does.
 pub async fn get_model(
     State(shared): State<Arc<Shared>>,
+    peer: Option<Extension<PeerCertificate>>,
     headers: http::HeaderMap,
     Path(model): Path<String>,
 ) -> Response<Body> {
-    let runtime = shared.runtime.load();
-    let identity = match models_caller(&runtime, &headers) {
+    let runtime = shared.runtime.load_full();
+    let peer = peer.as_ref().map(|Extension(cert)| cert);
+    let identity = match models_caller(&runtime, &headers, peer).await {
         Ok(identity) => identity,
         Err(error) => return edge::error_response(&error, &early_headers(&headers)),
     };

@@ -149,6 +149,8 @@ impl Loader {
                 }
             },
         };
+        // A remote JWKS is fetched before this load serves (its refresh then runs on its own).
+        config.auth.authenticator.start().await;
         let ledger = self.ledger.as_ref().map(|(_, ledger)| ledger.clone());
         let runtime = Runtime::build(config, &self.registry, sink, self.limits.clone(), ledger)?;
         if let Some((keys, entries, _changes)) = issued {
@@ -214,9 +216,7 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
     let server = config.server.clone();
     let runtime = loader.build(config).await.map_err(StartError::Config)?;
     let tls = match &server.tls {
-        Some(files) => Some(
-            listener::tls_acceptor(&files.cert_file, &files.key_file).map_err(StartError::Io)?,
-        ),
+        Some(files) => Some(listener::tls_acceptor(files).map_err(StartError::Io)?),
         None => None,
     };
     let tcp = TcpListener::bind(server.listen)

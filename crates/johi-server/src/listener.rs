@@ -1,5 +1,11 @@
 //! The listener: accepts TCP (optionally TLS) connections and serves HTTP/1.1 and HTTP/2 on
 //! them, with graceful shutdown that lets in-flight requests and streams finish.
+//!
+//! With `server.tls.client_ca`, the handshake asks for a client certificate and verifies it
+//! against that CA: a certificate from anywhere else fails the handshake, and a verified one
+//! is attached to every request of the connection as a [`PeerCertificate`], which
+//! authentication maps to an identity. A client without a certificate still connects
+//! (unless `client_auth: required`) and authenticates with a key or token.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,37 +13,70 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use johi_auth::PeerCertificate;
+use johi_config::TlsFiles;
+use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tower::util::MapRequest;
+use tower::ServiceExt;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Builds a TLS acceptor (ALPN: h2, http/1.1) from PEM files.
-pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|iter| iter.collect::<Result<_, _>>())
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+/// Builds a TLS acceptor (ALPN: h2, http/1.1) from the configured PEM files.
+pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
+    let (cert_file, key_file) = (&files.cert_file, &files.key_file);
+    let certs = pem_certificates(cert_file)?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca_file) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in pem_certificates(ca_file)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+            }
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let verifier = if files.client_auth_required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<_, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Accepts connections until `stop` flips, then returns the graceful-shutdown handle that
@@ -66,14 +105,14 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         match tls.clone() {
             None => {
                 tokio::spawn(serve_connection(
                     TokioIo::new(stream),
-                    service,
+                    with_peer_certificate(router, None),
                     builder,
                     watcher,
                     peer,
@@ -83,6 +122,14 @@ pub async fn accept_loop(
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            // Present only if the handshake verified it against client_ca.
+                            let cert = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| PeerCertificate::verified(leaf.as_ref()));
+                            let service = with_peer_certificate(router, cert);
                             serve_connection(TokioIo::new(tls), service, builder, watcher, peer)
                                 .await
                         }
@@ -96,14 +143,39 @@ pub async fn accept_loop(
     graceful
 }
 
-async fn serve_connection<I>(
+/// The connection's service: the router, with the client's verified certificate (if any)
+/// attached to each request.
+fn with_peer_certificate(
+    router: Router,
+    cert: Option<PeerCertificate>,
+) -> TowerToHyperService<
+    MapRequest<Router, impl FnMut(Request<Incoming>) -> Request<Incoming> + Clone>,
+> {
+    let service = router.map_request(move |mut request: Request<Incoming>| {
+        if let Some(cert) = &cert {
+            request.extensions_mut().insert(cert.clone());
+        }
+        request
+    });
+    TowerToHyperService::new(service)
+}
+
+async fn serve_connection<I, S>(
     io: TokioIo<I>,
-    service: TowerToHyperService<Router>,
+    service: TowerToHyperService<S>,
     builder: Arc<Builder<TokioExecutor>>,
     watcher: Watcher,
     peer: SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let connection = builder.serve_connection(io, service);
     if let Err(e) = watcher.watch(connection).await {

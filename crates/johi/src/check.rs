@@ -82,6 +82,28 @@ fn print_auth(config: &johi_config::Config) {
             public.join(", ")
         }
     );
+    if let Some(jwt) = config.auth.authenticator.jwt() {
+        let s = jwt.settings();
+        let keys = match &s.keys {
+            johi_auth::jwt::JwtKeys::Secret(_) => "a shared secret".to_owned(),
+            johi_auth::jwt::JwtKeys::Static(set) => format!("a JWKS file ({} keys)", set.len()),
+            johi_auth::jwt::JwtKeys::Remote(_) => "a JWKS URL".to_owned(),
+        };
+        let algorithms: Vec<_> = s.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        println!(
+            "  jwt: issuer {}, audience {}, {} verified with {keys}",
+            s.issuer,
+            s.audience,
+            algorithms.join("/")
+        );
+    }
+    let mtls = config.auth.authenticator.mtls();
+    if !mtls.is_empty() {
+        println!(
+            "  mtls: {} certificate names mapped to identities",
+            mtls.len()
+        );
+    }
     let mut keys: Vec<_> = config.auth.authenticator.keys().collect();
     keys.sort_by(|a, b| a.id.cmp(&b.id));
     let now = std::time::SystemTime::now();

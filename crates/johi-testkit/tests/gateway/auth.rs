@@ -243,3 +243,365 @@ async fn revoking_a_key_in_the_config_takes_effect_on_reload() {
     h.gateway.reload().await.unwrap();
     assert_eq!(status().await, 200);
 }
+
+/// JWTs and TLS client certificates, end to end.
+mod identity_providers {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioExecutor;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use serde_json::{json, Value};
+
+    use super::{answer, chat, post, KeyHash};
+    use johi_testkit::Harness;
+
+    const ISSUER: &str = "https://idp.example.com/";
+
+    /// A P-256 signing key, with its JWKS written to `dir/jwks.json`.
+    fn es256_key(dir: &Path) -> EncodingKey {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let point = pair.public_key().as_ref();
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "idp-1", "alg": "ES256", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }]});
+        std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+        EncodingKey::from_ec_der(pkcs8.as_ref())
+    }
+
+    fn token(key: &EncodingKey, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("idp-1".into());
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    fn claims(team: &str) -> Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        json!({"iss": ISSUER, "aud": "johi", "sub": "u-7", "email": "bob@acme.example",
+               "org": "acme", "team": team, "exp": now + 300})
+    }
+
+    const JWT_CONFIG: &str = r#"
+server: { listen: "127.0.0.1:0" }
+providers:
+  mock: { base_url: "{mock}", api_key: sk-mock-key }
+models:
+  m: { targets: [{ provider: mock, model: mock-small }] }
+  e: { targets: [{ provider: mock, model: mock-embed }] }
+tenants:
+  acme: { teams: { search: { allowed_models: [m] } } }
+auth:
+  jwt:
+    issuer: https://idp.example.com/
+    audience: johi
+    algorithms: [ES256]
+    jwks_file: "{dir}/jwks.json"
+    leeway: 5s
+    claims: { organization: org, team: team, user: email }
+audit: { path: "{dir}/audit.jsonl" }
+"#;
+
+    /// Starts a gateway whose JWKS (in a directory made first, kept as long as the
+    /// gateway) holds a fresh key.
+    async fn jwt_gateway() -> (Harness, EncodingKey, tempfile::TempDir) {
+        // The JWKS must exist when the config loads; the harness's own directory is made
+        // at start, so the key goes in a directory of its own, named in the config.
+        let dir = tempfile::tempdir().unwrap();
+        let key = es256_key(dir.path());
+        let config = JWT_CONFIG.replace(
+            "{dir}/jwks.json",
+            &dir.path().join("jwks.json").display().to_string(),
+        );
+        let h = Harness::start(&config).await;
+        (h, key, dir)
+    }
+
+    #[tokio::test]
+    async fn a_jwt_is_served_and_charged_to_the_tenant_its_claims_name() {
+        let (h, key, _dir) = jwt_gateway().await;
+        let r = post(&h, "/v1/chat/completions", &chat("m"))
+            .bearer_auth(token(&key, &claims("search")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-johi-organization"], "acme");
+        let (status, body) = answer(
+            post(&h, "/v1/embeddings", &json!({"model": "e", "input": "x"}))
+                .bearer_auth(token(&key, &claims("search"))),
+        )
+        .await;
+        assert_eq!(status, 403, "the team's model list applies to its tokens");
+        assert_eq!(body["error"]["code"], "model_not_allowed");
+        let seen = h.mock.requests();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].headers["authorization"], "Bearer sk-mock-key",
+            "the token never goes upstream"
+        );
+        let records = h.finish().await;
+        let r = &records[0];
+        assert_eq!(r["auth"], "jwt");
+        assert_eq!(r["credential_id"], "u-7");
+        assert_eq!(r["organization"], "acme");
+        assert_eq!(r["team"], "search");
+        assert_eq!(r["user"], "bob@acme.example");
+    }
+
+    #[tokio::test]
+    async fn every_bad_jwt_gets_the_same_401_in_openais_shape() {
+        let (h, key, _dir) = jwt_gateway().await;
+        let mut expired = claims("search");
+        expired["exp"] = json!(1_600_000_000);
+        let mut unknown_team = claims("search");
+        unknown_team["team"] = json!("payments");
+        let mut wrong_audience = claims("search");
+        wrong_audience["aud"] = json!("another-service");
+        let good = token(&key, &claims("search"));
+        let cut = good.rfind('.').unwrap() + 10;
+        let swapped = if &good[cut..=cut] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &good[..cut], &good[cut + 1..]);
+        let foreign = {
+            let dir = tempfile::tempdir().unwrap();
+            token(&es256_key(dir.path()), &claims("search"))
+        };
+        let mut bodies = Vec::new();
+        for bad in [
+            token(&key, &expired),
+            token(&key, &unknown_team),
+            token(&key, &wrong_audience),
+            tampered,
+            foreign,
+        ] {
+            let r = post(&h, "/v1/chat/completions", &chat("m"))
+                .bearer_auth(bad)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            bodies.push(r.text().await.unwrap());
+        }
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+        let body: Value = serde_json::from_str(&bodies[0]).unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        assert!(body["error"].get("param").is_some());
+        assert!(h.mock.requests().is_empty());
+    }
+
+    /// A CA and its certificate (PEM), able to sign client certificates.
+    struct Ca {
+        cert: rcgen::Certificate,
+        key: rcgen::KeyPair,
+    }
+
+    impl Ca {
+        fn new(name: &str) -> Ca {
+            let mut params = rcgen::CertificateParams::default();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let key = rcgen::KeyPair::generate().unwrap();
+            Ca {
+                cert: params.self_signed(&key).unwrap(),
+                key,
+            }
+        }
+
+        /// A client certificate with this CN and SANs, as (chain, key) for rustls.
+        fn client(
+            &self,
+            cn: &str,
+            sans: &[&str],
+        ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+            let mut params = rcgen::CertificateParams::new(
+                sans.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+            let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+            (vec![cert.der().clone()], der)
+        }
+    }
+
+    const SERVICE_KEY: &str = "sk-johi-svc-ffffffffffffffffffffffffffffffffffffffffff";
+
+    /// A TLS gateway that verifies client certificates against `ca`; its listener cert.
+    async fn mtls_gateway(ca: &Ca) -> (Harness, CertificateDer<'static>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = crate::egress::localhost_cert(dir.path());
+        let ca_path = dir.path().join("client-ca.pem");
+        std::fs::write(&ca_path, ca.cert.pem()).unwrap();
+        let config = format!(
+            r#"
+server: {{ listen: "127.0.0.1:0", tls: {{ cert_file: "{}", key_file: "{}", client_ca: "{}" }} }}
+providers:
+  mock: {{ base_url: "{{mock}}", api_key: sk-mock-key }}
+models:
+  m: {{ targets: [{{ provider: mock, model: mock-small }}] }}
+tenants:
+  acme: {{ teams: {{ payments: {{}}, search: {{}} }} }}
+auth:
+  api_keys:
+    - {{ id: svc-key, hash: "{}", owner: acme/search }}
+  mtls:
+    identities:
+      - {{ id: billing, cn: billing-svc, owner: acme/payments, user: billing-bot }}
+      - {{ id: search-spiffe, san: "spiffe://acme/search", owner: acme/search }}
+audit: {{ path: "{{dir}}/audit.jsonl" }}
+"#,
+            cert.display(),
+            key.display(),
+            ca_path.display(),
+            KeyHash::of(SERVICE_KEY),
+        );
+        let h = Harness::start(&config).await;
+        let server_cert = CertificateDer::from_pem_file(&cert).unwrap();
+        (h, server_cert, dir)
+    }
+
+    /// POSTs a chat request over TLS, presenting `client` if given. `Err` if the
+    /// connection failed (a refused handshake).
+    async fn tls_chat(
+        h: &Harness,
+        server_cert: &CertificateDer<'static>,
+        client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(server_cert.clone()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let tls = match client {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+        let mut request = hyper::Request::post(format!(
+            "https://localhost:{}/v1/chat/completions",
+            h.gateway.addr().port()
+        ))
+        .header("content-type", "application/json");
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(chat("m").to_string())))
+            .unwrap();
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_from_the_ca_is_served_as_its_mapped_identity() {
+        let ca = Ca::new("Acme internal CA");
+        let (h, server_cert, _dir) = mtls_gateway(&ca).await;
+        let (status, body) = tls_chat(&h, &server_cert, Some(ca.client("billing-svc", &[])), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let spiffe = ca.client("not-mapped-by-cn", &["spiffe://acme/search"]);
+        assert_eq!(
+            tls_chat(&h, &server_cert, Some(spiffe), None)
+                .await
+                .unwrap()
+                .0,
+            200
+        );
+        // A client with no certificate may still connect and use a key.
+        let (status, _) = tls_chat(&h, &server_cert, None, Some(SERVICE_KEY))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let records = h.finish().await;
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0]["auth"], "mtls");
+        assert_eq!(records[0]["credential_id"], "billing");
+        assert_eq!(records[0]["organization"], "acme");
+        assert_eq!(records[0]["team"], "payments");
+        assert_eq!(records[0]["user"], "billing-bot");
+        assert_eq!(records[1]["credential_id"], "search-spiffe");
+        assert_eq!(records[1]["team"], "search");
+        assert_eq!(records[2]["auth"], "api_key");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_another_ca_fails_the_handshake_and_no_credential_is_401() {
+        let ca = Ca::new("Acme internal CA");
+        let (h, server_cert, _dir) = mtls_gateway(&ca).await;
+        let rogue = Ca::new("Acme internal CA");
+        let result = tls_chat(
+            &h,
+            &server_cert,
+            Some(rogue.client("billing-svc", &[])),
+            None,
+        )
+        .await;
+        assert!(result.is_err(), "the handshake must fail: {result:?}");
+
+        let (status, body) = tls_chat(&h, &server_cert, None, None).await.unwrap();
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], "missing_api_key");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+
+        let stranger = ca.client("stranger", &["stranger.internal"]);
+        let (status, body) = tls_chat(&h, &server_cert, Some(stranger), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "verified, but mapped to no identity");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+
+        let billing = ca.client("billing-svc", &[]);
+        let (status, _) = tls_chat(&h, &server_cert, Some(billing), Some("sk-johi-wrong"))
+            .await
+            .unwrap();
+        assert_eq!(
+            status, 401,
+            "a bad key is not excused by a good certificate"
+        );
+        assert!(h.mock.requests().is_empty());
+    }
+}
