@@ -189,30 +189,38 @@ fn reset_text(state: &CounterState) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("{}s", d.as_secs().max(1))).ok()
 }
 
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-*` header names, for requests and tokens.
+const REQUESTS_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKENS_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
 /// OpenAI's `x-ratelimit-*` headers for the tightest requests and tokens limits.
 fn report(ex: &mut Exchange, charged: &[(Measure, CounterState)]) {
-    for (kind, pick) in [
+    for (names, pick) in [
         (
-            "requests",
+            &REQUESTS_HEADERS,
             (|m: Measure| m == Measure::Requests) as fn(Measure) -> bool,
         ),
-        ("tokens", Measure::is_tokens),
+        (&TOKENS_HEADERS, Measure::is_tokens),
     ] {
         let tightest = charged
             .iter()
             .filter(|(m, _)| pick(*m))
             .min_by_key(|(_, s)| s.remaining());
         let Some((_, state)) = tightest else { continue };
+        let [limit, remaining, reset] = names.clone();
         let h = &mut ex.response_headers;
-        let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{kind}")).ok();
-        if let Some(n) = name("limit") {
-            h.insert(n, HeaderValue::from(state.limit));
-        }
-        if let Some(n) = name("remaining") {
-            h.insert(n, HeaderValue::from(state.remaining()));
-        }
-        if let (Some(n), Some(v)) = (name("reset"), reset_text(state)) {
-            h.insert(n, v);
+        h.insert(limit, HeaderValue::from(state.limit));
+        h.insert(remaining, HeaderValue::from(state.remaining()));
+        if let Some(v) = reset_text(state) {
+            h.insert(reset, v);
         }
     }
 }
