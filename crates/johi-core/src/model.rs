@@ -122,7 +122,7 @@ pub struct ModelRoute {
 
 /// How a model's prompt tokens are counted before the call (to reserve against budgets).
 /// After the call the provider's own `usage` is what is charged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Tokenizer {
     /// OpenAI's `o200k_base` BPE (GPT-4o, GPT-4.1, GPT-5, o-series).
     O200kBase,
