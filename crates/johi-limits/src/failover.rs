@@ -225,6 +225,19 @@ impl<P: LimitStore> LimitStore for FailoverStore<P> {
             .await
     }
 
+    fn commit_now(
+        &self,
+        reservation: &Reservation,
+        actual: &[u64],
+    ) -> Option<Result<(), StoreError>> {
+        // Only a reservation made locally (during an outage) is committed locally.
+        if reservation.fallback {
+            self.local.commit_now(reservation, actual)
+        } else {
+            None
+        }
+    }
+
     async fn current(
         &self,
         spec: &LimitSpec,

@@ -145,6 +145,18 @@ pub trait LimitStore: Send + Sync + 'static {
     /// the counter moves by `actual - reserved`. Gauges are released.
     async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError>;
 
+    /// Commits at once, without awaiting, when the store can (its counters are in this
+    /// process): `Some` with the outcome, or `None` when the caller must await
+    /// [`LimitStore::commit`] (on a task of its own). Lets a request's completion hook, which
+    /// must not wait, skip spawning a task for an in-memory commit.
+    fn commit_now(
+        &self,
+        _reservation: &Reservation,
+        _actual: &[u64],
+    ) -> Option<Result<(), StoreError>> {
+        None
+    }
+
     /// Gives every reserved amount back (the call failed before anything was used).
     async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
         let zeros = vec![0; reservation.entries.len()];

@@ -50,6 +50,25 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// Replaces each reserved amount by the actual one (see [`LimitStore::commit`]).
+    fn apply_commit(&self, reservation: &Reservation, actual: &[u64]) {
+        let mut state = self.lock();
+        for (i, entry) in reservation.entries.iter().enumerate() {
+            let Some(counter) = state.counters.get_mut(&entry.counter) else {
+                continue; // its window ended and was swept: nothing left to correct
+            };
+            let replacement = if entry.gauge {
+                0
+            } else {
+                actual.get(i).copied().unwrap_or(entry.amount)
+            };
+            counter.value = counter
+                .value
+                .saturating_sub(entry.amount)
+                .saturating_add(replacement);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a counter half-updated (every update
         // is one assignment), so a poisoned lock is safe to keep using.
@@ -144,22 +163,17 @@ impl LimitStore for MemoryStore {
     }
 
     async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        for (i, entry) in reservation.entries.iter().enumerate() {
-            let Some(counter) = state.counters.get_mut(&entry.counter) else {
-                continue; // its window ended and was swept: nothing left to correct
-            };
-            let replacement = if entry.gauge {
-                0
-            } else {
-                actual.get(i).copied().unwrap_or(entry.amount)
-            };
-            counter.value = counter
-                .value
-                .saturating_sub(entry.amount)
-                .saturating_add(replacement);
-        }
+        self.apply_commit(reservation, actual);
         Ok(())
+    }
+
+    fn commit_now(
+        &self,
+        reservation: &Reservation,
+        actual: &[u64],
+    ) -> Option<Result<(), StoreError>> {
+        self.apply_commit(reservation, actual);
+        Some(Ok(()))
     }
 
     async fn current(

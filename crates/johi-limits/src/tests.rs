@@ -80,3 +80,23 @@ async fn five_hundred_racing_requests_on_one_memory_store() {
     let store: Arc<dyn crate::LimitStore> = Arc::new(crate::MemoryStore::new());
     cases::five_hundred_racing_requests_never_overshoot_the_budget(&[store], t0()).await;
 }
+
+#[tokio::test]
+async fn an_in_memory_commit_happens_at_once_without_a_task() {
+    use crate::{Decision, LimitStore};
+    let store = crate::MemoryStore::new();
+    let tokens = spec("now", Some(Window::Hour), 100);
+    let now = t0();
+    let Decision::Granted { reservation, .. } = store
+        .reserve(&[charge(&tokens, "key:a", 60)], now)
+        .await
+        .unwrap()
+    else {
+        panic!("expected granted")
+    };
+    assert!(matches!(
+        store.commit_now(&reservation, &[25]),
+        Some(Ok(()))
+    ));
+    assert_eq!(store.current(&tokens, "key:a", now).await.unwrap(), 25);
+}

@@ -408,6 +408,13 @@ impl Processor for Limit {
             .iter()
             .map(|m| amount(*m, &spent, ex))
             .collect();
+        // An in-memory store commits right here; a shared one on a task of its own.
+        if let Some(result) = self.store.commit_now(&reserved.reservation, &actual) {
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not commit a limit reservation; it stands as estimated");
+            }
+            return;
+        }
         let (store, reservation) = (self.store.clone(), reserved.reservation.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!("limit commit outside a runtime; the reservation stands as estimated");
