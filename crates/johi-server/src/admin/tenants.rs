@@ -13,7 +13,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
 use johi_config::TenantError;
-use johi_keystore::TenantRecord;
+use johi_keystore::{KeyStoreError, TenantRecord};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,6 +38,11 @@ pub(super) async fn create(
     let keys = state.runtime_keys()?;
     let request: CreateTenant = parse_json(&read_body(body)?)?;
     let changes = keys.lock().await;
+    if keys.db.is_shared() {
+        // The parent may have been created through another replica since this one looked.
+        keys.db.refresh().await.map_err(store_error)?;
+        keys.apply_tenants(&state.shared);
+    }
     let runtime = state.shared.runtime.load_full();
     let config = &runtime.config;
     let mut tenants = config.tenants.clone();
@@ -54,7 +59,9 @@ pub(super) async fn create(
                 param: Some("path".into()),
                 code: "parent_not_found",
             },
-            TenantError::Exists => tenant_exists(&request.path),
+            TenantError::Exists => {
+                store_error(KeyStoreError::DuplicateTenant(request.path.clone()))
+            }
         })?;
     let authorizes = config.pipeline.iter().any(|p| p.name == "authorize");
     if request.allowed_models.is_some() && !authorizes {
@@ -71,10 +78,7 @@ pub(super) async fn create(
     keys.db
         .insert_tenant(record.clone())
         .await
-        .map_err(|e| match e {
-            johi_keystore::KeyStoreError::DuplicateTenant(path) => tenant_exists(&path),
-            other => store_error(other),
-        })?;
+        .map_err(store_error)?;
     keys.apply_tenants(&state.shared);
     drop(changes);
     tracing::info!(tenant = %record.path, "admin: tenant created");
@@ -105,8 +109,10 @@ pub(super) async fn delete(
     })?;
     let changes = keys.lock().await;
     if keys.db.is_shared() {
-        // Another replica may have issued a key for it since this one last looked.
+        // Another replica may have issued a key for it (or created a child) since this one
+        // last looked.
         keys.db.refresh().await.map_err(store_error)?;
+        keys.apply_tenants(&state.shared);
     }
     let runtime = state.shared.runtime.load_full();
     let tenants = &runtime.config.tenants;
@@ -156,11 +162,4 @@ pub(super) async fn delete(
         StatusCode::OK,
         json!({"object": "tenant", "path": path, "deleted": true}),
     ))
-}
-
-fn tenant_exists(path: &str) -> AdminError {
-    AdminError::Conflict {
-        message: format!("tenant '{path}' already exists"),
-        code: "tenant_exists",
-    }
 }

@@ -764,6 +764,11 @@ async fn replicas_share_run_time_tenants_through_postgres() {
     let b = Harness::start(&shared).await;
     let (status, body) = create_tenant(&a, json!({"path": "initech"})).await;
     assert_eq!(status, 201, "{body}");
+    // b re-reads the store before checking the parent: no wait for its refresh.
+    let (status, body) = create_tenant(&b, json!({"path": "initech/far"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = delete_tenant(&a, "initech/far").await;
+    assert_eq!(status, 200, "{body}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let secret = loop {
         let (status, body) = create(&b, json!({"id": "far", "owner": "initech"})).await;
