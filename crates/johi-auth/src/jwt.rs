@@ -295,8 +295,7 @@ impl JwtVerifier {
             .settings
             .tenants
             .allowance(&organization, team.as_deref(), project.as_deref())
-            .ok_or(JwtRejection::Tenant)?
-            .clone();
+            .ok_or(JwtRejection::Tenant)?;
         let own = match names.allowed_models.as_ref().and_then(|n| claims.get(n)) {
             None | Some(Value::Null) => None,
             Some(Value::Array(list)) => Some(

@@ -4,7 +4,7 @@
 //! checked to exist and its model allowance already intersected with theirs. A request then
 //! only looks its key up.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,8 +20,12 @@ use crate::raw::{RawApiKey, RawAuth, RawMtls, RawOrganization};
 /// The tenant tree: organisations → teams → projects, each with an optional model allowance.
 #[derive(Debug, Clone, Default)]
 pub struct Tenants {
-    /// Organisations by name, in configured order.
+    /// Organisations by name, in configured order (then those created at run time).
     pub organizations: IndexMap<String, Organization>,
+    /// Paths of the tenants created at run time (the admin API) rather than declared in the
+    /// config file, so listings can say where each came from and a merge can be redone
+    /// against a new config (see [`Tenants::with_runtime`]).
+    pub runtime: BTreeSet<String>,
 }
 
 /// One organisation.
@@ -103,7 +107,10 @@ pub(crate) fn tenants(
             },
         );
     }
-    Tenants { organizations }
+    Tenants {
+        organizations,
+        runtime: BTreeSet::new(),
+    }
 }
 
 /// What validating `auth:` needs from the rest of the config.
@@ -385,22 +392,22 @@ impl Tenants {
     /// Every owner path with its inherited model allowance, for credentials whose tenants
     /// are only known at request time (JWTs).
     pub fn index(&self) -> TenantIndex {
-        let mut index = TenantIndex::default();
+        let mut paths = Vec::new();
         let narrow = johi_auth::tenants::intersect_models;
         for (org_name, org) in &self.organizations {
-            index.insert(org_name.clone(), org.allowed_models.clone());
+            paths.push((org_name.clone(), org.allowed_models.clone()));
             for (team_name, team) in &org.teams {
                 let team_models = narrow(org.allowed_models.clone(), team.allowed_models.clone());
-                index.insert(format!("{org_name}/{team_name}"), team_models.clone());
+                paths.push((format!("{org_name}/{team_name}"), team_models.clone()));
                 for (project_name, project) in &team.projects {
-                    index.insert(
+                    paths.push((
                         format!("{org_name}/{team_name}/{project_name}"),
                         narrow(team_models.clone(), project.clone()),
-                    );
+                    ));
                 }
             }
         }
-        index
+        paths.into_iter().collect()
     }
 }
 

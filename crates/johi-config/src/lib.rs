@@ -11,6 +11,7 @@ pub mod interpolate;
 mod jwt;
 pub mod limits;
 pub mod raw;
+pub mod tenants;
 pub mod validate;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use johi_pipeline::FailureMode;
 
 pub use auth::{AuthConfig, Tenants};
 pub use limits::{LimitRule, Measure, Scope};
+pub use tenants::TenantError;
 
 /// The processors run when the config does not list its own, in their required order.
 pub const DEFAULT_PIPELINE: [&str; 12] = [

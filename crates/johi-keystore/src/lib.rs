@@ -1,11 +1,13 @@
-//! Johi's key store: the virtual API keys issued through the admin API, persisted so that
-//! they survive a restart, as hashes only.
+//! Johi's key store: the virtual API keys and the tenants created through the admin API,
+//! persisted so that they survive a restart (keys as hashes only).
 //!
 //! # What is kept
 //! A [`KeyRecord`] holds a key's ID, its `sha256:` digest, a redacted form for listings
 //! (`sk-johi-AbCd…wxyz`), its owner and allowances, and when it was created, expires and was
 //! revoked. The secret itself is never written: it is returned once, by the admin API's
-//! create call, and exists afterwards only where the operator put it.
+//! create call, and exists afterwards only where the operator put it. A [`TenantRecord`] is
+//! an organisation, team or project created at run time (its path and model allowance); the
+//! gateway merges these with the config's `tenants:`.
 //!
 //! # Where it is kept
 //! One SQLite file (WAL mode, `synchronous=FULL`: a created or revoked key survives a power
@@ -45,7 +47,15 @@ CREATE TABLE IF NOT EXISTS johi_api_keys (
     created_at     TEXT NOT NULL,
     revoked_at     TEXT
 );
+CREATE TABLE IF NOT EXISTS johi_tenants (
+    path           TEXT PRIMARY KEY,
+    allowed_models TEXT,
+    created_at     TEXT NOT NULL
+);
 ";
+
+/// The tenant table's columns in the order every statement reads and writes them.
+const TENANT_COLUMNS: &str = "path, allowed_models, created_at";
 
 /// The columns in the order every statement reads and writes them.
 const COLUMNS: &str = "id, hash, redacted, owner, user_id, allowed_models, allowed_routes, \
@@ -166,6 +176,42 @@ impl KeyRecord {
     }
 }
 
+/// One tenant created at run time, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// `organization[/team[/project]]`; its parent existed when it was created.
+    pub path: String,
+    /// Models its credentials are limited to (`None`: whatever its parents allow).
+    pub allowed_models: Option<Vec<String>>,
+    /// RFC 3339 UTC instant the tenant was created.
+    pub created_at: String,
+}
+
+/// A tenant's columns as text, in [`TENANT_COLUMNS`] order.
+type TenantRow = [Option<String>; 3];
+
+impl TenantRecord {
+    fn to_row(&self) -> Result<TenantRow, KeyStoreError> {
+        Ok([
+            Some(self.path.clone()),
+            self.allowed_models
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?,
+            Some(self.created_at.clone()),
+        ])
+    }
+
+    fn from_row(row: TenantRow) -> Result<TenantRecord, KeyStoreError> {
+        let [path, models, created_at] = row;
+        Ok(TenantRecord {
+            path: path.unwrap_or_default(),
+            allowed_models: models.map(|t| serde_json::from_str(&t)).transpose()?,
+            created_at: created_at.unwrap_or_default(),
+        })
+    }
+}
+
 /// Why a key store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
@@ -187,6 +233,9 @@ pub enum KeyStoreError {
     /// Another stored key already has this ID or hash.
     #[error("a key with ID '{0}' (or the same hash) already exists")]
     Duplicate(String),
+    /// Another stored tenant already has this path.
+    #[error("a tenant '{0}' already exists")]
+    DuplicateTenant(String),
 }
 
 /// One database, whichever it is.
@@ -217,6 +266,27 @@ impl Store {
             Store::Postgres(p) => p.revoke(id, at).await,
         }
     }
+
+    async fn load_tenants(&self) -> Result<Vec<TenantRecord>, KeyStoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_tenants().await,
+            Store::Postgres(p) => p.load_tenants().await,
+        }
+    }
+
+    async fn insert_tenant(&self, record: &TenantRecord) -> Result<(), KeyStoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_tenant(record).await,
+            Store::Postgres(p) => p.insert_tenant(record).await,
+        }
+    }
+
+    async fn delete_tenant(&self, path: &str) -> Result<bool, KeyStoreError> {
+        match self {
+            Store::Sqlite(s) => s.delete_tenant(path).await,
+            Store::Postgres(p) => p.delete_tenant(path).await,
+        }
+    }
 }
 
 /// The key store: a database and the records it holds, mirrored in memory. Cheap to clone;
@@ -230,6 +300,8 @@ struct Inner {
     backend: KeyStoreBackend,
     store: Store,
     records: Mutex<IndexMap<String, KeyRecord>>,
+    /// The run-time tenants by path, in creation order (a parent before its children).
+    tenants: Mutex<IndexMap<String, TenantRecord>>,
     /// Changes and refreshes take turns, so a refresh never replaces the mirror with a read
     /// made before a change that has since been applied to it.
     turn: tokio::sync::Mutex<()>,
@@ -254,11 +326,13 @@ impl KeyDb {
             }
         };
         let records = index(store.load().await?);
+        let tenants = index_tenants(store.load_tenants().await?);
         Ok(KeyDb {
             inner: Arc::new(Inner {
                 backend: backend.clone(),
                 store,
                 records: Mutex::new(records),
+                tenants: Mutex::new(tenants),
                 turn: tokio::sync::Mutex::new(()),
             }),
         })
@@ -280,12 +354,40 @@ impl KeyDb {
         self.mirror().get(id).cloned()
     }
 
-    /// Re-reads every record, to see what other replicas changed.
+    /// Re-reads every record and tenant, to see what other replicas changed.
     pub async fn refresh(&self) -> Result<(), KeyStoreError> {
         let _turn = self.inner.turn.lock().await;
         let records = index(self.inner.store.load().await?);
+        let tenants = index_tenants(self.inner.store.load_tenants().await?);
         *self.mirror() = records;
+        *lock(&self.inner.tenants) = tenants;
         Ok(())
+    }
+
+    /// Every run-time tenant, in creation order (so a parent comes before its children).
+    pub fn tenants(&self) -> Vec<TenantRecord> {
+        lock(&self.inner.tenants).values().cloned().collect()
+    }
+
+    /// Stores a new tenant; fails with [`KeyStoreError::DuplicateTenant`] if its path is
+    /// taken. The caller checks that its parent exists. Once this returns `Ok` it is committed.
+    pub async fn insert_tenant(&self, record: TenantRecord) -> Result<(), KeyStoreError> {
+        let _turn = self.inner.turn.lock().await;
+        if lock(&self.inner.tenants).contains_key(&record.path) {
+            return Err(KeyStoreError::DuplicateTenant(record.path));
+        }
+        self.inner.store.insert_tenant(&record).await?;
+        lock(&self.inner.tenants).insert(record.path.clone(), record);
+        Ok(())
+    }
+
+    /// Deletes the tenant with this path; `false` if there was none. The caller checks that
+    /// nothing references it.
+    pub async fn delete_tenant(&self, path: &str) -> Result<bool, KeyStoreError> {
+        let _turn = self.inner.turn.lock().await;
+        let deleted = self.inner.store.delete_tenant(path).await?;
+        lock(&self.inner.tenants).shift_remove(path);
+        Ok(deleted)
     }
 
     /// Stores a new record; fails with [`KeyStoreError::Duplicate`] if its ID or hash is
@@ -314,16 +416,21 @@ impl KeyDb {
     }
 
     fn mirror(&self) -> std::sync::MutexGuard<'_, IndexMap<String, KeyRecord>> {
-        // Updates of the mirror are single assignments: a poisoned lock is still consistent.
-        self.inner
-            .records
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner.records)
     }
+}
+
+/// Locks a mirror. Its updates are single assignments: a poisoned lock is still consistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn index(records: Vec<KeyRecord>) -> IndexMap<String, KeyRecord> {
     records.into_iter().map(|r| (r.id.clone(), r)).collect()
+}
+
+fn index_tenants(records: Vec<TenantRecord>) -> IndexMap<String, TenantRecord> {
+    records.into_iter().map(|r| (r.path.clone(), r)).collect()
 }
 
 #[cfg(any(test, feature = "testing"))]

@@ -7,7 +7,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::{KeyRecord, KeyStoreError, Row, COLUMNS, SCHEMA};
+use crate::{
+    KeyRecord, KeyStoreError, Row, TenantRecord, TenantRow, COLUMNS, SCHEMA, TENANT_COLUMNS,
+};
 
 /// Serialises table creation across replicas starting at once (a concurrent `CREATE TABLE
 /// IF NOT EXISTS` can fail on PostgreSQL's catalog). Any fixed number will do.
@@ -77,25 +79,59 @@ impl Postgres {
     }
 
     pub(crate) async fn insert(&self, record: &KeyRecord) -> Result<(), KeyStoreError> {
-        let row = record.to_row()?;
-        let params: Vec<&(dyn ToSql + Sync)> =
-            row.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let inserted = self
+        let sql = format!(
+            "INSERT INTO johi_api_keys ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
+        let duplicate = KeyStoreError::Duplicate(record.id.clone());
+        self.insert_row(&sql, &record.to_row()?, duplicate).await
+    }
+
+    /// Every run-time tenant, in creation order (then path, for tenants of the same second).
+    pub(crate) async fn load_tenants(&self) -> Result<Vec<TenantRecord>, KeyStoreError> {
+        let rows = self
             .client()
             .await?
-            .execute(
-                &format!(
-                    "INSERT INTO johi_api_keys ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                ),
-                &params,
+            .query(
+                &format!("SELECT {TENANT_COLUMNS} FROM johi_tenants ORDER BY created_at, path"),
+                &[],
             )
-            .await;
-        match inserted {
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let cells: TenantRow = [row.try_get(0)?, row.try_get(1)?, row.try_get(2)?];
+                TenantRecord::from_row(cells)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn insert_tenant(&self, record: &TenantRecord) -> Result<(), KeyStoreError> {
+        let sql = format!("INSERT INTO johi_tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3)");
+        let duplicate = KeyStoreError::DuplicateTenant(record.path.clone());
+        self.insert_row(&sql, &record.to_row()?, duplicate).await
+    }
+
+    pub(crate) async fn delete_tenant(&self, path: &str) -> Result<bool, KeyStoreError> {
+        let deleted = self
+            .client()
+            .await?
+            .execute("DELETE FROM johi_tenants WHERE path = $1", &[&path])
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// Runs an insert; a uniqueness violation becomes `duplicate`.
+    async fn insert_row(
+        &self,
+        sql: &str,
+        row: &[Option<String>],
+        duplicate: KeyStoreError,
+    ) -> Result<(), KeyStoreError> {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            row.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        match self.client().await?.execute(sql, &params).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                Err(KeyStoreError::Duplicate(record.id.clone()))
-            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(duplicate),
             Err(e) => Err(e.into()),
         }
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
-use crate::{KeyRecord, KeyStoreError, Row, COLUMNS, SCHEMA};
+use crate::{
+    KeyRecord, KeyStoreError, Row, TenantRecord, TenantRow, COLUMNS, SCHEMA, TENANT_COLUMNS,
+};
 
 /// How long a write waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,24 +57,55 @@ impl Sqlite {
 
     pub(crate) async fn insert(&self, record: &KeyRecord) -> Result<(), KeyStoreError> {
         let row = record.to_row()?;
-        let id = record.id.clone();
+        let duplicate = KeyStoreError::Duplicate(record.id.clone());
         self.blocking(move |conn| {
-            let inserted = conn.execute(
+            insert_row(
+                conn,
                 &format!(
                     "INSERT INTO johi_api_keys ({COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                 ),
-                params_from_iter(row.iter()),
-            );
-            match inserted {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Err(KeyStoreError::Duplicate(id))
-                }
-                Err(e) => Err(e.into()),
-            }
+                &row,
+                duplicate,
+            )
+        })
+        .await
+    }
+
+    /// Every run-time tenant, in creation order.
+    pub(crate) async fn load_tenants(&self) -> Result<Vec<TenantRecord>, KeyStoreError> {
+        self.blocking(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {TENANT_COLUMNS} FROM johi_tenants ORDER BY rowid"
+            ))?;
+            let rows = statement
+                .query_map([], |row| -> rusqlite::Result<TenantRow> {
+                    Ok([row.get(0)?, row.get(1)?, row.get(2)?])
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(TenantRecord::from_row).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn insert_tenant(&self, record: &TenantRecord) -> Result<(), KeyStoreError> {
+        let row = record.to_row()?;
+        let duplicate = KeyStoreError::DuplicateTenant(record.path.clone());
+        self.blocking(move |conn| {
+            insert_row(
+                conn,
+                &format!("INSERT INTO johi_tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3)"),
+                &row,
+                duplicate,
+            )
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_tenant(&self, path: &str) -> Result<bool, KeyStoreError> {
+        let path = path.to_owned();
+        self.blocking(move |conn| {
+            Ok(conn.execute("DELETE FROM johi_tenants WHERE path = ?1", [&path])? > 0)
         })
         .await
     }
@@ -112,6 +145,24 @@ impl Sqlite {
             f(&conn)
         })
         .await?
+    }
+}
+
+/// Runs an insert; a uniqueness violation becomes `duplicate`.
+fn insert_row(
+    conn: &Connection,
+    sql: &str,
+    row: &[Option<String>],
+    duplicate: KeyStoreError,
+) -> Result<(), KeyStoreError> {
+    match conn.execute(sql, params_from_iter(row.iter())) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(duplicate)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 
-use crate::{KeyDb, KeyRecord, KeyStoreBackend, KeyStoreError};
+use crate::{KeyDb, KeyRecord, KeyStoreBackend, KeyStoreError, TenantRecord};
 
 fn record(id: &str, hash: &str) -> KeyRecord {
     KeyRecord {
@@ -100,4 +100,56 @@ async fn records_survive_reopening_and_revocation_is_kept(backend: &KeyStoreBack
     assert_eq!(ids, ["a", "b"]);
     assert_eq!(reopened.get("b").unwrap(), record("b", "sha256:bb"));
     assert!(reopened.get("a").unwrap().is_revoked());
+}
+
+fn tenant(path: &str) -> TenantRecord {
+    TenantRecord {
+        path: path.into(),
+        allowed_models: Some(vec!["m".into()]),
+        created_at: "2026-11-29T20:00:00Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_tenants_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = KeyStoreBackend::Sqlite {
+        path: dir.path().join("keys.db"),
+    };
+    tenants_survive_reopening(&backend).await;
+}
+
+#[tokio::test]
+async fn postgres_tenants_survive_reopening_and_replicas_share_them() {
+    let backend = postgres("tenants").await;
+    tenants_survive_reopening(&backend).await;
+    let a = KeyDb::open(&backend).await.unwrap();
+    let b = KeyDb::open(&backend).await.unwrap();
+    a.insert_tenant(tenant("globex")).await.unwrap();
+    assert!(!b.tenants().iter().any(|t| t.path == "globex"));
+    b.refresh().await.unwrap();
+    assert!(b.tenants().iter().any(|t| t.path == "globex"));
+}
+
+async fn tenants_survive_reopening(backend: &KeyStoreBackend) {
+    let db = KeyDb::open(backend).await.unwrap();
+    assert!(db.tenants().is_empty());
+    db.insert_tenant(tenant("acme")).await.unwrap();
+    db.insert_tenant(tenant("acme/search")).await.unwrap();
+    db.insert_tenant(TenantRecord {
+        allowed_models: None,
+        ..tenant("acme/search/web")
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        db.insert_tenant(tenant("acme")).await,
+        Err(KeyStoreError::DuplicateTenant(p)) if p == "acme"
+    ));
+    assert!(db.delete_tenant("acme/search/web").await.unwrap());
+    assert!(!db.delete_tenant("acme/search/web").await.unwrap());
+    drop(db);
+
+    let reopened = KeyDb::open(backend).await.unwrap();
+    assert_eq!(reopened.tenants(), [tenant("acme"), tenant("acme/search")]);
 }

@@ -100,8 +100,12 @@ struct Loader {
     keys: Option<Arc<admin::runtime_keys::RuntimeKeys>>,
 }
 
+/// The run-time key and tenant lock, held from a build until its runtime is in place, so a
+/// tenant created meanwhile is not lost by storing a runtime built before it.
+type ChangeGuard<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
+
 impl Loader {
-    async fn build(&self, mut config: Config) -> Result<Runtime, Vec<String>> {
+    async fn build(&self, mut config: Config) -> Result<(Runtime, ChangeGuard<'_>), Vec<String>> {
         // The ledger is opened once, at start: a reload that changes it is refused rather
         // than leave a configured ledger unwritten.
         let running = self.ledger.as_ref().map(|(settings, _)| settings);
@@ -121,11 +125,13 @@ impl Loader {
                 "admin: listen or key_store changed (or the section was added or removed); they apply at the next restart (admin.token alone may change on reload)".into(),
             ]);
         }
-        // Run-time keys are resolved against this config (its tenants and models) and the
-        // authenticator consults them next to the config's own keys.
+        // Run-time tenants are merged into this config's tree; run-time keys are resolved
+        // against it (tenants and models) and the authenticator consults them next to the
+        // config's own keys.
         let issued = match &self.keys {
             Some(keys) => {
                 let changes = keys.lock().await;
+                keys.merge_tenants(&mut config);
                 keys.attach(&mut config);
                 let entries = keys.resolve_all(&config);
                 Some((keys, entries, changes))
@@ -153,10 +159,13 @@ impl Loader {
         config.auth.authenticator.start().await;
         let ledger = self.ledger.as_ref().map(|(_, ledger)| ledger.clone());
         let runtime = Runtime::build(config, &self.registry, sink, self.limits.clone(), ledger)?;
-        if let Some((keys, entries, _changes)) = issued {
-            keys.store.replace(entries);
+        match issued {
+            Some((keys, entries, changes)) => {
+                keys.store.replace(entries);
+                Ok((runtime, Some(changes)))
+            }
+            None => Ok((runtime, None)),
         }
-        Ok(runtime)
     }
 }
 
@@ -214,7 +223,8 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         ledger,
     });
     let server = config.server.clone();
-    let runtime = loader.build(config).await.map_err(StartError::Config)?;
+    let (runtime, changes) = loader.build(config).await.map_err(StartError::Config)?;
+    drop(changes);
     let tls = match &server.tls {
         Some(files) => Some(listener::tls_acceptor(files).map_err(StartError::Io)?),
         None => None,
@@ -331,8 +341,7 @@ async fn refresh_keys(keys: Arc<admin::runtime_keys::RuntimeKeys>, shared: Arc<S
                 a.key_refresh_interval
             });
         tokio::time::sleep(interval).await;
-        let config = shared.runtime.load_full().config.clone();
-        match keys.refresh(&config).await {
+        match keys.refresh(&shared).await {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("admin key store readable again");
@@ -443,7 +452,7 @@ async fn reload(loader: &Loader, shared: &Shared) -> Result<(), Vec<String>> {
     }
     .await;
     match result {
-        Ok(runtime) => {
+        Ok((runtime, _changes)) => {
             shared.runtime.store(Arc::new(runtime));
             tracing::info!(path = %loader.path.display(), "configuration reloaded");
             Ok(())

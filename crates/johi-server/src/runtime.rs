@@ -49,4 +49,15 @@ impl Runtime {
             _ => Err(errors),
         }
     }
+
+    /// The same pipeline and clients over `config`: for a change that only the admin side
+    /// and the authenticator's shared tables read (run-time tenants), where rebuilding the
+    /// processors and connection pools would cost a reload for nothing.
+    pub fn with_config(&self, config: Config) -> Runtime {
+        Runtime {
+            config: Arc::new(config),
+            pipeline: self.pipeline.clone(),
+            upstreams: self.upstreams.clone(),
+        }
+    }
 }

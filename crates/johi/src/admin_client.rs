@@ -1,9 +1,12 @@
-//! A small client for the admin API, for the `johi keys create|list|revoke` commands.
+//! A small client for the admin API, for the `johi keys create|list|revoke` and
+//! `johi tenants create|list|delete` commands.
 //!
 //! Plain HTTP/1.1 only, like the admin listener itself (it is meant for loopback or a
 //! private network); the token comes from `--admin-token` or `JOHI_ADMIN_TOKEN`, never from
 //! the config file.
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -78,4 +81,40 @@ pub async fn call(
         .map(str::to_owned)
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
     Err(format!("{} {message}", status.as_u16()))
+}
+
+/// Runs one admin command on a single-threaded runtime; its error goes to stderr after
+/// `name` (`johi keys`), and the exit code says whether it worked.
+pub fn block_on(name: &str, command: impl Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for an ID or a tenant path (its
+/// `/` included) in one path segment.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

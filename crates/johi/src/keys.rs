@@ -16,7 +16,7 @@ use http::Method;
 use johi_auth::key::{generate, KeyHash, KEY_PREFIX};
 use serde_json::{json, Value};
 
-use crate::admin_client::{call, AdminTarget};
+use crate::admin_client::{block_on, call, percent_encode, AdminTarget};
 
 /// `johi keys …`
 #[derive(Subcommand)]
@@ -64,7 +64,8 @@ pub enum KeysCommand {
 /// What a key is for, the same whether it is generated offline or issued by a gateway.
 #[derive(Args)]
 pub struct KeySpec {
-    /// Who the key belongs to: organization[/team[/project]] from `tenants:`.
+    /// Who the key belongs to: organization[/team[/project]] from `tenants:` (or, for
+    /// `create`, one made with `johi tenants create`).
     #[arg(long)]
     owner: String,
     /// End user the key belongs to.
@@ -83,23 +84,7 @@ pub struct KeySpec {
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
         KeysCommand::Create { .. } | KeysCommand::List { .. } | KeysCommand::Revoke { .. } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("johi keys: could not start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(remote(command)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("johi keys: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on("johi keys", remote(command))
         }
         KeysCommand::Generate {
             id,
@@ -265,19 +250,6 @@ async fn remote(command: KeysCommand) -> Result<(), String> {
 
 fn text_of(value: &Value) -> &str {
     value.as_str().unwrap_or("?")
-}
-
-/// Percent-encodes everything but unreserved characters, for a key ID in a path.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `value` as a YAML scalar: plain when that is unambiguous, else double-quoted.

@@ -8,6 +8,7 @@
 mod admin_client;
 mod check;
 mod keys;
+mod tenants;
 mod usage;
 
 /// mimalloc instead of glibc's allocator: the request path makes many small, short-lived
@@ -52,6 +53,10 @@ enum Command {
     /// gateway through its admin API (create, list, revoke).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage the organisations, teams and projects of a running gateway beyond its config
+    /// (admin API): create, list, delete.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
     /// Spend and chargeback from the usage ledger.
     #[command(subcommand)]
     Usage(usage::UsageCommand),
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check::run(&config),
         Command::Keys(command) => keys::run(command),
+        Command::Tenants(command) => tenants::run(command),
         Command::Usage(command) => run_async(Some(1), usage::run(command)),
         Command::Serve {
             config,

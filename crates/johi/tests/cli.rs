@@ -400,8 +400,13 @@ impl Drop for Gateway {
 }
 
 fn keys(args: &[&str], admin_port: u16, token: Option<&str>) -> Output {
+    admin_command("keys", args, admin_port, token)
+}
+
+/// `johi <command> <args…> --admin-url …` with the token in `JOHI_ADMIN_TOKEN` (or none).
+fn admin_command(command: &str, args: &[&str], admin_port: u16, token: Option<&str>) -> Output {
     let mut cmd = johi();
-    cmd.arg("keys")
+    cmd.arg(command)
         .args(args)
         .arg("--admin-url")
         .arg(format!("http://127.0.0.1:{admin_port}"));
@@ -412,11 +417,11 @@ fn keys(args: &[&str], admin_port: u16, token: Option<&str>) -> Output {
     cmd.output().unwrap()
 }
 
-#[test]
-fn keys_create_list_revoke_drive_a_running_gateway() {
-    let dir = tempfile::tempdir().unwrap();
+/// A `johi serve` with the admin API on, its key store next to its config in `dir`: the
+/// process and the public and admin ports, once the admin API answers.
+fn serve_with_admin(dir: &std::path::Path) -> (Gateway, u16, u16) {
     let (port, admin_port, mock_port) = (free_port(), free_port(), free_port());
-    let config = dir.path().join("johi.yaml");
+    let config = dir.join("johi.yaml");
     std::fs::write(
         &config,
         format!(
@@ -434,7 +439,7 @@ auth: {{ api_keys: [] }}
         ),
     )
     .unwrap();
-    let _gateway = Gateway(
+    let gateway = Gateway(
         johi()
             .env("JOHI_ADMIN_TOKEN", TOKEN)
             .args(["serve", "--config"])
@@ -452,6 +457,13 @@ auth: {{ api_keys: [] }}
         assert!(Instant::now() < deadline, "the admin API never answered");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (gateway, port, admin_port)
+}
+
+#[test]
+fn keys_create_list_revoke_drive_a_running_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_gateway, port, admin_port) = serve_with_admin(dir.path());
     assert!(
         dir.path().join("johi-keys.db").exists(),
         "the default key store sits next to the config"
@@ -529,4 +541,75 @@ auth: {{ api_keys: [] }}
     let out = keys(&["revoke", "no-such-key"], admin_port, Some(TOKEN));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
+
+#[test]
+fn tenants_create_list_delete_drive_a_running_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_gateway, port, admin_port) = serve_with_admin(dir.path());
+    let tenants = |args: &[&str]| admin_command("tenants", args, admin_port, Some(TOKEN));
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    for path in ["initech", "initech/labs"] {
+        let out = tenants(&["create", path, "--allowed-models", "m"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("created {path}")
+        );
+    }
+    let out = tenants(&["create", "umbrella/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("400"), "{out:?}");
+
+    let out = tenants(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = |path: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(path))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+    };
+    assert_eq!(row("acme/search"), Some(vec!["config", "*"]), "{table}");
+    assert_eq!(row("initech/labs"), Some(vec!["runtime", "m"]), "{table}");
+
+    // A key for the run-time team works at once, and holds the team until revoked.
+    let out = keys(
+        &["create", "--id", "lab", "--owner", "initech/labs"],
+        admin_port,
+        Some(TOKEN),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(chat(port, &secret), 200);
+    let out = tenants(&["delete", "initech/labs"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("409"), "{out:?}");
+    let out = tenants(&["delete", "acme"]);
+    assert!(stderr(&out).contains("409"), "{out:?}");
+    assert!(keys(&["revoke", "lab"], admin_port, Some(TOKEN))
+        .status
+        .success());
+    let out = tenants(&["delete", "initech/labs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deleted initech/labs"
+    );
+    let out = tenants(&["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let initech = &list["data"][1];
+    assert_eq!(
+        (&initech["path"], &initech["source"], &initech["teams"]),
+        (
+            &json_str("initech"),
+            &json_str("runtime"),
+            &serde_json::json!([])
+        )
+    );
+}
+
+fn json_str(text: &str) -> serde_json::Value {
+    serde_json::Value::String(text.to_owned())
 }

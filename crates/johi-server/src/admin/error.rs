@@ -31,7 +31,7 @@ pub enum AdminError {
     NotFound {
         /// What was not found.
         message: String,
-        /// `key_not_found`, `unknown_url`, `ledger_not_configured`.
+        /// `key_not_found`, `tenant_not_found`, `unknown_url`, `ledger_not_configured`.
         code: &'static str,
     },
     /// The request body is larger than the admin API reads.
@@ -53,7 +53,8 @@ pub enum AdminError {
     Conflict {
         /// What conflicts.
         message: String,
-        /// `key_id_taken`, `key_in_config`.
+        /// `key_id_taken`, `key_in_config`, `tenant_exists`, `tenant_in_config`,
+        /// `tenant_has_children`, `tenant_in_use`.
         code: &'static str,
     },
     /// A backend (key store, limit store, ledger) failed; retrying later may succeed.

@@ -28,7 +28,7 @@ use super::{json, AdminError, AdminState};
 struct CreateKey {
     /// Stable ID; generated from the key's hash when absent.
     id: Option<String>,
-    /// `organization[/team[/project]]` from `tenants:`.
+    /// `organization[/team[/project]]`: from the config's `tenants:` or created at run time.
     owner: String,
     user: Option<String>,
     allowed_models: Option<Vec<String>>,
@@ -42,7 +42,7 @@ struct CreateKey {
 impl AdminState {
     /// The run-time keys, or why there are none (the admin API runs only with them, so this
     /// is a bug guard rather than a configuration state).
-    fn runtime_keys(&self) -> Result<&RuntimeKeys, AdminError> {
+    pub(super) fn runtime_keys(&self) -> Result<&RuntimeKeys, AdminError> {
         self.loader
             .keys
             .as_deref()
@@ -58,18 +58,7 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AdminError> {
     let keys = state.runtime_keys()?;
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-            AdminError::TooLarge {
-                limit: super::MAX_BODY_BYTES,
-            }
-        }
-        other => AdminError::BadRequest {
-            message: format!("the request body could not be read: {other}"),
-            param: None,
-            code: "invalid_body",
-        },
-    })?;
+    let body = read_body(body)?;
     let request: CreateKey = parse_json(&body)?;
     let runtime = state.shared.runtime.load_full();
     let config = &runtime.config;
@@ -193,6 +182,22 @@ fn key_id(id: Result<Path<String>, PathRejection>) -> Result<String, AdminError>
     })
 }
 
+/// The request body, or why it could not be read (too large: 413).
+pub(super) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, AdminError> {
+    body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            AdminError::TooLarge {
+                limit: super::MAX_BODY_BYTES,
+            }
+        }
+        other => AdminError::BadRequest {
+            message: format!("the request body could not be read: {other}"),
+            param: None,
+            code: "invalid_body",
+        },
+    })
+}
+
 /// Parses a JSON body; a malformed one is a 400 naming the field at fault.
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -220,11 +225,16 @@ fn invalid_fields(errors: Vec<String>) -> AdminError {
     }
 }
 
-fn store_error(error: KeyStoreError) -> AdminError {
+/// A key store failure as the admin API reports it.
+pub(super) fn store_error(error: KeyStoreError) -> AdminError {
     match error {
         KeyStoreError::Duplicate(id) => AdminError::Conflict {
             message: format!("key ID '{id}' is already taken"),
             code: "key_id_taken",
+        },
+        KeyStoreError::DuplicateTenant(path) => AdminError::Conflict {
+            message: format!("tenant '{path}' already exists"),
+            code: "tenant_exists",
         },
         KeyStoreError::Task(e) => AdminError::Internal {
             message: format!("the key store task failed: {e}"),

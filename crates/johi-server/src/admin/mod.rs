@@ -1,4 +1,4 @@
-//! The admin API: run-time keys, the tenant tree, limits with their consumption, and spend,
+//! The admin API: run-time keys and tenants, the tenant tree, limits with their consumption, and spend,
 //! on a listener of its own.
 //!
 //! * **Its own port.** The admin router is never mounted on the public listener, so no
@@ -15,6 +15,7 @@
 mod error;
 mod keys;
 pub mod runtime_keys;
+mod tenants;
 mod views;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use http::Method;
 use johi_auth::KeyHash;
@@ -59,6 +60,12 @@ fn table() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
             post(keys::revoke),
         ),
         (Method::GET, "/admin/v1/tenants", get(views::tenants)),
+        (Method::POST, "/admin/v1/tenants", post(tenants::create)),
+        (
+            Method::DELETE,
+            "/admin/v1/tenants/{path}",
+            delete(tenants::delete),
+        ),
         (Method::GET, "/admin/v1/limits", get(views::limits)),
         (Method::GET, "/admin/v1/usage/spend", get(views::spend)),
         (

@@ -1,5 +1,6 @@
-//! Keys issued through the admin API: the persisted records ([`KeyDb`]) and the resolved
-//! entries the request path reads ([`KeyStore`]), kept in step.
+//! Keys and tenants created through the admin API: the persisted records ([`KeyDb`]) and
+//! the resolved entries the request path reads ([`KeyStore`], the config's merged tenant
+//! tree), kept in step.
 //!
 //! A record names its owner and models by name; what they mean (the tenants' model lists)
 //! comes from the config. So the entries are resolved again whenever a config is loaded, and
@@ -12,6 +13,8 @@ use johi_auth::{ApiKeyEntry, KeyStore};
 use johi_config::raw::RawApiKey;
 use johi_config::{Config, KeyStoreTarget};
 use johi_keystore::{KeyDb, KeyRecord, KeyStoreBackend};
+
+use crate::Shared;
 
 /// The key store of one gateway process: opened at start, kept across reloads.
 pub struct RuntimeKeys {
@@ -49,13 +52,48 @@ impl RuntimeKeys {
         self.changes.lock().await
     }
 
-    /// Re-reads a shared key store and re-resolves every key against `config`, so keys issued
-    /// or revoked through another replica take effect here.
-    pub async fn refresh(&self, config: &Config) -> Result<(), String> {
+    /// Re-reads a shared key store and re-resolves every key (and, when they changed, the
+    /// run-time tenants) against the current config, so keys and tenants created or removed
+    /// through another replica take effect here.
+    pub async fn refresh(&self, shared: &Shared) -> Result<(), String> {
         let _changes = self.lock().await;
+        let before = self.db.tenants();
         self.db.refresh().await.map_err(|e| e.to_string())?;
-        self.store.replace(self.resolve_all(config));
+        if self.db.tenants() != before {
+            self.apply_tenants(shared);
+        } else {
+            let config = shared.runtime.load_full().config.clone();
+            self.store.replace(self.resolve_all(&config));
+        }
         Ok(())
+    }
+
+    /// Merges the stored run-time tenants into `config.tenants` (the config's own win) and
+    /// points its JWT verifier at the merged tree. Call with the change lock held.
+    pub fn merge_tenants(&self, config: &mut Config) {
+        let records = self.db.tenants();
+        let runtime = records
+            .iter()
+            .map(|r| (r.path.as_str(), r.allowed_models.clone()));
+        let (merged, skipped) = config.tenants.with_runtime(runtime, &config.models);
+        for problem in skipped {
+            tracing::warn!(%problem, "a run-time tenant does not fit the current config and is left out until it does");
+        }
+        config.tenants = merged;
+        if let Some(jwt) = config.auth.authenticator.jwt() {
+            jwt.settings().tenants.replace(&config.tenants.index());
+        }
+    }
+
+    /// Makes the running config see the stored run-time tenants: merges them, re-resolves
+    /// the run-time keys (whose owners and allowances depend on them) and swaps the runtime
+    /// snapshot (same pipeline, new config). Call with the change lock held.
+    pub fn apply_tenants(&self, shared: &Shared) {
+        let current = shared.runtime.load_full();
+        let mut config = Config::clone(&current.config);
+        self.merge_tenants(&mut config);
+        self.store.replace(self.resolve_all(&config));
+        shared.runtime.store(Arc::new(current.with_config(config)));
     }
 
     /// Makes `config`'s authenticator consult the run-time keys too. The authenticator is

@@ -19,12 +19,21 @@ use super::{json, AdminError, AdminState};
 /// Query parameters in order, repeated names kept (`where` may be given several times).
 type Params = Vec<(String, String)>;
 
-/// `GET /admin/v1/tenants`: organisations → teams → projects with their model allowances.
+/// `GET /admin/v1/tenants`: organisations → teams → projects with their model allowances,
+/// each with its path and its `source`: `config` (the config file) or `runtime` (the admin
+/// API).
 pub(super) async fn tenants(State(state): State<AdminState>) -> Response {
     let runtime = state.shared.runtime.load_full();
-    let data: Vec<Value> = runtime
-        .config
-        .tenants
+    let tree = &runtime.config.tenants;
+    let source = |path: &str| {
+        if tree.is_runtime(path) {
+            "runtime"
+        } else {
+            "config"
+        }
+    };
+    let node = |path: String, name: &str, allowed: &Option<Vec<String>>| json!({"name": name, "path": path, "source": source(&path), "allowed_models": allowed});
+    let data: Vec<Value> = tree
         .organizations
         .iter()
         .map(|(org, o)| {
@@ -32,15 +41,23 @@ pub(super) async fn tenants(State(state): State<AdminState>) -> Response {
                 .teams
                 .iter()
                 .map(|(team, t)| {
+                    let team_path = format!("{org}/{team}");
                     let projects: Vec<Value> = t
                         .projects
                         .iter()
-                        .map(|(project, allowed)| json!({"name": project, "allowed_models": allowed}))
+                        .map(|(project, allowed)| {
+                            node(format!("{team_path}/{project}"), project, allowed)
+                        })
                         .collect();
-                    json!({"name": team, "allowed_models": t.allowed_models, "projects": projects})
+                    let mut view = node(team_path, team, &t.allowed_models);
+                    view["projects"] = Value::Array(projects);
+                    view
                 })
                 .collect();
-            json!({"object": "organization", "name": org, "allowed_models": o.allowed_models, "teams": teams})
+            let mut view = node(org.clone(), org, &o.allowed_models);
+            view["object"] = json!("organization");
+            view["teams"] = Value::Array(teams);
+            view
         })
         .collect();
     json(StatusCode::OK, json!({"object": "list", "data": data}))

@@ -1,6 +1,8 @@
 //! The admin API over real HTTP on its own port: the admin token, keys issued at run time
 //! (effective at once, revoked at once, kept across a restart), validation against the
-//! config, limit consumption, spend, and the OpenAPI document checked against the router.
+//! config, tenants created at run time (keys for them at once, deletion guarded, kept across
+//! a restart, merged with a reloaded config), limit consumption, spend, and the OpenAPI
+//! document checked against the router.
 
 use std::collections::BTreeSet;
 
@@ -489,7 +491,9 @@ async fn the_openapi_document_matches_the_admin_router() {
 
     let h = Harness::start(&config()).await;
     for (method, route) in &documented {
-        let concrete = route.replace("{id}", "no-such-key");
+        let concrete = route
+            .replace("{id}", "no-such-key")
+            .replace("{path}", "no-such-tenant");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let (status, body) = answer(admin(&h, method.clone(), &concrete).json(&json!({}))).await;
         assert_ne!(status, 405, "{method} {route}: {body}");
@@ -584,4 +588,208 @@ async fn replicas_share_issued_keys_through_postgres() {
     assert_eq!(status, 200);
     assert_eq!(chat(&b, &secret, "m").await.0, 401);
     eventually(&a, &secret, 401).await;
+}
+
+async fn create_tenant(h: &Harness, body: Value) -> (u16, Value) {
+    answer(admin(h, Method::POST, "/admin/v1/tenants").json(&body)).await
+}
+
+async fn delete_tenant(h: &Harness, path: &str) -> (u16, Value) {
+    let encoded = path.replace('/', "%2F");
+    answer(admin(
+        h,
+        Method::DELETE,
+        &format!("/admin/v1/tenants/{encoded}"),
+    ))
+    .await
+}
+
+/// `(path, source)` of every tenant the admin API lists, depth first.
+async fn listed_tenants(h: &Harness) -> Vec<(String, String)> {
+    let (status, list) = answer(admin(h, Method::GET, "/admin/v1/tenants")).await;
+    assert_eq!(status, 200, "{list}");
+    let mut out = Vec::new();
+    let mut push = |node: &Value| {
+        out.push((
+            node["path"].as_str().unwrap().to_owned(),
+            node["source"].as_str().unwrap().to_owned(),
+        ))
+    };
+    for org in list["data"].as_array().unwrap() {
+        push(org);
+        for team in org["teams"].as_array().unwrap() {
+            push(team);
+            for project in team["projects"].as_array().unwrap() {
+                push(project);
+            }
+        }
+    }
+    out
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(p, s)| ((*p).to_owned(), (*s).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn tenants_created_at_run_time_take_keys_at_once_and_survive_a_restart() {
+    let h = Harness::start(&config()).await;
+    let (status, org) = create_tenant(&h, json!({"path": "initech"})).await;
+    assert_eq!(status, 201, "{org}");
+    assert_eq!(org["source"], "runtime");
+    let (status, team) =
+        create_tenant(&h, json!({"path": "initech/labs", "allowed_models": ["m"]})).await;
+    assert_eq!(status, 201, "{team}");
+    let (status, body) = create_tenant(&h, json!({"path": "acme/ops"})).await;
+    assert_eq!(status, 201, "{body}");
+
+    // What cannot be created.
+    for (body, status, code) in [
+        (json!({"path": "initech/labs"}), 409, "tenant_exists"),
+        (json!({"path": "acme"}), 409, "tenant_exists"),
+        (json!({"path": "umbrella/x"}), 400, "parent_not_found"),
+        (
+            json!({"path": "initech/labs/p", "allowed_models": ["gpt-9"]}),
+            400,
+            "invalid_value",
+        ),
+        (json!({"path": "a/b/c/d"}), 400, "invalid_value"),
+        (json!({"path": "bad name"}), 400, "invalid_value"),
+        (json!({"name": "x"}), 400, "invalid_json"),
+    ] {
+        let (got, answer) = create_tenant(&h, body.clone()).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_openai_error(&answer, code);
+    }
+
+    // A key for the run-time team works at once, within the team's allowance, and its usage
+    // is the team's.
+    let (status, key) = create(&h, json!({"id": "lab-key", "owner": "initech/labs"})).await;
+    assert_eq!(status, 201, "{key}");
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let (status, body) = chat(&h, &secret, "m").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chat(&h, &secret, "e").await.0, 403);
+    let (status, spend) = answer(admin(
+        &h,
+        Method::GET,
+        "/admin/v1/usage/spend?group_by=organization,team,key&flush=true",
+    ))
+    .await;
+    assert_eq!(status, 200, "{spend}");
+    let rows = spend["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{spend}");
+    assert_eq!(
+        rows[0]["group"],
+        json!({"organization": "initech", "team": "labs", "key": "lab-key"})
+    );
+    assert_eq!(rows[0]["requests"], 1);
+
+    assert_eq!(
+        listed_tenants(&h).await,
+        pairs(&[
+            ("acme", "config"),
+            ("acme/search", "config"),
+            ("acme/search/web", "config"),
+            ("acme/ops", "runtime"),
+            ("globex", "config"),
+            ("initech", "runtime"),
+            ("initech/labs", "runtime"),
+        ])
+    );
+
+    // What cannot be deleted.
+    for (path, status, code) in [
+        ("initech/labs", 409, "tenant_in_use"),
+        ("initech", 409, "tenant_has_children"),
+        ("acme", 409, "tenant_in_config"),
+        ("acme/search/web", 409, "tenant_in_config"),
+        ("nowhere", 404, "tenant_not_found"),
+    ] {
+        let (got, answer) = delete_tenant(&h, path).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        assert_openai_error(&answer, code);
+    }
+    let (status, body) = delete_tenant(&h, "acme/ops").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deleted"], true);
+
+    // Kept across a restart, the deleted one gone.
+    let h = h.restart().await;
+    assert_eq!(chat(&h, &secret, "m").await.0, 200);
+    let listed = listed_tenants(&h).await;
+    assert!(listed.contains(&("initech/labs".into(), "runtime".into())));
+    assert!(!listed.iter().any(|(p, _)| p == "acme/ops"), "{listed:?}");
+
+    // A reloaded config that declares `initech` too: the config's wins, its run-time team
+    // stays, and the key keeps working.
+    h.write_config(&config().replace(
+        "  globex: { allowed_models: [e] }",
+        "  globex: { allowed_models: [e] }\n  initech: {}",
+    ));
+    h.gateway.reload().await.unwrap();
+    let listed = listed_tenants(&h).await;
+    assert!(
+        listed.contains(&("initech".into(), "config".into())),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&("initech/labs".into(), "runtime".into())));
+    assert_eq!(chat(&h, &secret, "m").await.0, 200);
+
+    // Revoked keys do not hold their tenant: once the key is revoked the team can go, and
+    // no key can be issued for it any more.
+    let (status, _) = answer(admin(&h, Method::POST, "/admin/v1/keys/lab-key/revoke")).await;
+    assert_eq!(status, 200);
+    let (status, body) = delete_tenant(&h, "initech/labs").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = create(&h, json!({"owner": "initech/labs"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = delete_tenant(&h, "initech").await;
+    assert_eq!(status, 409, "{body}");
+    assert_openai_error(&body, "tenant_in_config");
+}
+
+/// Two replicas sharing one PostgreSQL key store: a tenant created through one can be given
+/// keys through the other within the refresh interval, and its deletion reaches it too.
+#[tokio::test]
+async fn replicas_share_run_time_tenants_through_postgres() {
+    let url = johi_keystore::testing::postgres_url("admin_test_tenants").await;
+    let shared = config().replace(
+        "key_store: \"{dir}/keys.db\" }",
+        &format!("key_store: \"{url}\", key_refresh_interval: 100ms }}"),
+    );
+    let a = Harness::start(&shared).await;
+    let b = Harness::start(&shared).await;
+    let (status, body) = create_tenant(&a, json!({"path": "initech"})).await;
+    assert_eq!(status, 201, "{body}");
+    // b re-reads the store before checking the parent: no wait for its refresh.
+    let (status, body) = create_tenant(&b, json!({"path": "initech/far"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = delete_tenant(&a, "initech/far").await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let secret = loop {
+        let (status, body) = create(&b, json!({"id": "far", "owner": "initech"})).await;
+        if status == 201 {
+            break body["key"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(chat(&b, &secret, "m").await.0, 200);
+    // a refreshes before deciding: b's key holds the tenant.
+    let (status, body) = delete_tenant(&a, "initech").await;
+    assert_eq!(status, 409, "{body}");
+    assert_openai_error(&body, "tenant_in_use");
+    let (status, _) = answer(admin(&b, Method::POST, "/admin/v1/keys/far/revoke")).await;
+    assert_eq!(status, 200);
+    let (status, body) = delete_tenant(&a, "initech").await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listed_tenants(&b).await.iter().any(|(p, _)| p == "initech") {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -332,6 +332,67 @@ audit: { path: "{dir}/audit.jsonl" }
         (h, key, dir)
     }
 
+    /// A team created through the admin API is a tenant JWTs may name from the next request,
+    /// through a reload too, and no longer once it is deleted.
+    #[tokio::test]
+    async fn a_jwt_may_name_a_team_created_at_run_time() {
+        const ADMIN_TOKEN: &str = "jwt-admin-token-0123456789";
+        let dir = tempfile::tempdir().unwrap();
+        let key = es256_key(dir.path());
+        let config = JWT_CONFIG
+            .replace(
+                "{dir}/jwks.json",
+                &dir.path().join("jwks.json").display().to_string(),
+            )
+            .replace(
+                "providers:",
+                &format!(
+                    "admin: {{ listen: \"127.0.0.1:0\", token: \"{ADMIN_TOKEN}\", key_store: \"{{dir}}/keys.db\" }}\nproviders:"
+                ),
+            );
+        let h = Harness::start(&config).await;
+        let ask = |h: &Harness| {
+            post(h, "/v1/chat/completions", &chat("m")).bearer_auth(token(&key, &claims("labs")))
+        };
+        assert_eq!(ask(&h).send().await.unwrap().status(), 401);
+
+        let created = h
+            .client
+            .post(h.admin_url("/admin/v1/tenants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"path": "acme/labs", "allowed_models": ["e"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        // Accepted at once; the team's allowance holds (`m` is not in it).
+        assert_eq!(ask(&h).send().await.unwrap().status(), 403);
+        let embed = post(
+            &h,
+            "/v1/embeddings",
+            &json!({"model": "e", "input": "hello"}),
+        )
+        .bearer_auth(token(&key, &claims("labs")))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(embed.status(), 200);
+
+        // A reload builds a new verifier: the run-time team is merged into it too.
+        h.gateway.reload().await.unwrap();
+        assert_eq!(ask(&h).send().await.unwrap().status(), 403);
+
+        let deleted = h
+            .client
+            .delete(h.admin_url("/admin/v1/tenants/acme%2Flabs"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 200);
+        assert_eq!(ask(&h).send().await.unwrap().status(), 401);
+    }
+
     #[tokio::test]
     async fn a_jwt_is_served_and_charged_to_the_tenant_its_claims_name() {
         let (h, key, _dir) = jwt_gateway().await;
