@@ -209,12 +209,22 @@ pub fn counter_key(
     scope_key: &str,
     now: SystemTime,
 ) -> (String, Option<SystemTime>) {
+    // Built by hand rather than with `format!`: this runs for every limit of every request.
+    let key = |suffix: &str| {
+        let mut key = String::with_capacity(spec.id.len() + scope_key.len() + suffix.len() + 2);
+        key.push_str(&spec.id);
+        key.push('|');
+        key.push_str(scope_key);
+        key.push('|');
+        key.push_str(suffix);
+        key
+    };
     match spec.window {
         Some(window) => {
             let (start, end) = window.bounds(now);
-            (format!("{}|{}|{}", spec.id, scope_key, start), Some(end))
+            (key(itoa::Buffer::new().format(start)), Some(end))
         }
-        None => (format!("{}|{}|gauge", spec.id, scope_key), None),
+        None => (key("gauge"), None),
     }
 }
 

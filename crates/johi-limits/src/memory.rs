@@ -24,7 +24,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    counters: HashMap<String, Counter>,
+    /// Keyed by [`counter_key`]; foldhash is seeded per process, so keys built from
+    /// callers' names cannot be chosen to collide.
+    counters: HashMap<String, Counter, foldhash::fast::RandomState>,
     reservations: u64,
 }
 
