@@ -96,13 +96,16 @@ impl TranslateError {
 /// Anthropic reports cache writes and cache reads *beside* `input_tokens`, OpenAI inside
 /// `prompt_tokens`: the input here is the sum of all three, so that prices and limits see
 /// the whole prompt, and `cached_tokens` is the cache reads (priced apart). Anthropic does
-/// not report thinking tokens apart from output, so `reasoning_tokens` is zero.
+/// not report thinking tokens apart from output, so `reasoning_tokens` is zero. Sums
+/// saturate: an upstream's absurd counts must not panic the relay.
 pub fn usage_from_anthropic(usage: &Value) -> Option<Usage> {
     let obj = usage.as_object()?;
     let num = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
     let cache_read = num("cache_read_input_tokens");
     Some(Usage {
-        input_tokens: num("input_tokens") + num("cache_creation_input_tokens") + cache_read,
+        input_tokens: num("input_tokens")
+            .saturating_add(num("cache_creation_input_tokens"))
+            .saturating_add(cache_read),
         output_tokens: num("output_tokens"),
         cached_tokens: cache_read,
         reasoning_tokens: 0,
@@ -114,7 +117,7 @@ pub(crate) fn openai_usage(u: &Usage) -> Value {
     serde_json::json!({
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
+        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
         "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
     })
 }

@@ -331,6 +331,18 @@ fn encode_messages(
                 ));
             }
         }
+        if role == "user" && !tool_results.is_empty() {
+            // A user message right after tool results joins their turn (results first, as
+            // Anthropic requires), rather than making two user turns in a row.
+            let mut blocks = std::mem::take(&mut tool_results);
+            match encode_content(m.get("content"), &path)? {
+                Value::String(s) => blocks.push(json!({"type": "text", "text": s})),
+                Value::Array(parts) => blocks.extend(parts),
+                _ => {}
+            }
+            turns.push(json!({"role": "user", "content": blocks}));
+            continue;
+        }
         if role != "tool" && !tool_results.is_empty() {
             turns.push(json!({"role": "user", "content": std::mem::take(&mut tool_results)}));
         }

@@ -170,7 +170,7 @@ impl StreamTranslator {
             }
             Some("tool_use") => {
                 let k = self.next_tool;
-                self.next_tool += 1;
+                self.next_tool = self.next_tool.saturating_add(1);
                 let delta = json!({"tool_calls": [{
                     "index": k, "id": text("id"), "type": "function",
                     "function": {"name": text("name"), "arguments": ""},
