@@ -529,3 +529,68 @@ fn encode_tool_result(m: &Map<String, Value>, path: &str) -> Result<Value, Trans
     };
     Ok(json!({"type": "tool_result", "tool_use_id": id, "content": content}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(body: Value) -> Result<Value, TranslateError> {
+        let Value::Object(map) = body else {
+            unreachable!("tests pass objects")
+        };
+        let out = encode_request(&map, "claude", 100)?;
+        Ok(serde_json::from_slice(&out.body).unwrap())
+    }
+
+    #[test]
+    fn tool_choice_none_and_parallel_off_without_a_choice() {
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        let v =
+            encode(json!({"messages": msgs, "tool_choice": "none", "parallel_tool_calls": false}))
+                .unwrap();
+        assert_eq!(v["tool_choice"], json!({"type": "none"}));
+        let v = encode(json!({"messages": msgs, "parallel_tool_calls": false})).unwrap();
+        assert_eq!(
+            v["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+        let err = encode(json!({"messages": msgs, "tool_choice": "sometimes"})).unwrap_err();
+        assert_eq!(err.field(), "tool_choice");
+    }
+
+    #[test]
+    fn nulls_are_absent_and_no_op_values_are_accepted() {
+        let v = encode(json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "seed": null, "n": 1, "logprobs": false, "frequency_penalty": 0.0,
+            "max_tokens": null, "stop": null,
+        }))
+        .unwrap();
+        assert_eq!(v["max_tokens"], 100);
+        assert!(v.get("stop_sequences").is_none());
+    }
+
+    #[test]
+    fn malformed_values_are_invalid_not_unsupported() {
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        for (body, field) in [
+            (json!({"messages": msgs, "max_tokens": 0}), "max_tokens"),
+            (json!({"messages": msgs, "stop": 5}), "stop"),
+            (json!({"messages": "hi"}), "messages"),
+            (json!({"messages": [{"content": "hi"}]}), "messages[0].role"),
+            (
+                json!({"messages": msgs, "temperature": "hot"}),
+                "temperature",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}),
+                "messages[0].content[0].image_url.url",
+            ),
+        ] {
+            match encode(body) {
+                Err(TranslateError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}

@@ -146,3 +146,37 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
     };
     json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stop_reason_has_a_finish_reason() {
+        for (anthropic, openai) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("pause_turn", "stop"),
+            ("max_tokens", "length"),
+            ("model_context_window_exceeded", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+            ("something_new", "stop"),
+        ] {
+            assert_eq!(finish_reason(anthropic), openai, "{anthropic}");
+        }
+    }
+
+    #[test]
+    fn an_empty_error_body_names_the_status() {
+        let v = decode_error(503, b"");
+        assert_eq!(v["error"]["message"], "the Anthropic upstream answered 503");
+        assert_eq!(v["error"]["type"], "upstream_error");
+        let v = decode_error(
+            418,
+            br#"{"type":"error","error":{"type":"brand_new","message":"m"}}"#,
+        );
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["message"], "m");
+    }
+}
