@@ -1,0 +1,141 @@
+//! Anthropic's Messages API (`POST /v1/messages`), translated both ways from and to OpenAI
+//! Chat Completions, which is what Johi's clients speak.
+//!
+//! Pure translation, no I/O: [`encode_request`] builds the upstream body, [`decode_response`]
+//! turns a complete Messages response into a `chat.completion`, [`StreamTranslator`] turns
+//! the Messages event stream into `chat.completion.chunk` events, [`decode_error`] turns an
+//! Anthropic error body into OpenAI's error shape and [`usage_from_anthropic`] reads usage
+//! into Johi's one [`Usage`] shape.
+//!
+//! Fidelity rule: a request field Anthropic cannot express is either mapped or refused with
+//! a [`TranslateError`] naming it (a 400 for the client), never dropped silently. The table of
+//! what is mapped and what is refused is in `docs/providers.md`, and [`MAPPED_FIELDS`] is the
+//! allow-list the encoder enforces.
+
+mod request;
+mod response;
+mod stream;
+
+use johi_core::Usage;
+use serde_json::Value;
+
+pub use request::{encode_request, EncodedRequest, MAPPED_FIELDS};
+pub use response::{decode_error, decode_response, finish_reason};
+pub use stream::StreamTranslator;
+
+/// The Messages API version every request is written for (the `anthropic-version` header a
+/// later change sends with the body): the wire format this module translates.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Why a request or response could not be translated. One type for the module; every
+/// variant names the field at fault, so the edge can answer a 400 with OpenAI's `param`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The client sent a field (or value) Anthropic's Messages API cannot express; it is
+    /// refused rather than dropped, so the client never gets an answer to another question.
+    #[error("`{field}` is not supported by Anthropic models: {reason}")]
+    Unsupported {
+        /// JSON path of the field, e.g. `presence_penalty` or `messages[2].content[0].type`.
+        field: String,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// The field is present but its value is malformed (wrong type, unparsable arguments).
+    #[error("`{field}` is invalid: {reason}")]
+    Invalid {
+        /// JSON path of the field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The upstream's answer is not a Messages response Johi can read (a 502 later); the
+    /// field is the part of the response at fault (`body` when it is not JSON at all).
+    #[error("the upstream's `{field}` could not be read: {reason}")]
+    Upstream {
+        /// Path in the upstream response.
+        field: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl TranslateError {
+    /// The JSON path of the field at fault (OpenAI's `param` for a 400).
+    pub fn field(&self) -> &str {
+        match self {
+            TranslateError::Unsupported { field, .. }
+            | TranslateError::Invalid { field, .. }
+            | TranslateError::Upstream { field, .. } => field,
+        }
+    }
+
+    pub(crate) fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        TranslateError::Unsupported {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        TranslateError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn upstream(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        TranslateError::Upstream {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads Anthropic's `usage` object into Johi's one shape; absent fields count as zero.
+///
+/// Anthropic reports cache writes and cache reads *beside* `input_tokens`, OpenAI inside
+/// `prompt_tokens`: the input here is the sum of all three, so that prices and limits see
+/// the whole prompt, and `cached_tokens` is the cache reads (priced apart). Anthropic does
+/// not report thinking tokens apart from output, so `reasoning_tokens` is zero. Sums
+/// saturate: an upstream's absurd counts must not panic the relay.
+pub fn usage_from_anthropic(usage: &Value) -> Option<Usage> {
+    let obj = usage.as_object()?;
+    let num = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let cache_read = num("cache_read_input_tokens");
+    Some(Usage {
+        input_tokens: num("input_tokens")
+            .saturating_add(num("cache_creation_input_tokens"))
+            .saturating_add(cache_read),
+        output_tokens: num("output_tokens"),
+        cached_tokens: cache_read,
+        reasoning_tokens: 0,
+    })
+}
+
+/// OpenAI's `usage` object for a [`Usage`] read from Anthropic.
+pub(crate) fn openai_usage(u: &Usage) -> Value {
+    serde_json::json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_sums_cache_writes_and_reads_into_the_prompt() {
+        let u = usage_from_anthropic(&serde_json::json!({
+            "input_tokens": 10, "cache_creation_input_tokens": 100,
+            "cache_read_input_tokens": 1000, "output_tokens": 7
+        }))
+        .unwrap();
+        assert_eq!(u.input_tokens, 1110);
+        assert_eq!(u.cached_tokens, 1000);
+        assert_eq!(u.output_tokens, 7);
+        assert!(usage_from_anthropic(&Value::Null).is_none());
+    }
+}

@@ -1,0 +1,182 @@
+//! Anthropic Messages response (and error) → OpenAI `chat.completion` (and error).
+
+use serde_json::{json, Map, Value};
+
+use super::{openai_usage, usage_from_anthropic, TranslateError};
+
+/// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
+///
+/// `refusal` (the model declined for safety) is OpenAI's `content_filter`; `pause_turn` (a
+/// server tool paused a long turn) ends this answer as `stop`; a context window overflow is
+/// `length`. An unknown reason reads as `stop` rather than failing an answer already paid for.
+pub fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// Translates a complete Messages response into an OpenAI `chat.completion`.
+///
+/// `model` is the name the client asked for (what it expects back); `created` is the Unix
+/// time to stamp, passed in so that translation stays pure. Text blocks are joined into
+/// `message.content`, `tool_use` blocks become `tool_calls` (arguments as a JSON string), and
+/// `thinking` blocks are joined into `message.reasoning_content` — the field DeepSeek and
+/// vLLM use, since OpenAI has none. Block types with no OpenAI equivalent
+/// (`redacted_thinking`, server tool blocks) are not shown: they are opaque to the client.
+pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, TranslateError> {
+    let msg: Value = serde_json::from_slice(body)
+        .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+    let id = msg
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::upstream("id", "missing"))?;
+    let blocks = msg
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::upstream("content", "missing"))?;
+    let mut text: Option<String> = None;
+    let mut reasoning: Option<String> = None;
+    let mut calls = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                let t = block.get("text").and_then(Value::as_str).unwrap_or("");
+                text.get_or_insert_with(String::new).push_str(t);
+            }
+            Some("thinking") => {
+                let t = block.get("thinking").and_then(Value::as_str).unwrap_or("");
+                reasoning.get_or_insert_with(String::new).push_str(t);
+            }
+            Some("tool_use") => calls.push(tool_call(block, i)?),
+            _ => {}
+        }
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    message.insert("content".into(), text.map_or(Value::Null, Value::String));
+    if let Some(r) = reasoning {
+        message.insert("reasoning_content".into(), Value::String(r));
+    }
+    if !calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    message.insert("refusal".into(), Value::Null);
+    let finish = msg
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .map_or(Value::Null, |r| json!(finish_reason(r)));
+    let mut out = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+    });
+    if let (Some(u), Some(obj)) = (
+        msg.get("usage").and_then(usage_from_anthropic),
+        out.as_object_mut(),
+    ) {
+        obj.insert("usage".into(), openai_usage(&u));
+    }
+    Ok(out)
+}
+
+/// A `tool_use` block as an OpenAI tool call.
+pub(crate) fn tool_call(block: &Value, i: usize) -> Result<Value, TranslateError> {
+    let id = block
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::upstream(format!("content[{i}].id"), "missing"))?;
+    let name = block
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::upstream(format!("content[{i}].name"), "missing"))?;
+    let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+    let arguments = serde_json::to_string(&input)
+        .map_err(|e| TranslateError::upstream(format!("content[{i}].input"), e.to_string()))?;
+    Ok(json!({
+        "id": id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }))
+}
+
+/// Translates an Anthropic error body into OpenAI's `{"error": {message, type, param, code}}`.
+///
+/// The status is the caller's to keep (a 529 stays a 529, so that retry and fallback still
+/// see an overloaded upstream); `status` only names the error when the body is not
+/// Anthropic's JSON. Types follow what the OpenAI SDKs expect for the same situation:
+/// `authentication_error` → `invalid_api_key`, `rate_limit_error` → `rate_limit_exceeded`,
+/// `billing_error` → `insufficient_quota`, `overloaded_error` → `server_error`/`overloaded`.
+pub fn decode_error(status: u16, body: &[u8]) -> Value {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let err = parsed.as_ref().and_then(|v| v.get("error"));
+    let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str);
+    let message = err
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(500).collect();
+            if text.trim().is_empty() {
+                format!("the Anthropic upstream answered {status}")
+            } else {
+                text
+            }
+        });
+    let (typ, code) = match kind {
+        Some("invalid_request_error") => ("invalid_request_error", Value::Null),
+        Some("authentication_error") => ("invalid_request_error", json!("invalid_api_key")),
+        Some("permission_error") => ("permission_error", json!("permission_denied")),
+        Some("not_found_error") => ("invalid_request_error", json!("not_found")),
+        Some("request_too_large") => ("invalid_request_error", json!("request_too_large")),
+        Some("rate_limit_error") => ("requests", json!("rate_limit_exceeded")),
+        Some("billing_error") => ("insufficient_quota", json!("insufficient_quota")),
+        Some("overloaded_error") => ("server_error", json!("overloaded")),
+        Some("timeout_error") => ("server_error", json!("timeout")),
+        Some("api_error") => ("server_error", Value::Null),
+        Some(_) | None => match status {
+            400..=499 => ("invalid_request_error", Value::Null),
+            _ => ("upstream_error", json!("upstream_error")),
+        },
+    };
+    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stop_reason_has_a_finish_reason() {
+        for (anthropic, openai) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("pause_turn", "stop"),
+            ("max_tokens", "length"),
+            ("model_context_window_exceeded", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+            ("something_new", "stop"),
+        ] {
+            assert_eq!(finish_reason(anthropic), openai, "{anthropic}");
+        }
+    }
+
+    #[test]
+    fn an_empty_error_body_names_the_status() {
+        let v = decode_error(503, b"");
+        assert_eq!(v["error"]["message"], "the Anthropic upstream answered 503");
+        assert_eq!(v["error"]["type"], "upstream_error");
+        let v = decode_error(
+            418,
+            br#"{"type":"error","error":{"type":"brand_new","message":"m"}}"#,
+        );
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["message"], "m");
+    }
+}
