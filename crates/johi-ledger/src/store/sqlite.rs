@@ -191,6 +191,9 @@ mod tests {
     fn the_insert_statement_has_one_parameter_per_column_and_row() {
         assert_eq!(COLUMNS.split(',').count(), COLUMNS_PER_ROW);
         let sql = insert_sql(ROWS_PER_STATEMENT);
-        assert_eq!(sql.matches('?').count(), COLUMNS_PER_ROW * ROWS_PER_STATEMENT);
+        assert_eq!(
+            sql.matches('?').count(),
+            COLUMNS_PER_ROW * ROWS_PER_STATEMENT
+        );
     }
 }
