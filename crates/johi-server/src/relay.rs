@@ -54,7 +54,13 @@ pub async fn relay(
         } else if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, ct.clone());
         }
-        if let Some(id) = parts.headers.get("x-request-id") {
+        // Anthropic names its request id `request-id`.
+        let id_header = if anthropic {
+            "request-id"
+        } else {
+            "x-request-id"
+        };
+        if let Some(id) = parts.headers.get(id_header) {
             headers.insert(UPSTREAM_REQUEST_ID, id.clone());
         }
         for (name, value) in &ex.response_headers {

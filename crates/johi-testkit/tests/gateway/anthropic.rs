@@ -8,7 +8,7 @@ const ANTHROPIC: &str = r#"
 server: { listen: "127.0.0.1:0", reload_poll_interval: 100ms, drain_timeout: 10s }
 auth: { public_routes: ["*"] }
 providers:
-  claude: { protocol: anthropic, base_url: "{mock}", api_key: sk-ant-mock, forward_headers: [x-mock-status] }
+  claude: { protocol: anthropic, base_url: "{mock}", api_key: sk-ant-mock, forward_headers: [x-mock-status, x-mock-stream-cut-after] }
 models:
   c: { targets: [{ provider: claude, model: claude-mock }], default_max_tokens: 321 }
 audit: { path: "{dir}/audit.jsonl" }
@@ -161,4 +161,28 @@ async fn anthropic_errors_come_back_in_openais_shape_with_their_status() {
             assert_eq!(error["error"]["message"], format!("mock error {status}"));
         }
     }
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_cut_short_ends_with_an_error_event_and_a_clean_close() {
+    let h = Harness::start(ANTHROPIC).await;
+    let r = h
+        .client
+        .post(h.url("/v1/chat/completions"))
+        .header("x-mock-stream-cut-after", "3")
+        .json(&chat(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let events = sse_data(&r.text().await.expect("the stream closes cleanly"));
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(last["error"]["message"].is_string(), "{events:?}");
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    let records = h.finish().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0]["input_tokens"], 11,
+        "message_start's usage is charged"
+    );
 }
