@@ -14,6 +14,17 @@ def client(gateway):
     return OpenAI(base_url=gateway["base_url"], api_key=gateway["key"], max_retries=0)
 
 
+def collect(stream):
+    """The streamed text and the usage chunk's usage (None without one)."""
+    text, usage = "", None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.usage:
+            usage = chunk.usage
+    return text, usage
+
+
 def test_chat_completion(client):
     completion = client.chat.completions.create(
         model="gpt-4o-mini",
@@ -38,12 +49,7 @@ def test_chat_stream(client):
         stream=True,
         stream_options={"include_usage": True},
     )
-    text, usage = "", None
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            text += chunk.choices[0].delta.content
-        if chunk.usage:
-            usage = chunk.usage
+    text, usage = collect(stream)
     assert text == REPLY
     assert usage is not None and usage.completion_tokens == len(REPLY.split())
 
@@ -65,12 +71,7 @@ def test_chat_against_an_anthropic_protocol_model(client):
         stream=True,
         stream_options={"include_usage": True},
     )
-    text, usage = "", None
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            text += chunk.choices[0].delta.content
-        if chunk.usage:
-            usage = chunk.usage
+    text, usage = collect(stream)
     assert text == REPLY
     assert usage is not None and usage.completion_tokens == len(REPLY.split())
 
