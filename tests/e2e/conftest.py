@@ -54,9 +54,11 @@ server: {{ listen: "127.0.0.1:{port}", drain_timeout: 5s }}
 dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
 providers:
   mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1", api_key: sk-mock }}
+  claude: {{ protocol: anthropic, base_url: "http://127.0.0.1:{mock_port}", api_key: sk-ant-mock }}
 models:
   gpt-4o-mini: {{ targets: [{{ provider: mock, model: mock-small }}] }}
   text-embedding-3-small: {{ targets: [{{ provider: mock, model: mock-embed }}] }}
+  claude-mock: {{ targets: [{{ provider: claude, model: claude-mock }}] }}
 tenants:
   acme: {{ teams: {{ apps: {{ projects: {{ sdk: {{}} }} }} }} }}
 auth:

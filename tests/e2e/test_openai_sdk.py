@@ -14,6 +14,17 @@ def client(gateway):
     return OpenAI(base_url=gateway["base_url"], api_key=gateway["key"], max_retries=0)
 
 
+def collect(stream):
+    """The streamed text and the usage chunk's usage (None without one)."""
+    text, usage = "", None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.usage:
+            usage = chunk.usage
+    return text, usage
+
+
 def test_chat_completion(client):
     completion = client.chat.completions.create(
         model="gpt-4o-mini",
@@ -38,14 +49,37 @@ def test_chat_stream(client):
         stream=True,
         stream_options={"include_usage": True},
     )
-    text, usage = "", None
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            text += chunk.choices[0].delta.content
-        if chunk.usage:
-            usage = chunk.usage
+    text, usage = collect(stream)
     assert text == REPLY
     assert usage is not None and usage.completion_tokens == len(REPLY.split())
+
+
+def test_chat_against_an_anthropic_protocol_model(client):
+    # Johi speaks Anthropic's Messages API to this provider; the SDK sees OpenAI's shapes.
+    completion = client.chat.completions.create(
+        model="claude-mock",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}],
+    )
+    assert completion.model == "claude-mock"
+    assert completion.choices[0].message.content == REPLY
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+    stream = client.chat.completions.create(
+        model="claude-mock",
+        messages=[{"role": "user", "content": "Stream please"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, usage = collect(stream)
+    assert text == REPLY
+    assert usage is not None and usage.completion_tokens == len(REPLY.split())
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="claude-mock", messages=[{"role": "user", "content": "hi"}], seed=7
+        )
+    assert refused.value.body["param"] == "seed"
 
 
 def test_legacy_completion(client):
@@ -64,7 +98,7 @@ def test_embeddings_default_base64_encoding(client):
 
 
 def test_models_list(client):
-    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "text-embedding-3-small"]
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "text-embedding-3-small", "claude-mock"]
 
 
 def test_unknown_model_raises_not_found(client):

@@ -111,7 +111,7 @@ pub struct RawEnrich {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// Wire protocol (`openai`).
+    /// Wire protocol (`openai` or `anthropic`).
     #[serde(default = "default_protocol")]
     pub protocol: String,
     /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`.

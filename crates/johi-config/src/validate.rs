@@ -390,9 +390,10 @@ fn provider(
     let before = errors.len();
     let protocol = match p.protocol.as_str() {
         "openai" => Protocol::OpenAi,
+        "anthropic" => Protocol::Anthropic,
         other => {
             errors.push(format!(
-                "{path}.protocol: unknown protocol '{other}' (known: openai)"
+                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic)"
             ));
             Protocol::OpenAi
         }
@@ -415,6 +416,10 @@ fn provider(
         errors.push(format!("{path}.base_url: must not carry a query string"));
     }
     let key_placement = match p.api_key_header.as_deref() {
+        // Anthropic authenticates with the raw key in `x-api-key`, not a bearer token.
+        None if protocol == Protocol::Anthropic => {
+            KeyPlacement::Header(HeaderName::from_static("x-api-key"))
+        }
         None => KeyPlacement::Bearer,
         Some(h) => match HeaderName::try_from(h) {
             Ok(h) if h == http::header::AUTHORIZATION => KeyPlacement::Bearer,

@@ -16,6 +16,9 @@ use http::{HeaderName, HeaderValue, Uri};
 pub enum Protocol {
     /// OpenAI's REST API and everything compatible with it (vLLM, Ollama, TGI, Groq …).
     OpenAi,
+    /// Anthropic's Messages API (`POST {base}/v1/messages`): chat completions only,
+    /// translated both ways by `johi_providers::anthropic`, so OpenAI clients can reach it.
+    Anthropic,
 }
 
 impl Protocol {
@@ -23,6 +26,7 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::OpenAi => "openai",
+            Protocol::Anthropic => "anthropic",
         }
     }
 }

@@ -37,6 +37,11 @@ pub(crate) trait EventSource: Send + 'static {
     fn len(&self) -> usize;
     /// Event `i` (`i < len()`), already encoded with [`sse_event`].
     fn event(&self, i: usize) -> Bytes;
+    /// Whether the stream ends with `data: [DONE]` (OpenAI's), or just stops (Anthropic's
+    /// ends with its `message_stop` event).
+    fn done(&self) -> bool {
+        true
+    }
 }
 
 /// Stream-shaping knobs.
@@ -97,7 +102,7 @@ impl SseBody {
         shared: Arc<Shared>,
     ) -> Self {
         bump(&shared.counters.streams_started);
-        let total = source.len() + usize::from(!shape.no_done);
+        let total = source.len() + usize::from(!shape.no_done && source.done());
         let mut body = SseBody {
             source,
             shape,

@@ -11,6 +11,7 @@
 //! | Route | Answer |
 //! |---|---|
 //! | `POST /v1/chat/completions` | `chat.completion`, or a `chat.completion.chunk` SSE stream with `"stream": true` |
+//! | `POST /v1/messages` | Anthropic's Messages API: a `message`, or its event stream with `"stream": true`; errors (the `status`/`fail_first` knobs) in Anthropic's shape |
 //! | `POST /v1/completions` | legacy `text_completion`, streaming likewise |
 //! | `POST /v1/embeddings` | deterministic, L2-normalised vectors (`float` or `base64`) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | `mock-small` and `mock-large`; any id is "found" |
@@ -204,6 +205,8 @@ pub struct Stats {
     pub requests: u64,
     /// Requests to `POST /v1/chat/completions`, counted on arrival (before fault knobs).
     pub chat: u64,
+    /// Requests to `POST /v1/messages` (Anthropic's Messages API), counted on arrival.
+    pub messages: u64,
     /// Requests to `POST /v1/completions`, counted on arrival.
     pub completions: u64,
     /// Requests to `POST /v1/embeddings`, counted on arrival.

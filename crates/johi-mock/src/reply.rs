@@ -116,7 +116,7 @@ pub(crate) fn chat_prompt_tokens(messages: &[Value]) -> u64 {
 }
 
 /// Words of a message content: a string, or the `text` of each content part.
-fn content_words(content: Option<&Value>) -> u64 {
+pub(crate) fn content_words(content: Option<&Value>) -> u64 {
     match content {
         Some(Value::String(s)) => words(s),
         Some(Value::Array(parts)) => parts

@@ -142,17 +142,25 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
     if let Some(first) = knobs.fail_first {
         let key = knobs.fail_key.as_deref().unwrap_or("default");
         if shared.should_fail(key, first) {
-            return Ok(routes::knob_error(503, &knobs));
+            return Ok(knob_error(route, 503, &knobs));
         }
     }
     if let Some(status) = knobs.status {
-        return Ok(routes::knob_error(status, &knobs));
+        return Ok(knob_error(route, status, &knobs));
     }
     let ctx = Ctx {
         shared: &shared,
         knobs: &knobs,
     };
     Ok(routes::dispatch(route, &parts.method, path, &body, &ctx))
+}
+
+/// A fault knob's error in the route's own protocol: Anthropic's shape on `/v1/messages`.
+fn knob_error(route: Route<'_>, status: u16, knobs: &Knobs) -> Resp {
+    if route == Route::Messages && knobs.error_body.is_none() {
+        return routes::messages::knob_error(status);
+    }
+    routes::knob_error(status, knobs)
 }
 
 fn parse_body(bytes: &Bytes) -> RequestBody {

@@ -11,6 +11,7 @@ use crate::{MockOptions, RecordedRequest, Stats, RECORD_CAPACITY};
 pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub chat: AtomicU64,
+    pub messages: AtomicU64,
     pub completions: AtomicU64,
     pub embeddings: AtomicU64,
     pub models: AtomicU64,
@@ -21,10 +22,11 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn all(&self) -> [&AtomicU64; 9] {
+    fn all(&self) -> [&AtomicU64; 10] {
         [
             &self.requests,
             &self.chat,
+            &self.messages,
             &self.completions,
             &self.embeddings,
             &self.models,
@@ -84,6 +86,7 @@ impl Shared {
         Stats {
             requests: get(&c.requests),
             chat: get(&c.chat),
+            messages: get(&c.messages),
             completions: get(&c.completions),
             embeddings: get(&c.embeddings),
             models: get(&c.models),

@@ -9,12 +9,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::HeaderValue;
-use johi_core::model::Protocol;
-use johi_core::{Exchange, Facet, FacetSet};
+use johi_core::model::{Protocol, Provider};
+use johi_core::{Api, Exchange, Facet, FacetSet, GatewayError};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
+use johi_providers::anthropic::{self, TranslateError, ANTHROPIC_VERSION};
 use johi_providers::{openai, splice};
+
+const ANTHROPIC_VERSION_HEADER: http::HeaderName =
+    http::HeaderName::from_static("anthropic-version");
 
 /// See the module docs.
 pub struct Translate {
@@ -71,36 +75,105 @@ impl Processor for Translate {
         };
         let provider = target.provider.clone();
         let upstream_model = target.model.clone();
+        let default_max_tokens = ex.route.as_ref().map_or(1024, |r| r.default_max_tokens);
         match provider.protocol {
+            Protocol::Anthropic => {
+                return anthropic_request(ex, &provider, &upstream_model, default_max_tokens);
+            }
             Protocol::OpenAi => {
                 let uri = openai::upstream_uri(&provider.base_url, ex.api)
                     .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
                 let body = upstream_body(ex, &upstream_model)?;
-                let mut headers = ex.upstream_headers.clone();
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                headers.insert(
-                    ACCEPT,
-                    HeaderValue::from_static(if ex.stream {
-                        "text/event-stream"
-                    } else {
-                        "application/json"
-                    }),
-                );
-                for name in &provider.forward_headers {
-                    for value in ex.inbound_headers.get_all(name) {
-                        headers.append(name.clone(), value.clone());
-                    }
-                }
-                for (name, value) in &provider.headers {
-                    headers.insert(name.clone(), value.clone());
-                }
+                ex.upstream.headers = upstream_headers(ex, &provider);
                 ex.upstream.uri = Some(uri);
-                ex.upstream.headers = headers;
                 ex.upstream.body = body;
             }
         }
         Ok(Verdict::Continue)
     }
+}
+
+/// The headers for the destination, whatever its protocol: the enrichment headers, the
+/// content negotiation, the client headers the provider allow-lists, and the provider's own
+/// extras last (they win).
+fn upstream_headers(ex: &Exchange, provider: &Provider) -> http::HeaderMap {
+    let mut headers = ex.upstream_headers.clone();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static(if ex.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }),
+    );
+    for name in &provider.forward_headers {
+        for value in ex.inbound_headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in &provider.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers
+}
+
+/// The upstream request for an Anthropic Messages target, or the 400 that refuses it before
+/// anything is sent: only chat completions translate, and a field Anthropic cannot express
+/// is named to the client rather than dropped.
+fn anthropic_request(
+    ex: &mut Exchange,
+    provider: &Provider,
+    upstream_model: &str,
+    default_max_tokens: u64,
+) -> Result<Verdict, ProcessorError> {
+    if ex.api != Api::ChatCompletions {
+        let endpoint = match ex.api {
+            Api::Completions => "/v1/completions",
+            Api::Embeddings => "/v1/embeddings",
+            Api::ChatCompletions => "/v1/chat/completions",
+        };
+        return Ok(Verdict::Deny(GatewayError::InvalidRequest {
+            message: format!(
+                "{endpoint} is not supported by model `{}`: its provider speaks Anthropic's Messages API, which serves chat completions only",
+                ex.model.as_deref().unwrap_or(upstream_model)
+            ),
+            param: None,
+            code: "unsupported_endpoint",
+        }));
+    }
+    let encoded = match anthropic::encode_request(ex.body(), upstream_model, default_max_tokens) {
+        Ok(encoded) => encoded,
+        Err(e @ (TranslateError::Unsupported { .. } | TranslateError::Invalid { .. })) => {
+            return Ok(Verdict::Deny(GatewayError::InvalidRequest {
+                message: e.to_string(),
+                param: Some(e.field().to_owned()),
+                code: match e {
+                    TranslateError::Unsupported { .. } => "unsupported_parameter",
+                    _ => "invalid_value",
+                },
+            }));
+        }
+        Err(e) => return Err(ProcessorError(format!("could not encode the request: {e}"))),
+    };
+    let uri = anthropic::messages_uri(&provider.base_url)
+        .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
+    let mut headers = upstream_headers(ex, provider);
+    // Before the provider's own extras, so a configured `anthropic-version` still wins.
+    if !provider
+        .headers
+        .iter()
+        .any(|(name, _)| *name == ANTHROPIC_VERSION_HEADER)
+    {
+        headers.insert(
+            ANTHROPIC_VERSION_HEADER,
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+    }
+    ex.upstream.uri = Some(uri);
+    ex.upstream.headers = headers;
+    ex.upstream.body = Bytes::from(encoded.body);
+    Ok(Verdict::Continue)
 }
 
 #[cfg(test)]

@@ -27,6 +27,18 @@ pub use stream::StreamTranslator;
 /// later change sends with the body): the wire format this module translates.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// The Messages endpoint for a provider's base URL (`https://api.anthropic.com` →
+/// `https://api.anthropic.com/v1/messages`): Anthropic's base URL conventionally has no
+/// `/v1`, unlike OpenAI's, so the whole path is appended here. A base that already ends in
+/// `/v1` is not doubled.
+pub fn messages_uri(base: &http::Uri) -> Result<http::Uri, http::Error> {
+    let path = base.path().trim_end_matches('/');
+    let path = path.strip_suffix("/v1").unwrap_or(path);
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(format!("{path}/v1/messages").parse()?);
+    Ok(http::Uri::from_parts(parts)?)
+}
+
 /// Why a request or response could not be translated. One type for the module; every
 /// variant names the field at fault, so the edge can answer a 400 with OpenAI's `param`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,6 +137,28 @@ pub(crate) fn openai_usage(u: &Usage) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_messages_path_is_appended_once() {
+        for (base, want) in [
+            (
+                "https://api.anthropic.com",
+                "https://api.anthropic.com/v1/messages",
+            ),
+            (
+                "https://api.anthropic.com/",
+                "https://api.anthropic.com/v1/messages",
+            ),
+            ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1/messages"),
+            (
+                "https://gw.example/anthropic",
+                "https://gw.example/anthropic/v1/messages",
+            ),
+        ] {
+            let uri = messages_uri(&base.parse().unwrap()).unwrap();
+            assert_eq!(uri.to_string(), want, "{base}");
+        }
+    }
 
     #[test]
     fn usage_sums_cache_writes_and_reads_into_the_prompt() {

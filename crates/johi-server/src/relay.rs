@@ -18,8 +18,10 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use johi_core::exchange::Outcome;
+use johi_core::model::Protocol;
 use johi_core::GatewayError;
 use johi_pipeline::Completion;
+use johi_providers::anthropic::{self, StreamTranslator};
 use johi_providers::openai::{self, StreamScanner};
 use johi_providers::sse::EventFramer;
 use johi_providers::usage_filter::is_usage_only;
@@ -38,12 +40,27 @@ pub async fn relay(
 ) -> Response<Body> {
     let ex = completion.exchange();
     let (parts, body) = upstream.response.into_parts();
+    let anthropic = upstream.provider.protocol == Protocol::Anthropic;
     let mut builder = Response::builder().status(parts.status);
     if let Some(headers) = builder.headers_mut() {
-        if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+        if anthropic {
+            // The body is translated: the content type is the OpenAI answer's own.
+            let ct = if ex.stream {
+                "text/event-stream; charset=utf-8"
+            } else {
+                "application/json"
+            };
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        } else if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, ct.clone());
         }
-        if let Some(id) = parts.headers.get("x-request-id") {
+        // Anthropic names its request id `request-id`.
+        let id_header = if anthropic {
+            "request-id"
+        } else {
+            "x-request-id"
+        };
+        if let Some(id) = parts.headers.get(id_header) {
             headers.insert(UPSTREAM_REQUEST_ID, id.clone());
         }
         for (name, value) in &ex.response_headers {
@@ -57,6 +74,11 @@ pub async fn relay(
         // Event by event only when something must act between events; otherwise every
         // chunk passes as it came.
         let framer = (strip_usage || output_allowance.is_some()).then(EventFramer::default);
+        // An Anthropic stream is translated chunk by chunk before anything else sees it;
+        // the translator writes whole OpenAI events, so the usage filter and the scanner
+        // work on its output as on an OpenAI stream's.
+        let translator = anthropic
+            .then(|| StreamTranslator::new(&client_model(ex), unix_now(), include_usage(ex)));
         if let Some(headers) = builder.headers_mut() {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert(
@@ -80,6 +102,7 @@ pub async fn relay(
             strip_usage,
             output_allowance,
             cut: None,
+            translator,
         };
         return respond(builder, Body::new(relay));
     }
@@ -89,9 +112,29 @@ pub async fn relay(
     ex.time_to_first_byte = Some(ex.started.elapsed());
     match tokio::time::timeout_at(upstream.deadline.into(), body.collect()).await {
         Ok(Ok(collected)) => {
-            let bytes = collected.to_bytes();
+            let mut bytes = collected.to_bytes();
             let ex = completion.exchange();
-            ex.usage = openai::response_usage(&bytes);
+            if anthropic {
+                match anthropic::decode_response(&bytes, &client_model(ex), unix_now()) {
+                    Ok(value) => {
+                        ex.usage = serde_json::from_slice::<serde_json::Value>(&bytes)
+                            .ok()
+                            .and_then(|raw| {
+                                raw.get("usage").and_then(anthropic::usage_from_anthropic)
+                            });
+                        bytes = Bytes::from(value.to_string());
+                    }
+                    Err(e) => {
+                        let error = GatewayError::UpstreamProtocol {
+                            provider,
+                            detail: e.to_string(),
+                        };
+                        return fail(completion, error, attempts);
+                    }
+                }
+            } else {
+                ex.usage = openai::response_usage(&bytes);
+            }
             completion.finish(Outcome::ok(parts.status, attempts));
             respond(builder, Body::from(bytes))
         }
@@ -111,6 +154,31 @@ pub async fn relay(
             fail(completion, error, attempts)
         }
     }
+}
+
+/// The model name the client asked for, which a translated answer carries back.
+fn client_model(ex: &johi_core::Exchange) -> String {
+    ex.model
+        .clone()
+        .or_else(|| ex.route.as_ref().map(|r| r.name.clone()))
+        .unwrap_or_default()
+}
+
+/// The client's `stream_options.include_usage` (after `stream_usage` may have set it),
+/// which a translated stream honours with a final usage chunk.
+fn include_usage(ex: &johi_core::Exchange) -> bool {
+    ex.body()
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Seconds since the Unix epoch, the `created` stamp of a translated answer.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn respond(builder: http::response::Builder, body: Body) -> Response<Body> {
@@ -175,6 +243,9 @@ struct StreamRelay {
     output_allowance: Option<u64>,
     /// Set when the stream went beyond its allowance: the error it is cut with.
     cut: Option<GatewayError>,
+    /// Translates an Anthropic Messages stream into OpenAI chunks; `None` for OpenAI
+    /// targets, whose bytes pass untouched.
+    translator: Option<StreamTranslator>,
 }
 
 impl StreamRelay {
@@ -183,7 +254,11 @@ impl StreamRelay {
     fn finish(&mut self, error: Option<GatewayError>) -> Option<Bytes> {
         let mut completion = self.completion.take()?;
         let ex = completion.exchange();
-        ex.usage = self.scanner.usage();
+        // What Anthropic reported is what is charged, whether or not the client sees it.
+        ex.usage = match &self.translator {
+            Some(t) => t.usage().or_else(|| self.scanner.usage()),
+            None => self.scanner.usage(),
+        };
         if ex.usage.is_none() && self.scanner.events() > 0 {
             ex.counted_output_tokens = Some(self.scanner.estimated_output_tokens());
         }
@@ -220,6 +295,10 @@ impl StreamRelay {
                 ex.time_to_first_byte = Some(ex.started.elapsed());
             }
         }
+        let data = match self.translator.as_mut() {
+            Some(t) => Bytes::from(t.feed(&data)),
+            None => data,
+        };
         let Some(framer) = self.framer.as_mut() else {
             self.scanner.feed(&data);
             self.push(data);
@@ -350,6 +429,13 @@ impl HttpBody for StreamRelay {
                     this.end(ending);
                 }
                 Poll::Ready(None) => {
+                    // A translated stream cut short gets the translator's error event.
+                    // Its output is already OpenAI's, so it skips the translator on its way.
+                    if let Some(mut translator) = this.translator.take() {
+                        let rest = translator.finish();
+                        this.hold(Bytes::from(rest));
+                        this.translator = Some(translator);
+                    }
                     let ending = this.ending(None);
                     this.end(ending);
                 }

@@ -3,6 +3,7 @@
 mod chat;
 mod completions;
 mod embeddings;
+pub(crate) mod messages;
 mod models;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub(crate) const CREATED: u64 = 1_700_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route<'a> {
     Chat,
+    Messages,
     Completions,
     Embeddings,
     Models,
@@ -36,6 +38,7 @@ impl<'a> Route<'a> {
     pub(crate) fn of(method: &Method, path: &'a str) -> Route<'a> {
         match (method, path) {
             (&Method::POST, "/v1/chat/completions") => Route::Chat,
+            (&Method::POST, "/v1/messages") => Route::Messages,
             (&Method::POST, "/v1/completions") => Route::Completions,
             (&Method::POST, "/v1/embeddings") => Route::Embeddings,
             (&Method::GET, "/v1/models") => Route::Models,
@@ -52,6 +55,7 @@ impl<'a> Route<'a> {
         let c = &shared.counters;
         match self {
             Route::Chat => bump(&c.chat),
+            Route::Messages => bump(&c.messages),
             Route::Completions => bump(&c.completions),
             Route::Embeddings => bump(&c.embeddings),
             Route::Models | Route::Model(_) => bump(&c.models),
@@ -115,6 +119,7 @@ pub(crate) fn dispatch(
     };
     let result = match route {
         Route::Chat => json_body().and_then(|b| chat::handle(b, ctx)),
+        Route::Messages => json_body().and_then(|b| messages::handle(b, ctx)),
         Route::Completions => json_body().and_then(|b| completions::handle(b, ctx)),
         Route::Embeddings => json_body().and_then(|b| embeddings::handle(b, ctx)),
         Route::Models => Ok(models::list()),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod anthropic;
 mod api;
 mod auth;
 mod egress;
