@@ -117,11 +117,10 @@ pub async fn relay(
             if anthropic {
                 match anthropic::decode_response(&bytes, &client_model(ex), unix_now()) {
                     Ok(value) => {
-                        ex.usage = serde_json::from_slice::<serde_json::Value>(&bytes)
-                            .ok()
-                            .and_then(|raw| {
-                                raw.get("usage").and_then(anthropic::usage_from_anthropic)
-                            });
+                        // The translated answer's `usage` is made from Anthropic's, exactly
+                        // (see `anthropic::decode_response`): read it there, not by parsing
+                        // the upstream body a second time.
+                        ex.usage = value.get("usage").and_then(johi_core::Usage::from_openai);
                         bytes = Bytes::from(value.to_string());
                     }
                     Err(e) => {
