@@ -9,16 +9,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::HeaderValue;
-use johi_core::model::{Protocol, Provider};
-use johi_core::{Api, Exchange, Facet, FacetSet, GatewayError};
+use johi_core::model::Provider;
+use johi_core::{Exchange, Facet, FacetSet, GatewayError};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
-use johi_providers::anthropic::{self, TranslateError, ANTHROPIC_VERSION};
-use johi_providers::{openai, splice};
-
-const ANTHROPIC_VERSION_HEADER: http::HeaderName =
-    http::HeaderName::from_static("anthropic-version");
+use johi_providers::codec::{self, EncodeInput};
+use johi_providers::{openai, splice, TranslateError};
 
 /// See the module docs.
 pub struct Translate {
@@ -76,27 +73,49 @@ impl Processor for Translate {
         let provider = target.provider.clone();
         let upstream_model = target.model.clone();
         let default_max_tokens = ex.route.as_ref().map_or(1024, |r| r.default_max_tokens);
-        match provider.protocol {
-            Protocol::Anthropic => {
-                return anthropic_request(ex, &provider, &upstream_model, default_max_tokens);
-            }
-            Protocol::OpenAi => {
+        if !codec::supports(provider.protocol, ex.api) {
+            return Ok(Verdict::Deny(unsupported_endpoint(
+                ex,
+                &provider,
+                &upstream_model,
+            )));
+        }
+        let input = EncodeInput {
+            api: ex.api,
+            body: ex.body(),
+            upstream_model: &upstream_model,
+            base_url: &provider.base_url,
+            stream: ex.stream,
+            default_max_tokens,
+        };
+        match codec::encode(provider.protocol, &input) {
+            None => {
                 let uri = openai::upstream_uri(&provider.base_url, ex.api)
                     .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
                 let body = upstream_body(ex, &upstream_model)?;
-                ex.upstream.headers = upstream_headers(ex, &provider);
+                ex.upstream.headers = upstream_headers(ex, &provider, &[]);
                 ex.upstream.uri = Some(uri);
                 ex.upstream.body = body;
             }
+            Some(Ok(encoded)) => {
+                ex.upstream.headers = upstream_headers(ex, &provider, &encoded.headers);
+                ex.upstream.uri = Some(encoded.uri);
+                ex.upstream.body = Bytes::from(encoded.body);
+            }
+            Some(Err(e)) => return refused(ex, &provider, e),
         }
         Ok(Verdict::Continue)
     }
 }
 
 /// The headers for the destination, whatever its protocol: the enrichment headers, the
-/// content negotiation, the client headers the provider allow-lists, and the provider's own
-/// extras last (they win).
-fn upstream_headers(ex: &Exchange, provider: &Provider) -> http::HeaderMap {
+/// content negotiation, the client headers the provider allow-lists, the protocol's own
+/// headers, and the provider's configured extras last (they win).
+fn upstream_headers(
+    ex: &Exchange,
+    provider: &Provider,
+    protocol_headers: &[(http::HeaderName, HeaderValue)],
+) -> http::HeaderMap {
     let mut headers = ex.upstream_headers.clone();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(
@@ -112,68 +131,57 @@ fn upstream_headers(ex: &Exchange, provider: &Provider) -> http::HeaderMap {
             headers.append(name.clone(), value.clone());
         }
     }
+    for (name, value) in protocol_headers {
+        headers.insert(name.clone(), value.clone());
+    }
     for (name, value) in &provider.headers {
         headers.insert(name.clone(), value.clone());
     }
     headers
 }
 
-/// The upstream request for an Anthropic Messages target, or the 400 that refuses it before
-/// anything is sent: only chat completions translate, and a field Anthropic cannot express
-/// is named to the client rather than dropped.
-fn anthropic_request(
-    ex: &mut Exchange,
+/// The 400 for an endpoint the target's protocol does not serve (e.g. embeddings from a
+/// Messages-only provider), before anything is sent.
+fn unsupported_endpoint(ex: &Exchange, provider: &Provider, upstream_model: &str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: format!(
+            "{} is not supported by model `{}`: its provider speaks the {} protocol, which does not serve it",
+            format!("/v1{}", ex.api.upstream_path()),
+            ex.model.as_deref().unwrap_or(upstream_model),
+            provider.protocol.as_str(),
+        ),
+        param: None,
+        code: "unsupported_endpoint",
+    }
+}
+
+/// A request the adapter could not translate: a field the target cannot express (or a
+/// malformed one) is a 400 naming it, never silently dropped; anything else is the
+/// processor's own failure.
+fn refused(
+    ex: &Exchange,
     provider: &Provider,
-    upstream_model: &str,
-    default_max_tokens: u64,
+    e: TranslateError,
 ) -> Result<Verdict, ProcessorError> {
-    if ex.api != Api::ChatCompletions {
-        let endpoint = match ex.api {
-            Api::Completions => "/v1/completions",
-            Api::Embeddings => "/v1/embeddings",
-            Api::ChatCompletions => "/v1/chat/completions",
-        };
-        return Ok(Verdict::Deny(GatewayError::InvalidRequest {
-            message: format!(
-                "{endpoint} is not supported by model `{}`: its provider speaks Anthropic's Messages API, which serves chat completions only",
-                ex.model.as_deref().unwrap_or(upstream_model)
+    let (message, code) = match &e {
+        TranslateError::Unsupported { field, reason } => (
+            format!(
+                "`{field}` is not supported by model `{}` (its provider speaks the {} protocol): {reason}",
+                ex.model.as_deref().unwrap_or_default(),
+                provider.protocol.as_str(),
             ),
-            param: None,
-            code: "unsupported_endpoint",
-        }));
-    }
-    let encoded = match anthropic::encode_request(ex.body(), upstream_model, default_max_tokens) {
-        Ok(encoded) => encoded,
-        Err(e @ (TranslateError::Unsupported { .. } | TranslateError::Invalid { .. })) => {
-            return Ok(Verdict::Deny(GatewayError::InvalidRequest {
-                message: e.to_string(),
-                param: Some(e.field().to_owned()),
-                code: match e {
-                    TranslateError::Unsupported { .. } => "unsupported_parameter",
-                    _ => "invalid_value",
-                },
-            }));
+            "unsupported_parameter",
+        ),
+        TranslateError::Invalid { .. } => (e.to_string(), "invalid_value"),
+        TranslateError::Upstream { .. } => {
+            return Err(ProcessorError(format!("could not encode the request: {e}")))
         }
-        Err(e) => return Err(ProcessorError(format!("could not encode the request: {e}"))),
     };
-    let uri = anthropic::messages_uri(&provider.base_url)
-        .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
-    let mut headers = upstream_headers(ex, provider);
-    // Before the provider's own extras, so a configured `anthropic-version` still wins.
-    if !provider
-        .headers
-        .iter()
-        .any(|(name, _)| *name == ANTHROPIC_VERSION_HEADER)
-    {
-        headers.insert(
-            ANTHROPIC_VERSION_HEADER,
-            HeaderValue::from_static(ANTHROPIC_VERSION),
-        );
-    }
-    ex.upstream.uri = Some(uri);
-    ex.upstream.headers = headers;
-    ex.upstream.body = Bytes::from(encoded.body);
-    Ok(Verdict::Continue)
+    Ok(Verdict::Deny(GatewayError::InvalidRequest {
+        message,
+        param: Some(e.field().to_owned()),
+        code,
+    }))
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub use request::{encode_request, EncodedRequest, MAPPED_FIELDS};
 pub use response::{decode_error, decode_response, finish_reason};
 pub use stream::StreamTranslator;
 
+/// Kept here too: the Anthropic module was the first to use it.
+pub use crate::TranslateError;
+
 /// The Messages API version every request is written for (the `anthropic-version` header a
 /// later change sends with the body): the wire format this module translates.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -37,70 +40,6 @@ pub fn messages_uri(base: &http::Uri) -> Result<http::Uri, http::Error> {
     let mut parts = base.clone().into_parts();
     parts.path_and_query = Some(format!("{path}/v1/messages").parse()?);
     Ok(http::Uri::from_parts(parts)?)
-}
-
-/// Why a request or response could not be translated. One type for the module; every
-/// variant names the field at fault, so the edge can answer a 400 with OpenAI's `param`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TranslateError {
-    /// The client sent a field (or value) Anthropic's Messages API cannot express; it is
-    /// refused rather than dropped, so the client never gets an answer to another question.
-    #[error("`{field}` is not supported by Anthropic models: {reason}")]
-    Unsupported {
-        /// JSON path of the field, e.g. `presence_penalty` or `messages[2].content[0].type`.
-        field: String,
-        /// Why, in a few words.
-        reason: String,
-    },
-    /// The field is present but its value is malformed (wrong type, unparsable arguments).
-    #[error("`{field}` is invalid: {reason}")]
-    Invalid {
-        /// JSON path of the field.
-        field: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The upstream's answer is not a Messages response Johi can read (a 502 later); the
-    /// field is the part of the response at fault (`body` when it is not JSON at all).
-    #[error("the upstream's `{field}` could not be read: {reason}")]
-    Upstream {
-        /// Path in the upstream response.
-        field: String,
-        /// What was wrong.
-        reason: String,
-    },
-}
-
-impl TranslateError {
-    /// The JSON path of the field at fault (OpenAI's `param` for a 400).
-    pub fn field(&self) -> &str {
-        match self {
-            TranslateError::Unsupported { field, .. }
-            | TranslateError::Invalid { field, .. }
-            | TranslateError::Upstream { field, .. } => field,
-        }
-    }
-
-    pub(crate) fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        TranslateError::Unsupported {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        TranslateError::Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn upstream(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        TranslateError::Upstream {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
 }
 
 /// Reads Anthropic's `usage` object into Johi's one shape; absent fields count as zero.

@@ -18,10 +18,9 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use johi_core::exchange::Outcome;
-use johi_core::model::Protocol;
 use johi_core::GatewayError;
 use johi_pipeline::Completion;
-use johi_providers::anthropic::{self, StreamTranslator};
+use johi_providers::codec::{self, StreamTranslate};
 use johi_providers::openai::{self, StreamScanner};
 use johi_providers::sse::EventFramer;
 use johi_providers::usage_filter::is_usage_only;
@@ -40,10 +39,11 @@ pub async fn relay(
 ) -> Response<Body> {
     let ex = completion.exchange();
     let (parts, body) = upstream.response.into_parts();
-    let anthropic = upstream.provider.protocol == Protocol::Anthropic;
+    let protocol = upstream.provider.protocol;
+    let translated = codec::translates(protocol);
     let mut builder = Response::builder().status(parts.status);
     if let Some(headers) = builder.headers_mut() {
-        if anthropic {
+        if translated {
             // The body is translated: the content type is the OpenAI answer's own.
             let ct = if ex.stream {
                 "text/event-stream; charset=utf-8"
@@ -54,13 +54,7 @@ pub async fn relay(
         } else if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, ct.clone());
         }
-        // Anthropic names its request id `request-id`.
-        let id_header = if anthropic {
-            "request-id"
-        } else {
-            "x-request-id"
-        };
-        if let Some(id) = parts.headers.get(id_header) {
+        if let Some(id) = parts.headers.get(codec::request_id_header(protocol)) {
             headers.insert(UPSTREAM_REQUEST_ID, id.clone());
         }
         for (name, value) in &ex.response_headers {
@@ -74,11 +68,11 @@ pub async fn relay(
         // Event by event only when something must act between events; otherwise every
         // chunk passes as it came.
         let framer = (strip_usage || output_allowance.is_some()).then(EventFramer::default);
-        // An Anthropic stream is translated chunk by chunk before anything else sees it;
+        // A translated stream is translated chunk by chunk before anything else sees it;
         // the translator writes whole OpenAI events, so the usage filter and the scanner
         // work on its output as on an OpenAI stream's.
-        let translator = anthropic
-            .then(|| StreamTranslator::new(&client_model(ex), unix_now(), include_usage(ex)));
+        let translator =
+            codec::stream_translator(protocol, &client_model(ex), unix_now(), include_usage(ex));
         if let Some(headers) = builder.headers_mut() {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert(
@@ -114,25 +108,21 @@ pub async fn relay(
         Ok(Ok(collected)) => {
             let mut bytes = collected.to_bytes();
             let ex = completion.exchange();
-            if anthropic {
-                match anthropic::decode_response(&bytes, &client_model(ex), unix_now()) {
-                    Ok(value) => {
-                        // The translated answer's `usage` is made from Anthropic's, exactly
-                        // (see `anthropic::decode_response`): read it there, not by parsing
-                        // the upstream body a second time.
-                        ex.usage = value.get("usage").and_then(johi_core::Usage::from_openai);
-                        bytes = Bytes::from(value.to_string());
-                    }
-                    Err(e) => {
-                        let error = GatewayError::UpstreamProtocol {
-                            provider,
-                            detail: e.to_string(),
-                        };
-                        return fail(completion, error, attempts);
-                    }
+            match codec::decode_response(protocol, ex.api, &bytes, &client_model(ex), unix_now()) {
+                None => ex.usage = openai::response_usage(&bytes),
+                Some(Ok(value)) => {
+                    // The translated answer's `usage` is made from the provider's, exactly:
+                    // read it there, not by parsing the upstream body a second time.
+                    ex.usage = value.get("usage").and_then(johi_core::Usage::from_openai);
+                    bytes = Bytes::from(value.to_string());
                 }
-            } else {
-                ex.usage = openai::response_usage(&bytes);
+                Some(Err(e)) => {
+                    let error = GatewayError::UpstreamProtocol {
+                        provider,
+                        detail: e.to_string(),
+                    };
+                    return fail(completion, error, attempts);
+                }
             }
             completion.finish(Outcome::ok(parts.status, attempts));
             respond(builder, Body::from(bytes))
@@ -242,9 +232,9 @@ struct StreamRelay {
     output_allowance: Option<u64>,
     /// Set when the stream went beyond its allowance: the error it is cut with.
     cut: Option<GatewayError>,
-    /// Translates an Anthropic Messages stream into OpenAI chunks; `None` for OpenAI
+    /// Translates a provider's stream into OpenAI chunks; `None` for OpenAI-compatible
     /// targets, whose bytes pass untouched.
-    translator: Option<StreamTranslator>,
+    translator: Option<Box<dyn StreamTranslate>>,
 }
 
 impl StreamRelay {
@@ -253,7 +243,7 @@ impl StreamRelay {
     fn finish(&mut self, error: Option<GatewayError>) -> Option<Bytes> {
         let mut completion = self.completion.take()?;
         let ex = completion.exchange();
-        // What Anthropic reported is what is charged, whether or not the client sees it.
+        // What the provider reported is what is charged, whether or not the client sees it.
         ex.usage = match &self.translator {
             Some(t) => t.usage().or_else(|| self.scanner.usage()),
             None => self.scanner.usage(),

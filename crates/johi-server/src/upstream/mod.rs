@@ -16,10 +16,10 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use johi_core::exchange::UpstreamRequest;
-use johi_core::model::{Protocol, Provider, Target};
+use johi_core::model::{Provider, Target};
 use johi_core::GatewayError;
 use johi_pipeline::UpstreamCall;
-use johi_providers::anthropic;
+use johi_providers::codec;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
@@ -264,10 +264,10 @@ async fn read_error(
     match tokio::time::timeout_at(deadline.into(), read).await {
         Ok(Ok(body)) => {
             let body = body.to_bytes();
-            // An Anthropic error body is put in OpenAI's shape, its status kept: the
-            // client speaks OpenAI whatever the target.
-            if provider.protocol == Protocol::Anthropic {
-                let translated = anthropic::decode_error(status.as_u16(), &body);
+            // A translated protocol's error body is put in OpenAI's shape, its status
+            // kept: the client speaks OpenAI whatever the target.
+            if let Some(translated) = codec::decode_error(provider.protocol, status.as_u16(), &body)
+            {
                 return GatewayError::UpstreamStatus {
                     provider: provider.name.clone(),
                     status,

@@ -1,0 +1,163 @@
+//! The one place that answers "which protocol?" on the way to and from a provider.
+//!
+//! The `translate` processor and the relay call these functions with the target's
+//! [`Protocol`]; they never name a protocol themselves, so adding an adapter means adding an
+//! arm here and nothing on the request path. OpenAI-compatible targets are the identity: their
+//! requests are the client's own bytes (spliced by the processor), their answers pass
+//! untouched, so most functions here answer `None` for them.
+
+use http::{HeaderName, HeaderValue, Uri};
+use johi_core::model::Protocol;
+use johi_core::{Api, Usage};
+use serde_json::{Map, Value};
+
+use crate::{anthropic, TranslateError};
+
+/// What an adapter needs to write an upstream request.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeInput<'a> {
+    /// The client's endpoint (chat, completions, embeddings).
+    pub api: Api,
+    /// The client's parsed request body (OpenAI's shape), after every mutating processor.
+    pub body: &'a Map<String, Value>,
+    /// The model name the provider knows the target by.
+    pub upstream_model: &'a str,
+    /// The provider's configured base URL.
+    pub base_url: &'a Uri,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// `max_tokens` for protocols that require it when the client sent none.
+    pub default_max_tokens: u64,
+}
+
+/// An upstream request in the target's protocol, ready for the credentials processor.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// Where it goes.
+    pub uri: Uri,
+    /// The body, in the target's wire format.
+    pub body: Vec<u8>,
+    /// Protocol headers (e.g. `anthropic-version`), added before the provider's own extras,
+    /// so a configured header still wins.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Translates one upstream stream into OpenAI `chat.completion.chunk` SSE events as it
+/// arrives. Fed raw upstream bytes (SSE or a binary framing, per protocol); writes whole
+/// OpenAI events, `data: [DONE]` at a proper end, one error event on a broken one. Never
+/// panics, whatever it is fed.
+pub trait StreamTranslate: Send {
+    /// The OpenAI events completed by the next chunk of upstream bytes.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8>;
+    /// Called when the upstream ends: an error event if the stream stopped short.
+    fn finish(&mut self) -> Vec<u8>;
+    /// The usage the provider reported, once it has.
+    fn usage(&self) -> Option<Usage>;
+}
+
+impl StreamTranslate for anthropic::StreamTranslator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        anthropic::StreamTranslator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        anthropic::StreamTranslator::finish(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        anthropic::StreamTranslator::usage(self)
+    }
+}
+
+/// Whether answers from `protocol` are translated (and so re-serialised) by Johi.
+pub fn translates(protocol: Protocol) -> bool {
+    match protocol {
+        Protocol::OpenAi => false,
+        Protocol::Anthropic => true,
+    }
+}
+
+/// Whether a provider of `protocol` can serve the client's endpoint.
+pub fn supports(protocol: Protocol, api: Api) -> bool {
+    match protocol {
+        Protocol::OpenAi => true,
+        Protocol::Anthropic => api == Api::ChatCompletions,
+    }
+}
+
+/// The upstream request for a translating protocol; `None` for OpenAI-compatible targets,
+/// whose body is the client's own (see the `translate` processor).
+pub fn encode(
+    protocol: Protocol,
+    input: &EncodeInput<'_>,
+) -> Option<Result<Encoded, TranslateError>> {
+    match protocol {
+        Protocol::OpenAi => None,
+        Protocol::Anthropic => Some(encode_anthropic(input)),
+    }
+}
+
+fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    let encoded =
+        anthropic::encode_request(input.body, input.upstream_model, input.default_max_tokens)?;
+    let uri = anthropic::messages_uri(input.base_url)
+        .map_err(|e| TranslateError::invalid("base_url", e.to_string()))?;
+    Ok(Encoded {
+        uri,
+        body: encoded.body,
+        headers: vec![(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(anthropic::ANTHROPIC_VERSION),
+        )],
+    })
+}
+
+/// A complete upstream answer in OpenAI's shape; `None` for OpenAI-compatible targets.
+/// `model` is the name the client asked for, `created` the Unix time to stamp.
+pub fn decode_response(
+    protocol: Protocol,
+    api: Api,
+    body: &[u8],
+    model: &str,
+    created: u64,
+) -> Option<Result<Value, TranslateError>> {
+    let _ = api;
+    match protocol {
+        Protocol::OpenAi => None,
+        Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
+    }
+}
+
+/// The stream translator for a translating protocol; `None` for OpenAI-compatible targets,
+/// whose events pass untouched.
+pub fn stream_translator(
+    protocol: Protocol,
+    model: &str,
+    created: u64,
+    include_usage: bool,
+) -> Option<Box<dyn StreamTranslate>> {
+    match protocol {
+        Protocol::OpenAi => None,
+        Protocol::Anthropic => Some(Box::new(anthropic::StreamTranslator::new(
+            model,
+            created,
+            include_usage,
+        ))),
+    }
+}
+
+/// An upstream error body in OpenAI's error shape (its status is kept by the caller);
+/// `None` for OpenAI-compatible targets, whose errors pass as they are.
+pub fn decode_error(protocol: Protocol, status: u16, body: &[u8]) -> Option<Value> {
+    match protocol {
+        Protocol::OpenAi => None,
+        Protocol::Anthropic => Some(anthropic::decode_error(status, body)),
+    }
+}
+
+/// The response header in which the provider names its request id (passed to the client as
+/// `x-upstream-request-id`).
+pub fn request_id_header(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::OpenAi => "x-request-id",
+        Protocol::Anthropic => "request-id",
+    }
+}
