@@ -22,6 +22,15 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, in the order config errors list them; a protocol missing here cannot
+    /// be configured (config parses names through it), so a new variant is noticed at once.
+    pub const ALL: [Protocol; 2] = [Protocol::OpenAi, Protocol::Anthropic];
+
+    /// The protocol written as `name` in config.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     /// The protocol's name as written in config.
     pub fn as_str(self) -> &'static str {
         match self {
