@@ -7,6 +7,7 @@
 //! in one pass: `models.gpt-4o.targets[1].provider: unknown provider 'opnai'`.
 
 pub mod auth;
+mod aws;
 pub mod interpolate;
 mod jwt;
 pub mod limits;

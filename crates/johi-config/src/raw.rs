@@ -114,7 +114,9 @@ pub struct RawProvider {
     /// Wire protocol (`openai` or `anthropic`).
     #[serde(default = "default_protocol")]
     pub protocol: String,
-    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`.
+    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`. Optional for
+    /// `protocol: bedrock`, whose default is the region's runtime endpoint.
+    #[serde(default)]
     pub base_url: String,
     /// Key, usually `${ENV_VAR}`; an empty value means none.
     pub api_key: Option<String>,
@@ -131,6 +133,22 @@ pub struct RawProvider {
     pub timeouts: RawTimeouts,
     /// Extra PEM roots.
     pub ca_file: Option<String>,
+    /// AWS region and keys, for `protocol: bedrock` (SigV4).
+    pub aws: Option<RawAws>,
+}
+
+/// `providers.<name>.aws:` — SigV4 signing for Bedrock.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAws {
+    /// Region, e.g. `us-east-1`.
+    pub region: Option<String>,
+    /// Access key id, usually `${AWS_ACCESS_KEY_ID}`; read from the environment when absent.
+    pub access_key_id: Option<String>,
+    /// Secret access key, usually `${AWS_SECRET_ACCESS_KEY}`.
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
 }
 
 fn default_protocol() -> String {

@@ -391,14 +391,20 @@ fn provider(
     let protocol = match p.protocol.as_str() {
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
+        "bedrock" => Protocol::Bedrock,
         other => {
             errors.push(format!(
-                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic)"
+                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic, bedrock)"
             ));
             Protocol::OpenAi
         }
     };
-    let base_url = match p.base_url.trim_end_matches('/').parse::<Uri>() {
+    let aws = crate::aws::aws(&path, protocol, p.aws, errors);
+    let raw_base_url = match p.base_url.as_str() {
+        "" => crate::aws::default_base_url(aws.as_ref()),
+        given => given.to_owned(),
+    };
+    let base_url = match raw_base_url.trim_end_matches('/').parse::<Uri>() {
         Ok(uri)
             if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
         {
@@ -406,8 +412,7 @@ fn provider(
         }
         _ => {
             errors.push(format!(
-                "{path}.base_url: '{}' is not an http(s) URL",
-                p.base_url
+                "{path}.base_url: '{raw_base_url}' is not an http(s) URL"
             ));
             None
         }
@@ -495,6 +500,7 @@ fn provider(
         forward_headers,
         timeouts,
         ca_file,
+        aws,
     })
 }
 

@@ -19,6 +19,9 @@ pub enum Protocol {
     /// Anthropic's Messages API (`POST {base}/v1/messages`): chat completions only,
     /// translated both ways by `johi_providers::anthropic`, so OpenAI clients can reach it.
     Anthropic,
+    /// AWS Bedrock's Converse API (`POST {base}/model/{id}/converse[-stream]`), SigV4-signed:
+    /// chat completions only, translated both ways by `johi_providers::bedrock`.
+    Bedrock,
 }
 
 impl Protocol {
@@ -36,6 +39,7 @@ impl Protocol {
         match self {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
+            Protocol::Bedrock => "bedrock",
         }
     }
 }
@@ -103,6 +107,24 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// Extra PEM roots to trust for this provider (self-hosted servers with a private CA).
     pub ca_file: Option<PathBuf>,
+    /// AWS SigV4 signing (Bedrock): region and keys; `None` for every other protocol.
+    pub aws: Option<AwsAuth>,
+}
+
+/// What SigV4 needs to sign a request to AWS. Keys left out of config are read from the
+/// standard environment variables when a request is signed, so a rotated key needs no reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsAuth {
+    /// The region in the credential scope (and the default endpoint's host), e.g. `us-east-1`.
+    pub region: String,
+    /// The signing service name: `bedrock` for the Bedrock runtime.
+    pub service: String,
+    /// Static access key id (`AWS_ACCESS_KEY_ID` when absent).
+    pub access_key_id: Option<Secret>,
+    /// Static secret (`AWS_SECRET_ACCESS_KEY` when absent).
+    pub secret_access_key: Option<Secret>,
+    /// Session token of temporary credentials (`AWS_SESSION_TOKEN` when absent).
+    pub session_token: Option<Secret>,
 }
 
 /// One place a logical model can be served from.
@@ -247,6 +269,7 @@ mod tests {
                 total: Duration::from_secs(1),
             },
             ca_file: None,
+            aws: None,
         })
     }
 

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | `chat.completion`, or a `chat.completion.chunk` SSE stream with `"stream": true` |
 //! | `POST /v1/messages` | Anthropic's Messages API: a `message`, or its event stream with `"stream": true`; errors (the `status`/`fail_first` knobs) in Anthropic's shape |
+//! | `POST /model/{id}/converse`, `/model/{id}/converse-stream` | AWS Bedrock's Converse API: a Converse response, or binary event-stream frames; requests must be SigV4-signed with [`MOCK_AWS_ACCESS_KEY_ID`] / [`MOCK_AWS_SECRET_ACCESS_KEY`] (service `bedrock`, else a 403 in Bedrock's shape); declared tools get one tool call to the first tool; errors in Bedrock's shape (`{"message"}`, `x-amzn-errortype`) |
 //! | `POST /v1/completions` | legacy `text_completion`, streaming likewise |
 //! | `POST /v1/embeddings` | deterministic, L2-normalised vectors (`float` or `base64`) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | `mock-small` and `mock-large`; any id is "found" |
@@ -83,6 +84,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::state::Shared;
+
+/// The access key id the Bedrock routes accept (SigV4); tests configure the gateway with it.
+pub const MOCK_AWS_ACCESS_KEY_ID: &str = "AKIAJOHIMOCK00000000";
+
+/// The secret the Bedrock routes check signatures against; any other secret gets a 403.
+pub const MOCK_AWS_SECRET_ACCESS_KEY: &str = "johi/mock/secret/access/key/0000000000000";
 
 /// How many requests the mock keeps when recording: enough for any test, bounded so a
 /// long benchmark cannot grow memory without limit.
@@ -207,6 +214,8 @@ pub struct Stats {
     pub chat: u64,
     /// Requests to `POST /v1/messages` (Anthropic's Messages API), counted on arrival.
     pub messages: u64,
+    /// Requests to Bedrock's `converse` and `converse-stream` routes, counted on arrival.
+    pub converse: u64,
     /// Requests to `POST /v1/completions`, counted on arrival.
     pub completions: u64,
     /// Requests to `POST /v1/embeddings`, counted on arrival.

@@ -116,6 +116,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
     if shared.record {
         shared.push_record(record(&parts, &body));
     }
+    // Bedrock checks the SigV4 signature before anything else, knobs included.
+    if let Route::Converse { .. } = route {
+        if let Some(denied) = routes::sigv4::check(&parts, &bytes) {
+            return Ok(denied);
+        }
+    }
     let json = match &body {
         RequestBody::Json(value) => Some(value),
         _ => None,
@@ -159,6 +165,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
 fn knob_error(route: Route<'_>, status: u16, knobs: &Knobs) -> Resp {
     if route == Route::Messages && knobs.error_body.is_none() {
         return routes::messages::knob_error(status);
+    }
+    if let (Route::Converse { .. }, None) = (route, &knobs.error_body) {
+        return routes::converse::error(status, &format!("mock error {status}"));
     }
     routes::knob_error(status, knobs)
 }

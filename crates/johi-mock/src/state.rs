@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub chat: AtomicU64,
     pub messages: AtomicU64,
+    pub converse: AtomicU64,
     pub completions: AtomicU64,
     pub embeddings: AtomicU64,
     pub models: AtomicU64,
@@ -22,11 +23,12 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn all(&self) -> [&AtomicU64; 10] {
+    fn all(&self) -> [&AtomicU64; 11] {
         [
             &self.requests,
             &self.chat,
             &self.messages,
+            &self.converse,
             &self.completions,
             &self.embeddings,
             &self.models,
@@ -87,6 +89,7 @@ impl Shared {
             requests: get(&c.requests),
             chat: get(&c.chat),
             messages: get(&c.messages),
+            converse: get(&c.converse),
             completions: get(&c.completions),
             embeddings: get(&c.embeddings),
             models: get(&c.models),

@@ -56,6 +56,7 @@ async fn stats_count_routes_and_streams() {
             requests: 8,
             chat: 3,
             messages: 0,
+            converse: 0,
             completions: 1,
             embeddings: 1,
             models: 2,

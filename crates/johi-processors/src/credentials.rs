@@ -76,6 +76,12 @@ impl Processor for Credentials {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        // AWS providers are signed over the final URL and body, so after everything else.
+        if let (Some(aws), Some(uri)) = (&provider.aws, &ex.upstream.uri) {
+            let now = std::time::SystemTime::now();
+            crate::sigv4::sign_request(aws, uri, &mut ex.upstream.headers, &ex.upstream.body, now)
+                .map_err(|e| ProcessorError(format!("provider '{}': {e}", provider.name)))?;
+        }
         Ok(Verdict::Continue)
     }
 }

@@ -34,6 +34,7 @@ pub mod enrich;
 pub mod limit;
 pub mod meter;
 pub mod route;
+mod sigv4;
 pub mod stream_usage;
 pub mod tokens;
 pub mod translate;

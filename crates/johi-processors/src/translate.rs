@@ -211,6 +211,7 @@ mod tests {
                 total: Duration::from_secs(1),
             },
             ca_file: None,
+            aws: None,
         });
         let mut ex = Exchange::new(
             Api::ChatCompletions,

@@ -11,7 +11,7 @@ use johi_core::model::Protocol;
 use johi_core::{Api, Usage};
 use serde_json::{Map, Value};
 
-use crate::{anthropic, TranslateError};
+use crate::{anthropic, bedrock, TranslateError};
 
 /// What an adapter needs to write an upstream request.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +55,18 @@ pub trait StreamTranslate: Send {
     fn usage(&self) -> Option<Usage>;
 }
 
+impl StreamTranslate for bedrock::StreamTranslator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        bedrock::StreamTranslator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        bedrock::StreamTranslator::finish(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        bedrock::StreamTranslator::usage(self)
+    }
+}
+
 impl StreamTranslate for anthropic::StreamTranslator {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         anthropic::StreamTranslator::feed(self, chunk)
@@ -71,7 +83,7 @@ impl StreamTranslate for anthropic::StreamTranslator {
 pub fn translates(protocol: Protocol) -> bool {
     match protocol {
         Protocol::OpenAi => false,
-        Protocol::Anthropic => true,
+        Protocol::Anthropic | Protocol::Bedrock => true,
     }
 }
 
@@ -79,7 +91,7 @@ pub fn translates(protocol: Protocol) -> bool {
 pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
-        Protocol::Anthropic => api == Api::ChatCompletions,
+        Protocol::Anthropic | Protocol::Bedrock => api == Api::ChatCompletions,
     }
 }
 
@@ -92,7 +104,26 @@ pub fn encode(
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(encode_anthropic(input)),
+        Protocol::Bedrock => Some(encode_bedrock(input)),
     }
+}
+
+/// Converse's body and URL; the `accept` header names the event stream for a stream (it
+/// replaces the SSE one the translate processor sets). Signing happens later, per attempt.
+fn encode_bedrock(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    let body = bedrock::encode_request(input.body)?;
+    let uri = bedrock::converse_uri(input.base_url, input.upstream_model, input.stream)
+        .map_err(|e| TranslateError::invalid("base_url", e.to_string()))?;
+    let accept = if input.stream {
+        HeaderValue::from_static(bedrock::EVENT_STREAM_CONTENT_TYPE)
+    } else {
+        HeaderValue::from_static("application/json")
+    };
+    Ok(Encoded {
+        uri,
+        body,
+        headers: vec![(http::header::ACCEPT, accept)],
+    })
 }
 
 fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
@@ -123,6 +154,7 @@ pub fn decode_response(
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
+        Protocol::Bedrock => Some(bedrock::decode_response(body, model, created)),
     }
 }
 
@@ -141,6 +173,11 @@ pub fn stream_translator(
             created,
             include_usage,
         ))),
+        Protocol::Bedrock => Some(Box::new(bedrock::StreamTranslator::new(
+            model,
+            created,
+            include_usage,
+        ))),
     }
 }
 
@@ -150,6 +187,7 @@ pub fn decode_error(protocol: Protocol, status: u16, body: &[u8]) -> Option<Valu
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_error(status, body)),
+        Protocol::Bedrock => Some(bedrock::decode_error(status, body)),
     }
 }
 
@@ -159,5 +197,6 @@ pub fn request_id_header(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::OpenAi => "x-request-id",
         Protocol::Anthropic => "request-id",
+        Protocol::Bedrock => "x-amzn-requestid",
     }
 }

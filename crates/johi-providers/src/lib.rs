@@ -1,13 +1,14 @@
 //! Wire-protocol adapters. Pure translation and parsing: no I/O, no processors.
 //!
 //! One module per wire protocol, not per vendor. [`anthropic`] translates OpenAI Chat
-//! Completions to and from Anthropic Messages. [`codec`] is the one place that dispatches on
+//! Completions to and from Anthropic Messages, [`bedrock`] to and from AWS Bedrock Converse. [`codec`] is the one place that dispatches on
 //! the protocol, so the gateway never names one. [`openai`] covers OpenAI and every
 //! compatible server (vLLM, Ollama, TGI, LM Studio, Groq, Together, Mistral, DeepSeek …).
 //! [`sse`] frames Server-Sent Events incrementally, for every protocol that streams with them.
 //! [`usage_filter`] removes the usage event Johi requested from a stream whose client did not.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod codec;
 mod error;
 pub mod openai;

@@ -2,9 +2,11 @@
 
 mod chat;
 mod completions;
+pub(crate) mod converse;
 mod embeddings;
 pub(crate) mod messages;
 mod models;
+pub(crate) mod sigv4;
 
 use std::sync::Arc;
 
@@ -31,6 +33,10 @@ pub(crate) enum Route<'a> {
     Embeddings,
     Models,
     Model(&'a str),
+    /// Bedrock's `POST /model/{id}/converse` (`stream: false`) or `/converse-stream`.
+    Converse {
+        stream: bool,
+    },
     NotFound,
 }
 
@@ -42,6 +48,18 @@ impl<'a> Route<'a> {
             (&Method::POST, "/v1/completions") => Route::Completions,
             (&Method::POST, "/v1/embeddings") => Route::Embeddings,
             (&Method::GET, "/v1/models") => Route::Models,
+            // Bedrock's runtime has no version prefix; a base URL ending in `/v1` (the
+            // mock's own) still reaches it.
+            (&Method::POST, _) if path.trim_start_matches("/v1").starts_with("/model/") => {
+                let rest = path.trim_start_matches("/v1").trim_start_matches("/model/");
+                match rest.rsplit_once('/') {
+                    Some((id, "converse")) if !id.is_empty() => Route::Converse { stream: false },
+                    Some((id, "converse-stream")) if !id.is_empty() => {
+                        Route::Converse { stream: true }
+                    }
+                    _ => Route::NotFound,
+                }
+            }
             (&Method::GET, _) => match path.strip_prefix("/v1/models/") {
                 Some(id) if !id.is_empty() && !id.contains('/') => Route::Model(id),
                 _ => Route::NotFound,
@@ -56,6 +74,7 @@ impl<'a> Route<'a> {
         match self {
             Route::Chat => bump(&c.chat),
             Route::Messages => bump(&c.messages),
+            Route::Converse { .. } => bump(&c.converse),
             Route::Completions => bump(&c.completions),
             Route::Embeddings => bump(&c.embeddings),
             Route::Models | Route::Model(_) => bump(&c.models),
@@ -120,6 +139,7 @@ pub(crate) fn dispatch(
     let result = match route {
         Route::Chat => json_body().and_then(|b| chat::handle(b, ctx)),
         Route::Messages => json_body().and_then(|b| messages::handle(b, ctx)),
+        Route::Converse { stream } => json_body().and_then(|b| converse::handle(b, stream, ctx)),
         Route::Completions => json_body().and_then(|b| completions::handle(b, ctx)),
         Route::Embeddings => json_body().and_then(|b| embeddings::handle(b, ctx)),
         Route::Models => Ok(models::list()),

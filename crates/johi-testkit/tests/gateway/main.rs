@@ -7,6 +7,7 @@ mod admin;
 mod anthropic;
 mod api;
 mod auth;
+mod bedrock;
 mod egress;
 mod errors;
 mod ledger;

@@ -1,0 +1,457 @@
+//! OpenAI Chat Completions request → Bedrock Converse request.
+
+use serde_json::{json, Map, Value};
+
+use crate::TranslateError;
+
+/// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
+/// is refused, naming it. The reasons for the refusals are in `docs/providers.md`.
+pub const MAPPED_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "metadata",
+    "n",
+    "logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+];
+
+/// Translates an OpenAI Chat Completions body into a Converse body (the model is in the
+/// URL, not the body). Fields Converse cannot express are refused with the field's path.
+pub fn encode_request(body: &Map<String, Value>) -> Result<Vec<u8>, TranslateError> {
+    refuse_unknown_and_no_op_fields(body)?;
+    let mut out = Map::new();
+    let (system, messages) = encode_messages(body.get("messages"))?;
+    out.insert("messages".into(), Value::Array(messages));
+    if !system.is_empty() {
+        out.insert("system".into(), Value::Array(system));
+    }
+    let inference = inference_config(body)?;
+    if !inference.is_empty() {
+        out.insert("inferenceConfig".into(), Value::Object(inference));
+    }
+    if let Some(tools) = tool_config(body)? {
+        out.insert("toolConfig".into(), tools);
+    }
+    if let Some(meta) = request_metadata(body)? {
+        out.insert("requestMetadata".into(), meta);
+    }
+    if let Some(v) = present(body, "stream") {
+        v.as_bool()
+            .ok_or_else(|| TranslateError::invalid("stream", "must be a boolean"))?;
+    }
+    serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))
+}
+
+/// A field's value unless absent or `null` (OpenAI SDKs send `null` for "not set").
+fn present<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    body.get(field).filter(|v| !v.is_null())
+}
+
+/// Refuses every field outside [`MAPPED_FIELDS`], and the listed fields whose value asks for
+/// something Converse cannot do (`n > 1`, `logprobs`, a non-zero penalty, JSON mode).
+fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), TranslateError> {
+    for (key, value) in body {
+        if value.is_null() {
+            continue;
+        }
+        if !MAPPED_FIELDS.contains(&key.as_str()) {
+            return Err(TranslateError::unsupported(
+                key.as_str(),
+                "Bedrock's Converse API has no equivalent",
+            ));
+        }
+        let reason = match key.as_str() {
+            "n" if value.as_u64() != Some(1) => "Converse returns one choice per request",
+            "logprobs" if value.as_bool() != Some(false) => {
+                "Converse does not return log probabilities"
+            }
+            "presence_penalty" | "frequency_penalty" if value.as_f64() != Some(0.0) => {
+                "Converse has no sampling penalties"
+            }
+            "response_format" if value.get("type").and_then(Value::as_str) != Some("text") => {
+                "JSON mode and JSON schemas are not mapped; describe the format in the prompt or use a tool"
+            }
+            "parallel_tool_calls" if value.as_bool() != Some(true) => {
+                "Converse cannot turn parallel tool calls off"
+            }
+            _ => continue,
+        };
+        return Err(TranslateError::unsupported(key.as_str(), reason));
+    }
+    Ok(())
+}
+
+fn inference_config(body: &Map<String, Value>) -> Result<Map<String, Value>, TranslateError> {
+    let mut out = Map::new();
+    for field in ["max_completion_tokens", "max_tokens"] {
+        if let Some(v) = present(body, field) {
+            let n = v
+                .as_u64()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"))?;
+            out.insert("maxTokens".into(), json!(n));
+            break;
+        }
+    }
+    for (field, to) in [("temperature", "temperature"), ("top_p", "topP")] {
+        if let Some(v) = present(body, field) {
+            v.as_f64()
+                .ok_or_else(|| TranslateError::invalid(field, "must be a number"))?;
+            out.insert(to.into(), v.clone());
+        }
+    }
+    match present(body, "stop") {
+        None => {}
+        Some(Value::String(s)) => {
+            out.insert("stopSequences".into(), json!([s]));
+        }
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            out.insert("stopSequences".into(), Value::Array(items.clone()));
+        }
+        Some(_) => {
+            return Err(TranslateError::invalid(
+                "stop",
+                "must be a string or an array of strings",
+            ))
+        }
+    }
+    Ok(out)
+}
+
+/// `user` and string `metadata` values → Converse's `requestMetadata` (kept with the
+/// invocation log, which is where OpenAI's `user` ends up too).
+fn request_metadata(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
+    let mut out = Map::new();
+    if let Some(meta) = present(body, "metadata") {
+        let meta = meta
+            .as_object()
+            .ok_or_else(|| TranslateError::invalid("metadata", "must be an object"))?;
+        for (k, v) in meta {
+            let s = v.as_str().ok_or_else(|| {
+                TranslateError::invalid(format!("metadata.{k}"), "must be a string")
+            })?;
+            out.insert(k.clone(), json!(s));
+        }
+    }
+    if let Some(user) = present(body, "user") {
+        let s = user
+            .as_str()
+            .ok_or_else(|| TranslateError::invalid("user", "must be a string"))?;
+        out.insert("user".into(), json!(s));
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
+
+fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
+    let Some(tools) = present(body, "tools") else {
+        if present(body, "tool_choice").is_some_and(|c| c.as_str() != Some("none")) {
+            return Err(TranslateError::invalid(
+                "tool_choice",
+                "needs `tools` to choose from",
+            ));
+        }
+        return Ok(None);
+    };
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| TranslateError::invalid("tools", "must be an array"))?;
+    let mut specs = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.iter().enumerate() {
+        specs.push(tool_spec(tool, &format!("tools[{i}]"))?);
+    }
+    let mut config = Map::new();
+    config.insert("tools".into(), Value::Array(specs));
+    let choice =
+        match present(body, "tool_choice") {
+            None => None,
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => Some(json!({"auto": {}})),
+                "required" => Some(json!({"any": {}})),
+                "none" => return Err(TranslateError::unsupported(
+                    "tool_choice",
+                    "Converse cannot forbid tool use while tools are declared; leave the tools out",
+                )),
+                _ => {
+                    return Err(TranslateError::invalid(
+                        "tool_choice",
+                        "must be auto, none, required or a function",
+                    ))
+                }
+            },
+            Some(v) => {
+                let name = v
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
+                    .ok_or_else(|| {
+                        TranslateError::invalid("tool_choice", "must name a function tool")
+                    })?;
+                Some(json!({"tool": {"name": name}}))
+            }
+        };
+    if let Some(choice) = choice {
+        config.insert("toolChoice".into(), choice);
+    }
+    Ok(Some(Value::Object(config)))
+}
+
+fn tool_spec(tool: &Value, path: &str) -> Result<Value, TranslateError> {
+    if tool.get("type").and_then(Value::as_str) != Some("function") {
+        return Err(TranslateError::unsupported(
+            format!("{path}.type"),
+            "only function tools can be translated",
+        ));
+    }
+    let f = tool
+        .get("function")
+        .and_then(Value::as_object)
+        .ok_or_else(|| TranslateError::invalid(format!("{path}.function"), "missing"))?;
+    let name = f
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::invalid(format!("{path}.function.name"), "missing"))?;
+    if f.get("strict").and_then(Value::as_bool) == Some(true) {
+        return Err(TranslateError::unsupported(
+            format!("{path}.function.strict"),
+            "Converse has no strict schema mode",
+        ));
+    }
+    let mut spec = Map::new();
+    spec.insert("name".into(), json!(name));
+    if let Some(d) = f.get("description").filter(|d| !d.is_null()) {
+        spec.insert("description".into(), d.clone());
+    }
+    let schema = f
+        .get("parameters")
+        .filter(|p| !p.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+    spec.insert("inputSchema".into(), json!({ "json": schema }));
+    Ok(json!({ "toolSpec": spec }))
+}
+
+/// Splits OpenAI's messages into Converse's top-level `system` and its turns.
+///
+/// System and developer messages are hoisted into `system` wherever they stand (Converse has
+/// no system turn); consecutive `tool` messages become one user turn of `toolResult` blocks,
+/// and a user message right after them joins that turn.
+fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
+    let messages = messages
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::invalid("messages", "must be an array"))?;
+    let mut system = Vec::new();
+    let mut turns = Vec::new();
+    let mut results: Vec<Value> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let path = format!("messages[{i}]");
+        let m = m
+            .as_object()
+            .ok_or_else(|| TranslateError::invalid(path.as_str(), "must be an object"))?;
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TranslateError::invalid(format!("{path}.role"), "missing"))?;
+        for (key, value) in m {
+            let known = matches!(key.as_str(), "role" | "content")
+                || (role == "assistant" && key == "tool_calls")
+                || (role == "tool" && key == "tool_call_id");
+            if !known && !value.is_null() {
+                return Err(TranslateError::unsupported(
+                    format!("{path}.{key}"),
+                    "Converse's messages have no equivalent",
+                ));
+            }
+        }
+        if role != "tool" && role != "user" && !results.is_empty() {
+            turns.push(json!({"role": "user", "content": std::mem::take(&mut results)}));
+        }
+        match role {
+            "system" | "developer" => system.extend(text_blocks(m.get("content"), &path)?),
+            "user" => {
+                let mut blocks = std::mem::take(&mut results);
+                blocks.extend(user_blocks(m.get("content"), &path)?);
+                turns.push(json!({"role": "user", "content": blocks}));
+            }
+            "assistant" => turns.push(encode_assistant(m, &path)?),
+            "tool" => results.push(encode_tool_result(m, &path)?),
+            _ => {
+                return Err(TranslateError::unsupported(
+                    format!("{path}.role"),
+                    format!("the role `{role}` cannot be translated"),
+                ))
+            }
+        }
+    }
+    if !results.is_empty() {
+        turns.push(json!({"role": "user", "content": results}));
+    }
+    Ok((system, turns))
+}
+
+/// Content that may only be text (system, developer, tool results) as `{text}` blocks.
+fn text_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+    match content {
+        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| {
+                let part_path = format!("{path}.content[{j}]");
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text") => text_part(p, &part_path),
+                    _ => Err(TranslateError::unsupported(
+                        format!("{part_path}.type"),
+                        "only text parts are allowed here",
+                    )),
+                }
+            })
+            .collect(),
+        _ => Err(TranslateError::invalid(
+            format!("{path}.content"),
+            "must be a string or an array of text parts",
+        )),
+    }
+}
+
+fn text_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
+    let text = part
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::invalid(format!("{path}.text"), "missing"))?;
+    Ok(json!({ "text": text }))
+}
+
+fn user_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+    let Some(Value::Array(parts)) = content else {
+        return text_blocks(content, path);
+    };
+    parts
+        .iter()
+        .enumerate()
+        .map(|(j, p)| {
+            let part_path = format!("{path}.content[{j}]");
+            match p.get("type").and_then(Value::as_str) {
+                Some("text") => text_part(p, &part_path),
+                Some("image_url") => encode_image(p, &part_path),
+                Some(other) => Err(TranslateError::unsupported(
+                    format!("{part_path}.type"),
+                    format!("`{other}` parts cannot be translated"),
+                )),
+                None => Err(TranslateError::invalid(
+                    format!("{part_path}.type"),
+                    "missing",
+                )),
+            }
+        })
+        .collect()
+}
+
+/// `image_url` with a base64 `data:` URL → an `image` block. Converse takes image bytes
+/// (or S3 locations), never a web URL, so http(s) URLs are refused rather than fetched.
+fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
+    let image = part.get("image_url");
+    let url_path = format!("{path}.image_url.url");
+    let url = image
+        .and_then(|i| i.get("url").or(Some(i)))
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::invalid(url_path.as_str(), "missing"))?;
+    if let Some(detail) = image.and_then(|i| i.get("detail")).and_then(Value::as_str) {
+        if detail != "auto" {
+            return Err(TranslateError::unsupported(
+                format!("{path}.image_url.detail"),
+                "Converse has no image detail setting",
+            ));
+        }
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Err(TranslateError::unsupported(
+            url_path,
+            "Converse takes image bytes, not URLs; send a base64 data: URL",
+        ));
+    }
+    let (media_type, data) = url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .ok_or_else(|| TranslateError::invalid(url_path.as_str(), "must be a base64 data: URL"))?;
+    let format = match media_type {
+        "image/png" => "png",
+        "image/jpeg" | "image/jpg" => "jpeg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        other => {
+            return Err(TranslateError::unsupported(
+                url_path,
+                format!("Converse takes png, jpeg, gif or webp images, not {other}"),
+            ))
+        }
+    };
+    Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
+}
+
+/// An assistant turn: its text (if any) then one `toolUse` block per tool call, with the
+/// arguments string parsed back into the JSON object Converse expects.
+fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
+    let content = m.get("content").filter(|c| !c.is_null());
+    let mut blocks = match content {
+        None => Vec::new(),
+        Some(Value::String(s)) if s.is_empty() => Vec::new(),
+        Some(c) => text_blocks(Some(c), path)?,
+    };
+    let calls = m.get("tool_calls").and_then(Value::as_array);
+    for (k, call) in calls.into_iter().flatten().enumerate() {
+        let call_path = format!("{path}.tool_calls[{k}]");
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TranslateError::invalid(format!("{call_path}.id"), "missing"))?;
+        let f = call.get("function");
+        let name = f
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                TranslateError::invalid(format!("{call_path}.function.name"), "missing")
+            })?;
+        let args = f
+            .and_then(|f| f.get("arguments"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let input: Value = if args.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(args).map_err(|e| {
+                TranslateError::invalid(format!("{call_path}.function.arguments"), e.to_string())
+            })?
+        };
+        blocks.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
+    }
+    if blocks.is_empty() {
+        return Err(TranslateError::invalid(
+            format!("{path}.content"),
+            "an assistant message needs content or tool calls",
+        ));
+    }
+    Ok(json!({"role": "assistant", "content": blocks}))
+}
+
+fn encode_tool_result(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
+    let id = m
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::invalid(format!("{path}.tool_call_id"), "missing"))?;
+    let content = text_blocks(m.get("content"), path)?;
+    Ok(json!({"toolResult": {"toolUseId": id, "content": content}}))
+}

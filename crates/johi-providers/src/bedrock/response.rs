@@ -1,0 +1,197 @@
+//! Bedrock Converse response (and error) → OpenAI `chat.completion` (and error).
+
+use serde_json::{json, Map, Value};
+
+use super::{openai_usage, response_id, usage_from_bedrock};
+use crate::TranslateError;
+
+/// OpenAI's `finish_reason` for Converse's `stopReason`.
+///
+/// A guardrail intervention or a content filter is OpenAI's `content_filter`; a context
+/// window overflow is `length`. An unknown reason reads as `stop` rather than failing an
+/// answer already paid for.
+pub fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "guardrail_intervened" | "content_filtered" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// Translates a complete Converse response into an OpenAI `chat.completion`.
+///
+/// `model` is the name the client asked for; `created` the Unix time to stamp. Converse
+/// answers carry no id, so one is derived from the answer itself (stable for a fixture).
+/// `text` blocks are joined into `message.content`, `toolUse` blocks become `tool_calls`, and
+/// `reasoningContent` text is joined into `message.reasoning_content` (DeepSeek's and vLLM's
+/// field; OpenAI has none). Other blocks (redacted reasoning, citations) are opaque to an
+/// OpenAI client and not shown.
+pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, TranslateError> {
+    let msg: Value = serde_json::from_slice(body)
+        .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+    let blocks = msg
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::upstream("output.message.content", "missing"))?;
+    let mut text: Option<String> = None;
+    let mut reasoning: Option<String> = None;
+    let mut calls = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        if let Some(t) = block.get("text").and_then(Value::as_str) {
+            text.get_or_insert_with(String::new).push_str(t);
+        } else if let Some(tool) = block.get("toolUse") {
+            calls.push(tool_call(tool, i)?);
+        } else if let Some(t) = block
+            .pointer("/reasoningContent/reasoningText/text")
+            .and_then(Value::as_str)
+        {
+            reasoning.get_or_insert_with(String::new).push_str(t);
+        }
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    message.insert("content".into(), text.map_or(Value::Null, Value::String));
+    if let Some(r) = reasoning {
+        message.insert("reasoning_content".into(), Value::String(r));
+    }
+    if !calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    message.insert("refusal".into(), Value::Null);
+    let finish = msg
+        .get("stopReason")
+        .and_then(Value::as_str)
+        .map_or(Value::Null, |r| json!(finish_reason(r)));
+    let mut out = json!({
+        "id": response_id(body, created),
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+    });
+    if let (Some(u), Some(obj)) = (
+        msg.get("usage").and_then(usage_from_bedrock),
+        out.as_object_mut(),
+    ) {
+        obj.insert("usage".into(), openai_usage(&u));
+    }
+    Ok(out)
+}
+
+/// A `toolUse` block as an OpenAI tool call.
+fn tool_call(tool: &Value, i: usize) -> Result<Value, TranslateError> {
+    let path = format!("output.message.content[{i}].toolUse");
+    let id = tool
+        .get("toolUseId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::upstream(format!("{path}.toolUseId"), "missing"))?;
+    let name = tool
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::upstream(format!("{path}.name"), "missing"))?;
+    let input = tool.get("input").cloned().unwrap_or_else(|| json!({}));
+    let arguments = serde_json::to_string(&input)
+        .map_err(|e| TranslateError::upstream(format!("{path}.input"), e.to_string()))?;
+    Ok(json!({
+        "id": id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }))
+}
+
+/// OpenAI's error `type` and `code` for a Bedrock exception name (the `x-amzn-errortype`
+/// header, the `__type` body field or a stream exception's `:exception-type`), falling back
+/// on the HTTP status, which Bedrock sets per exception.
+pub(crate) fn error_kind(exception: Option<&str>, status: u16) -> (&'static str, Value) {
+    // Names arrive as `ThrottlingException`, `throttlingException` or with a namespace
+    // (`com.amazon…#ThrottlingException`, `ThrottlingException:http://…`).
+    let name = exception
+        .map(|e| e.rsplit('#').next().unwrap_or(e))
+        .map(|e| e.split(':').next().unwrap_or(e).to_ascii_lowercase());
+    let by_name = match name.as_deref() {
+        Some("validationexception") => Some(400),
+        Some("accessdeniedexception" | "invalidsignatureexception") => Some(403),
+        Some("unrecognizedclientexception") => Some(401),
+        Some("resourcenotfoundexception") => Some(404),
+        Some("modeltimeoutexception") => Some(408),
+        Some("throttlingexception") => Some(429),
+        Some("servicequotaexceededexception") => Some(402),
+        Some("serviceunavailableexception") => Some(503),
+        Some("modelnotreadyexception") => Some(529),
+        Some("internalserverexception" | "modelstreamerrorexception" | "modelerrorexception") => {
+            Some(500)
+        }
+        _ => None,
+    };
+    match by_name.unwrap_or(status) {
+        401 => ("invalid_request_error", json!("invalid_api_key")),
+        402 => ("insufficient_quota", json!("insufficient_quota")),
+        403 => ("permission_error", json!("permission_denied")),
+        404 => ("invalid_request_error", json!("not_found")),
+        408 => ("server_error", json!("timeout")),
+        429 => ("requests", json!("rate_limit_exceeded")),
+        529 => ("server_error", json!("overloaded")),
+        400..=499 => ("invalid_request_error", Value::Null),
+        _ => ("server_error", Value::Null),
+    }
+}
+
+/// Translates a Bedrock error body (`{"message": …}`, status kept by the caller) into OpenAI's
+/// `{"error": {message, type, param, code}}`. The type follows the exception named in the
+/// body's `__type` when present, else the status (Bedrock gives each exception its own).
+pub fn decode_error(status: u16, body: &[u8]) -> Value {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+    };
+    let message = field("message")
+        .or_else(|| field("Message"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let text: String = String::from_utf8_lossy(body).chars().take(500).collect();
+            if text.trim().is_empty() {
+                format!("the Bedrock upstream answered {status}")
+            } else {
+                text
+            }
+        });
+    let (typ, code) = error_kind(field("__type"), status);
+    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stop_reason_has_a_finish_reason() {
+        for (bedrock, openai) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("model_context_window_exceeded", "length"),
+            ("tool_use", "tool_calls"),
+            ("guardrail_intervened", "content_filter"),
+            ("content_filtered", "content_filter"),
+            ("something_new", "stop"),
+        ] {
+            assert_eq!(finish_reason(bedrock), openai, "{bedrock}");
+        }
+    }
+
+    #[test]
+    fn exception_names_win_over_the_status() {
+        assert_eq!(error_kind(Some("throttlingException"), 400).0, "requests");
+        assert_eq!(
+            error_kind(Some("com.amazon.coral#ValidationException"), 500).0,
+            "invalid_request_error"
+        );
+        assert_eq!(error_kind(None, 503).0, "server_error");
+        let v = decode_error(503, b"");
+        assert_eq!(v["error"]["message"], "the Bedrock upstream answered 503");
+    }
+}
