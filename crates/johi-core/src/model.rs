@@ -27,7 +27,7 @@ pub enum Protocol {
 impl Protocol {
     /// Every protocol, in the order config errors list them; a protocol missing here cannot
     /// be configured (config parses names through it), so a new variant is noticed at once.
-    pub const ALL: [Protocol; 2] = [Protocol::OpenAi, Protocol::Anthropic];
+    pub const ALL: [Protocol; 3] = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Bedrock];
 
     /// The protocol written as `name` in config.
     pub fn from_name(name: &str) -> Option<Protocol> {
