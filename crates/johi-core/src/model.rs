@@ -19,6 +19,12 @@ pub enum Protocol {
     /// Anthropic's Messages API (`POST {base}/v1/messages`): chat completions only,
     /// translated both ways by `johi_providers::anthropic`, so OpenAI clients can reach it.
     Anthropic,
+    /// Google's Gemini API (`{base}/models/{model}:generateContent`, key in
+    /// `x-goog-api-key`): chat and embeddings, translated by `johi_providers::gemini`.
+    Gemini,
+    /// Vertex AI's Gemini models: the Gemini wire format under a project and location, with
+    /// an OAuth2 token from a service account instead of a key.
+    Vertex,
 }
 
 impl Protocol {
@@ -27,6 +33,8 @@ impl Protocol {
         match self {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
+            Protocol::Gemini => "gemini",
+            Protocol::Vertex => "vertex",
         }
     }
 }

@@ -11,7 +11,7 @@ use johi_core::model::Protocol;
 use johi_core::{Api, Usage};
 use serde_json::{Map, Value};
 
-use crate::{anthropic, TranslateError};
+use crate::{anthropic, gemini, TranslateError};
 
 /// What an adapter needs to write an upstream request.
 #[derive(Debug, Clone, Copy)]
@@ -67,11 +67,23 @@ impl StreamTranslate for anthropic::StreamTranslator {
     }
 }
 
+impl StreamTranslate for gemini::StreamTranslator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        gemini::StreamTranslator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        gemini::StreamTranslator::finish(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        gemini::StreamTranslator::usage(self)
+    }
+}
+
 /// Whether answers from `protocol` are translated (and so re-serialised) by Johi.
 pub fn translates(protocol: Protocol) -> bool {
     match protocol {
         Protocol::OpenAi => false,
-        Protocol::Anthropic => true,
+        Protocol::Anthropic | Protocol::Gemini | Protocol::Vertex => true,
     }
 }
 
@@ -80,6 +92,9 @@ pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
         Protocol::Anthropic => api == Api::ChatCompletions,
+        Protocol::Gemini | Protocol::Vertex => {
+            matches!(api, Api::ChatCompletions | Api::Embeddings)
+        }
     }
 }
 
@@ -92,7 +107,33 @@ pub fn encode(
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(encode_anthropic(input)),
+        Protocol::Gemini | Protocol::Vertex => Some(encode_gemini(input)),
     }
+}
+
+fn encode_gemini(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    let (method, body) = match input.api {
+        Api::Embeddings => (
+            gemini::Method::BatchEmbed,
+            gemini::encode_embeddings(input.body, input.upstream_model)?,
+        ),
+        Api::ChatCompletions | Api::Completions => {
+            let encoded = gemini::encode_request(input.body)?;
+            let method = if input.stream {
+                gemini::Method::Stream
+            } else {
+                gemini::Method::Generate
+            };
+            (method, encoded.body)
+        }
+    };
+    let uri = gemini::method_uri(input.base_url, input.upstream_model, method)
+        .map_err(|e| TranslateError::invalid("model", e.to_string()))?;
+    Ok(Encoded {
+        uri,
+        body,
+        headers: Vec::new(),
+    })
 }
 
 fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
@@ -111,18 +152,25 @@ fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> 
 }
 
 /// A complete upstream answer in OpenAI's shape; `None` for OpenAI-compatible targets.
-/// `model` is the name the client asked for, `created` the Unix time to stamp.
+/// `model` is the name the client asked for, `created` the Unix time to stamp, `request` the
+/// client's request body (some answers depend on it, e.g. an embeddings `encoding_format`).
 pub fn decode_response(
     protocol: Protocol,
     api: Api,
+    request: &Map<String, Value>,
     body: &[u8],
     model: &str,
     created: u64,
 ) -> Option<Result<Value, TranslateError>> {
-    let _ = api;
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
+        Protocol::Gemini | Protocol::Vertex => Some(match api {
+            Api::Embeddings => gemini::decode_embeddings(body, request, model),
+            Api::ChatCompletions | Api::Completions => {
+                gemini::decode_response(body, model, created)
+            }
+        }),
     }
 }
 
@@ -141,6 +189,11 @@ pub fn stream_translator(
             created,
             include_usage,
         ))),
+        Protocol::Gemini | Protocol::Vertex => Some(Box::new(gemini::StreamTranslator::new(
+            model,
+            created,
+            include_usage,
+        ))),
     }
 }
 
@@ -150,6 +203,7 @@ pub fn decode_error(protocol: Protocol, status: u16, body: &[u8]) -> Option<Valu
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_error(status, body)),
+        Protocol::Gemini | Protocol::Vertex => Some(gemini::decode_error(status, body)),
     }
 }
 
@@ -159,5 +213,7 @@ pub fn request_id_header(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::OpenAi => "x-request-id",
         Protocol::Anthropic => "request-id",
+        // Google sends no request id header; its answers carry `responseId` in the body.
+        Protocol::Gemini | Protocol::Vertex => "x-request-id",
     }
 }
