@@ -111,11 +111,12 @@ pub struct RawEnrich {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// Wire protocol (`openai` or `anthropic`).
+    /// Wire protocol (`openai`, `anthropic`, `gemini` or `vertex`).
     #[serde(default = "default_protocol")]
     pub protocol: String,
-    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`.
-    pub base_url: String,
+    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`. Required, except
+    /// for `vertex`, where it is built from `vertex.project` and `vertex.location`.
+    pub base_url: Option<String>,
     /// Key, usually `${ENV_VAR}`; an empty value means none.
     pub api_key: Option<String>,
     /// Send the key raw in this header instead of `Authorization: Bearer`.
@@ -131,6 +132,20 @@ pub struct RawProvider {
     pub timeouts: RawTimeouts,
     /// Extra PEM roots.
     pub ca_file: Option<String>,
+    /// Vertex AI settings (`protocol: vertex` only).
+    pub vertex: Option<RawVertex>,
+}
+
+/// `providers.<name>.vertex:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawVertex {
+    /// Google Cloud project id (builds the base URL).
+    pub project: Option<String>,
+    /// Region, e.g. `us-central1` (builds the base URL).
+    pub location: Option<String>,
+    /// Service-account key file (JSON): requests carry an OAuth2 token minted from it.
+    pub credentials_file: Option<String>,
 }
 
 fn default_protocol() -> String {

@@ -391,24 +391,35 @@ fn provider(
     let protocol = match p.protocol.as_str() {
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
+        "gemini" => Protocol::Gemini,
+        "vertex" => Protocol::Vertex,
         other => {
             errors.push(format!(
-                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic)"
+                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic, gemini, vertex)"
             ));
             Protocol::OpenAi
         }
     };
-    let base_url = match p.base_url.trim_end_matches('/').parse::<Uri>() {
-        Ok(uri)
+    let vertex = crate::vertex::check(&path, protocol, &p, resolve, errors);
+    let raw_base = p.base_url.clone().or(vertex.base_url);
+    let base_url = match raw_base
+        .as_deref()
+        .map(|b| b.trim_end_matches('/').parse::<Uri>())
+    {
+        Some(Ok(uri))
             if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
         {
             Some(uri)
         }
-        _ => {
+        Some(_) => {
             errors.push(format!(
                 "{path}.base_url: '{}' is not an http(s) URL",
-                p.base_url
+                raw_base.unwrap_or_default()
             ));
+            None
+        }
+        None => {
+            errors.push(format!("{path}.base_url: missing"));
             None
         }
     };
@@ -416,9 +427,17 @@ fn provider(
         errors.push(format!("{path}.base_url: must not carry a query string"));
     }
     let key_placement = match p.api_key_header.as_deref() {
+        // A Vertex service account authenticates with an OAuth2 token minted from its key.
+        _ if vertex.credentials_file.is_some() => {
+            KeyPlacement::ServiceAccount(vertex.credentials_file.unwrap_or_default())
+        }
         // Anthropic authenticates with the raw key in `x-api-key`, not a bearer token.
         None if protocol == Protocol::Anthropic => {
             KeyPlacement::Header(HeaderName::from_static("x-api-key"))
+        }
+        // Google's Gemini API (and Vertex's API keys) take the raw key in `x-goog-api-key`.
+        None if matches!(protocol, Protocol::Gemini | Protocol::Vertex) => {
+            KeyPlacement::Header(HeaderName::from_static("x-goog-api-key"))
         }
         None => KeyPlacement::Bearer,
         Some(h) => match HeaderName::try_from(h) {
@@ -502,7 +521,12 @@ fn provider(
 pub fn is_credential_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "authorization" | "api-key" | "x-api-key" | "proxy-authorization" | "cookie"
+        "authorization"
+            | "api-key"
+            | "x-api-key"
+            | "x-goog-api-key"
+            | "proxy-authorization"
+            | "cookie"
     )
 }
 

@@ -68,6 +68,10 @@ pub enum KeyPlacement {
     Bearer,
     /// The raw key in a named header (e.g. Azure's `api-key`).
     Header(HeaderName),
+    /// `Authorization: Bearer <OAuth2 access token>` minted from the Google service-account
+    /// key file at this path (Vertex AI); the token is fetched and cached by the credentials
+    /// processor, since it expires.
+    ServiceAccount(PathBuf),
 }
 
 /// The three deadlines of an upstream call.

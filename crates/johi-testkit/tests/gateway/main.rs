@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod egress;
 mod errors;
+mod gemini;
 mod ledger;
 mod limits;
 mod ops;
