@@ -22,12 +22,24 @@ pub enum Protocol {
     /// AWS Bedrock's Converse API (`POST {base}/model/{id}/converse[-stream]`), SigV4-signed:
     /// chat completions only, translated both ways by `johi_providers::bedrock`.
     Bedrock,
+    /// Google's Gemini API (`{base}/models/{model}:generateContent`, key in
+    /// `x-goog-api-key`): chat and embeddings, translated by `johi_providers::gemini`.
+    Gemini,
+    /// Vertex AI's Gemini models: the Gemini wire format under a project and location, with
+    /// an OAuth2 token from a service account instead of a key.
+    Vertex,
 }
 
 impl Protocol {
     /// Every protocol, in the order config errors list them; a protocol missing here cannot
     /// be configured (config parses names through it), so a new variant is noticed at once.
-    pub const ALL: [Protocol; 3] = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Bedrock];
+    pub const ALL: [Protocol; 5] = [
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        Protocol::Bedrock,
+        Protocol::Gemini,
+        Protocol::Vertex,
+    ];
 
     /// The protocol written as `name` in config.
     pub fn from_name(name: &str) -> Option<Protocol> {
@@ -40,6 +52,8 @@ impl Protocol {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
             Protocol::Bedrock => "bedrock",
+            Protocol::Gemini => "gemini",
+            Protocol::Vertex => "vertex",
         }
     }
 }
@@ -73,6 +87,10 @@ pub enum KeyPlacement {
     Bearer,
     /// The raw key in a named header (e.g. Azure's `api-key`).
     Header(HeaderName),
+    /// `Authorization: Bearer <OAuth2 access token>` minted from the Google service-account
+    /// key file at this path (Vertex AI); the token is fetched and cached by the credentials
+    /// processor, since it expires.
+    ServiceAccount(PathBuf),
 }
 
 /// The three deadlines of an upstream call.

@@ -4,6 +4,7 @@ mod chat;
 mod completions;
 pub(crate) mod converse;
 mod embeddings;
+pub(crate) mod gemini;
 pub(crate) mod messages;
 mod models;
 pub(crate) mod sigv4;
@@ -37,6 +38,10 @@ pub(crate) enum Route<'a> {
     Converse {
         stream: bool,
     },
+    /// A Gemini (or Vertex) method on a model.
+    Gemini(&'a str, gemini::Method),
+    /// The OAuth2 token endpoint (Vertex sign-in).
+    Token,
     NotFound,
 }
 
@@ -60,6 +65,11 @@ impl<'a> Route<'a> {
                     _ => Route::NotFound,
                 }
             }
+            (&Method::POST, "/token") => Route::Token,
+            (&Method::POST, _) => match gemini::parse_path(path) {
+                Some((model, method)) => Route::Gemini(model, method),
+                None => Route::NotFound,
+            },
             (&Method::GET, _) => match path.strip_prefix("/v1/models/") {
                 Some(id) if !id.is_empty() && !id.contains('/') => Route::Model(id),
                 _ => Route::NotFound,
@@ -78,7 +88,10 @@ impl<'a> Route<'a> {
             Route::Completions => bump(&c.completions),
             Route::Embeddings => bump(&c.embeddings),
             Route::Models | Route::Model(_) => bump(&c.models),
-            Route::NotFound => {}
+            // Gemini's methods count as the OpenAI routes they stand for.
+            Route::Gemini(_, gemini::Method::Generate | gemini::Method::Stream) => bump(&c.chat),
+            Route::Gemini(_, gemini::Method::BatchEmbed) => bump(&c.embeddings),
+            Route::Token | Route::NotFound => {}
         }
     }
 }
@@ -144,7 +157,9 @@ pub(crate) fn dispatch(
         Route::Embeddings => json_body().and_then(|b| embeddings::handle(b, ctx)),
         Route::Models => Ok(models::list()),
         Route::Model(id) => Ok(models::one(id)),
-        Route::NotFound => Ok(not_found(method, path)),
+        Route::Gemini(model, m) => json_body().and_then(|b| gemini::handle(model, m, b, ctx)),
+        // Answered by the server from the raw form body (see `server::handle`).
+        Route::Token | Route::NotFound => Ok(not_found(method, path)),
     };
     result.unwrap_or_else(BadRequest::into_response)
 }

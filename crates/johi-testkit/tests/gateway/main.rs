@@ -10,6 +10,7 @@ mod auth;
 mod bedrock;
 mod egress;
 mod errors;
+mod gemini;
 mod ledger;
 mod limits;
 mod ops;
