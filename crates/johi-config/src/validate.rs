@@ -176,6 +176,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
             pricing,
             default_max_tokens: m.default_max_tokens.unwrap_or(1024),
             tokenizer,
+            embed_input_type: m.input_type,
         });
     }
 
@@ -391,24 +392,32 @@ fn provider(
     let protocol = match p.protocol.as_str() {
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
+        "cohere" => Protocol::Cohere,
         other => {
             errors.push(format!(
-                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic)"
+                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic, cohere)"
             ));
             Protocol::OpenAi
         }
     };
-    let base_url = match p.base_url.trim_end_matches('/').parse::<Uri>() {
+    let raw_base = match (p.base_url, protocol) {
+        (Some(b), _) => b,
+        (None, Protocol::Cohere) => "https://api.cohere.com".to_owned(),
+        (None, _) => {
+            errors.push(format!("{path}.base_url: required"));
+            String::new()
+        }
+    };
+    let base_url = match raw_base.trim_end_matches('/').parse::<Uri>() {
         Ok(uri)
             if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
         {
             Some(uri)
         }
         _ => {
-            errors.push(format!(
-                "{path}.base_url: '{}' is not an http(s) URL",
-                p.base_url
-            ));
+            if !raw_base.is_empty() {
+                errors.push(format!("{path}.base_url: '{raw_base}' is not an http(s) URL"));
+            }
             None
         }
     };

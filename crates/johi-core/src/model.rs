@@ -19,6 +19,9 @@ pub enum Protocol {
     /// Anthropic's Messages API (`POST {base}/v1/messages`): chat completions only,
     /// translated both ways by `johi_providers::anthropic`, so OpenAI clients can reach it.
     Anthropic,
+    /// Cohere's v2 API (`POST {base}/v2/chat`, `/v2/embed`): chat completions and embeddings,
+    /// translated both ways by `johi_providers::cohere`.
+    Cohere,
 }
 
 impl Protocol {
@@ -27,6 +30,7 @@ impl Protocol {
         match self {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
+            Protocol::Cohere => "cohere",
         }
     }
 }
@@ -122,6 +126,9 @@ pub struct ModelRoute {
     pub default_max_tokens: u64,
     /// How prompt tokens are counted before the call.
     pub tokenizer: Tokenizer,
+    /// Cohere's embed `input_type` for this model (`None`: the adapter's default), since
+    /// OpenAI's embeddings request has no such field.
+    pub embed_input_type: Option<String>,
 }
 
 /// How a model's prompt tokens are counted before the call (to reserve against budgets).
@@ -266,6 +273,7 @@ mod tests {
             pricing: None,
             default_max_tokens: 1024,
             tokenizer: Tokenizer::Estimate,
+            embed_input_type: None,
         };
         assert_eq!(route.attempt_order(0), vec![0, 1, 2]);
         assert_eq!(route.attempt_order(1), vec![1, 0, 2]);

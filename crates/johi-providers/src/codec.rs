@@ -11,7 +11,7 @@ use johi_core::model::Protocol;
 use johi_core::{Api, Usage};
 use serde_json::{Map, Value};
 
-use crate::{anthropic, TranslateError};
+use crate::{anthropic, cohere, TranslateError};
 
 /// What an adapter needs to write an upstream request.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,8 @@ pub struct EncodeInput<'a> {
     pub stream: bool,
     /// `max_tokens` for protocols that require it when the client sent none.
     pub default_max_tokens: u64,
+    /// The model's configured embedding `input_type` (Cohere requires one).
+    pub embed_input_type: Option<&'a str>,
 }
 
 /// An upstream request in the target's protocol, ready for the credentials processor.
@@ -55,6 +57,18 @@ pub trait StreamTranslate: Send {
     fn usage(&self) -> Option<Usage>;
 }
 
+impl StreamTranslate for cohere::StreamTranslator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        cohere::StreamTranslator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        cohere::StreamTranslator::finish(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        cohere::StreamTranslator::usage(self)
+    }
+}
+
 impl StreamTranslate for anthropic::StreamTranslator {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         anthropic::StreamTranslator::feed(self, chunk)
@@ -71,7 +85,7 @@ impl StreamTranslate for anthropic::StreamTranslator {
 pub fn translates(protocol: Protocol) -> bool {
     match protocol {
         Protocol::OpenAi => false,
-        Protocol::Anthropic => true,
+        Protocol::Anthropic | Protocol::Cohere => true,
     }
 }
 
@@ -80,6 +94,7 @@ pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
         Protocol::Anthropic => api == Api::ChatCompletions,
+        Protocol::Cohere => matches!(api, Api::ChatCompletions | Api::Embeddings),
     }
 }
 
@@ -92,7 +107,25 @@ pub fn encode(
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(encode_anthropic(input)),
+        Protocol::Cohere => Some(encode_cohere(input)),
     }
+}
+
+fn encode_cohere(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    let (uri, body) = if input.api == Api::Embeddings {
+        let body =
+            cohere::encode_embed_request(input.body, input.upstream_model, input.embed_input_type)?;
+        (cohere::embed_uri(input.base_url), body)
+    } else {
+        let encoded = cohere::encode_request(input.body, input.upstream_model)?;
+        (cohere::chat_uri(input.base_url), encoded.body)
+    };
+    let uri = uri.map_err(|e| TranslateError::invalid("base_url", e.to_string()))?;
+    Ok(Encoded {
+        uri,
+        body,
+        headers: Vec::new(),
+    })
 }
 
 fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
@@ -119,10 +152,13 @@ pub fn decode_response(
     model: &str,
     created: u64,
 ) -> Option<Result<Value, TranslateError>> {
-    let _ = api;
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
+        Protocol::Cohere if api == Api::Embeddings => {
+            Some(cohere::decode_embed_response(body, model))
+        }
+        Protocol::Cohere => Some(cohere::decode_response(body, model, created)),
     }
 }
 
@@ -141,6 +177,11 @@ pub fn stream_translator(
             created,
             include_usage,
         ))),
+        Protocol::Cohere => Some(Box::new(cohere::StreamTranslator::new(
+            model,
+            created,
+            include_usage,
+        ))),
     }
 }
 
@@ -150,6 +191,7 @@ pub fn decode_error(protocol: Protocol, status: u16, body: &[u8]) -> Option<Valu
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_error(status, body)),
+        Protocol::Cohere => Some(cohere::decode_error(status, body)),
     }
 }
 
@@ -159,5 +201,6 @@ pub fn request_id_header(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::OpenAi => "x-request-id",
         Protocol::Anthropic => "request-id",
+        Protocol::Cohere => cohere::REQUEST_ID_HEADER,
     }
 }

@@ -8,6 +8,7 @@
 //! [`usage_filter`] removes the usage event Johi requested from a stream whose client did not.
 
 pub mod anthropic;
+pub mod cohere;
 pub mod codec;
 mod error;
 pub mod openai;
