@@ -151,14 +151,19 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
     let ctx = Ctx {
         shared: &shared,
         knobs: &knobs,
+        headers: &parts.headers,
     };
     Ok(routes::dispatch(route, &parts.method, path, &body, &ctx))
 }
 
-/// A fault knob's error in the route's own protocol: Anthropic's shape on `/v1/messages`.
+/// A fault knob's error in the route's own protocol: Anthropic's shape on `/v1/messages`,
+/// Cohere's on `/v2/*`.
 fn knob_error(route: Route<'_>, status: u16, knobs: &Knobs) -> Resp {
     if route == Route::Messages && knobs.error_body.is_none() {
         return routes::messages::knob_error(status);
+    }
+    if matches!(route, Route::CohereChat | Route::CohereEmbed) && knobs.error_body.is_none() {
+        return routes::cohere::knob_error(status);
     }
     routes::knob_error(status, knobs)
 }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod anthropic;
+mod cohere;
 mod api;
 mod auth;
 mod egress;
