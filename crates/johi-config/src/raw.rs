@@ -111,11 +111,12 @@ pub struct RawEnrich {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// Wire protocol (`openai`, `anthropic`, `gemini` or `vertex`).
+    /// Wire protocol (`openai`, `anthropic`, `bedrock`, `gemini`, `vertex` or `cohere`).
     #[serde(default = "default_protocol")]
     pub protocol: String,
-    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`. Required, except
-    /// for `vertex`, where it is built from `vertex.project` and `vertex.location`.
+    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`. Required unless
+    /// the protocol has a usual one (`cohere`, `bedrock` from its region, `vertex` from its
+    /// project and location).
     pub base_url: Option<String>,
     /// Key, usually `${ENV_VAR}`; an empty value means none.
     pub api_key: Option<String>,
@@ -198,6 +199,9 @@ pub struct RawModel {
     /// `o200k_base`, `cl100k_base`, `estimate`, or `auto` (default: from the first
     /// target's model name when it is one of OpenAI's, else `estimate`).
     pub tokenizer: Option<String>,
+    /// Embedding `input_type` for protocols that require one (Cohere; default
+    /// `search_document`).
+    pub input_type: Option<String>,
 }
 
 /// `models.<name>.pricing:` — US dollars per million tokens, as decimals.

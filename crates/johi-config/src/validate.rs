@@ -176,6 +176,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
             pricing,
             default_max_tokens: m.default_max_tokens.unwrap_or(1024),
             tokenizer,
+            embed_input_type: m.input_type,
         });
     }
 
@@ -394,9 +395,10 @@ fn provider(
         "bedrock" => Protocol::Bedrock,
         "gemini" => Protocol::Gemini,
         "vertex" => Protocol::Vertex,
+        "cohere" => Protocol::Cohere,
         other => {
             errors.push(format!(
-                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic, bedrock, gemini, vertex)"
+                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic, bedrock, gemini, vertex, cohere)"
             ));
             Protocol::OpenAi
         }
@@ -407,7 +409,8 @@ fn provider(
         .base_url
         .clone()
         .or(vertex.base_url)
-        .or_else(|| aws.as_ref().map(|a| crate::aws::default_base_url(Some(a))));
+        .or_else(|| aws.as_ref().map(|a| crate::aws::default_base_url(Some(a))))
+        .or_else(|| (protocol == Protocol::Cohere).then(|| "https://api.cohere.com".to_owned()));
     let base_url = match raw_base
         .as_deref()
         .map(|b| b.trim_end_matches('/').parse::<Uri>())

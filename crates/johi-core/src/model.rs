@@ -28,17 +28,21 @@ pub enum Protocol {
     /// Vertex AI's Gemini models: the Gemini wire format under a project and location, with
     /// an OAuth2 token from a service account instead of a key.
     Vertex,
+    /// Cohere's v2 API (`POST {base}/v2/chat`, `/v2/embed`): chat completions and embeddings,
+    /// translated both ways by `johi_providers::cohere`.
+    Cohere,
 }
 
 impl Protocol {
     /// Every protocol, in the order config errors list them; a protocol missing here cannot
     /// be configured (config parses names through it), so a new variant is noticed at once.
-    pub const ALL: [Protocol; 5] = [
+    pub const ALL: [Protocol; 6] = [
         Protocol::OpenAi,
         Protocol::Anthropic,
         Protocol::Bedrock,
         Protocol::Gemini,
         Protocol::Vertex,
+        Protocol::Cohere,
     ];
 
     /// The protocol written as `name` in config.
@@ -54,6 +58,7 @@ impl Protocol {
             Protocol::Bedrock => "bedrock",
             Protocol::Gemini => "gemini",
             Protocol::Vertex => "vertex",
+            Protocol::Cohere => "cohere",
         }
     }
 }
@@ -171,6 +176,9 @@ pub struct ModelRoute {
     pub default_max_tokens: u64,
     /// How prompt tokens are counted before the call.
     pub tokenizer: Tokenizer,
+    /// Cohere's embed `input_type` for this model (`None`: the adapter's default), since
+    /// OpenAI's embeddings request has no such field.
+    pub embed_input_type: Option<String>,
 }
 
 /// How a model's prompt tokens are counted before the call (to reserve against budgets).
@@ -316,6 +324,7 @@ mod tests {
             pricing: None,
             default_max_tokens: 1024,
             tokenizer: Tokenizer::Estimate,
+            embed_input_type: None,
         };
         assert_eq!(route.attempt_order(0), vec![0, 1, 2]);
         assert_eq!(route.attempt_order(1), vec![1, 0, 2]);

@@ -162,6 +162,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
     let ctx = Ctx {
         shared: &shared,
         knobs: &knobs,
+        headers: &parts.headers,
     };
     if route == Route::Token {
         return Ok(routes::gemini::token(&bytes, &ctx));
@@ -170,7 +171,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
 }
 
 /// A fault knob's error in the route's own protocol: Anthropic's shape on `/v1/messages`,
-/// Google's on the Gemini routes, Bedrock's on the Converse routes.
+/// Google's on the Gemini routes, Bedrock's on the Converse routes, Cohere's on `/v2/*`.
 fn knob_error(route: Route<'_>, status: u16, knobs: &Knobs) -> Resp {
     if route == Route::Messages && knobs.error_body.is_none() {
         return routes::messages::knob_error(status);
@@ -180,6 +181,9 @@ fn knob_error(route: Route<'_>, status: u16, knobs: &Knobs) -> Resp {
     }
     if let (Route::Gemini(..), None) = (route, &knobs.error_body) {
         return routes::gemini::knob_error(status);
+    }
+    if matches!(route, Route::CohereChat | Route::CohereEmbed) && knobs.error_body.is_none() {
+        return routes::cohere::knob_error(status);
     }
     routes::knob_error(status, knobs)
 }

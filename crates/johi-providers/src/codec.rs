@@ -11,7 +11,7 @@ use johi_core::model::Protocol;
 use johi_core::{Api, Usage};
 use serde_json::{Map, Value};
 
-use crate::{anthropic, bedrock, gemini, TranslateError};
+use crate::{anthropic, bedrock, cohere, gemini, TranslateError};
 
 /// What an adapter needs to write an upstream request.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,8 @@ pub struct EncodeInput<'a> {
     pub stream: bool,
     /// `max_tokens` for protocols that require it when the client sent none.
     pub default_max_tokens: u64,
+    /// The model's configured embedding `input_type` (Cohere requires one).
+    pub embed_input_type: Option<&'a str>,
 }
 
 /// An upstream request in the target's protocol, ready for the credentials processor.
@@ -67,6 +69,18 @@ impl StreamTranslate for bedrock::StreamTranslator {
     }
 }
 
+impl StreamTranslate for cohere::StreamTranslator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        cohere::StreamTranslator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        cohere::StreamTranslator::finish(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        cohere::StreamTranslator::usage(self)
+    }
+}
+
 impl StreamTranslate for anthropic::StreamTranslator {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         anthropic::StreamTranslator::feed(self, chunk)
@@ -95,7 +109,11 @@ impl StreamTranslate for gemini::StreamTranslator {
 pub fn translates(protocol: Protocol) -> bool {
     match protocol {
         Protocol::OpenAi => false,
-        Protocol::Anthropic | Protocol::Bedrock | Protocol::Gemini | Protocol::Vertex => true,
+        Protocol::Anthropic
+        | Protocol::Bedrock
+        | Protocol::Gemini
+        | Protocol::Vertex
+        | Protocol::Cohere => true,
     }
 }
 
@@ -104,7 +122,7 @@ pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
         Protocol::Anthropic | Protocol::Bedrock => api == Api::ChatCompletions,
-        Protocol::Gemini | Protocol::Vertex => {
+        Protocol::Gemini | Protocol::Vertex | Protocol::Cohere => {
             matches!(api, Api::ChatCompletions | Api::Embeddings)
         }
     }
@@ -121,6 +139,7 @@ pub fn encode(
         Protocol::Anthropic => Some(encode_anthropic(input)),
         Protocol::Bedrock => Some(encode_bedrock(input)),
         Protocol::Gemini | Protocol::Vertex => Some(encode_gemini(input)),
+        Protocol::Cohere => Some(encode_cohere(input)),
     }
 }
 
@@ -169,6 +188,23 @@ fn encode_gemini(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
     })
 }
 
+fn encode_cohere(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    let (uri, body) = if input.api == Api::Embeddings {
+        let body =
+            cohere::encode_embed_request(input.body, input.upstream_model, input.embed_input_type)?;
+        (cohere::embed_uri(input.base_url), body)
+    } else {
+        let encoded = cohere::encode_request(input.body, input.upstream_model)?;
+        (cohere::chat_uri(input.base_url), encoded.body)
+    };
+    let uri = uri.map_err(|e| TranslateError::invalid("base_url", e.to_string()))?;
+    Ok(Encoded {
+        uri,
+        body,
+        headers: Vec::new(),
+    })
+}
+
 fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
     let encoded =
         anthropic::encode_request(input.body, input.upstream_model, input.default_max_tokens)?;
@@ -205,6 +241,10 @@ pub fn decode_response(
                 gemini::decode_response(body, model, created)
             }
         }),
+        Protocol::Cohere if api == Api::Embeddings => {
+            Some(cohere::decode_embed_response(body, model))
+        }
+        Protocol::Cohere => Some(cohere::decode_response(body, model, created)),
     }
 }
 
@@ -233,6 +273,11 @@ pub fn stream_translator(
             created,
             include_usage,
         ))),
+        Protocol::Cohere => Some(Box::new(cohere::StreamTranslator::new(
+            model,
+            created,
+            include_usage,
+        ))),
     }
 }
 
@@ -244,6 +289,7 @@ pub fn decode_error(protocol: Protocol, status: u16, body: &[u8]) -> Option<Valu
         Protocol::Anthropic => Some(anthropic::decode_error(status, body)),
         Protocol::Bedrock => Some(bedrock::decode_error(status, body)),
         Protocol::Gemini | Protocol::Vertex => Some(gemini::decode_error(status, body)),
+        Protocol::Cohere => Some(cohere::decode_error(status, body)),
     }
 }
 
@@ -256,5 +302,6 @@ pub fn request_id_header(protocol: Protocol) -> &'static str {
         Protocol::Bedrock => "x-amzn-requestid",
         // Google sends no request id header; its answers carry `responseId` in the body.
         Protocol::Gemini | Protocol::Vertex => "x-request-id",
+        Protocol::Cohere => cohere::REQUEST_ID_HEADER,
     }
 }

@@ -12,6 +12,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod codec;
+pub mod cohere;
 mod error;
 pub mod gemini;
 pub mod openai;

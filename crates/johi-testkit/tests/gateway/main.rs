@@ -8,6 +8,7 @@ mod anthropic;
 mod api;
 mod auth;
 mod bedrock;
+mod cohere;
 mod egress;
 mod errors;
 mod gemini;
