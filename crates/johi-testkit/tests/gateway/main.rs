@@ -11,6 +11,7 @@ mod egress;
 mod errors;
 mod ledger;
 mod limits;
+mod messages;
 mod ops;
 mod pool;
 mod retry;
