@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
                 base_url: &base,
                 stream,
                 default_max_tokens: 16,
+                embed_input_type: None,
             };
             if let Some(Ok(encoded)) = codec::encode(protocol, &input) {
                 assert!(

@@ -73,6 +73,7 @@ mod reply;
 mod routes;
 mod server;
 mod state;
+mod tools;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

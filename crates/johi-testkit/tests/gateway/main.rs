@@ -14,6 +14,7 @@ mod errors;
 mod gemini;
 mod ledger;
 mod limits;
+mod messages;
 mod ops;
 mod pool;
 mod retry;
