@@ -89,6 +89,8 @@ audit: {{ path: audit.jsonl }}
         time.sleep(0.05)
     yield {
         "base_url": f"{base}/v1",
+        # Anthropic's SDKs append `/v1/messages` themselves.
+        "root_url": base,
         "audit": workdir / "audit.jsonl",
         "key": app_key,
         "chat_only_key": chat_key,

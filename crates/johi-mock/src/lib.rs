@@ -43,6 +43,14 @@
 //!
 //! `n` is ignored: there is always exactly one choice.
 //!
+//! # Tool calls
+//!
+//! When a chat or Messages request declares tools and its last message is not a tool
+//! result, the answer is one call to the first tool, its `required` properties filled from
+//! the schema (`"mock"`, `1`, `true`, `[]`, `{}` by type), finish reason `tool_calls` /
+//! `tool_use`; streamed, the arguments come in two deltas. See
+//! `docs/mock-upstream.md`.
+//!
 //! # Fault knobs
 //!
 //! Every knob can be given as a request header `x-mock-<name>` (underscores written as

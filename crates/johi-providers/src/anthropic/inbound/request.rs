@@ -95,29 +95,7 @@ fn decode(body: &[u8], generating: bool) -> Result<DecodedRequest, TranslateErro
     if let Some(max_tokens) = max_tokens.filter(|_| generating) {
         out.insert("max_tokens".into(), json!(max_tokens));
     }
-    for field in ["temperature", "top_p", "top_k"] {
-        if let Some(v) = present(&req, field) {
-            if !v.is_number() {
-                return Err(TranslateError::invalid(field, "must be a number"));
-            }
-            out.insert(field.into(), v.clone());
-        }
-    }
-    if let Some(stops) = present(&req, "stop_sequences") {
-        match stops {
-            Value::Array(items) if items.iter().all(Value::is_string) => {
-                if !items.is_empty() {
-                    out.insert("stop".into(), stops.clone());
-                }
-            }
-            _ => {
-                return Err(TranslateError::invalid(
-                    "stop_sequences",
-                    "must be an array of strings",
-                ))
-            }
-        }
-    }
+    decode_sampling(&req, &mut out)?;
     if let Some(thinking) = present(&req, "thinking") {
         out.insert("thinking".into(), thinking.clone());
     }
@@ -139,6 +117,37 @@ fn decode(body: &[u8], generating: bool) -> Result<DecodedRequest, TranslateErro
         model,
         stream,
     })
+}
+
+/// `temperature`, `top_p`, `top_k` (passed on as an extra field) and `stop_sequences`.
+fn decode_sampling(
+    req: &Map<String, Value>,
+    out: &mut Map<String, Value>,
+) -> Result<(), TranslateError> {
+    for field in ["temperature", "top_p", "top_k"] {
+        if let Some(v) = present(req, field) {
+            if !v.is_number() {
+                return Err(TranslateError::invalid(field, "must be a number"));
+            }
+            out.insert(field.into(), v.clone());
+        }
+    }
+    if let Some(stops) = present(req, "stop_sequences") {
+        match stops {
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                if !items.is_empty() {
+                    out.insert("stop".into(), stops.clone());
+                }
+            }
+            _ => {
+                return Err(TranslateError::invalid(
+                    "stop_sequences",
+                    "must be an array of strings",
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A field's value unless absent or `null`.
