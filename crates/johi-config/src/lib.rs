@@ -10,6 +10,7 @@ pub mod auth;
 pub mod interpolate;
 mod jwt;
 pub mod limits;
+pub mod presets;
 pub mod raw;
 pub mod tenants;
 pub mod validate;

@@ -111,9 +111,11 @@ pub struct RawEnrich {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// Wire protocol (`openai`, `anthropic` or `cohere`).
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
+    /// A well-known provider (`openai`, `azure`, `groq`, `ollama`, …) whose protocol, base URL
+    /// and key header fill the fields left out here (see `crate::presets`).
+    pub preset: Option<String>,
+    /// Wire protocol (`openai`, `anthropic` or `cohere`; default `openai`).
+    pub protocol: Option<String>,
     /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`; required unless
     /// the protocol has a usual one (`cohere`: `https://api.cohere.com`).
     pub base_url: Option<String>,
@@ -132,10 +134,16 @@ pub struct RawProvider {
     pub timeouts: RawTimeouts,
     /// Extra PEM roots.
     pub ca_file: Option<String>,
+    /// Azure OpenAI settings.
+    pub azure: Option<RawAzure>,
 }
 
-fn default_protocol() -> String {
-    "openai".into()
+/// `providers.<name>.azure:` — the provider is Azure OpenAI (deployment URLs, `api-version`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzure {
+    /// The `api-version` query parameter (default `2024-10-21`).
+    pub api_version: Option<String>,
 }
 
 /// `providers.<name>.timeouts:`

@@ -383,13 +383,14 @@ fn parse_addr(value: &str, path: &str, errors: &mut Vec<String>) -> Option<Socke
 
 fn provider(
     name: &str,
-    p: RawProvider,
+    mut p: RawProvider,
     resolve: &dyn Fn(&str) -> PathBuf,
     errors: &mut Vec<String>,
 ) -> Option<Provider> {
     let path = format!("providers.{name}");
     let before = errors.len();
-    let protocol = match p.protocol.as_str() {
+    crate::presets::apply(&path, &mut p, errors);
+    let protocol = match p.protocol.as_deref().unwrap_or("openai") {
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
         "cohere" => Protocol::Cohere,
@@ -400,7 +401,7 @@ fn provider(
             Protocol::OpenAi
         }
     };
-    let raw_base = match (p.base_url, protocol) {
+    let raw_base = match (p.base_url.clone(), protocol) {
         (Some(b), _) => b,
         (None, Protocol::Cohere) => "https://api.cohere.com".to_owned(),
         (None, _) => {
@@ -416,13 +417,23 @@ fn provider(
         }
         _ => {
             if !raw_base.is_empty() {
-                errors.push(format!("{path}.base_url: '{raw_base}' is not an http(s) URL"));
+                errors.push(format!(
+                    "{path}.base_url: '{raw_base}' is not an http(s) URL"
+                ));
             }
             None
         }
     };
     if base_url.as_ref().and_then(Uri::query).is_some() {
         errors.push(format!("{path}.base_url: must not carry a query string"));
+    }
+    let azure_api_version = base_url
+        .as_ref()
+        .and_then(|b| crate::presets::azure_api_version(&p, b.path()));
+    if p.azure.is_some() && protocol != Protocol::OpenAi {
+        errors.push(format!(
+            "{path}.azure: only for the openai protocol (Azure OpenAI)"
+        ));
     }
     let key_placement = match p.api_key_header.as_deref() {
         // Anthropic authenticates with the raw key in `x-api-key`, not a bearer token.
@@ -504,6 +515,7 @@ fn provider(
         forward_headers,
         timeouts,
         ca_file,
+        azure_api_version,
     })
 }
 

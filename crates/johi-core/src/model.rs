@@ -98,6 +98,9 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// Extra PEM roots to trust for this provider (self-hosted servers with a private CA).
     pub ca_file: Option<PathBuf>,
+    /// Azure OpenAI's `api-version`, when the provider is Azure with deployment URLs
+    /// (`{base}/openai/deployments/{model}/…?api-version=…`); `None` for plain OpenAI paths.
+    pub azure_api_version: Option<String>,
 }
 
 /// One place a logical model can be served from.
@@ -245,6 +248,7 @@ mod tests {
                 total: Duration::from_secs(1),
             },
             ca_file: None,
+            azure_api_version: None,
         })
     }
 

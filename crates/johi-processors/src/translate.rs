@@ -87,12 +87,20 @@ impl Processor for Translate {
             base_url: &provider.base_url,
             stream: ex.stream,
             default_max_tokens,
-            embed_input_type: ex.route.as_ref().and_then(|r| r.embed_input_type.as_deref()),
+            embed_input_type: ex
+                .route
+                .as_ref()
+                .and_then(|r| r.embed_input_type.as_deref()),
         };
         match codec::encode(provider.protocol, &input) {
             None => {
-                let uri = openai::upstream_uri(&provider.base_url, ex.api)
-                    .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
+                let uri = openai::provider_uri(
+                    &provider.base_url,
+                    ex.api,
+                    provider.azure_api_version.as_deref(),
+                    &upstream_model,
+                )
+                .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
                 let body = upstream_body(ex, &upstream_model)?;
                 ex.upstream.headers = upstream_headers(ex, &provider, &[]);
                 ex.upstream.uri = Some(uri);
@@ -212,6 +220,7 @@ mod tests {
                 total: Duration::from_secs(1),
             },
             ca_file: None,
+            azure_api_version: None,
         });
         let mut ex = Exchange::new(
             Api::ChatCompletions,

@@ -5,9 +5,10 @@
 
 mod admin;
 mod anthropic;
-mod cohere;
 mod api;
 mod auth;
+mod azure;
+mod cohere;
 mod egress;
 mod errors;
 mod ledger;
