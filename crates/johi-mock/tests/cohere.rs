@@ -66,7 +66,10 @@ async fn chat_answers_with_billed_units_and_tokens() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["finish_reason"], "COMPLETE");
     assert_eq!(body["message"]["content"][0]["text"], DEFAULT_REPLY);
-    assert_eq!(body["usage"]["billed_units"], json!({"input_tokens": 5, "output_tokens": 10}));
+    assert_eq!(
+        body["usage"]["billed_units"],
+        json!({"input_tokens": 5, "output_tokens": 10})
+    );
     assert_eq!(body["usage"]["tokens"]["input_tokens"], 55);
     assert_eq!(mock.stats().chat, 1);
 }
@@ -85,8 +88,15 @@ async fn chat_streams_cohere_events() {
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["message-start", "content-start", "content-delta", "content-delta", "content-delta",
-            "content-end", "message-end"]
+        [
+            "message-start",
+            "content-start",
+            "content-delta",
+            "content-delta",
+            "content-delta",
+            "content-end",
+            "message-end"
+        ]
     );
     let text: String = events
         .iter()
@@ -99,25 +109,43 @@ async fn chat_streams_cohere_events() {
 #[tokio::test]
 async fn tools_get_one_call_unless_the_last_message_is_a_tool_result() {
     let mock = mock().await;
-    let r = post_v2(&mock, "/v2/chat", weather_tools(json!({"role": "user", "content": "now"}))).await;
+    let r = post_v2(
+        &mock,
+        "/v2/chat",
+        weather_tools(json!({"role": "user", "content": "now"})),
+    )
+    .await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["finish_reason"], "TOOL_CALL");
     assert_eq!(body["message"]["tool_plan"], "I will call get_weather.");
     let call = &body["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert_eq!(args, json!({"city": "mock", "n": 1, "hot": true, "tags": [], "opts": {}}));
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        args,
+        json!({"city": "mock", "n": 1, "hot": true, "tags": [], "opts": {}})
+    );
 
     let mut streamed = weather_tools(json!({"role": "user", "content": "now"}));
     streamed["stream"] = json!(true);
-    let events = events(&post_v2(&mock, "/v2/chat", streamed).await.text().await.unwrap());
+    let events = events(
+        &post_v2(&mock, "/v2/chat", streamed)
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
     let deltas: Vec<&str> = events
         .iter()
         .filter(|(n, _)| n == "tool-call-delta")
         .filter_map(|(_, d)| d["delta"]["message"]["tool_calls"]["function"]["arguments"].as_str())
         .collect();
     assert_eq!(deltas.len(), 2);
-    assert_eq!(deltas.concat(), call["function"]["arguments"].as_str().unwrap());
+    assert_eq!(
+        deltas.concat(),
+        call["function"]["arguments"].as_str().unwrap()
+    );
 
     let r = post_v2(
         &mock,
@@ -145,7 +173,12 @@ async fn embed_answers_by_type() {
     assert_eq!(body["embeddings"]["float"][0].as_array().unwrap().len(), 8);
     assert!(body["embeddings"]["base64"][1].is_string());
     assert_eq!(body["meta"]["billed_units"]["input_tokens"], 3);
-    let r = post_v2(&mock, "/v2/embed", json!({"model": "embed", "texts": ["a"]})).await;
+    let r = post_v2(
+        &mock,
+        "/v2/embed",
+        json!({"model": "embed", "texts": ["a"]}),
+    )
+    .await;
     assert_eq!(r.status(), 400, "input_type is required");
 }
 

@@ -66,7 +66,12 @@ pub fn usage_from_cohere(usage: &Value) -> Option<Usage> {
         .get("billed_units")
         .filter(|b| b.is_object())
         .or_else(|| obj.get("tokens").filter(|t| t.is_object()))?;
-    let num = |k: &str| counts.get(k).and_then(Value::as_f64).map_or(0, |n| n as u64);
+    let num = |k: &str| {
+        counts
+            .get(k)
+            .and_then(Value::as_f64)
+            .map_or(0, |n| n as u64)
+    };
     Some(Usage {
         input_tokens: num("input_tokens"),
         output_tokens: num("output_tokens"),
@@ -105,7 +110,10 @@ mod tests {
             ("https://api.cohere.com/", "https://api.cohere.com/v2/chat"),
             ("http://127.0.0.1:9/v2", "http://127.0.0.1:9/v2/chat"),
             ("http://127.0.0.1:9/v1/", "http://127.0.0.1:9/v2/chat"),
-            ("https://gw.example/cohere", "https://gw.example/cohere/v2/chat"),
+            (
+                "https://gw.example/cohere",
+                "https://gw.example/cohere/v2/chat",
+            ),
         ] {
             let uri = chat_uri(&base.parse().unwrap()).unwrap();
             assert_eq!(uri.to_string(), want, "{base}");
@@ -122,7 +130,10 @@ mod tests {
             "cached_tokens": 100,
         }))
         .unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens, u.cached_tokens), (17, 12, 0));
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cached_tokens),
+            (17, 12, 0)
+        );
         let u = usage_from_cohere(&serde_json::json!({
             "tokens": {"input_tokens": 5, "output_tokens": 2}
         }))

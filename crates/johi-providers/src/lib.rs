@@ -1,15 +1,16 @@
 //! Wire-protocol adapters. Pure translation and parsing: no I/O, no processors.
 //!
 //! One module per wire protocol, not per vendor. [`anthropic`] translates OpenAI Chat
-//! Completions to and from Anthropic Messages. [`codec`] is the one place that dispatches on
-//! the protocol, so the gateway never names one. [`openai`] covers OpenAI and every
+//! Completions to and from Anthropic Messages, [`cohere`] to and from Cohere's v2 chat and
+//! embed. [`codec`] is the one place that dispatches on the protocol, so the gateway never
+//! names one. [`openai`] covers OpenAI and every
 //! compatible server (vLLM, Ollama, TGI, LM Studio, Groq, Together, Mistral, DeepSeek …).
 //! [`sse`] frames Server-Sent Events incrementally, for every protocol that streams with them.
 //! [`usage_filter`] removes the usage event Johi requested from a stream whose client did not.
 
 pub mod anthropic;
-pub mod cohere;
 pub mod codec;
+pub mod cohere;
 mod error;
 pub mod openai;
 pub mod splice;

@@ -80,7 +80,10 @@ fn cases(sub: &str, suffix: &str) -> Vec<String> {
 /// Runs every `<case>.openai.json` of a request directory through `encode`, checking the
 /// refusals against `<case>.error.json` and the rest against `<case>.cohere.json`; returns
 /// the number of refusals.
-fn request_cases(sub: &str, encode: impl Fn(&Map<String, Value>) -> Result<Value, TranslateError>) -> usize {
+fn request_cases(
+    sub: &str,
+    encode: impl Fn(&Map<String, Value>) -> Result<Value, TranslateError>,
+) -> usize {
     let mut refused = 0;
     for case in cases(sub, ".openai.json") {
         let input = read_json(&dir(sub).join(format!("{case}.openai.json")));
@@ -141,9 +144,18 @@ fn responses_translate() {
         // The usage Johi meters agrees with the usage the client is shown.
         let raw: Value = serde_json::from_slice(&body).unwrap();
         let usage = usage_from_cohere(&raw["usage"]).unwrap();
-        assert_eq!(actual["usage"]["prompt_tokens"], usage.input_tokens, "{case}");
-        assert_eq!(actual["usage"]["completion_tokens"], usage.output_tokens, "{case}");
-        check(&dir("response").join(format!("{case}.openai.json")), &actual);
+        assert_eq!(
+            actual["usage"]["prompt_tokens"], usage.input_tokens,
+            "{case}"
+        );
+        assert_eq!(
+            actual["usage"]["completion_tokens"], usage.output_tokens,
+            "{case}"
+        );
+        check(
+            &dir("response").join(format!("{case}.openai.json")),
+            &actual,
+        );
     }
 }
 
@@ -153,7 +165,10 @@ fn embed_responses_translate() {
         let body = fs::read(dir("embed_response").join(format!("{case}.cohere.json"))).unwrap();
         let actual =
             decode_embed_response(&body, REQUESTED_MODEL).unwrap_or_else(|e| panic!("{case}: {e}"));
-        check(&dir("embed_response").join(format!("{case}.openai.json")), &actual);
+        check(
+            &dir("embed_response").join(format!("{case}.openai.json")),
+            &actual,
+        );
     }
 }
 
@@ -307,7 +322,9 @@ fn arb_event() -> impl Strategy<Value = Value> {
         Just(json!({"content": {"thinking": "t"}})),
         Just(json!({"content": 7})),
         Just(json!({"tool_plan": "p"})),
-        Just(json!({"tool_calls": {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{"}}})),
+        Just(
+            json!({"tool_calls": {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{"}}})
+        ),
         Just(json!({"tool_calls": {"function": {"arguments": 3}}})),
         Just(Value::Null),
     ];
@@ -325,7 +342,12 @@ fn arb_event() -> impl Strategy<Value = Value> {
         Just(json!({"billed_units": 1})),
         Just(Value::Null),
     ];
-    let index = prop_oneof![Just(json!(0)), Just(json!(1)), Just(json!(u64::MAX)), Just(Value::Null)];
+    let index = prop_oneof![
+        Just(json!(0)),
+        Just(json!(1)),
+        Just(json!(u64::MAX)),
+        Just(Value::Null)
+    ];
     (kind, index, message, finish, usage).prop_map(|(kind, index, message, finish, usage)| {
         json!({
             "type": kind, "index": index, "id": "msg",

@@ -107,7 +107,10 @@ pub(super) fn chat(body: &Value, ctx: &Ctx<'_>) -> Result<Resp, BadRequest> {
     }
     let model = model(body)?;
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
-        return Err(BadRequest::new("messages: Field required", Some("messages")));
+        return Err(BadRequest::new(
+            "messages: Field required",
+            Some("messages"),
+        ));
     };
     let input = chat_prompt_tokens(messages);
     let id = format!("mock-cohere-{}", ctx.shared.next_id());
@@ -173,9 +176,11 @@ fn event(data: &Value) -> Bytes {
 }
 
 fn message_start(id: &str) -> Bytes {
-    event(&json!({"id": id, "type": "message-start", "delta": {"message": {
-        "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": [],
-    }}}))
+    event(
+        &json!({"id": id, "type": "message-start", "delta": {"message": {
+            "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": [],
+        }}}),
+    )
 }
 
 fn message_end(finish: &str, usage: &Value) -> Bytes {
@@ -277,7 +282,10 @@ pub(super) fn embed(body: &Value, ctx: &Ctx<'_>) -> Result<Resp, BadRequest> {
         .map(|t| t.iter().map(Value::as_str).collect())
         .unwrap_or(None);
     let Some(texts) = texts else {
-        return Err(BadRequest::new("texts: must be an array of strings", Some("texts")));
+        return Err(BadRequest::new(
+            "texts: must be an array of strings",
+            Some("texts"),
+        ));
     };
     if body.get("input_type").and_then(Value::as_str).is_none() {
         return Err(BadRequest::new(

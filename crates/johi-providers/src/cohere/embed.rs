@@ -163,7 +163,9 @@ mod tests {
     #[test]
     fn token_ids_and_unknown_fields_are_refused() {
         assert_eq!(
-            encode(json!({"input": [[1, 2]]}), None).unwrap_err().field(),
+            encode(json!({"input": [[1, 2]]}), None)
+                .unwrap_err()
+                .field(),
             "input[0]"
         );
         assert_eq!(
@@ -172,6 +174,9 @@ mod tests {
                 .field(),
             "user"
         );
-        assert_eq!(encode(json!({"input": []}), None).unwrap_err().field(), "input");
+        assert_eq!(
+            encode(json!({"input": []}), None).unwrap_err().field(),
+            "input"
+        );
     }
 }

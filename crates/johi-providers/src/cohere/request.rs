@@ -396,7 +396,10 @@ fn user_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateE
                     format!("{part_path}.type"),
                     format!("`{other}` parts cannot be translated"),
                 )),
-                None => Err(TranslateError::invalid(format!("{part_path}.type"), "missing")),
+                None => Err(TranslateError::invalid(
+                    format!("{part_path}.type"),
+                    "missing",
+                )),
             }
         })
         .collect::<Result<Vec<_>, _>>()
@@ -558,7 +561,10 @@ mod tests {
             (json!({"messages": [{"content": "hi"}]}), "messages[0].role"),
             (json!({"messages": msgs, "seed": "s"}), "seed"),
             (json!({"messages": msgs, "top_p": "x"}), "top_p"),
-            (json!({"messages": msgs, "tool_choice": "maybe"}), "tool_choice"),
+            (
+                json!({"messages": msgs, "tool_choice": "maybe"}),
+                "tool_choice",
+            ),
             (
                 json!({"messages": msgs, "response_format": {"type": "json_schema"}}),
                 "response_format.json_schema.schema",
@@ -575,7 +581,10 @@ mod tests {
     fn top_p_bounds_are_cohere_s() {
         let msgs = json!([{"role": "user", "content": "hi"}]);
         for ok in [0.01, 0.5, 0.99] {
-            assert_eq!(encode(json!({"messages": msgs, "top_p": ok})).unwrap()["p"], ok);
+            assert_eq!(
+                encode(json!({"messages": msgs, "top_p": ok})).unwrap()["p"],
+                ok
+            );
         }
         for bad in [0.0, 0.001, 1.0] {
             let err = encode(json!({"messages": msgs, "top_p": bad})).unwrap_err();

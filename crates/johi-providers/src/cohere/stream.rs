@@ -81,7 +81,9 @@ impl StreamTranslator {
                 self.content(message.and_then(|m| m.get("content")), out);
             }
             Some("tool-plan-delta") => {
-                let plan = message.and_then(|m| m.get("tool_plan")).and_then(Value::as_str);
+                let plan = message
+                    .and_then(|m| m.get("tool_plan"))
+                    .and_then(Value::as_str);
                 if let Some(p) = plan.filter(|p| !p.is_empty()) {
                     let delta = json!({"reasoning_content": p});
                     write_event(out, &self.chunk(delta, Value::Null));
@@ -188,7 +190,10 @@ impl StreamTranslator {
 
     fn message_end(&mut self, delta: Option<&Value>, out: &mut Vec<u8>) {
         self.finished = true;
-        if let Some(u) = delta.and_then(|d| d.get("usage")).and_then(usage_from_cohere) {
+        if let Some(u) = delta
+            .and_then(|d| d.get("usage"))
+            .and_then(usage_from_cohere)
+        {
             self.usage = Some(u);
         }
         let reason = delta

@@ -31,19 +31,23 @@ fn chat(stream: bool) -> Value {
 
 fn tools_chat(stream: bool) -> Value {
     json!({"model": "c", "stream": stream,
-        "messages": [{"role": "user", "content": "Weather in Toronto?"}],
-        "tools": [{"type": "function", "function": {
-            "name": "get_weather", "description": "the weather somewhere",
-            "parameters": {"type": "object", "required": ["location", "days"], "properties": {
-                "location": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string"}
-            }}
-        }}]})
+    "messages": [{"role": "user", "content": "Weather in Toronto?"}],
+    "tools": [{"type": "function", "function": {
+        "name": "get_weather", "description": "the weather somewhere",
+        "parameters": {"type": "object", "required": ["location", "days"], "properties": {
+            "location": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string"}
+        }}
+    }}]})
 }
 
 /// The JSON chunks of a stream that ended with `[DONE]`.
 fn chunks(text: &str) -> Vec<Value> {
     let events = sse_data(text);
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
     events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str(e).unwrap())
@@ -88,13 +92,17 @@ async fn a_stream_is_translated_into_openai_chunks_with_the_usage_asked_for() {
         .unwrap()
         .starts_with("text/event-stream"));
     let chunks = chunks(&r.text().await.unwrap());
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     let content: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(content, REPLY);
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "stop"));
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"]["prompt_tokens"], BILLED_INPUT);
@@ -124,7 +132,8 @@ async fn tool_calls_come_back_with_their_plan_and_the_loop_round_trips() {
     let call = &message["tool_calls"][0];
     assert_eq!(call["type"], "function");
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"location": "mock", "days": 1}));
 
     // The tool result goes back with the plan; the mock then answers in text.
@@ -154,7 +163,10 @@ async fn streamed_tool_calls_arrive_as_openai_deltas() {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
         .collect();
-    assert!(calls.len() >= 3, "a start and two argument deltas: {calls:?}");
+    assert!(
+        calls.len() >= 3,
+        "a start and two argument deltas: {calls:?}"
+    );
     assert_eq!(calls[0]["function"]["name"], "get_weather");
     assert!(calls.iter().all(|c| c["index"] == 0));
     let args: String = calls
@@ -177,7 +189,10 @@ async fn streamed_tool_calls_arrive_as_openai_deltas() {
 async fn embeddings_reach_v2_embed_with_the_models_input_type() {
     let h = Harness::start(COHERE).await;
     let r = h
-        .post("/v1/embeddings", &json!({"model": "e", "input": ["hello world", "bye"]}))
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "e", "input": ["hello world", "bye"]}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -201,7 +216,10 @@ async fn embeddings_reach_v2_embed_with_the_models_input_type() {
 
     let seen = h.mock.requests();
     assert_eq!(seen[0].path, "/v2/embed");
-    assert_eq!(seen[0].body["input_type"], "search_query", "the model's config");
+    assert_eq!(
+        seen[0].body["input_type"], "search_query",
+        "the model's config"
+    );
     assert_eq!(seen[0].body["texts"], json!(["hello world", "bye"]));
     assert_eq!(seen[0].body["embedding_types"], json!(["float"]));
     assert_eq!(seen[1].body["embedding_types"], json!(["base64"]));
