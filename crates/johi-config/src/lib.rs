@@ -11,6 +11,7 @@ mod aws;
 pub mod interpolate;
 mod jwt;
 pub mod limits;
+pub mod presets;
 pub mod raw;
 pub mod tenants;
 pub mod validate;

@@ -111,12 +111,15 @@ pub struct RawEnrich {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// Wire protocol (`openai`, `anthropic`, `bedrock`, `gemini`, `vertex` or `cohere`).
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
+    /// A well-known provider (`openai`, `azure`, `groq`, `ollama`, …) whose protocol, base URL
+    /// and key header fill the fields left out here (see `crate::presets`).
+    pub preset: Option<String>,
+    /// Wire protocol (`openai`, `anthropic`, `bedrock`, `gemini`, `vertex` or `cohere`;
+    /// default `openai`).
+    pub protocol: Option<String>,
     /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`. Required unless
-    /// the protocol has a usual one (`cohere`, `bedrock` from its region, `vertex` from its
-    /// project and location).
+    /// a preset or the protocol gives one (`cohere`, `bedrock` from its region, `vertex` from
+    /// its project and location).
     pub base_url: Option<String>,
     /// Key, usually `${ENV_VAR}`; an empty value means none.
     pub api_key: Option<String>,
@@ -137,6 +140,8 @@ pub struct RawProvider {
     pub aws: Option<RawAws>,
     /// Vertex AI settings (`protocol: vertex` only).
     pub vertex: Option<RawVertex>,
+    /// Azure OpenAI settings.
+    pub azure: Option<RawAzure>,
 }
 
 /// `providers.<name>.vertex:`
@@ -165,8 +170,12 @@ pub struct RawAws {
     pub session_token: Option<String>,
 }
 
-fn default_protocol() -> String {
-    "openai".into()
+/// `providers.<name>.azure:` — the provider is Azure OpenAI (deployment URLs, `api-version`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzure {
+    /// The `api-version` query parameter (default `2024-10-21`).
+    pub api_version: Option<String>,
 }
 
 /// `providers.<name>.timeouts:`

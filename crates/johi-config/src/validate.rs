@@ -389,7 +389,8 @@ fn provider(
 ) -> Option<Provider> {
     let path = format!("providers.{name}");
     let before = errors.len();
-    let protocol = match p.protocol.as_str() {
+    crate::presets::apply(&path, &mut p, errors);
+    let protocol = match p.protocol.as_deref().unwrap_or("openai") {
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
         "bedrock" => Protocol::Bedrock,
@@ -434,6 +435,14 @@ fn provider(
     };
     if base_url.as_ref().and_then(Uri::query).is_some() {
         errors.push(format!("{path}.base_url: must not carry a query string"));
+    }
+    let azure_api_version = base_url
+        .as_ref()
+        .and_then(|b| crate::presets::azure_api_version(&p, b.path()));
+    if p.azure.is_some() && protocol != Protocol::OpenAi {
+        errors.push(format!(
+            "{path}.azure: only for the openai protocol (Azure OpenAI)"
+        ));
     }
     let key_placement = match p.api_key_header.as_deref() {
         // A Vertex service account authenticates with an OAuth2 token minted from its key.
@@ -524,6 +533,7 @@ fn provider(
         timeouts,
         ca_file,
         aws,
+        azure_api_version,
     })
 }
 

@@ -132,6 +132,9 @@ pub struct Provider {
     pub ca_file: Option<PathBuf>,
     /// AWS SigV4 signing (Bedrock): region and keys; `None` for every other protocol.
     pub aws: Option<AwsAuth>,
+    /// Azure OpenAI's `api-version`, when the provider is Azure with deployment URLs
+    /// (`{base}/openai/deployments/{model}/…?api-version=…`); `None` for plain OpenAI paths.
+    pub azure_api_version: Option<String>,
 }
 
 /// What SigV4 needs to sign a request to AWS. Keys left out of config are read from the
@@ -296,6 +299,7 @@ mod tests {
             },
             ca_file: None,
             aws: None,
+            azure_api_version: None,
         })
     }
 

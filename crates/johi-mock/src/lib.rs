@@ -251,6 +251,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// The request path without the query string, e.g. `/v1/chat/completions`.
     pub path: String,
+    /// The query string, if any (e.g. Azure's `api-version=2024-10-21`).
+    pub query: Option<String>,
     /// Request headers by lowercase name; repeated headers are joined with `, `.
     pub headers: BTreeMap<String, String>,
     /// The body parsed as JSON, or `Null` when it is empty or not JSON.

@@ -213,6 +213,7 @@ fn record(parts: &Parts, body: &RequestBody) -> RecordedRequest {
     RecordedRequest {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
         headers,
         body: match body {
             RequestBody::Json(value) => value.clone(),

@@ -94,8 +94,13 @@ impl Processor for Translate {
         };
         match codec::encode(provider.protocol, &input) {
             None => {
-                let uri = openai::upstream_uri(&provider.base_url, ex.api)
-                    .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
+                let uri = openai::provider_uri(
+                    &provider.base_url,
+                    ex.api,
+                    provider.azure_api_version.as_deref(),
+                    &upstream_model,
+                )
+                .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
                 let body = upstream_body(ex, &upstream_model)?;
                 ex.upstream.headers = upstream_headers(ex, &provider, &[]);
                 ex.upstream.uri = Some(uri);
@@ -216,6 +221,7 @@ mod tests {
             },
             ca_file: None,
             aws: None,
+            azure_api_version: None,
         });
         let mut ex = Exchange::new(
             Api::ChatCompletions,

@@ -24,6 +24,31 @@ pub fn upstream_uri(base: &Uri, api: Api) -> Result<Uri, http::Error> {
     Ok(Uri::from_parts(parts)?)
 }
 
+/// The upstream URL for an OpenAI-compatible provider: [`upstream_uri`], or Azure OpenAI's
+/// deployment URL when the provider has an Azure `api-version`
+/// (`{base}/openai/deployments/{deployment}/chat/completions?api-version=…`, the deployment
+/// being the target's upstream model name). Azure's v1 API (a base ending in `/openai/v1`)
+/// takes plain OpenAI paths, so its providers carry no version and get [`upstream_uri`].
+pub fn provider_uri(
+    base: &Uri,
+    api: Api,
+    azure_api_version: Option<&str>,
+    deployment: &str,
+) -> Result<Uri, http::Error> {
+    let Some(version) = azure_api_version else {
+        return upstream_uri(base, api);
+    };
+    let path = base.path().trim_end_matches('/');
+    let path = path.strip_suffix("/openai").unwrap_or(path);
+    let mut parts = base.clone().into_parts();
+    let full = format!(
+        "{path}/openai/deployments/{deployment}{}?api-version={version}",
+        api.upstream_path()
+    );
+    parts.path_and_query = Some(full.parse()?);
+    Ok(Uri::from_parts(parts)?)
+}
+
 /// Serialises the request for a target, with `model` set to the target's upstream name.
 ///
 /// The body map is updated in place (each attempt sets its own target's name), so no copy
@@ -183,6 +208,32 @@ fn string_len(rest: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn azure_uris_name_the_deployment_and_the_version() {
+        let base = Uri::from_static("https://res.openai.azure.com");
+        for (api, want) in [
+            (Api::ChatCompletions, "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"),
+            (Api::Completions, "https://res.openai.azure.com/openai/deployments/gpt4o/completions?api-version=2024-10-21"),
+            (Api::Embeddings, "https://res.openai.azure.com/openai/deployments/gpt4o/embeddings?api-version=2024-10-21"),
+        ] {
+            let uri = provider_uri(&base, api, Some("2024-10-21"), "gpt4o").unwrap();
+            assert_eq!(uri.to_string(), want);
+        }
+        let base = Uri::from_static("https://res.openai.azure.com/openai/");
+        let uri = provider_uri(&base, Api::ChatCompletions, Some("v"), "d").unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "https://res.openai.azure.com/openai/deployments/d/chat/completions?api-version=v"
+        );
+        // Azure's v1 API and every other provider: plain OpenAI paths.
+        let base = Uri::from_static("https://res.openai.azure.com/openai/v1");
+        let uri = provider_uri(&base, Api::ChatCompletions, None, "d").unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "https://res.openai.azure.com/openai/v1/chat/completions"
+        );
+    }
 
     #[test]
     fn uri_is_base_plus_operation() {

@@ -34,7 +34,8 @@ pub struct Harness {
 }
 
 /// A minimal config: one provider (the mock) and models `m` (mock-small) and `e` (embeddings).
-/// `{mock}` in templates is replaced by the mock's base URL, `{dir}` by the temp directory.
+/// `{mock}` in templates is replaced by the mock's base URL, `{mock_root}` by the same without
+/// `/v1` (for providers that write their own paths, like Azure), `{dir}` by the temp directory.
 pub const BASIC: &str = r#"
 server: { listen: "127.0.0.1:0", reload_poll_interval: 100ms, drain_timeout: 10s }
 auth: { public_routes: ["*"] }
@@ -77,6 +78,7 @@ impl Harness {
     fn render(template: &str, mock: &MockUpstream, dir: &tempfile::TempDir) -> String {
         template
             .replace("{mock}", &mock.base_url())
+            .replace("{mock_root}", mock.base_url().trim_end_matches("/v1"))
             .replace("{dir}", &dir.path().display().to_string())
     }
 

@@ -52,6 +52,20 @@ pub(crate) enum Route<'a> {
 
 impl<'a> Route<'a> {
     pub(crate) fn of(method: &Method, path: &'a str) -> Route<'a> {
+        // Azure OpenAI: `/openai/deployments/{deployment}/…` and its v1 API `/openai/v1/…`
+        // are the OpenAI routes under another prefix.
+        if let Some(rest) = path.strip_prefix("/openai/") {
+            let op = match rest.strip_prefix("deployments/") {
+                Some(d) => d.split_once('/').map_or("", |(_, op)| op),
+                None => rest.strip_prefix("v1/").unwrap_or(""),
+            };
+            return match (method, op) {
+                (&Method::POST, "chat/completions") => Route::Chat,
+                (&Method::POST, "completions") => Route::Completions,
+                (&Method::POST, "embeddings") => Route::Embeddings,
+                _ => Route::NotFound,
+            };
+        }
         match (method, path) {
             (&Method::POST, "/v1/chat/completions") => Route::Chat,
             (&Method::POST, "/v1/messages") => Route::Messages,

@@ -7,6 +7,7 @@ mod admin;
 mod anthropic;
 mod api;
 mod auth;
+mod azure;
 mod bedrock;
 mod cohere;
 mod egress;
