@@ -12,6 +12,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
+# One model per wire protocol the mock speaks: the tool-calling tests run against each.
+TOOL_MODELS = ["gpt-4o-mini", "claude-mock"]
+
 
 def free_port() -> int:
     with socket.socket() as s:

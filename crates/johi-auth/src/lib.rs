@@ -10,11 +10,14 @@
 //!   [`AuthFailure`] that says as little as possible (an unknown, expired and revoked key
 //!   all look the same; so do every kind of bad token).
 //!
+//! * [`google`] — the other direction: OAuth2 tokens Johi presents to Vertex AI, minted
+//!   from a service-account key file.
 //! * [`KeyStore`] — keys issued at run time (the admin API), consulted by the same lookup.
 //!
 //! The only I/O is a JWKS fetch, in the background or, when a token names a key the set
 //! lacks, once per rate-limit interval on behalf of the requests that wait for it.
 
+pub mod google;
 pub mod jwks;
 pub mod jwt;
 pub mod key;

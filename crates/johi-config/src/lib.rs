@@ -14,6 +14,7 @@ pub mod limits;
 pub mod raw;
 pub mod tenants;
 pub mod validate;
+mod vertex;
 
 use std::fmt;
 use std::net::SocketAddr;

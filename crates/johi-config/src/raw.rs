@@ -111,13 +111,13 @@ pub struct RawEnrich {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// Wire protocol (`openai` or `anthropic`).
+    /// Wire protocol (`openai`, `anthropic`, `bedrock`, `gemini`, `vertex` or `cohere`).
     #[serde(default = "default_protocol")]
     pub protocol: String,
-    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`. Optional for
-    /// `protocol: bedrock`, whose default is the region's runtime endpoint.
-    #[serde(default)]
-    pub base_url: String,
+    /// Base URL ending in the API version, e.g. `https://api.openai.com/v1`. Required unless
+    /// the protocol has a usual one (`cohere`, `bedrock` from its region, `vertex` from its
+    /// project and location).
+    pub base_url: Option<String>,
     /// Key, usually `${ENV_VAR}`; an empty value means none.
     pub api_key: Option<String>,
     /// Send the key raw in this header instead of `Authorization: Bearer`.
@@ -135,6 +135,20 @@ pub struct RawProvider {
     pub ca_file: Option<String>,
     /// AWS region and keys, for `protocol: bedrock` (SigV4).
     pub aws: Option<RawAws>,
+    /// Vertex AI settings (`protocol: vertex` only).
+    pub vertex: Option<RawVertex>,
+}
+
+/// `providers.<name>.vertex:`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawVertex {
+    /// Google Cloud project id (builds the base URL).
+    pub project: Option<String>,
+    /// Region, e.g. `us-central1` (builds the base URL).
+    pub location: Option<String>,
+    /// Service-account key file (JSON): requests carry an OAuth2 token minted from it.
+    pub credentials_file: Option<String>,
 }
 
 /// `providers.<name>.aws:` — SigV4 signing for Bedrock.
@@ -185,6 +199,9 @@ pub struct RawModel {
     /// `o200k_base`, `cl100k_base`, `estimate`, or `auto` (default: from the first
     /// target's model name when it is one of OpenAI's, else `estimate`).
     pub tokenizer: Option<String>,
+    /// Embedding `input_type` for protocols that require one (Cohere; default
+    /// `search_document`).
+    pub input_type: Option<String>,
 }
 
 /// `models.<name>.pricing:` — US dollars per million tokens, as decimals.

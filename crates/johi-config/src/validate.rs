@@ -176,6 +176,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
             pricing,
             default_max_tokens: m.default_max_tokens.unwrap_or(1024),
             tokenizer,
+            embed_input_type: m.input_type,
         });
     }
 
@@ -382,7 +383,7 @@ fn parse_addr(value: &str, path: &str, errors: &mut Vec<String>) -> Option<Socke
 
 fn provider(
     name: &str,
-    p: RawProvider,
+    mut p: RawProvider,
     resolve: &dyn Fn(&str) -> PathBuf,
     errors: &mut Vec<String>,
 ) -> Option<Provider> {
@@ -392,28 +393,42 @@ fn provider(
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
         "bedrock" => Protocol::Bedrock,
+        "gemini" => Protocol::Gemini,
+        "vertex" => Protocol::Vertex,
+        "cohere" => Protocol::Cohere,
         other => {
             errors.push(format!(
-                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic, bedrock)"
+                "{path}.protocol: unknown protocol '{other}' (known: openai, anthropic, bedrock, gemini, vertex, cohere)"
             ));
             Protocol::OpenAi
         }
     };
-    let aws = crate::aws::aws(&path, protocol, p.aws, errors);
-    let raw_base_url = match p.base_url.as_str() {
-        "" => crate::aws::default_base_url(aws.as_ref()),
-        given => given.to_owned(),
-    };
-    let base_url = match raw_base_url.trim_end_matches('/').parse::<Uri>() {
-        Ok(uri)
+    let aws = crate::aws::aws(&path, protocol, p.aws.take(), errors);
+    let vertex = crate::vertex::check(&path, protocol, &p, resolve, errors);
+    let raw_base = p
+        .base_url
+        .clone()
+        .or(vertex.base_url)
+        .or_else(|| aws.as_ref().map(|a| crate::aws::default_base_url(Some(a))))
+        .or_else(|| (protocol == Protocol::Cohere).then(|| "https://api.cohere.com".to_owned()));
+    let base_url = match raw_base
+        .as_deref()
+        .map(|b| b.trim_end_matches('/').parse::<Uri>())
+    {
+        Some(Ok(uri))
             if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
         {
             Some(uri)
         }
-        _ => {
+        Some(_) => {
             errors.push(format!(
-                "{path}.base_url: '{raw_base_url}' is not an http(s) URL"
+                "{path}.base_url: '{}' is not an http(s) URL",
+                raw_base.unwrap_or_default()
             ));
+            None
+        }
+        None => {
+            errors.push(format!("{path}.base_url: missing"));
             None
         }
     };
@@ -421,9 +436,17 @@ fn provider(
         errors.push(format!("{path}.base_url: must not carry a query string"));
     }
     let key_placement = match p.api_key_header.as_deref() {
+        // A Vertex service account authenticates with an OAuth2 token minted from its key.
+        _ if vertex.credentials_file.is_some() => {
+            KeyPlacement::ServiceAccount(vertex.credentials_file.unwrap_or_default())
+        }
         // Anthropic authenticates with the raw key in `x-api-key`, not a bearer token.
         None if protocol == Protocol::Anthropic => {
             KeyPlacement::Header(HeaderName::from_static("x-api-key"))
+        }
+        // Google's Gemini API (and Vertex's API keys) take the raw key in `x-goog-api-key`.
+        None if matches!(protocol, Protocol::Gemini | Protocol::Vertex) => {
+            KeyPlacement::Header(HeaderName::from_static("x-goog-api-key"))
         }
         None => KeyPlacement::Bearer,
         Some(h) => match HeaderName::try_from(h) {
@@ -508,7 +531,12 @@ fn provider(
 pub fn is_credential_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "authorization" | "api-key" | "x-api-key" | "proxy-authorization" | "cookie"
+        "authorization"
+            | "api-key"
+            | "x-api-key"
+            | "x-goog-api-key"
+            | "proxy-authorization"
+            | "cookie"
     )
 }
 

@@ -41,6 +41,13 @@ impl Api {
     }
 }
 
+/// The endpoint the client called, when it is not the [`Api`] the pipeline runs: a
+/// Messages request (`POST /v1/messages`) is translated at the edge and runs as chat
+/// completions. Kept in the exchange's extensions, so that the audit record names what the
+/// client called rather than what it was translated to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientEndpoint(pub &'static str);
+
 impl fmt::Display for Api {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -22,15 +22,43 @@ pub enum Protocol {
     /// AWS Bedrock's Converse API (`POST {base}/model/{id}/converse[-stream]`), SigV4-signed:
     /// chat completions only, translated both ways by `johi_providers::bedrock`.
     Bedrock,
+    /// Google's Gemini API (`{base}/models/{model}:generateContent`, key in
+    /// `x-goog-api-key`): chat and embeddings, translated by `johi_providers::gemini`.
+    Gemini,
+    /// Vertex AI's Gemini models: the Gemini wire format under a project and location, with
+    /// an OAuth2 token from a service account instead of a key.
+    Vertex,
+    /// Cohere's v2 API (`POST {base}/v2/chat`, `/v2/embed`): chat completions and embeddings,
+    /// translated both ways by `johi_providers::cohere`.
+    Cohere,
 }
 
 impl Protocol {
+    /// Every protocol, in the order config errors list them; a protocol missing here cannot
+    /// be configured (config parses names through it), so a new variant is noticed at once.
+    pub const ALL: [Protocol; 6] = [
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        Protocol::Bedrock,
+        Protocol::Gemini,
+        Protocol::Vertex,
+        Protocol::Cohere,
+    ];
+
+    /// The protocol written as `name` in config.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     /// The protocol's name as written in config.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
             Protocol::Bedrock => "bedrock",
+            Protocol::Gemini => "gemini",
+            Protocol::Vertex => "vertex",
+            Protocol::Cohere => "cohere",
         }
     }
 }
@@ -64,6 +92,10 @@ pub enum KeyPlacement {
     Bearer,
     /// The raw key in a named header (e.g. Azure's `api-key`).
     Header(HeaderName),
+    /// `Authorization: Bearer <OAuth2 access token>` minted from the Google service-account
+    /// key file at this path (Vertex AI); the token is fetched and cached by the credentials
+    /// processor, since it expires.
+    ServiceAccount(PathBuf),
 }
 
 /// The three deadlines of an upstream call.
@@ -144,6 +176,9 @@ pub struct ModelRoute {
     pub default_max_tokens: u64,
     /// How prompt tokens are counted before the call.
     pub tokenizer: Tokenizer,
+    /// Cohere's embed `input_type` for this model (`None`: the adapter's default), since
+    /// OpenAI's embeddings request has no such field.
+    pub embed_input_type: Option<String>,
 }
 
 /// How a model's prompt tokens are counted before the call (to reserve against budgets).
@@ -289,6 +324,7 @@ mod tests {
             pricing: None,
             default_max_tokens: 1024,
             tokenizer: Tokenizer::Estimate,
+            embed_input_type: None,
         };
         assert_eq!(route.attempt_order(0), vec![0, 1, 2]);
         assert_eq!(route.attempt_order(1), vec![1, 0, 2]);

@@ -73,6 +73,7 @@ mod reply;
 mod routes;
 mod server;
 mod state;
+mod tools;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -210,7 +211,8 @@ impl Default for MockOptions {
 pub struct Stats {
     /// Every request outside `/_mock/*`, including ones answered by a fault knob or a 404.
     pub requests: u64,
-    /// Requests to `POST /v1/chat/completions`, counted on arrival (before fault knobs).
+    /// Requests to `POST /v1/chat/completions` (and Cohere's `POST /v2/chat`), counted on
+    /// arrival (before fault knobs).
     pub chat: u64,
     /// Requests to `POST /v1/messages` (Anthropic's Messages API), counted on arrival.
     pub messages: u64,
@@ -218,7 +220,7 @@ pub struct Stats {
     pub converse: u64,
     /// Requests to `POST /v1/completions`, counted on arrival.
     pub completions: u64,
-    /// Requests to `POST /v1/embeddings`, counted on arrival.
+    /// Requests to `POST /v1/embeddings` (and Cohere's `POST /v2/embed`), counted on arrival.
     pub embeddings: u64,
     /// Requests to `GET /v1/models` and `GET /v1/models/{id}`, counted on arrival.
     pub models: u64,

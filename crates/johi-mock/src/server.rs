@@ -154,20 +154,36 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
     if let Some(status) = knobs.status {
         return Ok(knob_error(route, status, &knobs));
     }
+    if let Route::Gemini(..) = route {
+        if let Some(denied) = routes::gemini::check_auth(&parts.headers) {
+            return Ok(denied);
+        }
+    }
     let ctx = Ctx {
         shared: &shared,
         knobs: &knobs,
+        headers: &parts.headers,
     };
+    if route == Route::Token {
+        return Ok(routes::gemini::token(&bytes, &ctx));
+    }
     Ok(routes::dispatch(route, &parts.method, path, &body, &ctx))
 }
 
-/// A fault knob's error in the route's own protocol: Anthropic's shape on `/v1/messages`.
+/// A fault knob's error in the route's own protocol: Anthropic's shape on `/v1/messages`,
+/// Google's on the Gemini routes, Bedrock's on the Converse routes, Cohere's on `/v2/*`.
 fn knob_error(route: Route<'_>, status: u16, knobs: &Knobs) -> Resp {
     if route == Route::Messages && knobs.error_body.is_none() {
         return routes::messages::knob_error(status);
     }
     if let (Route::Converse { .. }, None) = (route, &knobs.error_body) {
         return routes::converse::error(status, &format!("mock error {status}"));
+    }
+    if let (Route::Gemini(..), None) = (route, &knobs.error_body) {
+        return routes::gemini::knob_error(status);
+    }
+    if matches!(route, Route::CohereChat | Route::CohereEmbed) && knobs.error_body.is_none() {
+        return routes::cohere::knob_error(status);
     }
     routes::knob_error(status, knobs)
 }

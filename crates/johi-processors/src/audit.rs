@@ -284,7 +284,10 @@ impl Processor for Audit {
             auth: identity.map(|i| i.method.as_str()),
             credential_id: identity.and_then(|i| i.credential_id.clone()),
             service_tier: ex.service_tier.clone(),
-            endpoint: ex.api.as_str(),
+            endpoint: ex
+                .extensions
+                .get::<johi_core::api::ClientEndpoint>()
+                .map_or(ex.api.as_str(), |e| e.0),
             model: ex.model.clone(),
             provider: target.map(|t| t.provider.name.clone()),
             upstream_model: target.map(|t| t.model.clone()),

@@ -1,22 +1,34 @@
 //! Credential injection: the target provider's key, attached last and for that destination
 //! only. The builder enforces that nothing but observers runs after this processor, so a
 //! request carrying a key can no longer be redirected elsewhere.
+//!
+//! A Vertex AI provider signs in with a service account instead of a key: its OAuth2 token
+//! comes from a [`TokenSource`] built at load, cached until shortly before it expires and
+//! fetched once for concurrent requests. A token that cannot be had is a 502 naming the
+//! provider (the request is not sent without credentials).
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue};
-use johi_core::model::KeyPlacement;
-use johi_core::{Exchange, Facet, FacetSet};
+use johi_auth::google::{ServiceAccountKey, TokenSource};
+use johi_core::model::{KeyPlacement, Provider};
+use johi_core::{Exchange, Facet, FacetSet, GatewayError};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
 
 const API_KEY: HeaderName = HeaderName::from_static("api-key");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 /// See the module docs.
 pub struct Credentials {
     contract: Contract,
+    /// Service-account token sources by provider name (or why the key file failed to load).
+    tokens: HashMap<String, Result<Arc<TokenSource>, String>>,
 }
 
 impl Default for Credentials {
@@ -26,9 +38,28 @@ impl Default for Credentials {
 }
 
 impl Credentials {
-    /// Builds the processor.
+    /// Builds the processor for providers that use keys only.
     pub fn new() -> Self {
+        Self::for_providers(&[])
+    }
+
+    /// Builds the processor with a token source for every provider that signs in with a
+    /// service account. Nothing is fetched until a request needs a token.
+    pub fn for_providers(providers: &[Arc<Provider>]) -> Self {
+        let tokens = providers
+            .iter()
+            .filter_map(|p| match &p.key_placement {
+                KeyPlacement::ServiceAccount(file) => Some((
+                    p.name.clone(),
+                    ServiceAccountKey::from_file(file)
+                        .and_then(TokenSource::new)
+                        .map(Arc::new),
+                )),
+                KeyPlacement::Bearer | KeyPlacement::Header(_) => None,
+            })
+            .collect();
         Credentials {
+            tokens,
             contract: Contract {
                 name: "credentials",
                 category: Category::Mutate,
@@ -54,19 +85,34 @@ impl Processor for Credentials {
             ));
         };
         let provider = target.provider.clone();
+        let token = match &provider.key_placement {
+            KeyPlacement::ServiceAccount(_) => match self.token(&provider).await {
+                Ok(token) => Some(token),
+                Err(e) => return Ok(Verdict::Deny(e)),
+            },
+            KeyPlacement::Bearer | KeyPlacement::Header(_) => None,
+        };
         let headers = &mut ex.upstream.headers;
         // Whatever credential-shaped header an earlier step left is removed, unless it is
         // the provider's own configured header: only this destination's key goes out.
-        for name in [AUTHORIZATION, API_KEY, X_API_KEY] {
+        for name in [AUTHORIZATION, API_KEY, X_API_KEY, X_GOOG_API_KEY] {
             if !provider.headers.iter().any(|(h, _)| *h == name) {
                 headers.remove(&name);
             }
         }
-        if let Some(key) = &provider.api_key {
-            let (name, value) = match &provider.key_placement {
-                KeyPlacement::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
-                KeyPlacement::Header(name) => (name.clone(), key.expose().to_owned()),
-            };
+        let credential = match (&provider.key_placement, &provider.api_key, token) {
+            (KeyPlacement::ServiceAccount(_), _, Some(token)) => {
+                Some((AUTHORIZATION, format!("Bearer {token}")))
+            }
+            (KeyPlacement::Bearer, Some(key), _) => {
+                Some((AUTHORIZATION, format!("Bearer {}", key.expose())))
+            }
+            (KeyPlacement::Header(name), Some(key), _) => {
+                Some((name.clone(), key.expose().to_owned()))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = credential {
             let mut value = HeaderValue::from_str(&value).map_err(|_| {
                 ProcessorError(format!(
                     "provider '{}' has a key that is not a valid header",
@@ -83,5 +129,20 @@ impl Processor for Credentials {
                 .map_err(|e| ProcessorError(format!("provider '{}': {e}", provider.name)))?;
         }
         Ok(Verdict::Continue)
+    }
+}
+
+impl Credentials {
+    /// The provider's current access token, or the 502 that names it.
+    async fn token(&self, provider: &Provider) -> Result<Arc<str>, GatewayError> {
+        let fail = |detail: String| GatewayError::UpstreamConnect {
+            provider: provider.name.clone(),
+            detail: format!("could not get an access token for its service account: {detail}"),
+        };
+        match self.tokens.get(&provider.name) {
+            Some(Ok(source)) => source.token().await.map_err(fail),
+            Some(Err(e)) => Err(fail(e.clone())),
+            None => Err(fail("no token source was built for it".into())),
+        }
     }
 }

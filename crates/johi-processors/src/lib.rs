@@ -107,7 +107,11 @@ impl Registry {
         });
         r.register("endpoint", |_| Arc::new(endpoint::Endpoint::new()));
         r.register("translate", |_| Arc::new(translate::Translate::new()));
-        r.register("credentials", |_| Arc::new(credentials::Credentials::new()));
+        r.register("credentials", |ctx| {
+            Arc::new(credentials::Credentials::for_providers(
+                &ctx.config.providers,
+            ))
+        });
         r.register("meter", |ctx| {
             Arc::new(meter::Meter::new(ctx.ledger.clone()))
         });

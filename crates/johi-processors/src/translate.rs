@@ -87,6 +87,10 @@ impl Processor for Translate {
             base_url: &provider.base_url,
             stream: ex.stream,
             default_max_tokens,
+            embed_input_type: ex
+                .route
+                .as_ref()
+                .and_then(|r| r.embed_input_type.as_deref()),
         };
         match codec::encode(provider.protocol, &input) {
             None => {
@@ -231,6 +235,7 @@ mod tests {
             pricing: None,
             default_max_tokens: 1024,
             tokenizer: johi_core::model::Tokenizer::Estimate,
+            embed_input_type: None,
         }));
         ex.target_index = Some(0);
         ex

@@ -12,6 +12,7 @@
 //! what is mapped and what is refused is in `docs/providers.md`, and [`MAPPED_FIELDS`] is the
 //! allow-list the encoder enforces.
 
+pub mod inbound;
 mod request;
 mod response;
 mod stream;

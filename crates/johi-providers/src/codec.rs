@@ -11,7 +11,7 @@ use johi_core::model::Protocol;
 use johi_core::{Api, Usage};
 use serde_json::{Map, Value};
 
-use crate::{anthropic, bedrock, TranslateError};
+use crate::{anthropic, bedrock, cohere, gemini, TranslateError};
 
 /// What an adapter needs to write an upstream request.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,8 @@ pub struct EncodeInput<'a> {
     pub stream: bool,
     /// `max_tokens` for protocols that require it when the client sent none.
     pub default_max_tokens: u64,
+    /// The model's configured embedding `input_type` (Cohere requires one).
+    pub embed_input_type: Option<&'a str>,
 }
 
 /// An upstream request in the target's protocol, ready for the credentials processor.
@@ -67,6 +69,18 @@ impl StreamTranslate for bedrock::StreamTranslator {
     }
 }
 
+impl StreamTranslate for cohere::StreamTranslator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        cohere::StreamTranslator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        cohere::StreamTranslator::finish(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        cohere::StreamTranslator::usage(self)
+    }
+}
+
 impl StreamTranslate for anthropic::StreamTranslator {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         anthropic::StreamTranslator::feed(self, chunk)
@@ -79,11 +93,27 @@ impl StreamTranslate for anthropic::StreamTranslator {
     }
 }
 
+impl StreamTranslate for gemini::StreamTranslator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        gemini::StreamTranslator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        gemini::StreamTranslator::finish(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        gemini::StreamTranslator::usage(self)
+    }
+}
+
 /// Whether answers from `protocol` are translated (and so re-serialised) by Johi.
 pub fn translates(protocol: Protocol) -> bool {
     match protocol {
         Protocol::OpenAi => false,
-        Protocol::Anthropic | Protocol::Bedrock => true,
+        Protocol::Anthropic
+        | Protocol::Bedrock
+        | Protocol::Gemini
+        | Protocol::Vertex
+        | Protocol::Cohere => true,
     }
 }
 
@@ -92,6 +122,9 @@ pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
         Protocol::Anthropic | Protocol::Bedrock => api == Api::ChatCompletions,
+        Protocol::Gemini | Protocol::Vertex | Protocol::Cohere => {
+            matches!(api, Api::ChatCompletions | Api::Embeddings)
+        }
     }
 }
 
@@ -105,6 +138,8 @@ pub fn encode(
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(encode_anthropic(input)),
         Protocol::Bedrock => Some(encode_bedrock(input)),
+        Protocol::Gemini | Protocol::Vertex => Some(encode_gemini(input)),
+        Protocol::Cohere => Some(encode_cohere(input)),
     }
 }
 
@@ -126,6 +161,50 @@ fn encode_bedrock(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
     })
 }
 
+/// Gemini's body and method URL (`:generateContent`, `:streamGenerateContent?alt=sse`,
+/// `:batchEmbedContents`); Vertex differs only by its base URL and credentials.
+fn encode_gemini(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    let (method, body) = match input.api {
+        Api::Embeddings => (
+            gemini::Method::BatchEmbed,
+            gemini::encode_embeddings(input.body, input.upstream_model)?,
+        ),
+        Api::ChatCompletions | Api::Completions => {
+            let encoded = gemini::encode_request(input.body)?;
+            let method = if input.stream {
+                gemini::Method::Stream
+            } else {
+                gemini::Method::Generate
+            };
+            (method, encoded.body)
+        }
+    };
+    let uri = gemini::method_uri(input.base_url, input.upstream_model, method)
+        .map_err(|e| TranslateError::invalid("model", e.to_string()))?;
+    Ok(Encoded {
+        uri,
+        body,
+        headers: Vec::new(),
+    })
+}
+
+fn encode_cohere(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    let (uri, body) = if input.api == Api::Embeddings {
+        let body =
+            cohere::encode_embed_request(input.body, input.upstream_model, input.embed_input_type)?;
+        (cohere::embed_uri(input.base_url), body)
+    } else {
+        let encoded = cohere::encode_request(input.body, input.upstream_model)?;
+        (cohere::chat_uri(input.base_url), encoded.body)
+    };
+    let uri = uri.map_err(|e| TranslateError::invalid("base_url", e.to_string()))?;
+    Ok(Encoded {
+        uri,
+        body,
+        headers: Vec::new(),
+    })
+}
+
 fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
     let encoded =
         anthropic::encode_request(input.body, input.upstream_model, input.default_max_tokens)?;
@@ -142,19 +221,30 @@ fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> 
 }
 
 /// A complete upstream answer in OpenAI's shape; `None` for OpenAI-compatible targets.
-/// `model` is the name the client asked for, `created` the Unix time to stamp.
+/// `model` is the name the client asked for, `created` the Unix time to stamp, `request` the
+/// client's request body (some answers depend on it, e.g. an embeddings `encoding_format`).
 pub fn decode_response(
     protocol: Protocol,
     api: Api,
+    request: &Map<String, Value>,
     body: &[u8],
     model: &str,
     created: u64,
 ) -> Option<Result<Value, TranslateError>> {
-    let _ = api;
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
         Protocol::Bedrock => Some(bedrock::decode_response(body, model, created)),
+        Protocol::Gemini | Protocol::Vertex => Some(match api {
+            Api::Embeddings => gemini::decode_embeddings(body, request, model),
+            Api::ChatCompletions | Api::Completions => {
+                gemini::decode_response(body, model, created)
+            }
+        }),
+        Protocol::Cohere if api == Api::Embeddings => {
+            Some(cohere::decode_embed_response(body, model))
+        }
+        Protocol::Cohere => Some(cohere::decode_response(body, model, created)),
     }
 }
 
@@ -178,6 +268,16 @@ pub fn stream_translator(
             created,
             include_usage,
         ))),
+        Protocol::Gemini | Protocol::Vertex => Some(Box::new(gemini::StreamTranslator::new(
+            model,
+            created,
+            include_usage,
+        ))),
+        Protocol::Cohere => Some(Box::new(cohere::StreamTranslator::new(
+            model,
+            created,
+            include_usage,
+        ))),
     }
 }
 
@@ -188,6 +288,8 @@ pub fn decode_error(protocol: Protocol, status: u16, body: &[u8]) -> Option<Valu
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_error(status, body)),
         Protocol::Bedrock => Some(bedrock::decode_error(status, body)),
+        Protocol::Gemini | Protocol::Vertex => Some(gemini::decode_error(status, body)),
+        Protocol::Cohere => Some(cohere::decode_error(status, body)),
     }
 }
 
@@ -198,5 +300,8 @@ pub fn request_id_header(protocol: Protocol) -> &'static str {
         Protocol::OpenAi => "x-request-id",
         Protocol::Anthropic => "request-id",
         Protocol::Bedrock => "x-amzn-requestid",
+        // Google sends no request id header; its answers carry `responseId` in the body.
+        Protocol::Gemini | Protocol::Vertex => "x-request-id",
+        Protocol::Cohere => cohere::REQUEST_ID_HEADER,
     }
 }

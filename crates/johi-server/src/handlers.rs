@@ -42,28 +42,50 @@ pub async fn embeddings(State(shared): State<Arc<Shared>>, request: Request) -> 
 /// Reads the body within the limit, runs the pipeline, and relays the result.
 async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body> {
     let runtime = shared.runtime.load_full();
-    let limit = runtime.config.server.max_body_bytes;
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let body = match declared {
-        Some(len) if len > limit => Err(GatewayError::BodyTooLarge { limit }),
-        _ => read_body(body, limit).await,
-    };
-    let body = match body {
+    let body = match read_request_body(&runtime, &parts.headers, body).await {
         Ok(body) => body,
         Err(error) => return edge::error_response(&error, &early_headers(&parts.headers)),
     };
+    run(runtime, api, parts, body, None).await
+}
 
+/// The request body, within the configured limit (a declared length over it is refused
+/// before anything is read).
+pub(crate) async fn read_request_body(
+    runtime: &crate::runtime::Runtime,
+    headers: &http::HeaderMap,
+    body: Body,
+) -> Result<Bytes, GatewayError> {
+    let limit = runtime.config.server.max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(len) if len > limit => Err(GatewayError::BodyTooLarge { limit }),
+        _ => read_body(body, limit).await,
+    }
+}
+
+/// Runs the pipeline for a request whose body has been read, and relays the result.
+/// `endpoint` names what the client called when it is not `api` (an edge translation).
+pub(crate) async fn run(
+    runtime: Arc<crate::runtime::Runtime>,
+    api: Api,
+    parts: http::request::Parts,
+    body: Bytes,
+    endpoint: Option<johi_core::api::ClientEndpoint>,
+) -> Response<Body> {
     // The completion guard owns the exchange from here on: if this future is dropped (the
     // client went away), the completion hook still runs, as a cancellation.
     let mut exchange = Exchange::new(api, parts.headers, body);
     // The TLS client certificate the listener verified, for `authenticate`.
     if let Some(cert) = parts.extensions.get::<PeerCertificate>() {
         exchange.extensions.insert(cert.clone());
+    }
+    if let Some(endpoint) = endpoint {
+        exchange.extensions.insert(endpoint);
     }
     let mut completion = Completion::new(runtime.pipeline.clone(), exchange);
     // A panicking processor is a bug, but one request's bug: it is answered (and audited) as
@@ -144,19 +166,28 @@ async fn models_caller(
     headers: &http::HeaderMap,
     peer: Option<&PeerCertificate>,
 ) -> Result<Arc<Identity>, GatewayError> {
+    caller(runtime, headers, peer, Route::Models).await
+}
+
+/// The caller of a request to `route` that does not run the pipeline (or has not yet), with
+/// the same authenticator and route allowance the `authenticate` processor applies.
+pub(crate) async fn caller(
+    runtime: &crate::runtime::Runtime,
+    headers: &http::HeaderMap,
+    peer: Option<&PeerCertificate>,
+    route: Route,
+) -> Result<Arc<Identity>, GatewayError> {
     let identity = runtime
         .config
         .auth
         .authenticator
-        .authenticate(headers, peer, Route::Models, SystemTime::now())
+        .authenticate(headers, peer, route, SystemTime::now())
         .await
         .map_err(|reason| GatewayError::Unauthenticated { reason })?;
-    if identity.allowed_routes.contains(Route::Models) {
+    if identity.allowed_routes.contains(route) {
         Ok(identity)
     } else {
-        Err(johi_processors::authenticate::route_not_allowed(
-            Route::Models,
-        ))
+        Err(johi_processors::authenticate::route_not_allowed(route))
     }
 }
 
@@ -231,7 +262,7 @@ pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response<Body> {
 
 /// Headers for an answer given before the pipeline ran: the request ID, so that even these
 /// answers can be traced.
-fn early_headers(inbound: &http::HeaderMap) -> http::HeaderMap {
+pub(crate) fn early_headers(inbound: &http::HeaderMap) -> http::HeaderMap {
     let mut headers = http::HeaderMap::new();
     if let Ok(id) = HeaderValue::from_str(&johi_processors::enrich::request_id(inbound)) {
         headers.insert(johi_processors::enrich::REQUEST_ID, id);

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod edge;
 pub mod handlers;
 pub mod listener;
+pub mod messages;
 pub mod relay;
 pub mod runtime;
 pub mod upstream;
@@ -64,6 +65,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(handlers::chat))
         .route("/v1/completions", post(handlers::completions))
         .route("/v1/embeddings", post(handlers::embeddings))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{model}", get(handlers::get_model))
         .route("/healthz", get(handlers::healthz))

@@ -108,7 +108,8 @@ pub async fn relay(
         Ok(Ok(collected)) => {
             let mut bytes = collected.to_bytes();
             let ex = completion.exchange();
-            match codec::decode_response(protocol, ex.api, &bytes, &client_model(ex), unix_now()) {
+            let model = client_model(ex);
+            match codec::decode_response(protocol, ex.api, ex.body(), &bytes, &model, unix_now()) {
                 None => ex.usage = openai::response_usage(&bytes),
                 Some(Ok(value)) => {
                     // The translated answer's `usage` is made from the provider's, exactly:

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{
     chunk_usage, include_usage, is_stream, json, model, sse, BadRequest, ChatUsage, Ctx, Resp,
@@ -11,6 +11,7 @@ use super::{
 };
 use crate::body::{sse_event, EventSource};
 use crate::reply::{chat_prompt_tokens, Reply};
+use crate::tools::{self, Prebuilt, ToolCall};
 
 const FINGERPRINT: &str = "fp_mock";
 
@@ -81,9 +82,13 @@ pub(super) fn handle(body: &Value, ctx: &Ctx<'_>) -> Result<Resp, BadRequest> {
         .get("max_completion_tokens")
         .and_then(Value::as_u64)
         .or_else(|| body.get("max_tokens").and_then(Value::as_u64));
+    let id = format!("chatcmpl-mock-{}", ctx.shared.next_id());
+    if let Some(call) = tools::openai_call(body) {
+        let usage = ChatUsage::new(chat_prompt_tokens(messages), call.tokens());
+        return Ok(tool_answer(&call, &id, model, usage, body, ctx));
+    }
     let reply = Reply::new(ctx.knobs.reply.as_deref(), ctx.knobs.chunks, max_tokens);
     let usage = ChatUsage::new(chat_prompt_tokens(messages), reply.count() as u64);
-    let id = format!("chatcmpl-mock-{}", ctx.shared.next_id());
 
     if is_stream(body) {
         let stream = ChatStream {
@@ -114,6 +119,62 @@ pub(super) fn handle(body: &Value, ctx: &Ctx<'_>) -> Result<Resp, BadRequest> {
         usage,
     };
     Ok(json(StatusCode::OK, &completion))
+}
+
+/// The answer under the tool-call convention (see [`crate::tools`]): one call to the first
+/// tool, `finish_reason: "tool_calls"`; streamed, the arguments in two deltas.
+fn tool_answer(
+    call: &ToolCall,
+    id: &str,
+    model: &str,
+    usage: ChatUsage,
+    body: &Value,
+    ctx: &Ctx<'_>,
+) -> Resp {
+    let call_id = format!("call_{id}");
+    let chunk = |delta: Value, finish: Option<&str>, usage: Option<&ChatUsage>| {
+        let choices = if delta.is_null() {
+            json!([])
+        } else {
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}])
+        };
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": CREATED,
+            "model": model, "system_fingerprint": FINGERPRINT, "choices": choices});
+        if let Some(u) = chunk_usage(include_usage(body), usage) {
+            c["usage"] = json!(u);
+        }
+        sse_event(&c)
+    };
+    if is_stream(body) {
+        let (first, second) = call.halves();
+        let args = |a: &str| json!({"tool_calls": [{"index": 0, "function": {"arguments": a}}]});
+        let mut events = vec![
+            chunk(
+                json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
+                    "id": call_id, "type": "function",
+                    "function": {"name": call.name, "arguments": ""}}]}),
+                None,
+                None,
+            ),
+            chunk(args(first), None, None),
+            chunk(args(second), None, None),
+            chunk(json!({}), Some("tool_calls"), None),
+        ];
+        if include_usage(body) {
+            events.push(chunk(Value::Null, None, Some(&usage)));
+        }
+        return sse(Box::new(Prebuilt { events, done: true }), ctx);
+    }
+    let completion = json!({
+        "id": id, "object": "chat.completion", "created": CREATED, "model": model,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [{"index": 0, "logprobs": null, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "refusal": null,
+                "tool_calls": [{"id": call_id, "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments}}]}}],
+        "usage": usage,
+    });
+    json(StatusCode::OK, &completion)
 }
 
 /// The events of a chat stream: the role chunk, one chunk per reply word, the finish chunk,

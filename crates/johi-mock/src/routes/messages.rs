@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::{is_stream, json, model, sse, BadRequest, Ctx, Resp};
 use crate::body::EventSource;
 use crate::reply::{chat_prompt_tokens, content_words, Reply};
+use crate::tools::{self, Prebuilt, ToolCall};
 
 /// Anthropic's `stop_reason` for the mock reply's OpenAI finish reason.
 fn stop_reason(finish: &str) -> &'static str {
@@ -35,14 +36,17 @@ pub(super) fn handle(body: &Value, ctx: &Ctx<'_>) -> Result<Resp, BadRequest> {
             Some("max_tokens"),
         ));
     };
+    let input = chat_prompt_tokens(messages) + content_words(body.get("system"));
+    let id = format!("msg_mock_{}", ctx.shared.next_id());
+    if let Some(call) = tools::anthropic_call(body) {
+        return Ok(tool_answer(&call, &id, model, input, is_stream(body), ctx));
+    }
     let reply = Reply::new(
         ctx.knobs.reply.as_deref(),
         ctx.knobs.chunks,
         Some(max_tokens),
     );
-    let input = chat_prompt_tokens(messages) + content_words(body.get("system"));
     let output = reply.count() as u64;
-    let id = format!("msg_mock_{}", ctx.shared.next_id());
     let stop = stop_reason(reply.finish_reason);
     if is_stream(body) {
         let stream = MessageStream {
@@ -66,6 +70,71 @@ pub(super) fn handle(body: &Value, ctx: &Ctx<'_>) -> Result<Resp, BadRequest> {
         "usage": {"input_tokens": input, "output_tokens": output},
     });
     Ok(json(StatusCode::OK, &message))
+}
+
+/// The answer under the tool-call convention (see [`crate::tools`]): one `tool_use` block
+/// for the first tool, `stop_reason: "tool_use"`; streamed, two `input_json_delta`s.
+fn tool_answer(
+    call: &ToolCall,
+    id: &str,
+    model: &str,
+    input: u64,
+    stream: bool,
+    ctx: &Ctx<'_>,
+) -> Resp {
+    let tool_id = format!("toolu_{id}");
+    let output = call.tokens();
+    if stream {
+        let (first, second) = call.halves();
+        let delta = |part: &str| {
+            event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": part}}),
+            )
+        };
+        let events = vec![
+            event(
+                "message_start",
+                &json!({"type": "message_start", "message": {
+                    "id": id, "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": input, "output_tokens": 1}}}),
+            ),
+            event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0, "content_block":
+                    {"type": "tool_use", "id": tool_id, "name": call.name, "input": {}}}),
+            ),
+            delta(first),
+            delta(second),
+            event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 0}),
+            ),
+            event(
+                "message_delta",
+                &json!({"type": "message_delta",
+                    "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                    "usage": {"output_tokens": output}}),
+            ),
+            event("message_stop", &json!({"type": "message_stop"})),
+        ];
+        return sse(
+            Box::new(Prebuilt {
+                events,
+                done: false,
+            }),
+            ctx,
+        );
+    }
+    let message = json!({
+        "id": id, "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "tool_use", "id": tool_id, "name": call.name, "input": call.input}],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": input, "output_tokens": output},
+    });
+    json(StatusCode::OK, &message)
 }
 
 /// An error in Anthropic's shape for a fault knob's status (`overloaded_error` for 529).

@@ -1,9 +1,11 @@
 //! Routing and the OpenAI response helpers shared by the routes.
 
 mod chat;
+pub(crate) mod cohere;
 mod completions;
 pub(crate) mod converse;
 mod embeddings;
+pub(crate) mod gemini;
 pub(crate) mod messages;
 mod models;
 pub(crate) mod sigv4;
@@ -29,6 +31,10 @@ pub(crate) const CREATED: u64 = 1_700_000_000;
 pub(crate) enum Route<'a> {
     Chat,
     Messages,
+    /// Cohere's `POST /v2/chat` (counted with chat).
+    CohereChat,
+    /// Cohere's `POST /v2/embed` (counted with embeddings).
+    CohereEmbed,
     Completions,
     Embeddings,
     Models,
@@ -37,6 +43,10 @@ pub(crate) enum Route<'a> {
     Converse {
         stream: bool,
     },
+    /// A Gemini (or Vertex) method on a model.
+    Gemini(&'a str, gemini::Method),
+    /// The OAuth2 token endpoint (Vertex sign-in).
+    Token,
     NotFound,
 }
 
@@ -45,6 +55,8 @@ impl<'a> Route<'a> {
         match (method, path) {
             (&Method::POST, "/v1/chat/completions") => Route::Chat,
             (&Method::POST, "/v1/messages") => Route::Messages,
+            (&Method::POST, "/v2/chat") => Route::CohereChat,
+            (&Method::POST, "/v2/embed") => Route::CohereEmbed,
             (&Method::POST, "/v1/completions") => Route::Completions,
             (&Method::POST, "/v1/embeddings") => Route::Embeddings,
             (&Method::GET, "/v1/models") => Route::Models,
@@ -60,6 +72,11 @@ impl<'a> Route<'a> {
                     _ => Route::NotFound,
                 }
             }
+            (&Method::POST, "/token") => Route::Token,
+            (&Method::POST, _) => match gemini::parse_path(path) {
+                Some((model, method)) => Route::Gemini(model, method),
+                None => Route::NotFound,
+            },
             (&Method::GET, _) => match path.strip_prefix("/v1/models/") {
                 Some(id) if !id.is_empty() && !id.contains('/') => Route::Model(id),
                 _ => Route::NotFound,
@@ -72,13 +89,16 @@ impl<'a> Route<'a> {
     pub(crate) fn count(self, shared: &Shared) {
         let c = &shared.counters;
         match self {
-            Route::Chat => bump(&c.chat),
+            Route::Chat | Route::CohereChat => bump(&c.chat),
             Route::Messages => bump(&c.messages),
             Route::Converse { .. } => bump(&c.converse),
             Route::Completions => bump(&c.completions),
-            Route::Embeddings => bump(&c.embeddings),
+            Route::Embeddings | Route::CohereEmbed => bump(&c.embeddings),
             Route::Models | Route::Model(_) => bump(&c.models),
-            Route::NotFound => {}
+            // Gemini's methods count as the OpenAI routes they stand for.
+            Route::Gemini(_, gemini::Method::Generate | gemini::Method::Stream) => bump(&c.chat),
+            Route::Gemini(_, gemini::Method::BatchEmbed) => bump(&c.embeddings),
+            Route::Token | Route::NotFound => {}
         }
     }
 }
@@ -87,6 +107,8 @@ impl<'a> Route<'a> {
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
     pub knobs: &'a Knobs,
+    /// The request's headers (Cohere's routes check the bearer token).
+    pub headers: &'a http::HeaderMap,
 }
 
 /// The request body as the routes see it.
@@ -140,11 +162,15 @@ pub(crate) fn dispatch(
         Route::Chat => json_body().and_then(|b| chat::handle(b, ctx)),
         Route::Messages => json_body().and_then(|b| messages::handle(b, ctx)),
         Route::Converse { stream } => json_body().and_then(|b| converse::handle(b, stream, ctx)),
+        Route::CohereChat => json_body().and_then(|b| cohere::chat(b, ctx)),
+        Route::CohereEmbed => json_body().and_then(|b| cohere::embed(b, ctx)),
         Route::Completions => json_body().and_then(|b| completions::handle(b, ctx)),
         Route::Embeddings => json_body().and_then(|b| embeddings::handle(b, ctx)),
         Route::Models => Ok(models::list()),
         Route::Model(id) => Ok(models::one(id)),
-        Route::NotFound => Ok(not_found(method, path)),
+        Route::Gemini(model, m) => json_body().and_then(|b| gemini::handle(model, m, b, ctx)),
+        // Answered by the server from the raw form body (see `server::handle`).
+        Route::Token | Route::NotFound => Ok(not_found(method, path)),
     };
     result.unwrap_or_else(BadRequest::into_response)
 }

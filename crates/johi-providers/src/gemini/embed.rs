@@ -1,0 +1,166 @@
+//! OpenAI `/v1/embeddings` ↔ Gemini `batchEmbedContents`.
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::request::present;
+use super::TranslateError;
+
+/// Top-level embeddings fields the encoder maps; any other field is refused, naming it.
+pub const EMBEDDING_FIELDS: &[&str] = &["model", "input", "encoding_format", "dimensions"];
+
+/// Translates an OpenAI embeddings body into a `batchEmbedContents` body: one request per
+/// input string, each naming `models/{upstream_model}` as Google requires, `dimensions` as
+/// `outputDimensionality`. Token-array inputs are refused: Gemini embeds text only.
+pub fn encode_embeddings(
+    body: &Map<String, Value>,
+    upstream_model: &str,
+) -> Result<Vec<u8>, TranslateError> {
+    for (key, value) in body {
+        if !value.is_null() && !EMBEDDING_FIELDS.contains(&key.as_str()) {
+            return Err(TranslateError::unsupported(
+                key.as_str(),
+                "Gemini's batchEmbedContents has no equivalent",
+            ));
+        }
+    }
+    wants_base64(body)?;
+    let inputs: Vec<&str> = match present(body, "input") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().ok_or_else(|| {
+                    TranslateError::unsupported(
+                        format!("input[{i}]"),
+                        "Gemini embeds text only, not token arrays",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(TranslateError::invalid(
+                "input",
+                "must be a string or a non-empty array of strings",
+            ))
+        }
+    };
+    let dimensions =
+        match present(body, "dimensions") {
+            None => None,
+            Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                TranslateError::invalid("dimensions", "must be a positive integer")
+            })?),
+        };
+    let model = format!(
+        "models/{}",
+        upstream_model
+            .strip_prefix("models/")
+            .unwrap_or(upstream_model)
+    );
+    let requests: Vec<Value> = inputs
+        .iter()
+        .map(|text| {
+            let mut r = json!({"model": model, "content": {"parts": [{"text": text}]}});
+            if let (Some(d), Some(obj)) = (dimensions, r.as_object_mut()) {
+                obj.insert("outputDimensionality".into(), json!(d));
+            }
+            r
+        })
+        .collect();
+    serde_json::to_vec(&json!({ "requests": requests }))
+        .map_err(|e| TranslateError::invalid("body", e.to_string()))
+}
+
+/// Whether the client asked for base64 vectors (`encoding_format`), refusing other values.
+fn wants_base64(body: &Map<String, Value>) -> Result<bool, TranslateError> {
+    match present(body, "encoding_format").map(Value::as_str) {
+        None | Some(Some("float")) => Ok(false),
+        Some(Some("base64")) => Ok(true),
+        Some(_) => Err(TranslateError::invalid(
+            "encoding_format",
+            "must be float or base64",
+        )),
+    }
+}
+
+/// Translates a `batchEmbedContents` answer into OpenAI's embeddings list, in input order.
+///
+/// Vectors are floats, or, when the client's request asked for `encoding_format: base64`,
+/// base64 of little-endian `f32`s as OpenAI encodes them. Gemini reports no token usage for
+/// embeddings, so the usage is zero (what the provider reported: nothing).
+pub fn decode_embeddings(
+    body: &[u8],
+    request: &Map<String, Value>,
+    model: &str,
+) -> Result<Value, TranslateError> {
+    let base64 = wants_base64(request).unwrap_or(false);
+    let msg: Value = serde_json::from_slice(body)
+        .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+    let embeddings = msg
+        .get("embeddings")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::upstream("embeddings", "missing"))?;
+    let mut data = Vec::with_capacity(embeddings.len());
+    for (i, e) in embeddings.iter().enumerate() {
+        let values = e.get("values").and_then(Value::as_array).ok_or_else(|| {
+            TranslateError::upstream(format!("embeddings[{i}].values"), "missing")
+        })?;
+        let embedding = if base64 {
+            let mut bytes = Vec::with_capacity(values.len() * 4);
+            for (j, v) in values.iter().enumerate() {
+                let x = v.as_f64().ok_or_else(|| {
+                    TranslateError::upstream(format!("embeddings[{i}].values[{j}]"), "not a number")
+                })?;
+                // OpenAI's base64 vectors are f32; narrowing is the format.
+                #[allow(clippy::cast_possible_truncation)]
+                bytes.extend_from_slice(&(x as f32).to_le_bytes());
+            }
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            Value::Array(values.clone())
+        };
+        data.push(json!({"object": "embedding", "index": i, "embedding": embedding}));
+    }
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn base64_vectors_are_little_endian_f32() {
+        let out = decode_embeddings(
+            br#"{"embeddings":[{"values":[1.0,-2.5]}]}"#,
+            &map(json!({"encoding_format": "base64"})),
+            "e",
+        )
+        .unwrap();
+        let b64 = out["data"][0]["embedding"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let mut want = 1.0f32.to_le_bytes().to_vec();
+        want.extend_from_slice(&(-2.5f32).to_le_bytes());
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn token_arrays_and_unknown_fields_are_refused() {
+        let err = encode_embeddings(&map(json!({"input": [[1, 2]]})), "e").unwrap_err();
+        assert_eq!(err.field(), "input[0]");
+        let err = encode_embeddings(&map(json!({"input": "x", "user": "u"})), "e").unwrap_err();
+        assert_eq!(err.field(), "user");
+    }
+}

@@ -1,0 +1,317 @@
+//! Golden tests for the Gemini translation, driven by the fixtures under
+//! `tests/fixtures/gemini/` (built from Google's published Gemini API reference examples).
+//!
+//! * `request/<case>.openai.json` → `<case>.gemini.json` (the expected upstream body), or
+//!   `<case>.error.json` (`{"error": "unsupported"|"invalid", "field": …}`) for a refusal;
+//! * `response/<case>.gemini.json` → `<case>.openai.json`;
+//! * `stream/<case>.sse` → `<case>.expected.json` (`{"events": [data payloads…], "usage"}`);
+//!   a case whose name contains `with_usage` asks for `stream_options.include_usage`;
+//! * `errors/<case>.json`: `{"status", "body" | "body_text", "expected"}`;
+//! * `embeddings/<case>.openai.json` → `<case>.gemini.json`, and when
+//!   `<case>.response.gemini.json` exists, its translation `<case>.response.openai.json`.
+//!
+//! `BLESS=1 cargo test -p johi-providers --test gemini` rewrites the expected files
+//! (review the diff before committing).
+
+// Test helpers outside `#[test]` functions fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use johi_providers::gemini::{
+    decode_embeddings, decode_error, decode_response, encode_embeddings, encode_request,
+    usage_from_gemini, StreamTranslator, TranslateError,
+};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+const UPSTREAM_MODEL: &str = "gemini-embedding-001";
+const REQUESTED_MODEL: &str = "gemini-flash";
+const CREATED: u64 = 1_700_000_000;
+
+fn dir(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gemini")
+        .join(sub)
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn bless() -> bool {
+    std::env::var_os("BLESS").is_some()
+}
+
+/// Compares with the expected file, or writes it under `BLESS=1`.
+fn check(expected_path: &Path, actual: &Value) {
+    if bless() {
+        let mut text = serde_json::to_string_pretty(actual).unwrap();
+        text.push('\n');
+        fs::write(expected_path, text).unwrap();
+        return;
+    }
+    let expected = read_json(expected_path);
+    assert_eq!(
+        actual,
+        &expected,
+        "{}: actual\n{}",
+        expected_path.display(),
+        serde_json::to_string_pretty(actual).unwrap()
+    );
+}
+
+/// The cases in a fixture directory: file names ending in `suffix`, without it, sorted.
+fn cases(sub: &str, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir(sub))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(suffix).map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no fixtures in {sub}");
+    names
+}
+
+#[test]
+fn requests_translate_or_are_refused_naming_the_field() {
+    let mut refused = 0;
+    for case in cases("request", ".openai.json") {
+        let input = read_json(&dir("request").join(format!("{case}.openai.json")));
+        let body: Map<String, Value> = input.as_object().unwrap().clone();
+        let result = encode_request(&body);
+        let error_path = dir("request").join(format!("{case}.error.json"));
+        if error_path.exists() {
+            refused += 1;
+            let expected = read_json(&error_path);
+            let err = result.expect_err(&case);
+            let kind = match &err {
+                TranslateError::Unsupported { .. } => "unsupported",
+                TranslateError::Invalid { .. } => "invalid",
+                TranslateError::Upstream { .. } => "upstream",
+            };
+            assert_eq!(kind, expected["error"], "{case}: {err}");
+            assert_eq!(err.field(), expected["field"], "{case}: {err}");
+            assert!(
+                err.to_string().contains(err.field()),
+                "{case}: the message names the field: {err}"
+            );
+            continue;
+        }
+        let encoded = result.unwrap_or_else(|e| panic!("{case}: {e}"));
+        let actual: Value = serde_json::from_slice(&encoded.body).unwrap();
+        let actual = json!({
+            "body": actual,
+            "stream": encoded.stream,
+            "include_usage": encoded.include_usage,
+        });
+        check(&dir("request").join(format!("{case}.gemini.json")), &actual);
+    }
+    assert!(refused >= 10, "refusal fixtures are all exercised");
+}
+
+#[test]
+fn responses_translate() {
+    for case in cases("response", ".gemini.json") {
+        let body = fs::read(dir("response").join(format!("{case}.gemini.json"))).unwrap();
+        let actual = decode_response(&body, REQUESTED_MODEL, CREATED)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        // The usage Johi meters agrees with the usage the client is shown.
+        let raw: Value = serde_json::from_slice(&body).unwrap();
+        let usage = usage_from_gemini(&raw["usageMetadata"]).unwrap();
+        assert_eq!(
+            actual["usage"]["prompt_tokens"], usage.input_tokens,
+            "{case}"
+        );
+        assert_eq!(
+            actual["usage"]["completion_tokens"], usage.output_tokens,
+            "{case}"
+        );
+        assert_eq!(
+            actual["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            usage.reasoning_tokens,
+            "{case}"
+        );
+        check(
+            &dir("response").join(format!("{case}.openai.json")),
+            &actual,
+        );
+    }
+}
+
+#[test]
+fn unreadable_responses_are_upstream_errors() {
+    let err = decode_response(b"<html>", REQUESTED_MODEL, CREATED).unwrap_err();
+    assert_eq!(err.field(), "body");
+    let err = decode_response(br#"{"usageMetadata":{}}"#, "m", 0).unwrap_err();
+    assert_eq!(err.field(), "candidates");
+    let err = decode_embeddings(b"{}", &Map::new(), "m").unwrap_err();
+    assert_eq!(err.field(), "embeddings");
+}
+
+#[test]
+fn errors_translate() {
+    for case in cases("errors", ".json") {
+        let fixture = read_json(&dir("errors").join(format!("{case}.json")));
+        let status = u16::try_from(fixture["status"].as_u64().unwrap()).unwrap();
+        let body = match fixture.get("body_text") {
+            Some(text) => text.as_str().unwrap().as_bytes().to_vec(),
+            None => serde_json::to_vec(&fixture["body"]).unwrap(),
+        };
+        let actual = decode_error(status, &body);
+        assert_eq!(actual, fixture["expected"], "{case}");
+    }
+}
+
+#[test]
+fn embeddings_translate() {
+    for case in cases("embeddings", ".openai.json") {
+        if case.ends_with(".response") {
+            continue;
+        }
+        let input = read_json(&dir("embeddings").join(format!("{case}.openai.json")));
+        let body: Map<String, Value> = input.as_object().unwrap().clone();
+        let encoded =
+            encode_embeddings(&body, UPSTREAM_MODEL).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let actual: Value = serde_json::from_slice(&encoded).unwrap();
+        check(
+            &dir("embeddings").join(format!("{case}.gemini.json")),
+            &actual,
+        );
+        let response = dir("embeddings").join(format!("{case}.response.gemini.json"));
+        if response.exists() {
+            let raw = fs::read(&response).unwrap();
+            let actual = decode_embeddings(&raw, &body, REQUESTED_MODEL)
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            check(
+                &dir("embeddings").join(format!("{case}.response.openai.json")),
+                &actual,
+            );
+        }
+    }
+}
+
+/// Runs a stream through the translator in chunks of `split` bytes; returns the data
+/// payloads of the OpenAI events (JSON, or the string `[DONE]`).
+fn translate_stream(input: &[u8], include_usage: bool, split: usize) -> (Vec<Value>, Value) {
+    let mut t = StreamTranslator::new(REQUESTED_MODEL, CREATED, include_usage);
+    let mut out = Vec::new();
+    for chunk in input.chunks(split.max(1)) {
+        out.extend(t.feed(chunk));
+    }
+    out.extend(t.finish());
+    let text = String::from_utf8(out).unwrap();
+    let events = text
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let data = e.strip_prefix("data: ").unwrap();
+            serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned()))
+        })
+        .collect();
+    let usage = t
+        .usage()
+        .map_or(Value::Null, |u| serde_json::to_value(u).unwrap());
+    (events, usage)
+}
+
+#[test]
+fn streams_translate_whatever_the_chunking() {
+    for case in cases("stream", ".sse") {
+        let input = fs::read(dir("stream").join(format!("{case}.sse"))).unwrap();
+        let include_usage = case.contains("with_usage");
+        let (events, usage) = translate_stream(&input, include_usage, input.len());
+        for split in [1, 7, 64] {
+            assert_eq!(
+                translate_stream(&input, include_usage, split).0,
+                events,
+                "{case} in chunks of {split}"
+            );
+        }
+        check(
+            &dir("stream").join(format!("{case}.expected.json")),
+            &json!({"events": events, "usage": usage}),
+        );
+    }
+}
+
+proptest! {
+    /// The translator never panics, whatever bytes or events it is fed, and stops emitting
+    /// once it has finished.
+    #[test]
+    fn the_stream_translator_never_panics_on_bytes(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+        let mut t = StreamTranslator::new("m", 0, true);
+        for c in &chunks {
+            let _ = t.feed(c);
+        }
+        let _ = t.finish();
+        prop_assert!(t.is_finished());
+        let after = t.feed(b"data: {\"candidates\":[{\"finishReason\":\"STOP\"}]}\n\n");
+        prop_assert!(after.is_empty());
+    }
+
+    #[test]
+    fn the_stream_translator_never_panics_on_events(events in proptest::collection::vec(arb_event(), 0..24)) {
+        let mut t = StreamTranslator::new("m", 0, true);
+        let mut out = Vec::new();
+        for e in &events {
+            t.event(serde_json::to_string(e).unwrap().as_bytes(), &mut out);
+        }
+        out.extend(t.finish());
+        let text = String::from_utf8(out).unwrap();
+        for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+            let data = event.strip_prefix("data: ").unwrap();
+            prop_assert!(data == "[DONE]" || serde_json::from_str::<Value>(data).is_ok());
+        }
+    }
+}
+
+/// Plausible Gemini events with arbitrary candidates, parts and values.
+fn arb_event() -> impl Strategy<Value = Value> {
+    let part = prop_oneof![
+        Just(json!({"text": "a"})),
+        Just(json!({"text": "t", "thought": true})),
+        Just(json!({"functionCall": {"name": "f", "args": {"x": 1}}})),
+        Just(json!({"functionCall": {"id": 3}})),
+        Just(json!({"inlineData": {}})),
+        Just(json!(7)),
+    ];
+    let finish = prop_oneof![
+        Just(Value::Null),
+        Just(json!("STOP")),
+        Just(json!("SAFETY")),
+        Just(json!(5)),
+    ];
+    let index = prop_oneof![
+        Just(json!(0)),
+        Just(json!(1)),
+        Just(json!(-1)),
+        Just(Value::Null)
+    ];
+    let usage = prop_oneof![
+        Just(json!({"promptTokenCount": 3, "candidatesTokenCount": 4})),
+        Just(json!({"thoughtsTokenCount": u64::MAX, "candidatesTokenCount": u64::MAX})),
+        Just(json!({"promptTokenCount": -1})),
+        Just(Value::Null),
+    ];
+    let error = prop_oneof![
+        Just(Value::Null),
+        Just(Value::Null),
+        Just(json!({"code": 500, "message": "boom", "status": "INTERNAL"})),
+        Just(json!({"code": 99999})),
+    ];
+    (part, finish, index, usage, error).prop_map(|(part, finish, index, usage, error)| {
+        let mut ev = json!({
+            "candidates": [{"content": {"parts": [part]}, "finishReason": finish, "index": index}],
+            "usageMetadata": usage,
+        });
+        if !error.is_null() {
+            ev["error"] = error;
+        }
+        ev
+    })
+}
