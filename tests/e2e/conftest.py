@@ -13,7 +13,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # One model per wire protocol the mock speaks: the tool-calling tests run against each.
-TOOL_MODELS = ["gpt-4o-mini", "claude-mock"]
+TOOL_MODELS = ["gpt-4o-mini", "claude-mock", "bedrock-mock"]
 
 
 def free_port() -> int:
@@ -58,10 +58,12 @@ dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
 providers:
   mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1", api_key: sk-mock }}
   claude: {{ protocol: anthropic, base_url: "http://127.0.0.1:{mock_port}", api_key: sk-ant-mock }}
+  bedrock: {{ protocol: bedrock, base_url: "http://127.0.0.1:{mock_port}", aws: {{ region: us-east-1, access_key_id: AKIAJOHIMOCK00000000, secret_access_key: johi/mock/secret/access/key/0000000000000 }} }}
 models:
   gpt-4o-mini: {{ targets: [{{ provider: mock, model: mock-small }}] }}
   text-embedding-3-small: {{ targets: [{{ provider: mock, model: mock-embed }}] }}
   claude-mock: {{ targets: [{{ provider: claude, model: claude-mock }}] }}
+  bedrock-mock: {{ targets: [{{ provider: bedrock, model: "anthropic.claude-mock-v1:0" }}] }}
 tenants:
   acme: {{ teams: {{ apps: {{ projects: {{ sdk: {{}} }} }} }} }}
 auth:
