@@ -98,7 +98,7 @@ def test_embeddings_default_base64_encoding(client):
 
 
 def test_models_list(client):
-    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "text-embedding-3-small", "claude-mock"]
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "text-embedding-3-small", "claude-mock", "bedrock-mock"]
 
 
 def test_unknown_model_raises_not_found(client):
