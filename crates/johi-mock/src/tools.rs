@@ -108,6 +108,22 @@ pub(crate) fn anthropic_call(body: &Value) -> Option<ToolCall> {
     Some(ToolCall::new(name, tool.get("input_schema")))
 }
 
+/// The call for a Bedrock Converse request (`toolConfig.tools[0].toolSpec`), unless the last
+/// message is a user turn carrying a `toolResult` block.
+pub(crate) fn bedrock_call(body: &Value) -> Option<ToolCall> {
+    let spec = body.pointer("/toolConfig/tools/0/toolSpec")?;
+    let last = body.get("messages")?.as_array()?.last()?;
+    let has_result = last
+        .get("content")
+        .and_then(Value::as_array)
+        .is_some_and(|blocks| blocks.iter().any(|b| b.get("toolResult").is_some()));
+    if has_result {
+        return None;
+    }
+    let name = spec.get("name")?.as_str()?;
+    Some(ToolCall::new(name, spec.pointer("/inputSchema/json")))
+}
+
 /// A stream whose few events are built up front (a tool call is four to six events).
 pub(crate) struct Prebuilt {
     /// The encoded events.

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::{json, sse, BadRequest, Ctx, Resp};
 use crate::body::EventSource;
 use crate::reply::{words, Reply};
+use crate::tools::{bedrock_call, ToolCall};
 
 /// The event-stream content type of a ConverseStream answer.
 const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
@@ -43,47 +44,6 @@ fn text_words(v: &Value) -> u64 {
     }
 }
 
-/// The tool call the mock convention asks for: the first declared tool, unless the last
-/// message carries a tool result.
-fn tool_call(body: &Value) -> Option<(String, String)> {
-    let tool = body.pointer("/toolConfig/tools/0/toolSpec")?;
-    let last = body.get("messages")?.as_array()?.last()?;
-    let answered = last
-        .get("content")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|b| b.get("toolResult").is_some()));
-    if answered {
-        return None;
-    }
-    let name = tool.get("name")?.as_str()?.to_owned();
-    let schema = tool.pointer("/inputSchema/json");
-    Some((name, mock_arguments(schema).to_string()))
-}
-
-/// Arguments from a JSON schema: every `required` property set to a fixed value of its type.
-pub(crate) fn mock_arguments(schema: Option<&Value>) -> Value {
-    let mut args = serde_json::Map::new();
-    let props = schema.and_then(|s| s.get("properties"));
-    let required = schema
-        .and_then(|s| s.get("required"))
-        .and_then(Value::as_array);
-    for name in required.into_iter().flatten().filter_map(Value::as_str) {
-        let kind = props
-            .and_then(|p| p.get(name))
-            .and_then(|p| p.get("type"))
-            .and_then(Value::as_str);
-        let value = match kind {
-            Some("number" | "integer") => json!(1),
-            Some("boolean") => json!(true),
-            Some("array") => json!([]),
-            Some("object") => json!({}),
-            _ => json!("mock"),
-        };
-        args.insert(name.to_owned(), value);
-    }
-    Value::Object(args)
-}
-
 /// Answers a Converse or ConverseStream request for `model`.
 pub(super) fn handle(body: &Value, stream: bool, ctx: &Ctx<'_>) -> Result<Resp, BadRequest> {
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
@@ -99,9 +59,9 @@ pub(super) fn handle(body: &Value, stream: bool, ctx: &Ctx<'_>) -> Result<Resp, 
     let input =
         messages.iter().map(text_words).sum::<u64>() + body.get("system").map_or(0, text_words);
     let n = ctx.shared.next_id();
-    let call = tool_call(body).map(|(name, args)| (format!("tooluse_mock_{n}"), name, args));
+    let call = bedrock_call(body).map(|call| (format!("tooluse_mock_{n}"), call));
     let output = match &call {
-        Some((_, _, args)) => args.len().div_ceil(4) as u64,
+        Some((_, call)) => call.tokens(),
         None => reply.count() as u64,
     };
     let usage =
@@ -127,9 +87,8 @@ pub(super) fn handle(body: &Value, stream: bool, ctx: &Ctx<'_>) -> Result<Resp, 
         response
     } else {
         let content = match &call {
-            Some((id, name, args)) => {
-                let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
-                json!([{"toolUse": {"toolUseId": id, "name": name, "input": input}}])
+            Some((id, call)) => {
+                json!([{"toolUse": {"toolUseId": id, "name": call.name, "input": call.input}}])
             }
             None => json!([{"text": reply.content()}]),
         };
@@ -180,7 +139,7 @@ pub(crate) fn error_named(code: StatusCode, exception: &str, message: &str) -> R
 /// convention's tool call (its arguments in two deltas).
 struct ConverseFrames {
     reply: Reply,
-    call: Option<(String, String, String)>,
+    call: Option<(String, ToolCall)>,
     stop: &'static str,
     usage: Value,
 }
@@ -218,12 +177,9 @@ impl ConverseFrames {
 
     fn delta(&self, i: usize) -> Value {
         match &self.call {
-            Some((_, _, args)) => {
-                let mut mid = args.len() / 2;
-                while !args.is_char_boundary(mid) {
-                    mid -= 1;
-                }
-                let part = if i == 0 { &args[..mid] } else { &args[mid..] };
+            Some((_, call)) => {
+                let (first, second) = call.halves();
+                let part = if i == 0 { first } else { second };
                 json!({"toolUse": {"input": part}})
             }
             None => json!({"text": self.reply.piece(i)}),
@@ -247,7 +203,7 @@ impl EventSource for ConverseFrames {
                 let (id, name) = self
                     .call
                     .as_ref()
-                    .map_or(("", ""), |(id, name, _)| (id.as_str(), name.as_str()));
+                    .map_or(("", ""), |(id, call)| (id.as_str(), call.name.as_str()));
                 frame(
                     "contentBlockStart",
                     &json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": id, "name": name}}}),

@@ -248,7 +248,7 @@ fn tool_spec(tool: &Value, path: &str) -> Result<Value, TranslateError> {
 ///
 /// System and developer messages are hoisted into `system` wherever they stand (Converse has
 /// no system turn); consecutive `tool` messages become one user turn of `toolResult` blocks,
-/// and a user message right after them joins that turn.
+/// and a user message right after them joins that turn, as do consecutive messages of one role.
 fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
     let messages = messages
         .and_then(Value::as_array)
@@ -277,16 +277,16 @@ fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>),
             }
         }
         if role != "tool" && role != "user" && !results.is_empty() {
-            turns.push(json!({"role": "user", "content": std::mem::take(&mut results)}));
+            push_turn(&mut turns, "user", std::mem::take(&mut results));
         }
         match role {
             "system" | "developer" => system.extend(text_blocks(m.get("content"), &path)?),
             "user" => {
                 let mut blocks = std::mem::take(&mut results);
                 blocks.extend(user_blocks(m.get("content"), &path)?);
-                turns.push(json!({"role": "user", "content": blocks}));
+                push_turn(&mut turns, "user", blocks);
             }
-            "assistant" => turns.push(encode_assistant(m, &path)?),
+            "assistant" => push_turn(&mut turns, "assistant", encode_assistant(m, &path)?),
             "tool" => results.push(encode_tool_result(m, &path)?),
             _ => {
                 return Err(TranslateError::unsupported(
@@ -297,9 +297,24 @@ fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>),
         }
     }
     if !results.is_empty() {
-        turns.push(json!({"role": "user", "content": results}));
+        push_turn(&mut turns, "user", results);
     }
     Ok((system, turns))
+}
+
+/// Appends a turn, or joins the previous one when it has the same role: Converse requires
+/// user and assistant turns to alternate, OpenAI does not (two user messages in a row, a
+/// user message after another one that only carried tool results).
+fn push_turn(turns: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+    if let Some(last) = turns.last_mut() {
+        if last.get("role").and_then(Value::as_str) == Some(role) {
+            if let Some(content) = last.get_mut("content").and_then(Value::as_array_mut) {
+                content.extend(blocks);
+                return;
+            }
+        }
+    }
+    turns.push(json!({"role": role, "content": blocks}));
 }
 
 /// Content that may only be text (system, developer, tool results) as `{text}` blocks.
@@ -402,9 +417,9 @@ fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
     Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
 }
 
-/// An assistant turn: its text (if any) then one `toolUse` block per tool call, with the
+/// An assistant turn's blocks: its text (if any) then one `toolUse` block per tool call, with the
 /// arguments string parsed back into the JSON object Converse expects.
-fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
+fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
     let content = m.get("content").filter(|c| !c.is_null());
     let mut blocks = match content {
         None => Vec::new(),
@@ -444,7 +459,7 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, Transla
             "an assistant message needs content or tool calls",
         ));
     }
-    Ok(json!({"role": "assistant", "content": blocks}))
+    Ok(blocks)
 }
 
 fn encode_tool_result(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
