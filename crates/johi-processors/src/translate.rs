@@ -145,8 +145,8 @@ fn upstream_headers(
 fn unsupported_endpoint(ex: &Exchange, provider: &Provider, upstream_model: &str) -> GatewayError {
     GatewayError::InvalidRequest {
         message: format!(
-            "{} is not supported by model `{}`: its provider speaks the {} protocol, which does not serve it",
-            format!("/v1{}", ex.api.upstream_path()),
+            "/v1{} is not supported by model `{}`: its provider speaks the {} protocol, which does not serve it",
+            ex.api.upstream_path(),
             ex.model.as_deref().unwrap_or(upstream_model),
             provider.protocol.as_str(),
         ),
