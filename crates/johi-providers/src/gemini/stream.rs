@@ -138,12 +138,14 @@ impl StreamTranslator {
             );
         }
         for call in parts.calls {
-            let mut call = call;
-            if let Some(obj) = call.as_object_mut() {
-                obj.insert("index".into(), json!(state.calls));
+            // OpenAI's order: the delta's `index` first, then the call.
+            let mut indexed = serde_json::Map::new();
+            indexed.insert("index".into(), json!(state.calls));
+            if let Value::Object(fields) = call {
+                indexed.extend(fields);
             }
             state.calls = state.calls.saturating_add(1);
-            let delta = json!({ "tool_calls": [call] });
+            let delta = json!({ "tool_calls": [indexed] });
             write_event(out, &self.chunk(index, delta, Value::Null));
         }
         if let Some(reason) = cand.get("finishReason").and_then(Value::as_str) {
