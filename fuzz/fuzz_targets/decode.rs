@@ -6,14 +6,17 @@ use johi_core::model::Protocol;
 use johi_core::Api;
 use johi_providers::codec;
 use libfuzzer_sys::fuzz_target;
+use serde_json::{Map, Value};
 
 fuzz_target!(|data: &[u8]| {
+    let request: Map<String, Value> = serde_json::from_str(r#"{"model":"m","encoding_format":"base64"}"#)
+        .unwrap_or_default();
     for protocol in Protocol::ALL {
         for api in [Api::ChatCompletions, Api::Embeddings] {
             if !codec::supports(protocol, api) {
                 continue;
             }
-            if let Some(Ok(value)) = codec::decode_response(protocol, api, data, "m", 1) {
+            if let Some(Ok(value)) = codec::decode_response(protocol, api, &request, data, "m", 1) {
                 assert!(value.is_object(), "{protocol:?}: a decoded answer is an object");
             }
         }
