@@ -61,6 +61,51 @@ pub(crate) fn to_body(out: &Map<String, Value>) -> Result<Vec<u8>, TranslateErro
     serde_json::to_vec(out).map_err(|e| TranslateError::invalid("body", e.to_string()))
 }
 
+/// `messages` as an array, or the error naming it.
+pub(crate) fn messages_array(messages: Option<&Value>) -> Result<&Vec<Value>, TranslateError> {
+    messages
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::invalid("messages", "must be an array"))
+}
+
+/// Reads `messages[i]` (`path`): an object with a `role`. Non-null keys other than `role`,
+/// `content`, an assistant's `assistant_keys` and a tool message's `tool_call_id` are refused
+/// with `no_equivalent` as the reason. Returns the message and its role.
+pub(crate) fn message<'a>(
+    m: &'a Value,
+    path: &str,
+    assistant_keys: &[&str],
+    no_equivalent: &str,
+) -> Result<(&'a Map<String, Value>, &'a str), TranslateError> {
+    let m = m
+        .as_object()
+        .ok_or_else(|| TranslateError::invalid(path, "must be an object"))?;
+    let role = m
+        .get("role")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::invalid(format!("{path}.role"), "missing"))?;
+    for (key, value) in m {
+        let known = matches!(key.as_str(), "role" | "content")
+            || (role == "assistant" && assistant_keys.contains(&key.as_str()))
+            || (role == "tool" && key == "tool_call_id");
+        if !known && !value.is_null() {
+            return Err(TranslateError::unsupported(
+                format!("{path}.{key}"),
+                no_equivalent,
+            ));
+        }
+    }
+    Ok((m, role))
+}
+
+/// The refusal of a message role the adapter does not translate.
+pub(crate) fn unknown_role(path: &str, role: &str) -> TranslateError {
+    TranslateError::unsupported(
+        format!("{path}.role"),
+        format!("the role `{role}` cannot be translated"),
+    )
+}
+
 /// `tools` as an array, or the error naming it.
 pub(crate) fn tools_array(tools: &Value) -> Result<&Vec<Value>, TranslateError> {
     tools

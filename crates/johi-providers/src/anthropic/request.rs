@@ -4,9 +4,10 @@ use serde_json::{json, Map, Value};
 
 use super::TranslateError;
 use crate::openai_shape::{
-    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts,
-    not_text_content, part_kind, part_text, present, refuse_image_detail, refuse_unknown_fields,
-    stream_flags, to_body, tool_call, tool_call_id, tools_array, PartKind, ToolChoice,
+    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
+    messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
+    refuse_unknown_fields, stream_flags, to_body, tool_call, tool_call_id, tools_array,
+    unknown_role, PartKind, ToolChoice,
 };
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
@@ -247,32 +248,18 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 fn encode_messages(
     messages: Option<&Value>,
 ) -> Result<(Option<Value>, Vec<Value>), TranslateError> {
-    let messages = messages
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages", "must be an array"))?;
+    let messages = messages_array(messages)?;
     let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<Value> = Vec::new();
     let mut tool_results: Vec<Value> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
-        let m = m
-            .as_object()
-            .ok_or_else(|| TranslateError::invalid(path.as_str(), "must be an object"))?;
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.role"), "missing"))?;
-        for key in m.keys() {
-            let known = matches!(key.as_str(), "role" | "content")
-                || (role == "assistant" && key == "tool_calls")
-                || (role == "tool" && key == "tool_call_id");
-            if !known && !m.get(key).is_some_and(Value::is_null) {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.{key}"),
-                    "Anthropic's messages have no equivalent",
-                ));
-            }
-        }
+        let (m, role) = message(
+            m,
+            &path,
+            &["tool_calls"],
+            "Anthropic's messages have no equivalent",
+        )?;
         if role == "user" && !tool_results.is_empty() {
             // A user message right after tool results joins their turn (results first, as
             // Anthropic requires), rather than making two user turns in a row.
@@ -298,12 +285,7 @@ fn encode_messages(
             })),
             "assistant" => turns.push(encode_assistant(m, &path)?),
             "tool" => tool_results.push(encode_tool_result(m, &path)?),
-            _ => {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.role"),
-                    format!("the role `{role}` cannot be translated"),
-                ))
-            }
+            _ => return Err(unknown_role(&path, role)),
         }
     }
     if !tool_results.is_empty() {
