@@ -1,11 +1,13 @@
-//! Reading the OpenAI Chat Completions request, shared by the adapters that translate it
-//! to another protocol (Anthropic, Bedrock, Cohere, Gemini).
+//! The OpenAI Chat Completions shapes shared by the adapters that translate to and from
+//! another protocol (Anthropic, Bedrock, Cohere, Gemini), so each writes only its own wire.
 //!
-//! Only the reading is here: the checks and error messages every adapter makes the same way
-//! (unknown fields, `stream`, tools, `tool_choice`, tool calls and their JSON arguments,
-//! content parts, `image_url` and data URLs). Each adapter writes its own wire shape and
-//! keeps its own tables (mapped fields, refusal reasons).
+//! Reading the request: the checks and error messages every adapter makes the same way
+//! (unknown fields, `stream`, tools, `tool_choice`, messages, tool calls and their JSON
+//! arguments, content parts, `image_url` and data URLs). Writing the answer: the
+//! `chat.completion` and chunk JSON, tool calls, usage, error bodies and SSE events. Each
+//! adapter keeps its own tables (mapped fields, refusal reasons, finish and error kinds).
 
+use johi_core::Usage;
 use serde_json::{json, Map, Value};
 
 use crate::TranslateError;
@@ -356,4 +358,143 @@ pub(crate) fn base64_data_url(url: &str) -> Option<(&str, &str)> {
 /// Whether `url` is an http(s) URL.
 pub(crate) fn is_web_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
+}
+
+/// The assistant `message` of a translated answer: text, reasoning (`reasoning_content`, the
+/// field DeepSeek and vLLM use) and tool calls, in the order OpenAI clients see them.
+pub(crate) fn assistant_message(
+    text: Option<String>,
+    reasoning: Option<String>,
+    calls: Vec<Value>,
+) -> Value {
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    message.insert("content".into(), text.map_or(Value::Null, Value::String));
+    if let Some(r) = reasoning {
+        message.insert("reasoning_content".into(), Value::String(r));
+    }
+    if !calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    message.insert("refusal".into(), Value::Null);
+    Value::Object(message)
+}
+
+/// One `choices[]` entry of a `chat.completion`.
+pub(crate) fn choice(index: impl Into<Value>, message: Value, finish: Value) -> Value {
+    json!({"index": index.into(), "message": message, "logprobs": null, "finish_reason": finish})
+}
+
+/// A `chat.completion` with its choices, and `usage` when the upstream reported it.
+pub(crate) fn chat_completion(
+    id: &str,
+    created: u64,
+    model: &str,
+    choices: Vec<Value>,
+    usage: Option<Value>,
+) -> Value {
+    let mut out = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    });
+    if let (Some(u), Some(obj)) = (usage, out.as_object_mut()) {
+        obj.insert("usage".into(), u);
+    }
+    out
+}
+
+/// An OpenAI tool call (`arguments` is the JSON text).
+pub(crate) fn openai_tool_call(id: &str, name: &str, arguments: &str) -> Value {
+    json!({
+        "id": id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    })
+}
+
+/// OpenAI's `usage` object for a [`Usage`], for protocols that do not report reasoning
+/// tokens apart.
+pub(crate) fn openai_usage(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    })
+}
+
+/// OpenAI's `usage` object for a [`Usage`], with `completion_tokens_details` for protocols
+/// that report reasoning tokens.
+pub(crate) fn openai_usage_with_reasoning(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    })
+}
+
+/// A `chat.completion.chunk` with one choice; `usage: null` on every chunk when the client
+/// asked for the final usage chunk (as OpenAI sends it).
+pub(crate) fn chunk(
+    id: &str,
+    created: u64,
+    model: &str,
+    include_usage: bool,
+    index: u64,
+    delta: Value,
+    finish: Value,
+) -> Value {
+    let mut chunk = json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}],
+    });
+    if include_usage {
+        if let Some(obj) = chunk.as_object_mut() {
+            obj.insert("usage".into(), Value::Null);
+        }
+    }
+    chunk
+}
+
+/// OpenAI's error body, `{"error": {message, type, param, code}}`.
+pub(crate) fn openai_error(message: &str, typ: &str, code: Value) -> Value {
+    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+}
+
+/// The message of an error body the upstream did not explain: its first 500 characters, or
+/// "the <upstream> upstream answered <status>" when it is empty.
+pub(crate) fn body_text_or_status(body: &[u8], upstream: &str, status: u16) -> String {
+    let text: String = String::from_utf8_lossy(body).chars().take(500).collect();
+    if text.trim().is_empty() {
+        format!("the {upstream} upstream answered {status}")
+    } else {
+        text
+    }
+}
+
+/// Writes one OpenAI SSE event.
+pub(crate) fn write_event(out: &mut Vec<u8>, value: &Value) {
+    out.extend_from_slice(b"data: ");
+    // Writing a `Value` into a Vec cannot fail (no I/O, keys are strings).
+    let _ = serde_json::to_writer(&mut *out, value);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Writes the error event that ends a stream the upstream broke (unreadable, cut short).
+pub(crate) fn write_protocol_error(out: &mut Vec<u8>, message: &str) {
+    write_event(
+        out,
+        &json!({"error": {
+            "message": message, "type": "upstream_error", "param": null,
+            "code": "upstream_protocol_error",
+        }}),
+    );
 }

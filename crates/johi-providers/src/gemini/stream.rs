@@ -6,7 +6,8 @@ use johi_core::Usage;
 use serde_json::{json, Value};
 
 use super::response::{choice_finish, decode_error, read_parts, response_id};
-use super::{openai_usage, usage_from_gemini};
+use super::usage_from_gemini;
+use crate::openai_shape::{chunk, openai_usage_with_reasoning, write_event, write_protocol_error};
 use crate::sse::EventSplitter;
 
 /// What the translation remembers of one candidate (one OpenAI choice).
@@ -170,7 +171,10 @@ impl StreamTranslator {
         }
         self.finished = true;
         if self.include_usage {
-            let usage = self.usage.as_ref().map_or(Value::Null, openai_usage);
+            let usage = self
+                .usage
+                .as_ref()
+                .map_or(Value::Null, openai_usage_with_reasoning);
             let mut chunk = self.chunk(0, Value::Null, Value::Null);
             if let Some(obj) = chunk.as_object_mut() {
                 obj.insert("choices".into(), json!([]));
@@ -195,35 +199,18 @@ impl StreamTranslator {
 
     fn fail(&mut self, out: &mut Vec<u8>, message: &str) {
         self.finished = true;
-        write_event(
-            out,
-            &json!({"error": {
-                "message": message, "type": "upstream_error", "param": null,
-                "code": "upstream_protocol_error",
-            }}),
-        );
+        write_protocol_error(out, message);
     }
 
     fn chunk(&self, index: u64, delta: Value, finish: Value) -> Value {
-        let mut chunk = json!({
-            "id": self.id.as_deref().unwrap_or_default(),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            if let Some(obj) = chunk.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        chunk
+        chunk(
+            self.id.as_deref().unwrap_or_default(),
+            self.created,
+            &self.model,
+            self.include_usage,
+            index,
+            delta,
+            finish,
+        )
     }
-}
-
-fn write_event(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing a `Value` into a Vec cannot fail (no I/O, keys are strings).
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
 }
