@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::response::{decode_error, finish_reason};
 use super::usage_from_anthropic;
 use crate::openai_shape::{chunk, openai_usage, write_event, write_protocol_error};
-use crate::sse::EventSplitter;
+use crate::sse::{feed_events, EventSplitter};
 
 /// What kind of content block an Anthropic block index carries, so its deltas land in the
 /// right OpenAI field.
@@ -64,11 +64,7 @@ impl StreamTranslator {
     /// Feeds the next chunk of upstream bytes; returns the OpenAI events it completes (empty
     /// while an event is still partial).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.feed(chunk, |data| self.event(data, &mut out));
-        self.splitter = splitter;
-        out
+        feed_events(self, chunk, |t| &mut t.splitter, Self::event)
     }
 
     /// Translates one Anthropic event, given its `data` (the JSON carries the event's type, so

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::response::{decode_error, finish_reason};
 use super::usage_from_cohere;
 use crate::openai_shape::{chunk, openai_usage_with_reasoning, write_event, write_protocol_error};
-use crate::sse::EventSplitter;
+use crate::sse::{feed_events, EventSplitter};
 
 /// Translates one Cohere chat stream into OpenAI chunks as it arrives, keeping only what the
 /// translation needs between events (the message id, the tool-call indices, the usage).
@@ -52,11 +52,7 @@ impl StreamTranslator {
 
     /// Feeds the next chunk of upstream bytes; returns the OpenAI events it completes.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.feed(chunk, |data| self.event(data, &mut out));
-        self.splitter = splitter;
-        out
+        feed_events(self, chunk, |t| &mut t.splitter, Self::event)
     }
 
     /// Translates one Cohere event, given its `data` (the JSON names its own `type`),

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::response::{choice_finish, decode_error, read_parts, response_id};
 use super::usage_from_gemini;
 use crate::openai_shape::{chunk, openai_usage_with_reasoning, write_event, write_protocol_error};
-use crate::sse::EventSplitter;
+use crate::sse::{feed_events, EventSplitter};
 
 /// What the translation remembers of one candidate (one OpenAI choice).
 #[derive(Debug, Default, Clone, Copy)]
@@ -60,11 +60,7 @@ impl StreamTranslator {
 
     /// Feeds the next chunk of upstream bytes; returns the OpenAI events it completes.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.feed(chunk, |data| self.event(data, &mut out));
-        self.splitter = splitter;
-        out
+        feed_events(self, chunk, |t| &mut t.splitter, Self::event)
     }
 
     /// Translates one event's data (a partial response, or an error), appending OpenAI
