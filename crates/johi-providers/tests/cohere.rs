@@ -152,36 +152,7 @@ fn a_streamed_tool_loop_round_trips_its_plan() {
     assert_eq!(v["messages"][1]["tool_plan"], "I will check the weather.");
 }
 
-proptest! {
-    /// The translator never panics, whatever bytes or events it is fed, and stops emitting
-    /// once it has finished.
-    #[test]
-    fn the_stream_translator_never_panics_on_bytes(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
-        let mut t = StreamTranslator::new("m", 0, true);
-        for c in &chunks {
-            let _ = t.feed(c);
-        }
-        let _ = t.finish();
-        prop_assert!(t.is_finished());
-        let after = t.feed(b"data: {\"type\":\"message-end\"}\n\n");
-        prop_assert!(after.is_empty());
-    }
-
-    #[test]
-    fn the_stream_translator_never_panics_on_events(events in proptest::collection::vec(arb_event(), 0..24)) {
-        let mut t = StreamTranslator::new("m", 0, true);
-        let mut out = Vec::new();
-        for e in &events {
-            t.event(serde_json::to_string(e).unwrap().as_bytes(), &mut out);
-        }
-        out.extend(t.finish());
-        let text = String::from_utf8(out).unwrap();
-        for event in text.split("\n\n").filter(|e| !e.is_empty()) {
-            let data = event.strip_prefix("data: ").unwrap();
-            prop_assert!(data == "[DONE]" || serde_json::from_str::<Value>(data).is_ok());
-        }
-    }
-}
+common::stream_translator_properties!(b"data: {\"type\":\"message-end\"}\n\n", arb_event);
 
 /// Plausible Cohere events with arbitrary indices, kinds and values.
 fn arb_event() -> impl Strategy<Value = Value> {

@@ -7,6 +7,7 @@
 
 // Test helpers fail loudly by design; not every test crate uses every helper.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+#![allow(unused_macros, unused_imports)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -212,3 +213,43 @@ pub fn data_payloads(out: Vec<u8>) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The properties of an SSE stream translator (the `StreamTranslator` in scope, with
+/// `feed`, `event`, `finish` and `is_finished`): it never panics, whatever bytes or events
+/// (from `$arb_event()`) it is fed, and stops emitting once it has finished (`$last_event`
+/// is a terminal upstream event fed after `finish`).
+macro_rules! stream_translator_properties {
+    ($last_event:expr, $arb_event:ident) => {
+        proptest! {
+            /// The translator never panics, whatever bytes or events it is fed, and stops emitting
+            /// once it has finished.
+            #[test]
+            fn the_stream_translator_never_panics_on_bytes(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+                let mut t = StreamTranslator::new("m", 0, true);
+                for c in &chunks {
+                    let _ = t.feed(c);
+                }
+                let _ = t.finish();
+                prop_assert!(t.is_finished());
+                let after = t.feed($last_event);
+                prop_assert!(after.is_empty());
+            }
+
+            #[test]
+            fn the_stream_translator_never_panics_on_events(events in proptest::collection::vec($arb_event(), 0..24)) {
+                let mut t = StreamTranslator::new("m", 0, true);
+                let mut out = Vec::new();
+                for e in &events {
+                    t.event(serde_json::to_string(e).unwrap().as_bytes(), &mut out);
+                }
+                out.extend(t.finish());
+                let text = String::from_utf8(out).unwrap();
+                for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+                    let data = event.strip_prefix("data: ").unwrap();
+                    prop_assert!(data == "[DONE]" || serde_json::from_str::<Value>(data).is_ok());
+                }
+            }
+        }
+    };
+}
+pub(crate) use stream_translator_properties;
