@@ -64,16 +64,6 @@ pub fn usage_from_anthropic(usage: &Value) -> Option<Usage> {
     })
 }
 
-/// OpenAI's `usage` object for a [`Usage`] read from Anthropic.
-pub(crate) fn openai_usage(u: &Usage) -> Value {
-    serde_json::json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

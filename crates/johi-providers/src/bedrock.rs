@@ -78,16 +78,6 @@ pub fn usage_from_bedrock(usage: &Value) -> Option<Usage> {
     })
 }
 
-/// OpenAI's `usage` object for a [`Usage`] read from Converse.
-fn openai_usage(u: &Usage) -> Value {
-    serde_json::json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-    })
-}
-
 /// A `chatcmpl-…` id for an answer that carries none (Converse has no response id): an
 /// FNV-1a hash of the answer's bytes and the time, so it is stable for the same bytes.
 fn response_id(bytes: &[u8], created: u64) -> String {

@@ -80,25 +80,6 @@ pub fn usage_from_cohere(usage: &Value) -> Option<Usage> {
     })
 }
 
-/// OpenAI's chat `usage` object for a [`Usage`] read from Cohere.
-pub(crate) fn openai_usage(u: &Usage) -> Value {
-    serde_json::json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    })
-}
-
-/// Writes one OpenAI SSE event.
-pub(crate) fn write_event(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing a `Value` into a Vec cannot fail (no I/O, keys are strings).
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ mod response;
 mod stream;
 
 use johi_core::Usage;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use embed::{decode_embeddings, encode_embeddings, EMBEDDING_FIELDS};
 pub use request::{encode_request, EncodedRequest, MAPPED_FIELDS};
@@ -78,17 +78,6 @@ pub fn usage_from_gemini(usage: &Value) -> Option<Usage> {
     })
 }
 
-/// OpenAI's `usage` object for a [`Usage`] read from Gemini.
-pub(crate) fn openai_usage(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    })
-}
-
 /// The id of the `n`th function call of an answer that Gemini gave none.
 pub(crate) fn call_id(given: Option<&str>, n: usize) -> String {
     match given {
@@ -124,7 +113,7 @@ mod tests {
 
     #[test]
     fn thoughts_are_output_and_reasoning() {
-        let u = usage_from_gemini(&json!({
+        let u = usage_from_gemini(&serde_json::json!({
             "promptTokenCount": 100, "cachedContentTokenCount": 40,
             "candidatesTokenCount": 7, "thoughtsTokenCount": 5, "toolUsePromptTokenCount": 3
         }))

@@ -16,6 +16,7 @@ pub mod cohere;
 mod error;
 pub mod gemini;
 pub mod openai;
+mod openai_shape;
 pub mod splice;
 pub mod sse;
 pub mod usage_filter;

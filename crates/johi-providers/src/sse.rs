@@ -31,6 +31,22 @@ impl EventSplitter {
     }
 }
 
+/// Feeds `chunk` to the splitter a stream translator owns (`splitter` finds it), calling
+/// `event(this, data, out)` for each complete event; returns what the events wrote. The
+/// splitter is taken out of `this` meanwhile, so that `event` may borrow `this` mutably.
+pub(crate) fn feed_events<T>(
+    this: &mut T,
+    chunk: &[u8],
+    splitter: fn(&mut T) -> &mut EventSplitter,
+    event: fn(&mut T, &[u8], &mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut taken = std::mem::take(splitter(this));
+    taken.feed(chunk, |data| event(this, data, &mut out));
+    *splitter(this) = taken;
+    out
+}
+
 /// Processes every complete event in `buf`; returns how many bytes were consumed.
 fn split_events(buf: &[u8], on_data: &mut impl FnMut(&[u8])) -> usize {
     let mut start = 0;

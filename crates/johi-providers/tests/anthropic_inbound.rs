@@ -15,9 +15,11 @@
 // Test helpers outside `#[test]` functions fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::fs;
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::fs;
+
+use common::{check, feed_in_chunks, Fixtures};
 use johi_providers::anthropic::inbound::{
     decode_count_tokens, decode_request, encode_error, encode_response, StreamEncoder,
 };
@@ -25,77 +27,27 @@ use johi_providers::anthropic::{encode_request, TranslateError};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+const FIXTURES: Fixtures = Fixtures("anthropic_inbound");
 const MODEL: &str = "claude-sonnet";
-
-fn dir(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/anthropic_inbound")
-        .join(sub)
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn bless() -> bool {
-    std::env::var_os("BLESS").is_some()
-}
-
-/// Compares with the expected file, or writes it under `BLESS=1`.
-fn check(expected_path: &Path, actual: &Value) {
-    if bless() {
-        let mut text = serde_json::to_string_pretty(actual).unwrap();
-        text.push('\n');
-        fs::write(expected_path, text).unwrap();
-        return;
-    }
-    let expected = read_json(expected_path);
-    assert_eq!(
-        actual,
-        &expected,
-        "{}: actual\n{}",
-        expected_path.display(),
-        serde_json::to_string_pretty(actual).unwrap()
-    );
-}
-
-/// The case names in `sub` with files ending in `suffix`.
-fn cases(sub: &str, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir(sub))
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(suffix).map(str::to_owned)
-        })
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no {sub} fixtures");
-    names
-}
 
 #[test]
 fn requests_translate_or_are_refused_naming_the_field() {
-    for case in cases("request", ".anthropic.json") {
-        let input = fs::read(dir("request").join(format!("{case}.anthropic.json"))).unwrap();
-        let error_path = dir("request").join(format!("{case}.error.json"));
+    let dir = FIXTURES.dir("request");
+    for case in FIXTURES.cases("request", ".anthropic.json") {
+        let input = fs::read(dir.join(format!("{case}.anthropic.json"))).unwrap();
+        let error_path = dir.join(format!("{case}.error.json"));
         match decode_request(&input) {
             Ok(decoded) => {
                 assert!(!error_path.exists(), "{case}: expected a refusal");
                 let out = json!({
                     "body": decoded.body, "model": decoded.model, "stream": decoded.stream,
                 });
-                check(&dir("request").join(format!("{case}.openai.json")), &out);
+                check(&dir.join(format!("{case}.openai.json")), &out);
             }
             Err(e) => {
-                let kind = match &e {
-                    TranslateError::Unsupported { .. } => "unsupported",
-                    TranslateError::Invalid { .. } => "invalid",
-                    TranslateError::Upstream { .. } => "upstream",
-                };
-                let expected = read_json(&error_path);
+                let expected = common::read_json(&error_path);
                 assert_eq!(
-                    json!({"error": kind, "field": e.field()}),
+                    json!({"error": common::error_kind(&e), "field": e.field()}),
                     expected,
                     "{case}: {e}"
                 );
@@ -109,8 +61,13 @@ fn requests_translate_or_are_refused_naming_the_field() {
 /// included, and arrives with them.
 #[test]
 fn decoded_requests_are_accepted_by_the_anthropic_adapter() {
-    for case in cases("request", ".anthropic.json") {
-        let input = fs::read(dir("request").join(format!("{case}.anthropic.json"))).unwrap();
+    for case in FIXTURES.cases("request", ".anthropic.json") {
+        let input = fs::read(
+            FIXTURES
+                .dir("request")
+                .join(format!("{case}.anthropic.json")),
+        )
+        .unwrap();
         let Ok(decoded) = decode_request(&input) else {
             continue;
         };
@@ -153,14 +110,12 @@ fn count_tokens_bodies_need_no_max_tokens() {
 
 #[test]
 fn responses_translate() {
-    for case in cases("response", ".openai.json") {
-        let input = fs::read(dir("response").join(format!("{case}.openai.json"))).unwrap();
-        let out = encode_response(&input, MODEL).unwrap_or_else(|e| panic!("{case}: {e}"));
-        check(
-            &dir("response").join(format!("{case}.anthropic.json")),
-            &out,
-        );
-    }
+    FIXTURES.decode_cases(
+        "response",
+        ".openai.json",
+        ".anthropic.json",
+        |case, input| encode_response(input, MODEL).unwrap_or_else(|e| panic!("{case}: {e}")),
+    );
 }
 
 #[test]
@@ -175,14 +130,13 @@ fn unreadable_answers_are_upstream_errors() {
 
 #[test]
 fn errors_translate() {
-    for case in cases("errors", ".json") {
-        let fixture = read_json(&dir("errors").join(format!("{case}.json")));
-        let status = fixture["status"].as_u64().unwrap() as u16;
-        let body = match fixture.get("body") {
-            Some(b) => b.to_string().into_bytes(),
-            None => fixture["body_text"].as_str().unwrap().as_bytes().to_vec(),
-        };
-        assert_eq!(encode_error(status, &body), fixture["expected"], "{case}");
+    for e in FIXTURES.error_cases() {
+        assert_eq!(
+            encode_error(e.status, &e.body),
+            e.fixture["expected"],
+            "{}",
+            e.case
+        );
     }
 }
 
@@ -190,10 +144,7 @@ fn errors_translate() {
 /// `{"event", "data"}` objects.
 fn encode_stream(input: &[u8], split: usize) -> Vec<Value> {
     let mut encoder = StreamEncoder::new(MODEL);
-    let mut out = Vec::new();
-    for chunk in input.chunks(split) {
-        out.extend(encoder.feed(chunk));
-    }
+    let mut out = feed_in_chunks(input, split, |chunk| encoder.feed(chunk));
     out.extend(encoder.finish());
     assert!(encoder.is_finished());
     let text = String::from_utf8(out).unwrap();
@@ -211,11 +162,12 @@ fn encode_stream(input: &[u8], split: usize) -> Vec<Value> {
 
 #[test]
 fn streams_translate_whatever_the_chunking() {
-    for case in cases("stream", ".sse") {
-        let input = fs::read(dir("stream").join(format!("{case}.sse"))).unwrap();
+    let dir = FIXTURES.dir("stream");
+    for case in FIXTURES.cases("stream", ".sse") {
+        let input = fs::read(dir.join(format!("{case}.sse"))).unwrap();
         let whole = encode_stream(&input, input.len().max(1));
         check(
-            &dir("stream").join(format!("{case}.expected.json")),
+            &dir.join(format!("{case}.expected.json")),
             &json!({ "events": whole }),
         );
         for split in [1, 7, 64] {

@@ -17,11 +17,13 @@
 // Test helpers outside `#[test]` functions fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use common::{check, read_json, Fixtures};
 use johi_providers::bedrock::{
     decode_error, decode_response, encode_request, usage_from_bedrock, StreamTranslator,
     MAX_FRAME_BYTES,
@@ -30,104 +32,28 @@ use johi_providers::TranslateError;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
+const FIXTURES: Fixtures = Fixtures("bedrock");
 const REQUESTED_MODEL: &str = "claude-on-bedrock";
 const CREATED: u64 = 1_700_000_000;
 
-fn dir(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/bedrock")
-        .join(sub)
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn bless() -> bool {
-    std::env::var_os("BLESS").is_some()
-}
-
-/// Compares with the expected file, or writes it under `BLESS=1`.
-fn check(expected_path: &Path, actual: &Value) {
-    if bless() {
-        let mut text = serde_json::to_string_pretty(actual).unwrap();
-        text.push('\n');
-        fs::write(expected_path, text).unwrap();
-        return;
-    }
-    let expected = read_json(expected_path);
-    assert_eq!(
-        actual,
-        &expected,
-        "{}: actual\n{}",
-        expected_path.display(),
-        serde_json::to_string_pretty(actual).unwrap()
-    );
-}
-
-/// The cases in a fixture directory: file names ending in `suffix`, without it, sorted.
-fn cases(sub: &str, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir(sub))
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(suffix).map(str::to_owned)
-        })
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no fixtures in {sub}");
-    names
-}
-
 #[test]
 fn requests_translate_or_are_refused_naming_the_field() {
-    let mut refused = 0;
-    for case in cases("request", ".openai.json") {
-        let input = read_json(&dir("request").join(format!("{case}.openai.json")));
-        let body: Map<String, Value> = input.as_object().unwrap().clone();
-        let result = encode_request(&body);
-        let error_path = dir("request").join(format!("{case}.error.json"));
-        if error_path.exists() {
-            refused += 1;
-            let expected = read_json(&error_path);
-            let err = result.expect_err(&case);
-            let kind = match &err {
-                TranslateError::Unsupported { .. } => "unsupported",
-                TranslateError::Invalid { .. } => "invalid",
-                TranslateError::Upstream { .. } => "upstream",
-            };
-            assert_eq!(kind, expected["error"], "{case}: {err}");
-            assert_eq!(err.field(), expected["field"], "{case}: {err}");
-            assert!(
-                err.to_string().contains(err.field()),
-                "{case}: the message names the field: {err}"
-            );
-            continue;
-        }
-        let encoded = result.unwrap_or_else(|e| panic!("{case}: {e}"));
-        let actual: Value = serde_json::from_slice(&encoded).unwrap();
-        check(
-            &dir("request").join(format!("{case}.bedrock.json")),
-            &actual,
-        );
-    }
+    let refused = FIXTURES.request_cases("request", ".bedrock.json", |body| {
+        let encoded = encode_request(body)?;
+        Ok(serde_json::from_slice(&encoded).unwrap())
+    });
     assert!(refused >= 10, "refusal fixtures are all exercised");
 }
 
 #[test]
 fn responses_translate() {
-    for case in cases("response", ".bedrock.json") {
-        let body = fs::read(dir("response").join(format!("{case}.bedrock.json"))).unwrap();
-        let actual = decode_response(&body, REQUESTED_MODEL, CREATED)
+    FIXTURES.decode_cases("response", ".bedrock.json", ".openai.json", |case, body| {
+        let actual = decode_response(body, REQUESTED_MODEL, CREATED)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(actual["model"], REQUESTED_MODEL, "{case}");
         assert_eq!(actual["created"], CREATED, "{case}");
-        check(
-            &dir("response").join(format!("{case}.openai.json")),
-            &actual,
-        );
-    }
+        actual
+    });
 }
 
 #[test]
@@ -166,7 +92,7 @@ fn frame(entry: &Value) -> Vec<u8> {
 }
 
 fn stream_bytes(case: &str) -> Vec<u8> {
-    let frames = read_json(&dir("stream").join(format!("{case}.frames.json")));
+    let frames = read_json(&FIXTURES.dir("stream").join(format!("{case}.frames.json")));
     frames.as_array().unwrap().iter().flat_map(frame).collect()
 }
 
@@ -204,7 +130,7 @@ fn translate(bytes: &[u8], size: usize, include_usage: bool) -> (Vec<Value>, Opt
 
 #[test]
 fn streams_translate_whatever_the_chunking() {
-    for case in cases("stream", ".frames.json") {
+    for case in FIXTURES.cases("stream", ".frames.json") {
         let bytes = stream_bytes(&case);
         let include_usage = case.contains("with_usage");
         let (events, usage) = translate(&bytes, 0, include_usage);
@@ -217,7 +143,7 @@ fn streams_translate_whatever_the_chunking() {
         }
         let actual = json!({"events": events, "usage": usage});
         check(
-            &dir("stream").join(format!("{case}.expected.json")),
+            &FIXTURES.dir("stream").join(format!("{case}.expected.json")),
             &actual,
         );
     }
@@ -257,23 +183,21 @@ fn an_oversized_frame_is_refused_before_it_is_buffered() {
 
 #[test]
 fn errors_keep_their_meaning() {
-    for case in cases("errors", ".json") {
-        let fixture = read_json(&dir("errors").join(format!("{case}.json")));
-        let status = fixture["status"].as_u64().unwrap() as u16;
-        let body = match fixture.get("body_text") {
-            Some(text) => text.as_str().unwrap().as_bytes().to_vec(),
-            None => fixture["body"].to_string().into_bytes(),
-        };
-        let actual = decode_error(status, &body);
-        if bless() {
-            let mut fixture = fixture.clone();
+    for e in FIXTURES.error_cases() {
+        let actual = decode_error(e.status, &e.body);
+        if common::bless() {
+            let mut fixture = e.fixture.clone();
             fixture["expected"] = actual;
             let mut text = serde_json::to_string_pretty(&fixture).unwrap();
             text.push('\n');
-            fs::write(dir("errors").join(format!("{case}.json")), text).unwrap();
+            fs::write(
+                FIXTURES.dir("errors").join(format!("{}.json", e.case)),
+                text,
+            )
+            .unwrap();
             continue;
         }
-        assert_eq!(actual, fixture["expected"], "{case}");
+        assert_eq!(actual, e.fixture["expected"], "{}", e.case);
     }
 }
 

@@ -16,112 +16,43 @@
 // Test helpers outside `#[test]` functions fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::fs;
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::fs;
+
+use common::{data_payloads, feed_in_chunks, Fixtures};
 use johi_providers::gemini::{
     decode_embeddings, decode_error, decode_response, encode_embeddings, encode_request,
-    usage_from_gemini, StreamTranslator, TranslateError,
+    usage_from_gemini, StreamTranslator,
 };
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
+const FIXTURES: Fixtures = Fixtures("gemini");
 const UPSTREAM_MODEL: &str = "gemini-embedding-001";
 const REQUESTED_MODEL: &str = "gemini-flash";
 const CREATED: u64 = 1_700_000_000;
 
-fn dir(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gemini")
-        .join(sub)
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn bless() -> bool {
-    std::env::var_os("BLESS").is_some()
-}
-
-/// Compares with the expected file, or writes it under `BLESS=1`.
-fn check(expected_path: &Path, actual: &Value) {
-    if bless() {
-        let mut text = serde_json::to_string_pretty(actual).unwrap();
-        text.push('\n');
-        fs::write(expected_path, text).unwrap();
-        return;
-    }
-    let expected = read_json(expected_path);
-    assert_eq!(
-        actual,
-        &expected,
-        "{}: actual\n{}",
-        expected_path.display(),
-        serde_json::to_string_pretty(actual).unwrap()
-    );
-}
-
-/// The cases in a fixture directory: file names ending in `suffix`, without it, sorted.
-fn cases(sub: &str, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir(sub))
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(suffix).map(str::to_owned)
-        })
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no fixtures in {sub}");
-    names
-}
-
 #[test]
 fn requests_translate_or_are_refused_naming_the_field() {
-    let mut refused = 0;
-    for case in cases("request", ".openai.json") {
-        let input = read_json(&dir("request").join(format!("{case}.openai.json")));
-        let body: Map<String, Value> = input.as_object().unwrap().clone();
-        let result = encode_request(&body);
-        let error_path = dir("request").join(format!("{case}.error.json"));
-        if error_path.exists() {
-            refused += 1;
-            let expected = read_json(&error_path);
-            let err = result.expect_err(&case);
-            let kind = match &err {
-                TranslateError::Unsupported { .. } => "unsupported",
-                TranslateError::Invalid { .. } => "invalid",
-                TranslateError::Upstream { .. } => "upstream",
-            };
-            assert_eq!(kind, expected["error"], "{case}: {err}");
-            assert_eq!(err.field(), expected["field"], "{case}: {err}");
-            assert!(
-                err.to_string().contains(err.field()),
-                "{case}: the message names the field: {err}"
-            );
-            continue;
-        }
-        let encoded = result.unwrap_or_else(|e| panic!("{case}: {e}"));
-        let actual: Value = serde_json::from_slice(&encoded.body).unwrap();
-        let actual = json!({
-            "body": actual,
+    let refused = FIXTURES.request_cases("request", ".gemini.json", |body| {
+        let encoded = encode_request(body)?;
+        Ok(json!({
+            "body": serde_json::from_slice::<Value>(&encoded.body).unwrap(),
             "stream": encoded.stream,
             "include_usage": encoded.include_usage,
-        });
-        check(&dir("request").join(format!("{case}.gemini.json")), &actual);
-    }
+        }))
+    });
     assert!(refused >= 10, "refusal fixtures are all exercised");
 }
 
 #[test]
 fn responses_translate() {
-    for case in cases("response", ".gemini.json") {
-        let body = fs::read(dir("response").join(format!("{case}.gemini.json"))).unwrap();
-        let actual = decode_response(&body, REQUESTED_MODEL, CREATED)
+    FIXTURES.decode_cases("response", ".gemini.json", ".openai.json", |case, body| {
+        let actual = decode_response(body, REQUESTED_MODEL, CREATED)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
         // The usage Johi meters agrees with the usage the client is shown.
-        let raw: Value = serde_json::from_slice(&body).unwrap();
+        let raw: Value = serde_json::from_slice(body).unwrap();
         let usage = usage_from_gemini(&raw["usageMetadata"]).unwrap();
         assert_eq!(
             actual["usage"]["prompt_tokens"], usage.input_tokens,
@@ -136,11 +67,8 @@ fn responses_translate() {
             usage.reasoning_tokens,
             "{case}"
         );
-        check(
-            &dir("response").join(format!("{case}.openai.json")),
-            &actual,
-        );
-    }
+        actual
+    });
 }
 
 #[test]
@@ -155,42 +83,31 @@ fn unreadable_responses_are_upstream_errors() {
 
 #[test]
 fn errors_translate() {
-    for case in cases("errors", ".json") {
-        let fixture = read_json(&dir("errors").join(format!("{case}.json")));
-        let status = u16::try_from(fixture["status"].as_u64().unwrap()).unwrap();
-        let body = match fixture.get("body_text") {
-            Some(text) => text.as_str().unwrap().as_bytes().to_vec(),
-            None => serde_json::to_vec(&fixture["body"]).unwrap(),
-        };
-        let actual = decode_error(status, &body);
-        assert_eq!(actual, fixture["expected"], "{case}");
+    for e in FIXTURES.error_cases() {
+        let actual = decode_error(e.status, &e.body);
+        assert_eq!(actual, e.fixture["expected"], "{}", e.case);
     }
 }
 
 #[test]
 fn embeddings_translate() {
-    for case in cases("embeddings", ".openai.json") {
+    let dir = FIXTURES.dir("embeddings");
+    for case in FIXTURES.cases("embeddings", ".openai.json") {
         if case.ends_with(".response") {
             continue;
         }
-        let input = read_json(&dir("embeddings").join(format!("{case}.openai.json")));
+        let input = common::read_json(&dir.join(format!("{case}.openai.json")));
         let body: Map<String, Value> = input.as_object().unwrap().clone();
         let encoded =
             encode_embeddings(&body, UPSTREAM_MODEL).unwrap_or_else(|e| panic!("{case}: {e}"));
         let actual: Value = serde_json::from_slice(&encoded).unwrap();
-        check(
-            &dir("embeddings").join(format!("{case}.gemini.json")),
-            &actual,
-        );
-        let response = dir("embeddings").join(format!("{case}.response.gemini.json"));
+        common::check(&dir.join(format!("{case}.gemini.json")), &actual);
+        let response = dir.join(format!("{case}.response.gemini.json"));
         if response.exists() {
             let raw = fs::read(&response).unwrap();
             let actual = decode_embeddings(&raw, &body, REQUESTED_MODEL)
                 .unwrap_or_else(|e| panic!("{case}: {e}"));
-            check(
-                &dir("embeddings").join(format!("{case}.response.openai.json")),
-                &actual,
-            );
+            common::check(&dir.join(format!("{case}.response.openai.json")), &actual);
         }
     }
 }
@@ -199,76 +116,23 @@ fn embeddings_translate() {
 /// payloads of the OpenAI events (JSON, or the string `[DONE]`).
 fn translate_stream(input: &[u8], include_usage: bool, split: usize) -> (Vec<Value>, Value) {
     let mut t = StreamTranslator::new(REQUESTED_MODEL, CREATED, include_usage);
-    let mut out = Vec::new();
-    for chunk in input.chunks(split.max(1)) {
-        out.extend(t.feed(chunk));
-    }
+    let mut out = feed_in_chunks(input, split, |chunk| t.feed(chunk));
     out.extend(t.finish());
-    let text = String::from_utf8(out).unwrap();
-    let events = text
-        .split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let data = e.strip_prefix("data: ").unwrap();
-            serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned()))
-        })
-        .collect();
     let usage = t
         .usage()
         .map_or(Value::Null, |u| serde_json::to_value(u).unwrap());
-    (events, usage)
+    (data_payloads(out), usage)
 }
 
 #[test]
 fn streams_translate_whatever_the_chunking() {
-    for case in cases("stream", ".sse") {
-        let input = fs::read(dir("stream").join(format!("{case}.sse"))).unwrap();
-        let include_usage = case.contains("with_usage");
-        let (events, usage) = translate_stream(&input, include_usage, input.len());
-        for split in [1, 7, 64] {
-            assert_eq!(
-                translate_stream(&input, include_usage, split).0,
-                events,
-                "{case} in chunks of {split}"
-            );
-        }
-        check(
-            &dir("stream").join(format!("{case}.expected.json")),
-            &json!({"events": events, "usage": usage}),
-        );
-    }
+    FIXTURES.stream_cases(translate_stream);
 }
 
-proptest! {
-    /// The translator never panics, whatever bytes or events it is fed, and stops emitting
-    /// once it has finished.
-    #[test]
-    fn the_stream_translator_never_panics_on_bytes(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
-        let mut t = StreamTranslator::new("m", 0, true);
-        for c in &chunks {
-            let _ = t.feed(c);
-        }
-        let _ = t.finish();
-        prop_assert!(t.is_finished());
-        let after = t.feed(b"data: {\"candidates\":[{\"finishReason\":\"STOP\"}]}\n\n");
-        prop_assert!(after.is_empty());
-    }
-
-    #[test]
-    fn the_stream_translator_never_panics_on_events(events in proptest::collection::vec(arb_event(), 0..24)) {
-        let mut t = StreamTranslator::new("m", 0, true);
-        let mut out = Vec::new();
-        for e in &events {
-            t.event(serde_json::to_string(e).unwrap().as_bytes(), &mut out);
-        }
-        out.extend(t.finish());
-        let text = String::from_utf8(out).unwrap();
-        for event in text.split("\n\n").filter(|e| !e.is_empty()) {
-            let data = event.strip_prefix("data: ").unwrap();
-            prop_assert!(data == "[DONE]" || serde_json::from_str::<Value>(data).is_ok());
-        }
-    }
-}
+common::stream_translator_properties!(
+    b"data: {\"candidates\":[{\"finishReason\":\"STOP\"}]}\n\n",
+    arb_event
+);
 
 /// Plausible Gemini events with arbitrary candidates, parts and values.
 fn arb_event() -> impl Strategy<Value = Value> {

@@ -3,6 +3,12 @@
 use serde_json::{json, Map, Value};
 
 use super::TranslateError;
+use crate::openai_shape::{
+    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
+    messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
+    refuse_unknown_fields, stream_flags, to_body, tool_call, tool_call_id, tools_array,
+    unknown_role, PartKind, ToolChoice,
+};
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
 /// is refused, naming it. Anthropic-only extensions (`top_k`, `thinking`) are passed through
@@ -97,23 +103,11 @@ pub fn encode_request(
     if let Some(user) = user_id(body)? {
         out.insert("metadata".into(), json!({ "user_id": user }));
     }
-    let stream = match present(body, "stream") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| TranslateError::invalid("stream", "must be a boolean"))?,
-    };
+    let (stream, include_usage) = stream_flags(body)?;
     if stream {
         out.insert("stream".into(), Value::Bool(true));
     }
-    let include_usage = stream
-        && body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-    let body =
-        serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))?;
+    let body = to_body(&out)?;
     Ok(EncodedRequest {
         body,
         stream,
@@ -121,44 +115,29 @@ pub fn encode_request(
     })
 }
 
-/// A field's value unless absent or `null` (OpenAI SDKs send `null` for "not set").
-fn present<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    body.get(field).filter(|v| !v.is_null())
-}
-
 /// Refuses every field outside [`MAPPED_FIELDS`], and the listed fields whose value asks for
 /// something Anthropic cannot do (`n > 1`, `logprobs: true`, a non-zero penalty, JSON mode).
 fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), TranslateError> {
-    for (key, value) in body {
-        if value.is_null() {
-            continue;
+    refuse_unknown_fields(
+        body,
+        MAPPED_FIELDS,
+        "Anthropic's Messages API has no equivalent",
+        |key, value| {
+            match key {
+            "n" if value.as_u64() != Some(1) => Some("Anthropic returns one choice per request"),
+            "logprobs" if value.as_bool() != Some(false) => {
+                Some("Anthropic does not return log probabilities")
+            }
+            "presence_penalty" | "frequency_penalty" if value.as_f64() != Some(0.0) => {
+                Some("Anthropic has no sampling penalties")
+            }
+            "response_format" if value.get("type").and_then(Value::as_str) != Some("text") => {
+                Some("JSON mode and JSON schemas are not mapped yet; describe the format in the prompt or use a tool")
+            }
+            _ => None,
         }
-        if !MAPPED_FIELDS.contains(&key.as_str()) {
-            return Err(TranslateError::unsupported(
-                key.as_str(),
-                "Anthropic's Messages API has no equivalent",
-            ));
-        }
-        let refused = match key.as_str() {
-            "n" => value.as_u64() != Some(1),
-            "logprobs" => value.as_bool() != Some(false),
-            "presence_penalty" | "frequency_penalty" => value.as_f64() != Some(0.0),
-            "response_format" => value.get("type").and_then(Value::as_str) != Some("text"),
-            _ => false,
-        };
-        if refused {
-            let reason = match key.as_str() {
-                "n" => "Anthropic returns one choice per request",
-                "logprobs" => "Anthropic does not return log probabilities",
-                "response_format" => {
-                    "JSON mode and JSON schemas are not mapped yet; describe the format in the prompt or use a tool"
-                }
-                _ => "Anthropic has no sampling penalties",
-            };
-            return Err(TranslateError::unsupported(key.as_str(), reason));
-        }
-    }
-    Ok(())
+        },
+    )
 }
 
 fn max_tokens(body: &Map<String, Value>, default: u64) -> Result<u64, TranslateError> {
@@ -212,43 +191,23 @@ fn user_id(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
 }
 
 fn encode_tools(tools: &Value) -> Result<Value, TranslateError> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| TranslateError::invalid("tools", "must be an array"))?;
+    let tools = tools_array(tools)?;
     let mut out = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         let path = format!("tools[{i}]");
-        if tool.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(TranslateError::unsupported(
-                format!("{path}.type"),
-                "only function tools can be translated",
-            ));
-        }
-        let f = tool
-            .get("function")
-            .and_then(Value::as_object)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.function"), "missing"))?;
-        let name = f
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.function.name"), "missing"))?;
-        if f.get("strict").and_then(Value::as_bool) == Some(true) {
+        let f = function_tool(tool, &path)?;
+        if f.strict == Some(true) {
             return Err(TranslateError::unsupported(
                 format!("{path}.function.strict"),
                 "strict schemas are not mapped yet",
             ));
         }
         let mut t = Map::new();
-        t.insert("name".into(), json!(name));
-        if let Some(d) = f.get("description").filter(|d| !d.is_null()) {
+        t.insert("name".into(), json!(f.name));
+        if let Some(d) = f.description {
             t.insert("description".into(), d.clone());
         }
-        let schema = f
-            .get("parameters")
-            .filter(|p| !p.is_null())
-            .cloned()
-            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-        t.insert("input_schema".into(), schema);
+        t.insert("input_schema".into(), f.schema_or_empty());
         if let Some(cc) = tool.get("cache_control") {
             t.insert("cache_control".into(), cc.clone());
         }
@@ -267,28 +226,12 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
     let mut choice = match present(body, "tool_choice") {
         None if parallel => return Ok(None),
         None => json!({"type": "auto"}),
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => json!({"type": "auto"}),
-            "none" => return Ok(Some(json!({"type": "none"}))),
-            "required" => json!({"type": "any"}),
-            _ => {
-                return Err(TranslateError::invalid(
-                    "tool_choice",
-                    "must be auto, none, required or a function",
-                ))
-            }
+        Some(v) => match crate::openai_shape::tool_choice(v)? {
+            ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::None => return Ok(Some(json!({"type": "none"}))),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::Function(name) => json!({"type": "tool", "name": name}),
         },
-        Some(v) => {
-            let name = v
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
-                .ok_or_else(|| {
-                    TranslateError::invalid("tool_choice", "must name a function tool")
-                })?;
-            json!({"type": "tool", "name": name})
-        }
     };
     if !parallel {
         if let Some(obj) = choice.as_object_mut() {
@@ -305,32 +248,18 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 fn encode_messages(
     messages: Option<&Value>,
 ) -> Result<(Option<Value>, Vec<Value>), TranslateError> {
-    let messages = messages
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages", "must be an array"))?;
+    let messages = messages_array(messages)?;
     let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<Value> = Vec::new();
     let mut tool_results: Vec<Value> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
-        let m = m
-            .as_object()
-            .ok_or_else(|| TranslateError::invalid(path.as_str(), "must be an object"))?;
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.role"), "missing"))?;
-        for key in m.keys() {
-            let known = matches!(key.as_str(), "role" | "content")
-                || (role == "assistant" && key == "tool_calls")
-                || (role == "tool" && key == "tool_call_id");
-            if !known && !m.get(key).is_some_and(Value::is_null) {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.{key}"),
-                    "Anthropic's messages have no equivalent",
-                ));
-            }
-        }
+        let (m, role) = message(
+            m,
+            &path,
+            &["tool_calls"],
+            "Anthropic's messages have no equivalent",
+        )?;
         if role == "user" && !tool_results.is_empty() {
             // A user message right after tool results joins their turn (results first, as
             // Anthropic requires), rather than making two user turns in a row.
@@ -356,12 +285,7 @@ fn encode_messages(
             })),
             "assistant" => turns.push(encode_assistant(m, &path)?),
             "tool" => tool_results.push(encode_tool_result(m, &path)?),
-            _ => {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.role"),
-                    format!("the role `{role}` cannot be translated"),
-                ))
-            }
+            _ => return Err(unknown_role(&path, role)),
         }
     }
     if !tool_results.is_empty() {
@@ -379,24 +303,8 @@ fn encode_messages(
 fn text_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
     match content {
         Some(Value::String(s)) => Ok(vec![json!({"type": "text", "text": s})]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| {
-                let part_path = format!("{path}.content[{j}]");
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => encode_part(p, &part_path),
-                    _ => Err(TranslateError::unsupported(
-                        format!("{part_path}.type"),
-                        "only text parts are allowed here",
-                    )),
-                }
-            })
-            .collect(),
-        _ => Err(TranslateError::invalid(
-            format!("{path}.content"),
-            "must be a string or an array of text parts",
-        )),
+        Some(Value::Array(parts)) => map_text_parts(parts, path, encode_part),
+        _ => Err(not_text_content(path)),
     }
 }
 
@@ -404,12 +312,7 @@ fn text_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, Transl
 fn encode_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateError> {
     match content {
         Some(Value::String(s)) => Ok(Value::String(s.clone())),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| encode_part(p, &format!("{path}.content[{j}]")))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array),
+        Some(Value::Array(parts)) => map_parts(parts, path, encode_part).map(Value::Array),
         _ => Err(TranslateError::invalid(
             format!("{path}.content"),
             "must be a string or an array of parts",
@@ -419,22 +322,9 @@ fn encode_content(content: Option<&Value>, path: &str) -> Result<Value, Translat
 
 /// One content part → one block; `cache_control` is carried over as it is.
 fn encode_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let mut block = match part.get("type").and_then(Value::as_str) {
-        Some("text") => {
-            let text = part
-                .get("text")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::invalid(format!("{path}.text"), "missing"))?;
-            json!({"type": "text", "text": text})
-        }
-        Some("image_url") => encode_image(part, path)?,
-        Some(other) => {
-            return Err(TranslateError::unsupported(
-                format!("{path}.type"),
-                format!("`{other}` parts cannot be translated"),
-            ))
-        }
-        None => return Err(TranslateError::invalid(format!("{path}.type"), "missing")),
+    let mut block = match part_kind(part, path)? {
+        PartKind::Text => json!({"type": "text", "text": part_text(part, path)?}),
+        PartKind::ImageUrl => encode_image(part, path)?,
     };
     if let (Some(cc), Some(obj)) = (part.get("cache_control"), block.as_object_mut()) {
         obj.insert("cache_control".into(), cc.clone());
@@ -445,21 +335,10 @@ fn encode_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
 /// `image_url` → an `image` block: a `data:` URL becomes a base64 source, an http(s) URL a
 /// url source. OpenAI's `detail` has no equivalent and is refused unless `auto`.
 fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let image = part.get("image_url");
-    let url = image
-        .and_then(|i| i.get("url").or(Some(i)))
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.image_url.url"), "missing"))?;
-    if let Some(detail) = image.and_then(|i| i.get("detail")).and_then(Value::as_str) {
-        if detail != "auto" {
-            return Err(TranslateError::unsupported(
-                format!("{path}.image_url.detail"),
-                "Anthropic has no image detail setting",
-            ));
-        }
-    }
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (media_type, data) = rest.split_once(";base64,").ok_or_else(|| {
+    let url = image_url(part, path)?;
+    refuse_image_detail(part, path, "Anthropic has no image detail setting")?;
+    if url.starts_with("data:") {
+        let (media_type, data) = base64_data_url(url).ok_or_else(|| {
             TranslateError::invalid(format!("{path}.image_url.url"), "a data URL must be base64")
         })?;
         return Ok(json!({
@@ -467,7 +346,7 @@ fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
             "source": {"type": "base64", "media_type": media_type, "data": data},
         }));
     }
-    if url.starts_with("https://") || url.starts_with("http://") {
+    if is_web_url(url) {
         return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
     }
     Err(TranslateError::invalid(
@@ -491,38 +370,15 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, Transla
     };
     for (k, call) in calls.iter().enumerate() {
         let call_path = format!("{path}.tool_calls[{k}]");
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{call_path}.id"), "missing"))?;
-        let f = call.get("function");
-        let name = f
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                TranslateError::invalid(format!("{call_path}.function.name"), "missing")
-            })?;
-        let args = f
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let input: Value = if args.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(args).map_err(|e| {
-                TranslateError::invalid(format!("{call_path}.function.arguments"), e.to_string())
-            })?
-        };
-        blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+        let call = tool_call(call, &call_path)?;
+        let input = call.input(&call_path)?;
+        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
     }
     Ok(json!({"role": "assistant", "content": blocks}))
 }
 
 fn encode_tool_result(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
-    let id = m
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.tool_call_id"), "missing"))?;
+    let id = tool_call_id(m, path)?;
     let content = match m.get("content") {
         Some(Value::String(s)) => Value::String(s.clone()),
         other => Value::Array(text_blocks(other, path)?),

@@ -1,8 +1,12 @@
 //! Anthropic Messages response (and error) → OpenAI `chat.completion` (and error).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{openai_usage, usage_from_anthropic, TranslateError};
+use super::{usage_from_anthropic, TranslateError};
+use crate::openai_shape::{
+    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
+    openai_tool_call, openai_usage,
+};
 
 /// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
 ///
@@ -54,34 +58,17 @@ pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, 
             _ => {}
         }
     }
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert("content".into(), text.map_or(Value::Null, Value::String));
-    if let Some(r) = reasoning {
-        message.insert("reasoning_content".into(), Value::String(r));
-    }
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
-    message.insert("refusal".into(), Value::Null);
+    let message = assistant_message(text, reasoning, calls);
     let finish = msg
         .get("stop_reason")
         .and_then(Value::as_str)
         .map_or(Value::Null, |r| json!(finish_reason(r)));
-    let mut out = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-    });
-    if let (Some(u), Some(obj)) = (
-        msg.get("usage").and_then(usage_from_anthropic),
-        out.as_object_mut(),
-    ) {
-        obj.insert("usage".into(), openai_usage(&u));
-    }
-    Ok(out)
+    let choices = vec![choice(0, message, finish)];
+    let usage = msg
+        .get("usage")
+        .and_then(usage_from_anthropic)
+        .map(|u| openai_usage(&u));
+    Ok(chat_completion(id, created, model, choices, usage))
 }
 
 /// A `tool_use` block as an OpenAI tool call.
@@ -97,11 +84,7 @@ pub(crate) fn tool_call(block: &Value, i: usize) -> Result<Value, TranslateError
     let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
     let arguments = serde_json::to_string(&input)
         .map_err(|e| TranslateError::upstream(format!("content[{i}].input"), e.to_string()))?;
-    Ok(json!({
-        "id": id,
-        "type": "function",
-        "function": {"name": name, "arguments": arguments},
-    }))
+    Ok(openai_tool_call(id, name, &arguments))
 }
 
 /// Translates an Anthropic error body into OpenAI's `{"error": {message, type, param, code}}`.
@@ -119,15 +102,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
         .and_then(|e| e.get("message"))
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.chars().take(500).collect();
-            if text.trim().is_empty() {
-                format!("the Anthropic upstream answered {status}")
-            } else {
-                text
-            }
-        });
+        .unwrap_or_else(|| body_text_or_status(body, "Anthropic", status));
     let (typ, code) = match kind {
         Some("invalid_request_error") => ("invalid_request_error", Value::Null),
         Some("authentication_error") => ("invalid_request_error", json!("invalid_api_key")),
@@ -144,7 +119,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
             _ => ("upstream_error", json!("upstream_error")),
         },
     };
-    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+    openai_error(&message, typ, code)
 }
 
 #[cfg(test)]

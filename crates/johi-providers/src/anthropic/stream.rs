@@ -6,8 +6,9 @@ use johi_core::Usage;
 use serde_json::{json, Map, Value};
 
 use super::response::{decode_error, finish_reason};
-use super::{openai_usage, usage_from_anthropic};
-use crate::sse::EventSplitter;
+use super::usage_from_anthropic;
+use crate::openai_shape::{chunk, openai_usage, write_event, write_protocol_error};
+use crate::sse::{feed_events, EventSplitter};
 
 /// What kind of content block an Anthropic block index carries, so its deltas land in the
 /// right OpenAI field.
@@ -63,11 +64,7 @@ impl StreamTranslator {
     /// Feeds the next chunk of upstream bytes; returns the OpenAI events it completes (empty
     /// while an event is still partial).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.feed(chunk, |data| self.event(data, &mut out));
-        self.splitter = splitter;
-        out
+        feed_events(self, chunk, |t| &mut t.splitter, Self::event)
     }
 
     /// Translates one Anthropic event, given its `data` (the JSON carries the event's type, so
@@ -121,13 +118,7 @@ impl StreamTranslator {
 
     fn fail(&mut self, out: &mut Vec<u8>, message: &str) {
         self.finished = true;
-        write_event(
-            out,
-            &json!({"error": {
-                "message": message, "type": "upstream_error", "param": null,
-                "code": "upstream_protocol_error",
-            }}),
-        );
+        write_protocol_error(out, message);
     }
 
     fn message_start(&mut self, ev: &Value, out: &mut Vec<u8>) {
@@ -245,25 +236,14 @@ impl StreamTranslator {
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> Value {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            if let Some(obj) = chunk.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        chunk
+        chunk(
+            &self.id,
+            self.created,
+            &self.model,
+            self.include_usage,
+            0,
+            delta,
+            finish,
+        )
     }
-}
-
-fn write_event(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing a `Value` into a Vec cannot fail (no I/O, keys are strings).
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
 }

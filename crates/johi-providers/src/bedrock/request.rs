@@ -2,6 +2,12 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::openai_shape::{
+    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
+    messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
+    refuse_unknown_fields, stream_flags, to_body, tool_call, tool_call_id, tool_choice,
+    tools_array, unknown_role, PartKind, ToolChoice,
+};
 use crate::TranslateError;
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
@@ -48,50 +54,37 @@ pub fn encode_request(body: &Map<String, Value>) -> Result<Vec<u8>, TranslateErr
     if let Some(meta) = request_metadata(body)? {
         out.insert("requestMetadata".into(), meta);
     }
-    if let Some(v) = present(body, "stream") {
-        v.as_bool()
-            .ok_or_else(|| TranslateError::invalid("stream", "must be a boolean"))?;
-    }
-    serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))
-}
-
-/// A field's value unless absent or `null` (OpenAI SDKs send `null` for "not set").
-fn present<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    body.get(field).filter(|v| !v.is_null())
+    // `stream` is only checked here; the body is the same either way.
+    stream_flags(body)?;
+    to_body(&out)
 }
 
 /// Refuses every field outside [`MAPPED_FIELDS`], and the listed fields whose value asks for
 /// something Converse cannot do (`n > 1`, `logprobs`, a non-zero penalty, JSON mode).
 fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), TranslateError> {
-    for (key, value) in body {
-        if value.is_null() {
-            continue;
-        }
-        if !MAPPED_FIELDS.contains(&key.as_str()) {
-            return Err(TranslateError::unsupported(
-                key.as_str(),
-                "Bedrock's Converse API has no equivalent",
-            ));
-        }
-        let reason = match key.as_str() {
-            "n" if value.as_u64() != Some(1) => "Converse returns one choice per request",
+    refuse_unknown_fields(
+        body,
+        MAPPED_FIELDS,
+        "Bedrock's Converse API has no equivalent",
+        |key, value| {
+            match key {
+            "n" if value.as_u64() != Some(1) => Some("Converse returns one choice per request"),
             "logprobs" if value.as_bool() != Some(false) => {
-                "Converse does not return log probabilities"
+                Some("Converse does not return log probabilities")
             }
             "presence_penalty" | "frequency_penalty" if value.as_f64() != Some(0.0) => {
-                "Converse has no sampling penalties"
+                Some("Converse has no sampling penalties")
             }
             "response_format" if value.get("type").and_then(Value::as_str) != Some("text") => {
-                "JSON mode and JSON schemas are not mapped; describe the format in the prompt or use a tool"
+                Some("JSON mode and JSON schemas are not mapped; describe the format in the prompt or use a tool")
             }
             "parallel_tool_calls" if value.as_bool() != Some(true) => {
-                "Converse cannot turn parallel tool calls off"
+                Some("Converse cannot turn parallel tool calls off")
             }
-            _ => continue,
-        };
-        return Err(TranslateError::unsupported(key.as_str(), reason));
-    }
-    Ok(())
+            _ => None,
+        }
+        },
+    )
 }
 
 fn inference_config(body: &Map<String, Value>) -> Result<Map<String, Value>, TranslateError> {
@@ -165,9 +158,7 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
         }
         return Ok(None);
     };
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| TranslateError::invalid("tools", "must be an array"))?;
+    let tools = tools_array(tools)?;
     let mut specs = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         specs.push(tool_spec(tool, &format!("tools[{i}]"))?);
@@ -177,31 +168,15 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
     let choice =
         match present(body, "tool_choice") {
             None => None,
-            Some(Value::String(s)) => match s.as_str() {
-                "auto" => Some(json!({"auto": {}})),
-                "required" => Some(json!({"any": {}})),
-                "none" => return Err(TranslateError::unsupported(
+            Some(v) => match tool_choice(v)? {
+                ToolChoice::Auto => Some(json!({"auto": {}})),
+                ToolChoice::Required => Some(json!({"any": {}})),
+                ToolChoice::None => return Err(TranslateError::unsupported(
                     "tool_choice",
                     "Converse cannot forbid tool use while tools are declared; leave the tools out",
                 )),
-                _ => {
-                    return Err(TranslateError::invalid(
-                        "tool_choice",
-                        "must be auto, none, required or a function",
-                    ))
-                }
+                ToolChoice::Function(name) => Some(json!({"tool": {"name": name}})),
             },
-            Some(v) => {
-                let name = v
-                    .get("function")
-                    .and_then(|f| f.get("name"))
-                    .and_then(Value::as_str)
-                    .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
-                    .ok_or_else(|| {
-                        TranslateError::invalid("tool_choice", "must name a function tool")
-                    })?;
-                Some(json!({"tool": {"name": name}}))
-            }
         };
     if let Some(choice) = choice {
         config.insert("toolChoice".into(), choice);
@@ -210,37 +185,19 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 }
 
 fn tool_spec(tool: &Value, path: &str) -> Result<Value, TranslateError> {
-    if tool.get("type").and_then(Value::as_str) != Some("function") {
-        return Err(TranslateError::unsupported(
-            format!("{path}.type"),
-            "only function tools can be translated",
-        ));
-    }
-    let f = tool
-        .get("function")
-        .and_then(Value::as_object)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.function"), "missing"))?;
-    let name = f
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.function.name"), "missing"))?;
-    if f.get("strict").and_then(Value::as_bool) == Some(true) {
+    let f = function_tool(tool, path)?;
+    if f.strict == Some(true) {
         return Err(TranslateError::unsupported(
             format!("{path}.function.strict"),
             "Converse has no strict schema mode",
         ));
     }
     let mut spec = Map::new();
-    spec.insert("name".into(), json!(name));
-    if let Some(d) = f.get("description").filter(|d| !d.is_null()) {
+    spec.insert("name".into(), json!(f.name));
+    if let Some(d) = f.description {
         spec.insert("description".into(), d.clone());
     }
-    let schema = f
-        .get("parameters")
-        .filter(|p| !p.is_null())
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-    spec.insert("inputSchema".into(), json!({ "json": schema }));
+    spec.insert("inputSchema".into(), json!({ "json": f.schema_or_empty() }));
     Ok(json!({ "toolSpec": spec }))
 }
 
@@ -250,32 +207,18 @@ fn tool_spec(tool: &Value, path: &str) -> Result<Value, TranslateError> {
 /// no system turn); consecutive `tool` messages become one user turn of `toolResult` blocks,
 /// and a user message right after them joins that turn, as do consecutive messages of one role.
 fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
-    let messages = messages
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages", "must be an array"))?;
+    let messages = messages_array(messages)?;
     let mut system = Vec::new();
     let mut turns = Vec::new();
     let mut results: Vec<Value> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
-        let m = m
-            .as_object()
-            .ok_or_else(|| TranslateError::invalid(path.as_str(), "must be an object"))?;
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.role"), "missing"))?;
-        for (key, value) in m {
-            let known = matches!(key.as_str(), "role" | "content")
-                || (role == "assistant" && key == "tool_calls")
-                || (role == "tool" && key == "tool_call_id");
-            if !known && !value.is_null() {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.{key}"),
-                    "Converse's messages have no equivalent",
-                ));
-            }
-        }
+        let (m, role) = message(
+            m,
+            &path,
+            &["tool_calls"],
+            "Converse's messages have no equivalent",
+        )?;
         if role != "tool" && role != "user" && !results.is_empty() {
             push_turn(&mut turns, "user", std::mem::take(&mut results));
         }
@@ -288,12 +231,7 @@ fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>),
             }
             "assistant" => push_turn(&mut turns, "assistant", encode_assistant(m, &path)?),
             "tool" => results.push(encode_tool_result(m, &path)?),
-            _ => {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.role"),
-                    format!("the role `{role}` cannot be translated"),
-                ))
-            }
+            _ => return Err(unknown_role(&path, role)),
         }
     }
     if !results.is_empty() {
@@ -321,86 +259,38 @@ fn push_turn(turns: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
 fn text_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
     match content {
         Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| {
-                let part_path = format!("{path}.content[{j}]");
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => text_part(p, &part_path),
-                    _ => Err(TranslateError::unsupported(
-                        format!("{part_path}.type"),
-                        "only text parts are allowed here",
-                    )),
-                }
-            })
-            .collect(),
-        _ => Err(TranslateError::invalid(
-            format!("{path}.content"),
-            "must be a string or an array of text parts",
-        )),
+        Some(Value::Array(parts)) => map_text_parts(parts, path, text_part),
+        _ => Err(not_text_content(path)),
     }
 }
 
 fn text_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let text = part
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.text"), "missing"))?;
-    Ok(json!({ "text": text }))
+    Ok(json!({ "text": part_text(part, path)? }))
 }
 
 fn user_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
     let Some(Value::Array(parts)) = content else {
         return text_blocks(content, path);
     };
-    parts
-        .iter()
-        .enumerate()
-        .map(|(j, p)| {
-            let part_path = format!("{path}.content[{j}]");
-            match p.get("type").and_then(Value::as_str) {
-                Some("text") => text_part(p, &part_path),
-                Some("image_url") => encode_image(p, &part_path),
-                Some(other) => Err(TranslateError::unsupported(
-                    format!("{part_path}.type"),
-                    format!("`{other}` parts cannot be translated"),
-                )),
-                None => Err(TranslateError::invalid(
-                    format!("{part_path}.type"),
-                    "missing",
-                )),
-            }
-        })
-        .collect()
+    map_parts(parts, path, |p, part_path| match part_kind(p, part_path)? {
+        PartKind::Text => text_part(p, part_path),
+        PartKind::ImageUrl => encode_image(p, part_path),
+    })
 }
 
 /// `image_url` with a base64 `data:` URL → an `image` block. Converse takes image bytes
 /// (or S3 locations), never a web URL, so http(s) URLs are refused rather than fetched.
 fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let image = part.get("image_url");
     let url_path = format!("{path}.image_url.url");
-    let url = image
-        .and_then(|i| i.get("url").or(Some(i)))
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(url_path.as_str(), "missing"))?;
-    if let Some(detail) = image.and_then(|i| i.get("detail")).and_then(Value::as_str) {
-        if detail != "auto" {
-            return Err(TranslateError::unsupported(
-                format!("{path}.image_url.detail"),
-                "Converse has no image detail setting",
-            ));
-        }
-    }
-    if url.starts_with("https://") || url.starts_with("http://") {
+    let url = image_url(part, path)?;
+    refuse_image_detail(part, path, "Converse has no image detail setting")?;
+    if is_web_url(url) {
         return Err(TranslateError::unsupported(
             url_path,
             "Converse takes image bytes, not URLs; send a base64 data: URL",
         ));
     }
-    let (media_type, data) = url
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"))
+    let (media_type, data) = base64_data_url(url)
         .ok_or_else(|| TranslateError::invalid(url_path.as_str(), "must be a base64 data: URL"))?;
     let format = match media_type {
         "image/png" => "png",
@@ -429,29 +319,9 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Value>, Tr
     let calls = m.get("tool_calls").and_then(Value::as_array);
     for (k, call) in calls.into_iter().flatten().enumerate() {
         let call_path = format!("{path}.tool_calls[{k}]");
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{call_path}.id"), "missing"))?;
-        let f = call.get("function");
-        let name = f
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                TranslateError::invalid(format!("{call_path}.function.name"), "missing")
-            })?;
-        let args = f
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let input: Value = if args.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(args).map_err(|e| {
-                TranslateError::invalid(format!("{call_path}.function.arguments"), e.to_string())
-            })?
-        };
-        blocks.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
+        let call = tool_call(call, &call_path)?;
+        let input = call.input(&call_path)?;
+        blocks.push(json!({"toolUse": {"toolUseId": call.id, "name": call.name, "input": input}}));
     }
     if blocks.is_empty() {
         return Err(TranslateError::invalid(
@@ -463,10 +333,7 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Value>, Tr
 }
 
 fn encode_tool_result(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
-    let id = m
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.tool_call_id"), "missing"))?;
+    let id = tool_call_id(m, path)?;
     let content = text_blocks(m.get("content"), path)?;
     Ok(json!({"toolResult": {"toolUseId": id, "content": content}}))
 }

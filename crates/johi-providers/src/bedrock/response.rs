@@ -1,8 +1,12 @@
 //! Bedrock Converse response (and error) → OpenAI `chat.completion` (and error).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{openai_usage, response_id, usage_from_bedrock};
+use super::{response_id, usage_from_bedrock};
+use crate::openai_shape::{
+    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
+    openai_tool_call, openai_usage,
+};
 use crate::TranslateError;
 
 /// OpenAI's `finish_reason` for Converse's `stopReason`.
@@ -49,34 +53,23 @@ pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, 
             reasoning.get_or_insert_with(String::new).push_str(t);
         }
     }
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert("content".into(), text.map_or(Value::Null, Value::String));
-    if let Some(r) = reasoning {
-        message.insert("reasoning_content".into(), Value::String(r));
-    }
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
-    message.insert("refusal".into(), Value::Null);
+    let message = assistant_message(text, reasoning, calls);
     let finish = msg
         .get("stopReason")
         .and_then(Value::as_str)
         .map_or(Value::Null, |r| json!(finish_reason(r)));
-    let mut out = json!({
-        "id": response_id(body, created),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-    });
-    if let (Some(u), Some(obj)) = (
-        msg.get("usage").and_then(usage_from_bedrock),
-        out.as_object_mut(),
-    ) {
-        obj.insert("usage".into(), openai_usage(&u));
-    }
-    Ok(out)
+    let choices = vec![choice(0, message, finish)];
+    let usage = msg
+        .get("usage")
+        .and_then(usage_from_bedrock)
+        .map(|u| openai_usage(&u));
+    Ok(chat_completion(
+        &response_id(body, created),
+        created,
+        model,
+        choices,
+        usage,
+    ))
 }
 
 /// A `toolUse` block as an OpenAI tool call.
@@ -93,11 +86,7 @@ fn tool_call(tool: &Value, i: usize) -> Result<Value, TranslateError> {
     let input = tool.get("input").cloned().unwrap_or_else(|| json!({}));
     let arguments = serde_json::to_string(&input)
         .map_err(|e| TranslateError::upstream(format!("{path}.input"), e.to_string()))?;
-    Ok(json!({
-        "id": id,
-        "type": "function",
-        "function": {"name": name, "arguments": arguments},
-    }))
+    Ok(openai_tool_call(id, name, &arguments))
 }
 
 /// OpenAI's error `type` and `code` for a Bedrock exception name (the `x-amzn-errortype`
@@ -151,16 +140,9 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
     let message = field("message")
         .or_else(|| field("Message"))
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let text: String = String::from_utf8_lossy(body).chars().take(500).collect();
-            if text.trim().is_empty() {
-                format!("the Bedrock upstream answered {status}")
-            } else {
-                text
-            }
-        });
+        .unwrap_or_else(|| body_text_or_status(body, "Bedrock", status));
     let (typ, code) = error_kind(field("__type"), status);
-    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+    openai_error(&message, typ, code)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use johi_core::Usage;
 use serde_json::{json, Value};
 
 use super::response::{error_kind, finish_reason};
-use super::{openai_usage, response_id, usage_from_bedrock};
+use super::{response_id, usage_from_bedrock};
+use crate::openai_shape::{chunk, openai_usage, write_event, write_protocol_error};
 
 /// The largest event-stream frame accepted (AWS caps messages at 16 MiB): a larger length
 /// prefix is a broken or hostile stream, refused before anything is buffered for it.
@@ -242,35 +243,18 @@ impl StreamTranslator {
 
     fn fail(&mut self, out: &mut Vec<u8>, message: &str) {
         self.finished = true;
-        write_event(
-            out,
-            &json!({"error": {
-                "message": message, "type": "upstream_error", "param": null,
-                "code": "upstream_protocol_error",
-            }}),
-        );
+        write_protocol_error(out, message);
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> Value {
-        let mut chunk = json!({
-            "id": self.id.as_deref().unwrap_or(""),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            if let Some(obj) = chunk.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        chunk
+        chunk(
+            self.id.as_deref().unwrap_or(""),
+            self.created,
+            &self.model,
+            self.include_usage,
+            0,
+            delta,
+            finish,
+        )
     }
-}
-
-fn write_event(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing a `Value` into a Vec cannot fail (no I/O, keys are strings).
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
 }

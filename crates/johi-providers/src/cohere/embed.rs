@@ -2,8 +2,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::request::present;
 use super::{usage_from_cohere, TranslateError};
+use crate::openai_shape::present;
 
 /// Cohere requires an `input_type`; documents for a search index is what an OpenAI client
 /// embedding text most often means. A model's config may choose another.

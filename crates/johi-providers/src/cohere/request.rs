@@ -3,6 +3,11 @@
 use serde_json::{json, Map, Value};
 
 use super::TranslateError;
+use crate::openai_shape::{
+    function_tool, image_url, is_web_url, map_parts, map_text_parts, message, messages_array,
+    not_text_content, part_kind, part_text, present, refuse_unknown_fields, stream_flags, to_body,
+    tool_call, tool_call_id, tools_array, unknown_role, PartKind,
+};
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
 /// is refused, naming it. The reasons for the refusals are in `docs/providers.md`.
@@ -93,23 +98,11 @@ pub fn encode_request(
     if let Some(choice) = tool_choice(body)? {
         out.insert("tool_choice".into(), choice);
     }
-    let stream = match present(body, "stream") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| TranslateError::invalid("stream", "must be a boolean"))?,
-    };
+    let (stream, include_usage) = stream_flags(body)?;
     if stream {
         out.insert("stream".into(), Value::Bool(true));
     }
-    let include_usage = stream
-        && body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-    let body =
-        serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))?;
+    let body = to_body(&out)?;
     Ok(EncodedRequest {
         body,
         stream,
@@ -117,36 +110,21 @@ pub fn encode_request(
     })
 }
 
-/// A field's value unless absent or `null` (OpenAI SDKs send `null` for "not set").
-pub(super) fn present<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    body.get(field).filter(|v| !v.is_null())
-}
-
 /// Refuses every field outside [`MAPPED_FIELDS`], and the listed fields whose value asks for
 /// something Cohere's chat cannot do (`n > 1`, `logprobs: true`).
 fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), TranslateError> {
-    for (key, value) in body {
-        if value.is_null() {
-            continue;
-        }
-        if !MAPPED_FIELDS.contains(&key.as_str()) {
-            return Err(TranslateError::unsupported(
-                key.as_str(),
-                "Cohere's v2 chat API has no equivalent",
-            ));
-        }
-        let refusal = match key.as_str() {
+    refuse_unknown_fields(
+        body,
+        MAPPED_FIELDS,
+        "Cohere's v2 chat API has no equivalent",
+        |key, value| match key {
             "n" if value.as_u64() != Some(1) => Some("Cohere returns one choice per request"),
             "logprobs" if value.as_bool() != Some(false) => {
                 Some("Cohere's log probabilities are per token id and are not translated")
             }
             _ => None,
-        };
-        if let Some(reason) = refusal {
-            return Err(TranslateError::unsupported(key.as_str(), reason));
-        }
-    }
-    Ok(())
+        },
+    )
 }
 
 fn max_tokens(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
@@ -206,28 +184,13 @@ fn response_format(format: Option<&Value>) -> Result<Option<Value>, TranslateErr
 /// OpenAI's function tools have Cohere's shape already; `strict` becomes the request-wide
 /// `strict_tools`, so it must be the same on every tool.
 fn encode_tools(tools: &Value) -> Result<(Value, bool), TranslateError> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| TranslateError::invalid("tools", "must be an array"))?;
+    let tools = tools_array(tools)?;
     let mut out = Vec::with_capacity(tools.len());
     let mut strict: Option<bool> = None;
     for (i, tool) in tools.iter().enumerate() {
         let path = format!("tools[{i}]");
-        if tool.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(TranslateError::unsupported(
-                format!("{path}.type"),
-                "only function tools can be translated",
-            ));
-        }
-        let f = tool
-            .get("function")
-            .and_then(Value::as_object)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.function"), "missing"))?;
-        let name = f
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.function.name"), "missing"))?;
-        let this_strict = f.get("strict").and_then(Value::as_bool).unwrap_or(false);
+        let f = function_tool(tool, &path)?;
+        let this_strict = f.strict.unwrap_or(false);
         if strict.is_some_and(|s| s != this_strict) {
             return Err(TranslateError::unsupported(
                 format!("{path}.function.strict"),
@@ -236,11 +199,11 @@ fn encode_tools(tools: &Value) -> Result<(Value, bool), TranslateError> {
         }
         strict = Some(this_strict);
         let mut function = Map::new();
-        function.insert("name".into(), json!(name));
-        if let Some(d) = f.get("description").filter(|d| !d.is_null()) {
+        function.insert("name".into(), json!(f.name));
+        if let Some(d) = f.description {
             function.insert("description".into(), d.clone());
         }
-        if let Some(p) = f.get("parameters").filter(|p| !p.is_null()) {
+        if let Some(p) = f.parameters {
             function.insert("parameters".into(), p.clone());
         }
         out.push(json!({"type": "function", "function": function}));
@@ -288,31 +251,16 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 
 /// OpenAI's messages as Cohere's: the same roles (developer is system), in place.
 fn encode_messages(messages: Option<&Value>) -> Result<Value, TranslateError> {
-    let messages = messages
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages", "must be an array"))?;
+    let messages = messages_array(messages)?;
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
-        let m = m
-            .as_object()
-            .ok_or_else(|| TranslateError::invalid(path.as_str(), "must be an object"))?;
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.role"), "missing"))?;
-        for (key, value) in m {
-            let known = matches!(key.as_str(), "role" | "content")
-                || (role == "assistant"
-                    && matches!(key.as_str(), "tool_calls" | "reasoning_content" | "refusal"))
-                || (role == "tool" && key == "tool_call_id");
-            if !known && !value.is_null() {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.{key}"),
-                    "Cohere's messages have no equivalent",
-                ));
-            }
-        }
+        let (m, role) = message(
+            m,
+            &path,
+            &["tool_calls", "reasoning_content", "refusal"],
+            "Cohere's messages have no equivalent",
+        )?;
         let encoded = match role {
             "system" | "developer" => json!({
                 "role": "system",
@@ -321,24 +269,14 @@ fn encode_messages(messages: Option<&Value>) -> Result<Value, TranslateError> {
             "user" => json!({"role": "user", "content": user_content(m.get("content"), &path)?}),
             "assistant" => encode_assistant(m, &path)?,
             "tool" => {
-                let id = m
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        TranslateError::invalid(format!("{path}.tool_call_id"), "missing")
-                    })?;
+                let id = tool_call_id(m, &path)?;
                 json!({
                     "role": "tool",
                     "tool_call_id": id,
                     "content": text_content(m.get("content"), &path)?,
                 })
             }
-            _ => {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.role"),
-                    format!("the role `{role}` cannot be translated"),
-                ))
-            }
+            _ => return Err(unknown_role(&path, role)),
         };
         out.push(encoded);
     }
@@ -349,34 +287,13 @@ fn encode_messages(messages: Option<&Value>) -> Result<Value, TranslateError> {
 fn text_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateError> {
     match content {
         Some(Value::String(s)) => Ok(Value::String(s.clone())),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| {
-                let part_path = format!("{path}.content[{j}]");
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => text_part(p, &part_path),
-                    _ => Err(TranslateError::unsupported(
-                        format!("{part_path}.type"),
-                        "only text parts are allowed here",
-                    )),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array),
-        _ => Err(TranslateError::invalid(
-            format!("{path}.content"),
-            "must be a string or an array of text parts",
-        )),
+        Some(Value::Array(parts)) => map_text_parts(parts, path, text_part).map(Value::Array),
+        _ => Err(not_text_content(path)),
     }
 }
 
 fn text_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let text = part
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.text"), "missing"))?;
-    Ok(json!({"type": "text", "text": text}))
+    Ok(json!({"type": "text", "text": part_text(part, path)?}))
 }
 
 /// User content: text and `image_url` parts, which Cohere writes as OpenAI does.
@@ -384,35 +301,17 @@ fn user_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateE
     let Some(Value::Array(parts)) = content else {
         return text_content(content, path);
     };
-    parts
-        .iter()
-        .enumerate()
-        .map(|(j, p)| {
-            let part_path = format!("{path}.content[{j}]");
-            match p.get("type").and_then(Value::as_str) {
-                Some("text") => text_part(p, &part_path),
-                Some("image_url") => image_part(p, &part_path),
-                Some(other) => Err(TranslateError::unsupported(
-                    format!("{part_path}.type"),
-                    format!("`{other}` parts cannot be translated"),
-                )),
-                None => Err(TranslateError::invalid(
-                    format!("{part_path}.type"),
-                    "missing",
-                )),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
+    map_parts(parts, path, |p, part_path| match part_kind(p, part_path)? {
+        PartKind::Text => text_part(p, part_path),
+        PartKind::ImageUrl => image_part(p, part_path),
+    })
+    .map(Value::Array)
 }
 
 fn image_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
     let image = part.get("image_url");
-    let url = image
-        .and_then(|i| i.get("url").or(Some(i)))
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.image_url.url"), "missing"))?;
-    if !(url.starts_with("data:") || url.starts_with("https://") || url.starts_with("http://")) {
+    let url = image_url(part, path)?;
+    if !(url.starts_with("data:") || is_web_url(url)) {
         return Err(TranslateError::invalid(
             format!("{path}.image_url.url"),
             "must be a data: or http(s) URL",
@@ -493,22 +392,13 @@ fn encode_tool_calls(calls: &[Value], path: &str) -> Result<Value, TranslateErro
     let mut out = Vec::with_capacity(calls.len());
     for (k, call) in calls.iter().enumerate() {
         let call_path = format!("{path}.tool_calls[{k}]");
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{call_path}.id"), "missing"))?;
-        let f = call.get("function");
-        let name = f
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                TranslateError::invalid(format!("{call_path}.function.name"), "missing")
-            })?;
-        let args = f
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let args = if args.trim().is_empty() { "{}" } else { args };
+        let call = tool_call(call, &call_path)?;
+        let (id, name) = (call.id, call.name);
+        let args = if call.arguments.trim().is_empty() {
+            "{}"
+        } else {
+            call.arguments
+        };
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(args) {
             return Err(TranslateError::invalid(
                 format!("{call_path}.function.arguments"),

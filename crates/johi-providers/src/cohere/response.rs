@@ -1,8 +1,12 @@
 //! Cohere v2 chat response (and error) → OpenAI `chat.completion` (and error).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{openai_usage, usage_from_cohere, TranslateError};
+use super::{usage_from_cohere, TranslateError};
+use crate::openai_shape::{
+    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
+    openai_tool_call, openai_usage_with_reasoning,
+};
 
 /// OpenAI's `finish_reason` for Cohere's, `None` for `ERROR` (the answer failed: the caller
 /// reports an upstream error rather than a truncated answer that looks whole).
@@ -76,30 +80,13 @@ pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, 
             }
         },
     };
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert("content".into(), text.map_or(Value::Null, Value::String));
-    if let Some(r) = reasoning {
-        message.insert("reasoning_content".into(), Value::String(r));
-    }
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
-    message.insert("refusal".into(), Value::Null);
-    let mut out = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-    });
-    if let (Some(u), Some(obj)) = (
-        resp.get("usage").and_then(usage_from_cohere),
-        out.as_object_mut(),
-    ) {
-        obj.insert("usage".into(), openai_usage(&u));
-    }
-    Ok(out)
+    let message = assistant_message(text, reasoning, calls);
+    let choices = vec![choice(0, message, finish)];
+    let usage = resp
+        .get("usage")
+        .and_then(usage_from_cohere)
+        .map(|u| openai_usage_with_reasoning(&u));
+    Ok(chat_completion(id, created, model, choices, usage))
 }
 
 fn tool_calls(calls: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
@@ -125,11 +112,7 @@ fn tool_calls(calls: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
             None | Some(Value::Null) => "{}".to_owned(),
             Some(other) => other.to_string(),
         };
-        out.push(json!({
-            "id": id,
-            "type": "function",
-            "function": {"name": name, "arguments": arguments},
-        }));
+        out.push(openai_tool_call(id, name, &arguments));
     }
     Ok(out)
 }
@@ -152,15 +135,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
         })
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.chars().take(500).collect();
-            if text.trim().is_empty() {
-                format!("the Cohere upstream answered {status}")
-            } else {
-                text
-            }
-        });
+        .unwrap_or_else(|| body_text_or_status(body, "Cohere", status));
     let (typ, code) = match status {
         401 | 498 => ("invalid_request_error", json!("invalid_api_key")),
         402 => ("insufficient_quota", json!("insufficient_quota")),
@@ -175,7 +150,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
         500..=599 => ("server_error", Value::Null),
         _ => ("upstream_error", json!("upstream_error")),
     };
-    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+    openai_error(&message, typ, code)
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use johi_core::Usage;
 use serde_json::{json, Value};
 
 use super::response::{decode_error, finish_reason};
-use super::{openai_usage, usage_from_cohere, write_event};
-use crate::sse::EventSplitter;
+use super::usage_from_cohere;
+use crate::openai_shape::{chunk, openai_usage_with_reasoning, write_event, write_protocol_error};
+use crate::sse::{feed_events, EventSplitter};
 
 /// Translates one Cohere chat stream into OpenAI chunks as it arrives, keeping only what the
 /// translation needs between events (the message id, the tool-call indices, the usage).
@@ -51,11 +52,7 @@ impl StreamTranslator {
 
     /// Feeds the next chunk of upstream bytes; returns the OpenAI events it completes.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.feed(chunk, |data| self.event(data, &mut out));
-        self.splitter = splitter;
-        out
+        feed_events(self, chunk, |t| &mut t.splitter, Self::event)
     }
 
     /// Translates one Cohere event, given its `data` (the JSON names its own `type`),
@@ -131,13 +128,7 @@ impl StreamTranslator {
 
     fn fail(&mut self, out: &mut Vec<u8>, message: &str) {
         self.finished = true;
-        write_event(
-            out,
-            &json!({"error": {
-                "message": message, "type": "upstream_error", "param": null,
-                "code": "upstream_protocol_error",
-            }}),
-        );
+        write_protocol_error(out, message);
     }
 
     /// A content part (start or delta): text is `content`, thinking is `reasoning_content`.
@@ -210,7 +201,9 @@ impl StreamTranslator {
         };
         write_event(out, &self.chunk(json!({}), json!(finish)));
         if self.include_usage {
-            let usage = self.usage.map_or(Value::Null, |u| openai_usage(&u));
+            let usage = self
+                .usage
+                .map_or(Value::Null, |u| openai_usage_with_reasoning(&u));
             let mut chunk = self.chunk(Value::Null, Value::Null);
             if let Some(obj) = chunk.as_object_mut() {
                 obj.insert("choices".into(), json!([]));
@@ -222,18 +215,14 @@ impl StreamTranslator {
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> Value {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            if let Some(obj) = chunk.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        chunk
+        chunk(
+            &self.id,
+            self.created,
+            &self.model,
+            self.include_usage,
+            0,
+            delta,
+            finish,
+        )
     }
 }

@@ -3,8 +3,8 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::request::present;
 use super::TranslateError;
+use crate::openai_shape::present;
 
 /// Top-level embeddings fields the encoder maps; any other field is refused, naming it.
 pub const EMBEDDING_FIELDS: &[&str] = &["model", "input", "encoding_format", "dimensions"];

@@ -5,6 +5,12 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::TranslateError;
+use crate::openai_shape::{
+    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
+    messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
+    refuse_unknown_fields, stream_flags, to_body, tool_call, tool_call_id, tools_array,
+    unknown_role, PartKind, ToolChoice,
+};
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
 /// is refused, naming it. `top_k` is Gemini's own sampling knob, passed for clients that
@@ -64,20 +70,8 @@ pub fn encode_request(body: &Map<String, Value>) -> Result<EncodedRequest, Trans
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));
     }
-    let stream = match present(body, "stream") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| TranslateError::invalid("stream", "must be a boolean"))?,
-    };
-    let include_usage = stream
-        && body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-    let body =
-        serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))?;
+    let (stream, include_usage) = stream_flags(body)?;
+    let body = to_body(&out)?;
     Ok(EncodedRequest {
         body,
         stream,
@@ -85,36 +79,23 @@ pub fn encode_request(body: &Map<String, Value>) -> Result<EncodedRequest, Trans
     })
 }
 
-/// A field's value unless absent or `null` (OpenAI SDKs send `null` for "not set").
-pub(crate) fn present<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    body.get(field).filter(|v| !v.is_null())
-}
-
 /// Refuses every field outside [`MAPPED_FIELDS`], and listed fields whose value asks for
 /// something Gemini cannot do here (log probabilities, turning parallel calls off).
 fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), TranslateError> {
-    for (key, value) in body {
-        if value.is_null() {
-            continue;
-        }
-        if !MAPPED_FIELDS.contains(&key.as_str()) {
-            return Err(TranslateError::unsupported(
-                key.as_str(),
-                "Gemini's generateContent has no equivalent",
-            ));
-        }
-        let reason = match key.as_str() {
+    refuse_unknown_fields(
+        body,
+        MAPPED_FIELDS,
+        "Gemini's generateContent has no equivalent",
+        |key, value| match key {
             "logprobs" if value.as_bool() != Some(false) => {
-                "log probabilities are not mapped for Gemini"
+                Some("log probabilities are not mapped for Gemini")
             }
             "parallel_tool_calls" if value.as_bool() == Some(false) => {
-                "Gemini cannot be told to call one function at a time"
+                Some("Gemini cannot be told to call one function at a time")
             }
-            _ => continue,
-        };
-        return Err(TranslateError::unsupported(key.as_str(), reason));
-    }
-    Ok(())
+            _ => None,
+        },
+    )
 }
 
 /// `generationConfig`: sampling, length, stops, candidates and the response format.
@@ -203,38 +184,23 @@ fn response_format(format: &Value, config: &mut Map<String, Value>) -> Result<()
 }
 
 fn encode_tools(tools: &Value) -> Result<Value, TranslateError> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| TranslateError::invalid("tools", "must be an array"))?;
+    let tools = tools_array(tools)?;
     let mut declarations = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         let path = format!("tools[{i}]");
-        if tool.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(TranslateError::unsupported(
-                format!("{path}.type"),
-                "only function tools can be translated",
-            ));
-        }
-        let f = tool
-            .get("function")
-            .and_then(Value::as_object)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.function"), "missing"))?;
-        let name = f
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.function.name"), "missing"))?;
-        if f.get("strict").and_then(Value::as_bool) == Some(true) {
+        let f = function_tool(tool, &path)?;
+        if f.strict == Some(true) {
             return Err(TranslateError::unsupported(
                 format!("{path}.function.strict"),
                 "Gemini does not enforce strict function schemas",
             ));
         }
         let mut d = Map::new();
-        d.insert("name".into(), json!(name));
-        if let Some(desc) = f.get("description").filter(|d| !d.is_null()) {
+        d.insert("name".into(), json!(f.name));
+        if let Some(desc) = f.description {
             d.insert("description".into(), desc.clone());
         }
-        if let Some(params) = f.get("parameters").filter(|p| !p.is_null()) {
+        if let Some(params) = f.parameters {
             d.insert("parametersJsonSchema".into(), params.clone());
         }
         declarations.push(Value::Object(d));
@@ -247,28 +213,12 @@ fn encode_tools(tools: &Value) -> Result<Value, TranslateError> {
 fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
     let config = match present(body, "tool_choice") {
         None => return Ok(None),
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => json!({"mode": "AUTO"}),
-            "none" => json!({"mode": "NONE"}),
-            "required" => json!({"mode": "ANY"}),
-            _ => {
-                return Err(TranslateError::invalid(
-                    "tool_choice",
-                    "must be auto, none, required or a function",
-                ))
-            }
+        Some(v) => match crate::openai_shape::tool_choice(v)? {
+            ToolChoice::Auto => json!({"mode": "AUTO"}),
+            ToolChoice::None => json!({"mode": "NONE"}),
+            ToolChoice::Required => json!({"mode": "ANY"}),
+            ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
         },
-        Some(v) => {
-            let name = v
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
-                .ok_or_else(|| {
-                    TranslateError::invalid("tool_choice", "must name a function tool")
-                })?;
-            json!({"mode": "ANY", "allowedFunctionNames": [name]})
-        }
     };
     Ok(Some(json!({ "functionCallingConfig": config })))
 }
@@ -281,23 +231,19 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 fn encode_messages(
     messages: Option<&Value>,
 ) -> Result<(Option<Value>, Vec<Value>), TranslateError> {
-    let messages = messages
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages", "must be an array"))?;
+    let messages = messages_array(messages)?;
     let mut system: Vec<Value> = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     let mut responses: Vec<Value> = Vec::new();
     let mut call_names: HashMap<String, String> = HashMap::new();
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
-        let m = m
-            .as_object()
-            .ok_or_else(|| TranslateError::invalid(path.as_str(), "must be an object"))?;
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{path}.role"), "missing"))?;
-        refuse_unknown_message_keys(m, role, &path)?;
+        let (m, role) = message(
+            m,
+            &path,
+            &["tool_calls"],
+            "Gemini's contents have no equivalent",
+        )?;
         if role != "tool" && !responses.is_empty() {
             contents.push(json!({"role": "user", "parts": std::mem::take(&mut responses)}));
         }
@@ -309,12 +255,7 @@ fn encode_messages(
             })),
             "assistant" => contents.push(encode_assistant(m, &path, &mut call_names)?),
             "tool" => responses.push(encode_tool_result(m, &path, &call_names)?),
-            _ => {
-                return Err(TranslateError::unsupported(
-                    format!("{path}.role"),
-                    format!("the role `{role}` cannot be translated"),
-                ))
-            }
+            _ => return Err(unknown_role(&path, role)),
         }
     }
     if !responses.is_empty() {
@@ -324,58 +265,19 @@ fn encode_messages(
     Ok((system, contents))
 }
 
-fn refuse_unknown_message_keys(
-    m: &Map<String, Value>,
-    role: &str,
-    path: &str,
-) -> Result<(), TranslateError> {
-    for (key, value) in m {
-        let known = matches!(key.as_str(), "role" | "content")
-            || (role == "assistant" && key == "tool_calls")
-            || (role == "tool" && key == "tool_call_id");
-        if !known && !value.is_null() {
-            return Err(TranslateError::unsupported(
-                format!("{path}.{key}"),
-                "Gemini's contents have no equivalent",
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Content that may only be text (system, developer, tool results) as text parts.
 fn text_parts(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
     match content {
         Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| {
-                let part_path = format!("{path}.content[{j}]");
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => encode_part(p, &part_path),
-                    _ => Err(TranslateError::unsupported(
-                        format!("{part_path}.type"),
-                        "only text parts are allowed here",
-                    )),
-                }
-            })
-            .collect(),
-        _ => Err(TranslateError::invalid(
-            format!("{path}.content"),
-            "must be a string or an array of text parts",
-        )),
+        Some(Value::Array(parts)) => map_text_parts(parts, path, encode_part),
+        _ => Err(not_text_content(path)),
     }
 }
 
 fn encode_content(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
     match content {
         Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| encode_part(p, &format!("{path}.content[{j}]")))
-            .collect(),
+        Some(Value::Array(parts)) => map_parts(parts, path, encode_part),
         _ => Err(TranslateError::invalid(
             format!("{path}.content"),
             "must be a string or an array of parts",
@@ -385,20 +287,9 @@ fn encode_content(content: Option<&Value>, path: &str) -> Result<Vec<Value>, Tra
 
 /// One content part → one Gemini part.
 fn encode_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    match part.get("type").and_then(Value::as_str) {
-        Some("text") => {
-            let text = part
-                .get("text")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::invalid(format!("{path}.text"), "missing"))?;
-            Ok(json!({ "text": text }))
-        }
-        Some("image_url") => encode_image(part, path),
-        Some(other) => Err(TranslateError::unsupported(
-            format!("{path}.type"),
-            format!("`{other}` parts cannot be translated"),
-        )),
-        None => Err(TranslateError::invalid(format!("{path}.type"), "missing")),
+    match part_kind(part, path)? {
+        PartKind::Text => Ok(json!({ "text": part_text(part, path)? })),
+        PartKind::ImageUrl => encode_image(part, path),
     }
 }
 
@@ -406,26 +297,15 @@ fn encode_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
 /// `fileData` takes only URIs of its own file service, and fetching the image would make the
 /// gateway a downloader.
 fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let image = part.get("image_url");
-    let url = image
-        .and_then(|i| i.get("url").or(Some(i)))
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.image_url.url"), "missing"))?;
-    if let Some(detail) = image.and_then(|i| i.get("detail")).and_then(Value::as_str) {
-        if detail != "auto" {
-            return Err(TranslateError::unsupported(
-                format!("{path}.image_url.detail"),
-                "Gemini has no image detail setting",
-            ));
-        }
-    }
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (mime, data) = rest.split_once(";base64,").ok_or_else(|| {
+    let url = image_url(part, path)?;
+    refuse_image_detail(part, path, "Gemini has no image detail setting")?;
+    if url.starts_with("data:") {
+        let (mime, data) = base64_data_url(url).ok_or_else(|| {
             TranslateError::invalid(format!("{path}.image_url.url"), "a data URL must be base64")
         })?;
         return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
     }
-    if url.starts_with("https://") || url.starts_with("http://") {
+    if is_web_url(url) {
         return Err(TranslateError::unsupported(
             format!("{path}.image_url.url"),
             "Gemini takes images inline: send a base64 data: URL",
@@ -453,30 +333,10 @@ fn encode_assistant(
     };
     for (k, call) in calls.into_iter().flatten().enumerate() {
         let call_path = format!("{path}.tool_calls[{k}]");
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TranslateError::invalid(format!("{call_path}.id"), "missing"))?;
-        let f = call.get("function");
-        let name = f
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                TranslateError::invalid(format!("{call_path}.function.name"), "missing")
-            })?;
-        let args = f
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let args: Value = if args.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(args).map_err(|e| {
-                TranslateError::invalid(format!("{call_path}.function.arguments"), e.to_string())
-            })?
-        };
-        call_names.insert(id.to_owned(), name.to_owned());
-        parts.push(json!({"functionCall": {"name": name, "args": args}}));
+        let call = tool_call(call, &call_path)?;
+        let args = call.input(&call_path)?;
+        call_names.insert(call.id.to_owned(), call.name.to_owned());
+        parts.push(json!({"functionCall": {"name": call.name, "args": args}}));
     }
     if parts.is_empty() {
         return Err(TranslateError::invalid(
@@ -494,10 +354,7 @@ fn encode_tool_result(
     path: &str,
     call_names: &HashMap<String, String>,
 ) -> Result<Value, TranslateError> {
-    let id = m
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid(format!("{path}.tool_call_id"), "missing"))?;
+    let id = tool_call_id(m, path)?;
     let name = call_names.get(id).ok_or_else(|| {
         TranslateError::invalid(
             format!("{path}.tool_call_id"),

@@ -1,9 +1,13 @@
 //! Gemini `GenerateContentResponse` (and Google's error body) → OpenAI `chat.completion`
 //! (and OpenAI's error shape).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{call_id, openai_usage, usage_from_gemini, TranslateError};
+use super::{call_id, usage_from_gemini, TranslateError};
+use crate::openai_shape::{
+    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
+    openai_tool_call, openai_usage_with_reasoning,
+};
 
 /// OpenAI's `finish_reason` for Gemini's `finishReason`.
 ///
@@ -74,11 +78,11 @@ pub(crate) fn read_parts(content: Option<&Value>, first_call: usize) -> Parts {
 fn tool_call(fc: &Value, n: usize) -> Value {
     let name = fc.get("name").and_then(Value::as_str).unwrap_or("");
     let args = fc.get("args").cloned().unwrap_or_else(|| json!({}));
-    json!({
-        "id": call_id(fc.get("id").and_then(Value::as_str), n),
-        "type": "function",
-        "function": {"name": name, "arguments": args.to_string()},
-    })
+    openai_tool_call(
+        &call_id(fc.get("id").and_then(Value::as_str), n),
+        name,
+        &args.to_string(),
+    )
 }
 
 /// Translates a complete `GenerateContentResponse` into an OpenAI `chat.completion`.
@@ -110,53 +114,33 @@ pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, 
             .map_or(Value::Null, |r| {
                 json!(choice_finish(r, !parts.calls.is_empty()))
             });
-        choices.push(json!({
-            "index": index,
-            "message": message(parts),
-            "logprobs": null,
-            "finish_reason": finish,
-        }));
+        choices.push(choice(index, message(parts), finish));
     }
     if choices.is_empty() {
         if msg.pointer("/promptFeedback/blockReason").is_none() {
             return Err(TranslateError::upstream("candidates", "missing"));
         }
-        choices.push(json!({
-            "index": 0, "message": message(Parts::default()),
-            "logprobs": null, "finish_reason": "content_filter",
-        }));
+        choices.push(choice(
+            0,
+            message(Parts::default()),
+            json!("content_filter"),
+        ));
     }
-    let mut out = json!({
-        "id": response_id(&msg, created),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-    });
-    if let (Some(u), Some(obj)) = (
-        msg.get("usageMetadata").and_then(usage_from_gemini),
-        out.as_object_mut(),
-    ) {
-        obj.insert("usage".into(), openai_usage(&u));
-    }
-    Ok(out)
+    let usage = msg
+        .get("usageMetadata")
+        .and_then(usage_from_gemini)
+        .map(|u| openai_usage_with_reasoning(&u));
+    Ok(chat_completion(
+        &response_id(&msg, created),
+        created,
+        model,
+        choices,
+        usage,
+    ))
 }
 
 fn message(parts: Parts) -> Value {
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert(
-        "content".into(),
-        parts.text.map_or(Value::Null, Value::String),
-    );
-    if let Some(r) = parts.reasoning {
-        message.insert("reasoning_content".into(), Value::String(r));
-    }
-    if !parts.calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(parts.calls));
-    }
-    message.insert("refusal".into(), Value::Null);
-    Value::Object(message)
+    assistant_message(parts.text, parts.reasoning, parts.calls)
 }
 
 /// Gemini's `responseId` as the completion id, or one made from the time when it sent none.
@@ -187,15 +171,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
         .and_then(|e| e.get("message"))
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.chars().take(500).collect();
-            if text.trim().is_empty() {
-                format!("the Gemini upstream answered {status}")
-            } else {
-                text
-            }
-        });
+        .unwrap_or_else(|| body_text_or_status(body, "Gemini", status));
     let (typ, code) = match kind {
         Some("INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE") => {
             ("invalid_request_error", Value::Null)
@@ -212,7 +188,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> Value {
             _ => ("upstream_error", json!("upstream_error")),
         },
     };
-    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+    openai_error(&message, typ, code)
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use johi_core::Usage;
 use serde_json::{json, Value};
 
 use super::response::{choice_finish, decode_error, read_parts, response_id};
-use super::{openai_usage, usage_from_gemini};
-use crate::sse::EventSplitter;
+use super::usage_from_gemini;
+use crate::openai_shape::{chunk, openai_usage_with_reasoning, write_event, write_protocol_error};
+use crate::sse::{feed_events, EventSplitter};
 
 /// What the translation remembers of one candidate (one OpenAI choice).
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,11 +60,7 @@ impl StreamTranslator {
 
     /// Feeds the next chunk of upstream bytes; returns the OpenAI events it completes.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.feed(chunk, |data| self.event(data, &mut out));
-        self.splitter = splitter;
-        out
+        feed_events(self, chunk, |t| &mut t.splitter, Self::event)
     }
 
     /// Translates one event's data (a partial response, or an error), appending OpenAI
@@ -170,7 +167,10 @@ impl StreamTranslator {
         }
         self.finished = true;
         if self.include_usage {
-            let usage = self.usage.as_ref().map_or(Value::Null, openai_usage);
+            let usage = self
+                .usage
+                .as_ref()
+                .map_or(Value::Null, openai_usage_with_reasoning);
             let mut chunk = self.chunk(0, Value::Null, Value::Null);
             if let Some(obj) = chunk.as_object_mut() {
                 obj.insert("choices".into(), json!([]));
@@ -195,35 +195,18 @@ impl StreamTranslator {
 
     fn fail(&mut self, out: &mut Vec<u8>, message: &str) {
         self.finished = true;
-        write_event(
-            out,
-            &json!({"error": {
-                "message": message, "type": "upstream_error", "param": null,
-                "code": "upstream_protocol_error",
-            }}),
-        );
+        write_protocol_error(out, message);
     }
 
     fn chunk(&self, index: u64, delta: Value, finish: Value) -> Value {
-        let mut chunk = json!({
-            "id": self.id.as_deref().unwrap_or_default(),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            if let Some(obj) = chunk.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        chunk
+        chunk(
+            self.id.as_deref().unwrap_or_default(),
+            self.created,
+            &self.model,
+            self.include_usage,
+            index,
+            delta,
+            finish,
+        )
     }
-}
-
-fn write_event(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing a `Value` into a Vec cannot fail (no I/O, keys are strings).
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
 }

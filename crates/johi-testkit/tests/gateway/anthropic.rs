@@ -2,6 +2,8 @@
 //! (the mock's `/v1/messages`) out, and back — plain, streamed, refused and failing.
 
 use johi_testkit::{sse_data, Harness};
+
+use crate::translated::{a_cut_stream_ends_with_an_error_event, errors_come_back_in_openais_shape};
 use serde_json::{json, Value};
 
 const ANTHROPIC: &str = r#"
@@ -140,45 +142,22 @@ async fn a_field_anthropic_cannot_express_is_a_400_naming_it_and_nothing_is_sent
 #[tokio::test]
 async fn anthropic_errors_come_back_in_openais_shape_with_their_status() {
     let h = Harness::start(ANTHROPIC).await;
-    for (status, kind, code) in [
-        (529u16, "server_error", json!("overloaded")),
-        (400, "invalid_request_error", Value::Null),
-        (429, "requests", json!("rate_limit_exceeded")),
-    ] {
-        for stream in [false, true] {
-            let r = h
-                .client
-                .post(h.url("/v1/chat/completions"))
-                .header("x-mock-status", status.to_string())
-                .json(&chat(stream))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), status);
-            let error: Value = r.json().await.unwrap();
-            assert_eq!(error["error"]["type"], kind, "{error}");
-            assert_eq!(error["error"]["code"], code, "{error}");
-            assert_eq!(error["error"]["message"], format!("mock error {status}"));
-        }
-    }
+    errors_come_back_in_openais_shape(
+        &h,
+        chat,
+        &[
+            (529, "server_error", Some(json!("overloaded"))),
+            (400, "invalid_request_error", Some(Value::Null)),
+            (429, "requests", Some(json!("rate_limit_exceeded"))),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_anthropic_stream_cut_short_ends_with_an_error_event_and_a_clean_close() {
     let h = Harness::start(ANTHROPIC).await;
-    let r = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .header("x-mock-stream-cut-after", "3")
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let events = sse_data(&r.text().await.expect("the stream closes cleanly"));
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].is_string(), "{events:?}");
-    assert!(!events.iter().any(|e| e == "[DONE]"));
+    a_cut_stream_ends_with_an_error_event(&h, &chat(true)).await;
     let records = h.finish().await;
     assert_eq!(records.len(), 1);
     assert_eq!(

@@ -4,6 +4,10 @@
 
 use johi_testkit::johi_mock::{MOCK_AWS_ACCESS_KEY_ID, MOCK_AWS_SECRET_ACCESS_KEY};
 use johi_testkit::{sse_data, Harness};
+
+use crate::translated::{
+    a_cut_stream_ends_with_an_error_event, chunks, errors_come_back_in_openais_shape,
+};
 use serde_json::{json, Value};
 
 const BEDROCK: &str = r#"
@@ -53,19 +57,6 @@ fn with_tool(mut body: Value) -> Value {
             "q": {"type": "string"}, "n": {"type": "integer"}, "opt": {"type": "string"}},
             "required": ["q", "n"]}}}]);
     body
-}
-
-fn chunks(text: &str) -> Vec<Value> {
-    let events = sse_data(text);
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("[DONE]"),
-        "{events:?}"
-    );
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -232,26 +223,16 @@ async fn a_field_converse_cannot_express_is_a_400_naming_it_and_nothing_is_sent(
 #[tokio::test]
 async fn bedrock_errors_come_back_in_openais_shape_with_their_status() {
     let h = start().await;
-    for (status, kind) in [
-        (429u16, "requests"),
-        (400, "invalid_request_error"),
-        (503, "server_error"),
-    ] {
-        for stream in [false, true] {
-            let r = h
-                .client
-                .post(h.url("/v1/chat/completions"))
-                .header("x-mock-status", status.to_string())
-                .json(&chat("b", stream))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), status);
-            let error: Value = r.json().await.unwrap();
-            assert_eq!(error["error"]["type"], kind, "{error}");
-            assert_eq!(error["error"]["message"], format!("mock error {status}"));
-        }
-    }
+    errors_come_back_in_openais_shape(
+        &h,
+        |stream| chat("b", stream),
+        &[
+            (429, "requests", None),
+            (400, "invalid_request_error", None),
+            (503, "server_error", None),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -270,19 +251,7 @@ async fn a_wrong_secret_is_refused_by_the_signature_check() {
 #[tokio::test]
 async fn a_cut_event_stream_ends_with_an_error_event() {
     let h = start().await;
-    let r = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .header("x-mock-stream-cut-after", "3")
-        .json(&chat("b", true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let events = sse_data(&r.text().await.expect("the stream closes cleanly"));
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].is_string(), "{events:?}");
-    assert!(!events.iter().any(|e| e == "[DONE]"));
+    a_cut_stream_ends_with_an_error_event(&h, &chat("b", true)).await;
 }
 
 #[tokio::test]

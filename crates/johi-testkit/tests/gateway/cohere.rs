@@ -2,7 +2,11 @@
 //! `/v2/chat` and `/v2/embed`) out, and back — plain, streamed, tool calls, embeddings,
 //! refused and failing.
 
-use johi_testkit::{sse_data, Harness};
+use johi_testkit::Harness;
+
+use crate::translated::{
+    a_cut_stream_ends_with_an_error_event, chunks, errors_come_back_in_openais_shape,
+};
 use serde_json::{json, Value};
 
 const COHERE: &str = r#"
@@ -38,20 +42,6 @@ fn tools_chat(stream: bool) -> Value {
             "location": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string"}
         }}
     }}]})
-}
-
-/// The JSON chunks of a stream that ended with `[DONE]`.
-fn chunks(text: &str) -> Vec<Value> {
-    let events = sse_data(text);
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("[DONE]"),
-        "{events:?}"
-    );
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -256,43 +246,20 @@ async fn a_field_cohere_cannot_express_is_a_400_naming_it_and_nothing_is_sent() 
 #[tokio::test]
 async fn cohere_errors_come_back_in_openais_shape_with_their_status() {
     let h = Harness::start(COHERE).await;
-    for (status, kind, code) in [
-        (429u16, "requests", json!("rate_limit_exceeded")),
-        (400, "invalid_request_error", Value::Null),
-        (503, "server_error", json!("overloaded")),
-    ] {
-        for stream in [false, true] {
-            let r = h
-                .client
-                .post(h.url("/v1/chat/completions"))
-                .header("x-mock-status", status.to_string())
-                .json(&chat(stream))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), status);
-            let error: Value = r.json().await.unwrap();
-            assert_eq!(error["error"]["type"], kind, "{error}");
-            assert_eq!(error["error"]["code"], code, "{error}");
-            assert_eq!(error["error"]["message"], format!("mock error {status}"));
-        }
-    }
+    errors_come_back_in_openais_shape(
+        &h,
+        chat,
+        &[
+            (429, "requests", Some(json!("rate_limit_exceeded"))),
+            (400, "invalid_request_error", Some(Value::Null)),
+            (503, "server_error", Some(json!("overloaded"))),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_cohere_stream_cut_short_ends_with_an_error_event() {
     let h = Harness::start(COHERE).await;
-    let r = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .header("x-mock-stream-cut-after", "3")
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let events = sse_data(&r.text().await.expect("the stream closes cleanly"));
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].is_string(), "{events:?}");
-    assert!(!events.iter().any(|e| e == "[DONE]"));
+    a_cut_stream_ends_with_an_error_event(&h, &chat(true)).await;
 }

@@ -4,7 +4,11 @@
 //! Vertex's service-account sign-in against the mock's token endpoint.
 
 use base64::Engine as _;
-use johi_testkit::{sse_data, Harness};
+use johi_testkit::Harness;
+
+use crate::translated::{
+    a_cut_stream_ends_with_an_error_event, chunks, errors_come_back_in_openais_shape,
+};
 use serde_json::{json, Value};
 
 const GEMINI: &str = r#"
@@ -49,20 +53,6 @@ fn with_tools(mut body: Value) -> Value {
         }, "required": ["location", "days"]},
     }}]);
     body
-}
-
-/// The chunks of a translated stream, after checking it ends with `[DONE]`.
-fn chunks(text: &str) -> Vec<Value> {
-    let events = sse_data(text);
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("[DONE]"),
-        "{events:?}"
-    );
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -246,45 +236,22 @@ async fn a_field_gemini_cannot_express_is_a_400_naming_it_and_nothing_is_sent() 
 #[tokio::test]
 async fn google_errors_come_back_in_openais_shape_with_their_status() {
     let h = Harness::start(GEMINI).await;
-    for (status, kind, code) in [
-        (429u16, "requests", json!("rate_limit_exceeded")),
-        (503, "server_error", json!("overloaded")),
-        (400, "invalid_request_error", Value::Null),
-    ] {
-        for stream in [false, true] {
-            let r = h
-                .client
-                .post(h.url("/v1/chat/completions"))
-                .header("x-mock-status", status.to_string())
-                .json(&chat(stream))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), status);
-            let error: Value = r.json().await.unwrap();
-            assert_eq!(error["error"]["type"], kind, "{error}");
-            assert_eq!(error["error"]["code"], code, "{error}");
-            assert_eq!(error["error"]["message"], format!("mock error {status}"));
-        }
-    }
+    errors_come_back_in_openais_shape(
+        &h,
+        chat,
+        &[
+            (429, "requests", Some(json!("rate_limit_exceeded"))),
+            (503, "server_error", Some(json!("overloaded"))),
+            (400, "invalid_request_error", Some(Value::Null)),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_gemini_stream_cut_short_ends_with_an_error_event() {
     let h = Harness::start(GEMINI).await;
-    let r = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .header("x-mock-stream-cut-after", "3")
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let events = sse_data(&r.text().await.expect("the stream closes cleanly"));
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].is_string(), "{events:?}");
-    assert!(!events.iter().any(|e| e == "[DONE]"));
+    a_cut_stream_ends_with_an_error_event(&h, &chat(true)).await;
 }
 
 /// A service-account key file whose token endpoint is `token_uri`, around a throwaway key.

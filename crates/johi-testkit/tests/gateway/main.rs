@@ -19,3 +19,4 @@ mod messages;
 mod ops;
 mod pool;
 mod retry;
+mod translated;

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::openai_shape::present;
 use crate::TranslateError;
 
 /// Top-level Messages fields the decoder maps; any other field is refused, naming it.
@@ -148,11 +149,6 @@ fn decode_sampling(
         }
     }
     Ok(())
-}
-
-/// A field's value unless absent or `null`.
-fn present<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    body.get(field).filter(|v| !v.is_null())
 }
 
 /// `system` (a string, or text blocks that may carry `cache_control`) → one system message.

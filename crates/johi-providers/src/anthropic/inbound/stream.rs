@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::response::{encode_error, message_id, stop_reason, usage};
-use crate::sse::EventSplitter;
+use crate::sse::{feed_events, EventSplitter};
 
 /// The content block currently open, so that a delta of another kind closes it first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +59,7 @@ impl StreamEncoder {
 
     /// Feeds the next bytes of the OpenAI stream; returns the Anthropic events completed.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.feed(chunk, |data| self.event(data, &mut out));
-        self.splitter = splitter;
-        out
+        feed_events(self, chunk, |t| &mut t.splitter, Self::event)
     }
 
     /// Called when the OpenAI stream ends: an error event if it stopped before `[DONE]`.
