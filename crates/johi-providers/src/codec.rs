@@ -121,8 +121,10 @@ pub fn translates(protocol: Protocol) -> bool {
 pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
-        Protocol::Anthropic | Protocol::Bedrock => api == Api::ChatCompletions,
-        Protocol::Gemini | Protocol::Vertex | Protocol::Cohere => {
+        // Vertex serves embeddings through `:predict` / `:embedContent`, not the Gemini API's
+        // `:batchEmbedContents`: refused with a 400 rather than sent to fail upstream.
+        Protocol::Anthropic | Protocol::Bedrock | Protocol::Vertex => api == Api::ChatCompletions,
+        Protocol::Gemini | Protocol::Cohere => {
             matches!(api, Api::ChatCompletions | Api::Embeddings)
         }
     }

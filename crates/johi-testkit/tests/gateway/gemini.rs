@@ -319,3 +319,17 @@ async fn vertex_without_a_token_endpoint_is_a_502_naming_the_provider() {
     assert!(message.contains("token"), "{message}");
     assert_eq!(h.mock.stats().requests, 0, "nothing went upstream");
 }
+
+#[tokio::test]
+async fn vertex_embeddings_are_refused_before_anything_is_sent() {
+    // Vertex embeds through `:predict`, which Johi does not translate yet: a clear 400, not
+    // a `batchEmbedContents` call that Vertex would answer with a 404.
+    let h = vertex("{mock}/token").await;
+    let r = h
+        .post("/v1/embeddings", &json!({"model": "v", "input": "hello"}))
+        .await;
+    assert_eq!(r.status(), 400);
+    let error: Value = r.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "unsupported_endpoint");
+    assert_eq!(h.mock.stats().requests, 0, "nothing went upstream");
+}

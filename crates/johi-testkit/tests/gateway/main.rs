@@ -10,6 +10,7 @@ mod auth;
 mod azure;
 mod bedrock;
 mod cohere;
+mod cross_protocol;
 mod egress;
 mod errors;
 mod gemini;
