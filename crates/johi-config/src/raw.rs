@@ -168,6 +168,10 @@ pub struct RawAws {
     pub secret_access_key: Option<String>,
     /// Session token of temporary credentials.
     pub session_token: Option<String>,
+    /// Named profile of the shared AWS config/credentials files (instead of static keys).
+    pub profile: Option<String>,
+    /// A shared credentials file to read instead of `~/.aws/credentials`.
+    pub credentials_file: Option<String>,
 }
 
 /// `providers.<name>.azure:` — the provider is Azure OpenAI (deployment URLs, `api-version`).

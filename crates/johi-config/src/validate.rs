@@ -404,7 +404,7 @@ fn provider(
             Protocol::OpenAi
         }
     };
-    let aws = crate::aws::aws(&path, protocol, p.aws.take(), errors);
+    let aws = crate::aws::aws(&path, protocol, p.aws.take(), resolve, errors);
     let vertex = crate::vertex::check(&path, protocol, &p, resolve, errors);
     let raw_base = p
         .base_url

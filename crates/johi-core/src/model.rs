@@ -137,20 +137,26 @@ pub struct Provider {
     pub azure_api_version: Option<String>,
 }
 
-/// What SigV4 needs to sign a request to AWS. Keys left out of config are read from the
-/// standard environment variables when a request is signed, so a rotated key needs no reload.
+/// What SigV4 needs to sign a request to AWS. Without static keys, credentials come from the
+/// standard AWS credential chain (environment, profiles, web identity, ECS, IMDS), or from the
+/// named `profile` only, cached until shortly before they expire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsAuth {
     /// The region in the credential scope (and the default endpoint's host), e.g. `us-east-1`.
     pub region: String,
     /// The signing service name: `bedrock` for the Bedrock runtime.
     pub service: String,
-    /// Static access key id (`AWS_ACCESS_KEY_ID` when absent).
+    /// Static access key id; when absent, the credential chain is used.
     pub access_key_id: Option<Secret>,
-    /// Static secret (`AWS_SECRET_ACCESS_KEY` when absent).
+    /// Static secret access key, set together with `access_key_id`.
     pub secret_access_key: Option<Secret>,
-    /// Session token of temporary credentials (`AWS_SESSION_TOKEN` when absent).
+    /// Session token of static temporary credentials.
     pub session_token: Option<Secret>,
+    /// Named profile of the shared config/credentials files; never set with static keys.
+    pub profile: Option<String>,
+    /// A shared credentials file read instead of `~/.aws/credentials` (or
+    /// `AWS_SHARED_CREDENTIALS_FILE`); never set with static keys.
+    pub credentials_file: Option<std::path::PathBuf>,
 }
 
 /// One place a logical model can be served from.

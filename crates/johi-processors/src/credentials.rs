@@ -6,14 +6,22 @@
 //! comes from a [`TokenSource`] built at load, cached until shortly before it expires and
 //! fetched once for concurrent requests. A token that cannot be had is a 502 naming the
 //! provider (the request is not sent without credentials).
+//!
+//! A Bedrock provider is signed with SigV4: with its static keys from config when it has them,
+//! else with credentials from the AWS credential chain ([`AwsCredentialSource`], one per
+//! provider, cached the same way). Credentials that cannot be had are likewise a 502.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::aws_chain::AwsCredentialSource;
+use crate::sigv4::static_credentials;
 use async_trait::async_trait;
+use aws_credential_types::Credentials as AwsCredentials;
 use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue};
 use johi_auth::google::{ServiceAccountKey, TokenSource};
+use johi_core::model::AwsAuth;
 use johi_core::model::{KeyPlacement, Provider};
 use johi_core::{Exchange, Facet, FacetSet, GatewayError};
 use johi_pipeline::{
@@ -29,6 +37,8 @@ pub struct Credentials {
     contract: Contract,
     /// Service-account token sources by provider name (or why the key file failed to load).
     tokens: HashMap<String, Result<Arc<TokenSource>, String>>,
+    /// AWS credential-chain sources by provider name, for Bedrock providers without static keys.
+    aws: HashMap<String, Arc<AwsCredentialSource>>,
 }
 
 impl Default for Credentials {
@@ -58,8 +68,18 @@ impl Credentials {
                 KeyPlacement::Bearer | KeyPlacement::Header(_) => None,
             })
             .collect();
+        let aws = providers
+            .iter()
+            .filter_map(|p| {
+                let aws = p.aws.as_ref()?;
+                static_credentials(aws)
+                    .is_none()
+                    .then(|| (p.name.clone(), Arc::new(AwsCredentialSource::new(aws))))
+            })
+            .collect();
         Credentials {
             tokens,
+            aws,
             contract: Contract {
                 name: "credentials",
                 category: Category::Mutate,
@@ -92,6 +112,13 @@ impl Processor for Credentials {
             },
             KeyPlacement::Bearer | KeyPlacement::Header(_) => None,
         };
+        let aws_credentials = match &provider.aws {
+            Some(aws) => match self.aws_credentials(&provider, aws).await {
+                Ok(credentials) => Some((aws, credentials)),
+                Err(e) => return Ok(Verdict::Deny(e)),
+            },
+            None => None,
+        };
         let headers = &mut ex.upstream.headers;
         // Whatever credential-shaped header an earlier step left is removed, unless it is
         // the provider's own configured header: only this destination's key goes out.
@@ -123,10 +150,17 @@ impl Processor for Credentials {
             headers.insert(name, value);
         }
         // AWS providers are signed over the final URL and body, so after everything else.
-        if let (Some(aws), Some(uri)) = (&provider.aws, &ex.upstream.uri) {
+        if let (Some((aws, credentials)), Some(uri)) = (aws_credentials, &ex.upstream.uri) {
             let now = std::time::SystemTime::now();
-            crate::sigv4::sign_request(aws, uri, &mut ex.upstream.headers, &ex.upstream.body, now)
-                .map_err(|e| ProcessorError(format!("provider '{}': {e}", provider.name)))?;
+            crate::sigv4::sign_request(
+                aws,
+                credentials,
+                uri,
+                &mut ex.upstream.headers,
+                &ex.upstream.body,
+                now,
+            )
+            .map_err(|e| ProcessorError(format!("provider '{}': {e}", provider.name)))?;
         }
         Ok(Verdict::Continue)
     }
@@ -143,6 +177,26 @@ impl Credentials {
             Some(Ok(source)) => source.token().await.map_err(fail),
             Some(Err(e)) => Err(fail(e.clone())),
             None => Err(fail("no token source was built for it".into())),
+        }
+    }
+
+    /// The Bedrock provider's credentials: its static keys, else the credential chain's (or
+    /// the 502 that names it).
+    async fn aws_credentials(
+        &self,
+        provider: &Provider,
+        aws: &AwsAuth,
+    ) -> Result<AwsCredentials, GatewayError> {
+        if let Some(credentials) = static_credentials(aws) {
+            return Ok(credentials);
+        }
+        let fail = |detail: String| GatewayError::UpstreamConnect {
+            provider: provider.name.clone(),
+            detail: format!("could not get AWS credentials: {detail}"),
+        };
+        match self.aws.get(&provider.name) {
+            Some(source) => source.credentials().await.map_err(fail),
+            None => Err(fail("no credential source was built for it".into())),
         }
     }
 }

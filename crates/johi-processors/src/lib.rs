@@ -28,6 +28,7 @@
 pub mod audit;
 pub mod authenticate;
 pub mod authorize;
+mod aws_chain;
 pub mod credentials;
 pub mod endpoint;
 pub mod enrich;

@@ -2,8 +2,9 @@
 //!
 //! Called by the credentials processor on every attempt, after translation has written the
 //! final URL and body: the signature covers both, and a retry or a fallback is signed afresh
-//! (with a fresh `x-amz-date`). Keys come from the provider's config, else from the standard
-//! environment variables, read at signing time so a rotated key needs no reload.
+//! (with a fresh `x-amz-date`). Static keys come from the provider's config
+//! ([`static_credentials`]); without them the credentials processor gets them from the AWS
+//! credential chain ([`crate::aws_chain`]).
 
 use std::time::SystemTime;
 
@@ -24,12 +25,12 @@ const SIGNING_HEADERS: [&str; 3] = ["x-amz-date", "x-amz-security-token", "x-amz
 /// proxy on the way without breaking the signature.
 pub(crate) fn sign_request(
     aws: &AwsAuth,
+    credentials: Credentials,
     uri: &Uri,
     headers: &mut HeaderMap,
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), String> {
-    let credentials = credentials(aws)?;
     let identity: Identity = credentials.into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
@@ -74,27 +75,18 @@ pub(crate) fn sign_request(
     Ok(())
 }
 
-/// Static keys from config, else `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
-/// `AWS_SESSION_TOKEN` from the environment.
-fn credentials(aws: &AwsAuth) -> Result<Credentials, String> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let (id, secret, token) = match (&aws.access_key_id, &aws.secret_access_key) {
-        (Some(id), Some(secret)) => (
-            id.expose().to_owned(),
-            secret.expose().to_owned(),
+/// The static keys from config, when both are set: used as they are, with no aws-config call.
+pub(crate) fn static_credentials(aws: &AwsAuth) -> Option<Credentials> {
+    match (&aws.access_key_id, &aws.secret_access_key) {
+        (Some(id), Some(secret)) => Some(Credentials::new(
+            id.expose(),
+            secret.expose(),
             aws.session_token.as_ref().map(|t| t.expose().to_owned()),
-        ),
-        _ => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            (Some(id), Some(secret)) => (id, secret, env("AWS_SESSION_TOKEN")),
-            _ => {
-                return Err(
-                    "no AWS credentials: set aws.access_key_id/secret_access_key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-                        .into(),
-                )
-            }
-        },
-    };
-    Ok(Credentials::new(id, secret, token, None, "johi-config"))
+            None,
+            "johi-config",
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -113,14 +105,17 @@ mod tests {
             access_key_id: Some(Secret::new("AKIDEXAMPLE")),
             secret_access_key: Some(Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")),
             session_token: Some(Secret::new("token")),
+            profile: None,
+            credentials_file: None,
         };
+        let credentials = static_credentials(&aws).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let uri: Uri = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m%3A0/converse"
             .parse()
             .unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        sign_request(&aws, &uri, &mut headers, b"{}", now).unwrap();
+        sign_request(&aws, credentials.clone(), &uri, &mut headers, b"{}", now).unwrap();
         let auth = headers[AUTHORIZATION].to_str().unwrap();
         assert!(
             auth.starts_with(
@@ -131,7 +126,7 @@ mod tests {
         assert_eq!(headers["x-amz-date"], "20231114T221320Z");
         assert_eq!(headers["x-amz-security-token"], "token");
         // Signing again (a retry) replaces, never duplicates.
-        sign_request(&aws, &uri, &mut headers, b"{}", now).unwrap();
+        sign_request(&aws, credentials.clone(), &uri, &mut headers, b"{}", now).unwrap();
         assert_eq!(headers.get_all(AUTHORIZATION).iter().count(), 1);
     }
 }

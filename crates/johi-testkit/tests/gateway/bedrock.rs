@@ -276,3 +276,68 @@ async fn a_fallback_is_signed_afresh_for_its_own_target() {
     assert!(!seen[0].headers.contains_key("x-amz-security-token"));
     assert_eq!(seen[1].headers["x-amz-security-token"], "tok");
 }
+
+/// Bedrock providers without static keys: credentials from the AWS credential chain, here a
+/// named profile of a credentials file given in config (no process environment touched).
+const CHAIN: &str = r#"
+server: { listen: "127.0.0.1:0", reload_poll_interval: 100ms, drain_timeout: 10s }
+auth: { public_routes: ["*"] }
+providers:
+  prof:
+    protocol: bedrock
+    base_url: "{mock}"
+    aws: { region: us-west-2, profile: johi-bedrock, credentials_file: "{dir}/aws-credentials" }
+  ghost:
+    protocol: bedrock
+    base_url: "{mock}"
+    aws: { region: us-west-2, profile: no-such-profile, credentials_file: "{dir}/aws-credentials" }
+models:
+  p: { targets: [{ provider: prof, model: m }] }
+  g: { targets: [{ provider: ghost, model: m }] }
+audit: { path: "{dir}/audit.jsonl" }
+"#;
+
+async fn start_chain() -> Harness {
+    let h = Harness::start(CHAIN).await;
+    // Read on the first request, so it may be written after start.
+    let file = format!(
+        "[default]\naws_access_key_id = AKIADEFAULTNOTUSED000\naws_secret_access_key = wrong\n\n\
+         [johi-bedrock]\naws_access_key_id = {MOCK_AWS_ACCESS_KEY_ID}\n\
+         aws_secret_access_key = {MOCK_AWS_SECRET_ACCESS_KEY}\naws_session_token = profile-token\n"
+    );
+    std::fs::write(h.dir().join("aws-credentials"), file).unwrap();
+    h
+}
+
+#[tokio::test]
+async fn a_provider_without_keys_signs_with_its_profile_from_the_credential_chain() {
+    let h = start_chain().await;
+    for _ in 0..2 {
+        let r = h.post("/v1/chat/completions", &chat("p", false)).await;
+        assert_eq!(r.status(), 200, "the mock's SigV4 check passed");
+    }
+    let seen = h.mock.requests();
+    assert_eq!(seen.len(), 2);
+    for up in &seen {
+        let auth = &up.headers["authorization"];
+        assert!(
+            auth.starts_with(&format!(
+                "AWS4-HMAC-SHA256 Credential={MOCK_AWS_ACCESS_KEY_ID}/"
+            )),
+            "{auth}"
+        );
+        assert_eq!(up.headers["x-amz-security-token"], "profile-token");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_profile_is_a_502_naming_the_provider_and_nothing_is_sent() {
+    let h = start_chain().await;
+    let r = h.post("/v1/chat/completions", &chat("g", false)).await;
+    assert_eq!(r.status(), 502);
+    let error: Value = r.json().await.unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ghost"), "{message}");
+    assert!(message.contains("AWS credentials"), "{message}");
+    assert_eq!(h.mock.stats().requests, 0, "nothing went upstream");
+}
