@@ -17,6 +17,8 @@ fn johi() -> Command {
         "GROQ_API_KEY",
         "AZURE_OPENAI_API_KEY",
         "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "COHERE_API_KEY",
     ] {
         cmd.env(var, "sk-example");
     }
