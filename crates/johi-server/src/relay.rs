@@ -115,7 +115,17 @@ pub async fn relay(
                     // The translated answer's `usage` is made from the provider's, exactly:
                     // read it there, not by parsing the upstream body a second time.
                     ex.usage = value.get("usage").and_then(johi_core::Usage::from_openai);
-                    bytes = Bytes::from(value.to_string());
+                    // `to_vec` writes straight to bytes (`to_string` goes through `fmt`).
+                    match serde_json::to_vec(&value) {
+                        Ok(body) => bytes = Bytes::from(body),
+                        Err(e) => {
+                            let error = GatewayError::UpstreamProtocol {
+                                provider,
+                                detail: format!("the translated answer could not be written: {e}"),
+                            };
+                            return fail(completion, error, attempts);
+                        }
+                    }
                 }
                 Some(Err(e)) => {
                     let error = GatewayError::UpstreamProtocol {
