@@ -44,6 +44,27 @@ pub struct Encoded {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// A translated answer: the OpenAI body's bytes and the usage Johi meters, read from the
+/// provider's answer once (the client is shown the same numbers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The OpenAI answer (`chat.completion`, or an embeddings list), serialised.
+    pub body: Vec<u8>,
+    /// The provider's usage, in Johi's one shape; `None` when it reported none.
+    pub usage: Option<Usage>,
+}
+
+impl Decoded {
+    /// For adapters that still build the answer as a `Value`: its bytes and its `usage`.
+    fn from_value(value: Result<Value, TranslateError>) -> Result<Decoded, TranslateError> {
+        let value = value?;
+        let usage = value.get("usage").and_then(Usage::from_openai);
+        let body = serde_json::to_vec(&value)
+            .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+        Ok(Decoded { body, usage })
+    }
+}
+
 /// Translates one upstream stream into OpenAI `chat.completion.chunk` SSE events as it
 /// arrives. Fed raw upstream bytes (SSE or a binary framing, per protocol); writes whole
 /// OpenAI events, `data: [DONE]` at a proper end, one error event on a broken one. Never
@@ -222,7 +243,8 @@ fn encode_anthropic(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> 
     })
 }
 
-/// A complete upstream answer in OpenAI's shape; `None` for OpenAI-compatible targets.
+/// A complete upstream answer in OpenAI's shape, as bytes with its usage; `None` for
+/// OpenAI-compatible targets.
 /// `model` is the name the client asked for, `created` the Unix time to stamp, `request` the
 /// client's request body (some answers depend on it, e.g. an embeddings `encoding_format`).
 pub fn decode_response(
@@ -232,21 +254,25 @@ pub fn decode_response(
     body: &[u8],
     model: &str,
     created: u64,
-) -> Option<Result<Value, TranslateError>> {
+) -> Option<Result<Decoded, TranslateError>> {
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
-        Protocol::Bedrock => Some(bedrock::decode_response(body, model, created)),
-        Protocol::Gemini | Protocol::Vertex => Some(match api {
+        Protocol::Bedrock => Some(Decoded::from_value(bedrock::decode_response(
+            body, model, created,
+        ))),
+        Protocol::Gemini | Protocol::Vertex => Some(Decoded::from_value(match api {
             Api::Embeddings => gemini::decode_embeddings(body, request, model),
             Api::ChatCompletions | Api::Completions => {
                 gemini::decode_response(body, model, created)
             }
-        }),
-        Protocol::Cohere if api == Api::Embeddings => {
-            Some(cohere::decode_embed_response(body, model))
-        }
-        Protocol::Cohere => Some(cohere::decode_response(body, model, created)),
+        })),
+        Protocol::Cohere if api == Api::Embeddings => Some(Decoded::from_value(
+            cohere::decode_embed_response(body, model),
+        )),
+        Protocol::Cohere => Some(Decoded::from_value(cohere::decode_response(
+            body, model, created,
+        ))),
     }
 }
 

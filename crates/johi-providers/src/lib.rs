@@ -20,5 +20,6 @@ mod openai_shape;
 pub mod splice;
 pub mod sse;
 pub mod usage_filter;
+mod wire;
 
 pub use error::TranslateError;

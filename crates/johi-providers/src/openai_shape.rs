@@ -7,9 +7,13 @@
 //! `chat.completion` and chunk JSON, tool calls, usage, error bodies and SSE events. Each
 //! adapter keeps its own tables (mapped fields, refusal reasons, finish and error kinds).
 
+use std::borrow::Cow;
+
 use johi_core::Usage;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::codec::Decoded;
 use crate::TranslateError;
 
 /// A field's value unless absent or `null` (OpenAI SDKs send `null` for "not set").
@@ -127,12 +131,20 @@ pub(crate) struct FunctionTool<'a> {
     pub(crate) strict: Option<bool>,
 }
 
-impl FunctionTool<'_> {
+impl<'a> FunctionTool<'a> {
     /// The parameter schema, or an empty object schema for protocols that require one.
     pub(crate) fn schema_or_empty(&self) -> Value {
         self.parameters
             .cloned()
             .unwrap_or_else(|| json!({"type": "object", "properties": {}}))
+    }
+
+    /// [`Self::schema_or_empty`], borrowed when the client sent one (typed encoders).
+    pub(crate) fn schema_or_empty_ref(&self) -> Cow<'a, Value> {
+        self.parameters.map_or_else(
+            || Cow::Owned(json!({"type": "object", "properties": {}})),
+            Cow::Borrowed,
+        )
     }
 }
 
@@ -284,10 +296,10 @@ pub(crate) fn part_text<'a>(part: &'a Value, path: &str) -> Result<&'a str, Tran
 }
 
 /// Maps each part of a message's content array with its path (`<path>.content[j]`).
-pub(crate) fn map_parts<T>(
-    parts: &[Value],
+pub(crate) fn map_parts<'a, T>(
+    parts: &'a [Value],
     path: &str,
-    mut f: impl FnMut(&Value, &str) -> Result<T, TranslateError>,
+    mut f: impl FnMut(&'a Value, &str) -> Result<T, TranslateError>,
 ) -> Result<Vec<T>, TranslateError> {
     parts
         .iter()
@@ -298,11 +310,11 @@ pub(crate) fn map_parts<T>(
 
 /// Maps the parts of content where only text parts are allowed (system, assistant and tool
 /// messages); `text_part` translates one text part.
-pub(crate) fn map_text_parts(
-    parts: &[Value],
+pub(crate) fn map_text_parts<'a, T>(
+    parts: &'a [Value],
     path: &str,
-    text_part: impl Fn(&Value, &str) -> Result<Value, TranslateError>,
-) -> Result<Vec<Value>, TranslateError> {
+    text_part: impl Fn(&'a Value, &str) -> Result<T, TranslateError>,
+) -> Result<Vec<T>, TranslateError> {
     map_parts(parts, path, |p, part_path| {
         match p.get("type").and_then(Value::as_str) {
             Some("text") => text_part(p, part_path),
@@ -358,6 +370,157 @@ pub(crate) fn base64_data_url(url: &str) -> Option<(&str, &str)> {
 /// Whether `url` is an http(s) URL.
 pub(crate) fn is_web_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
+}
+
+/// A translated `chat.completion`, written straight to bytes from the adapter's typed read
+/// of the upstream answer: no `Value` tree between the two (see [`crate::wire`]). Field
+/// order is OpenAI's.
+#[derive(Debug, Serialize)]
+pub(crate) struct ChatCompletion<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<Choice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageOut>,
+}
+
+impl<'a> ChatCompletion<'a> {
+    /// A `chat.completion` (its `object`), `usage` filled from what the provider reported.
+    pub(crate) fn new(
+        id: &'a str,
+        created: u64,
+        model: &'a str,
+        choices: Vec<Choice<'a>>,
+        usage: Option<UsageOut>,
+    ) -> Self {
+        ChatCompletion {
+            id,
+            object: "chat.completion",
+            created,
+            model,
+            choices,
+            usage,
+        }
+    }
+
+    /// The answer's bytes and the usage Johi meters: the same numbers the client is shown.
+    pub(crate) fn write(&self, usage: Option<Usage>) -> Result<Decoded, TranslateError> {
+        let body = serde_json::to_vec(self)
+            .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+        Ok(Decoded { body, usage })
+    }
+}
+
+/// One `choices[]` entry of a translated `chat.completion`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Choice<'a> {
+    pub index: u64,
+    pub message: AssistantMessage<'a>,
+    /// Always `null`: no translated protocol returns OpenAI's log probabilities.
+    pub logprobs: (),
+    pub finish_reason: Option<&'static str>,
+}
+
+/// The assistant `message` of a translated answer: text, reasoning (`reasoning_content`, the
+/// field DeepSeek and vLLM use) and tool calls, in the order OpenAI clients see them.
+#[derive(Debug, Serialize)]
+pub(crate) struct AssistantMessage<'a> {
+    pub role: &'static str,
+    pub content: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallOut<'a>>,
+    /// Always `null` (OpenAI's field for a refusal message; a refusal here finishes as
+    /// `content_filter`).
+    pub refusal: (),
+}
+
+impl<'a> AssistantMessage<'a> {
+    /// An assistant message of `content`, `reasoning` and `tool_calls`.
+    pub(crate) fn new(
+        content: Option<Cow<'a, str>>,
+        reasoning_content: Option<Cow<'a, str>>,
+        tool_calls: Vec<ToolCallOut<'a>>,
+    ) -> Self {
+        AssistantMessage {
+            role: "assistant",
+            content,
+            reasoning_content,
+            tool_calls,
+            refusal: (),
+        }
+    }
+}
+
+/// An OpenAI tool call of a translated answer (`arguments` is the JSON text).
+#[derive(Debug, Serialize)]
+pub(crate) struct ToolCallOut<'a> {
+    pub id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCallOut<'a>,
+}
+
+/// The `function` of a [`ToolCallOut`].
+#[derive(Debug, Serialize)]
+pub(crate) struct FunctionCallOut<'a> {
+    pub name: Cow<'a, str>,
+    pub arguments: Cow<'a, str>,
+}
+
+impl<'a> ToolCallOut<'a> {
+    /// A `function` tool call.
+    pub(crate) fn function(id: Cow<'a, str>, name: Cow<'a, str>, arguments: Cow<'a, str>) -> Self {
+        ToolCallOut {
+            id,
+            kind: "function",
+            function: FunctionCallOut { name, arguments },
+        }
+    }
+}
+
+/// OpenAI's `usage` object, typed; `completion_tokens_details` only for protocols that
+/// report reasoning tokens apart.
+#[derive(Debug, Serialize)]
+pub(crate) struct UsageOut {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub prompt_tokens_details: CachedTokens,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<ReasoningTokens>,
+}
+
+/// `prompt_tokens_details` of [`UsageOut`].
+#[derive(Debug, Serialize)]
+pub(crate) struct CachedTokens {
+    pub cached_tokens: u64,
+}
+
+/// `completion_tokens_details` of [`UsageOut`].
+#[derive(Debug, Serialize)]
+pub(crate) struct ReasoningTokens {
+    pub reasoning_tokens: u64,
+}
+
+impl UsageOut {
+    /// The usage object for `u`; `with_reasoning` adds `completion_tokens_details`.
+    pub(crate) fn new(u: &Usage, with_reasoning: bool) -> Self {
+        UsageOut {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            total_tokens: u.input_tokens.saturating_add(u.output_tokens),
+            prompt_tokens_details: CachedTokens {
+                cached_tokens: u.cached_tokens,
+            },
+            completion_tokens_details: with_reasoning.then_some(ReasoningTokens {
+                reasoning_tokens: u.reasoning_tokens,
+            }),
+        }
+    }
 }
 
 /// The assistant `message` of a translated answer: text, reasoning (`reasoning_content`, the

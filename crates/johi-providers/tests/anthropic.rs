@@ -49,11 +49,14 @@ fn responses_translate() {
         ".anthropic.json",
         ".openai.json",
         |case, body| {
-            let actual = decode_response(body, REQUESTED_MODEL, CREATED)
+            let decoded = decode_response(body, REQUESTED_MODEL, CREATED)
                 .unwrap_or_else(|e| panic!("{case}: {e}"));
-            // The usage Johi meters agrees with the usage the client is shown.
+            let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
+            // The usage Johi meters agrees with the usage the client is shown, and with the
+            // reading of Anthropic's usage object the stream translator uses.
             let raw: Value = serde_json::from_slice(body).unwrap();
             let usage = usage_from_anthropic(&raw["usage"]).unwrap();
+            assert_eq!(decoded.usage, Some(usage), "{case}");
             assert_eq!(
                 actual["usage"]["prompt_tokens"], usage.input_tokens,
                 "{case}"

@@ -111,21 +111,11 @@ pub async fn relay(
             let model = client_model(ex);
             match codec::decode_response(protocol, ex.api, ex.body(), &bytes, &model, unix_now()) {
                 None => ex.usage = openai::response_usage(&bytes),
-                Some(Ok(value)) => {
-                    // The translated answer's `usage` is made from the provider's, exactly:
-                    // read it there, not by parsing the upstream body a second time.
-                    ex.usage = value.get("usage").and_then(johi_core::Usage::from_openai);
-                    // `to_vec` writes straight to bytes (`to_string` goes through `fmt`).
-                    match serde_json::to_vec(&value) {
-                        Ok(body) => bytes = Bytes::from(body),
-                        Err(e) => {
-                            let error = GatewayError::UpstreamProtocol {
-                                provider,
-                                detail: format!("the translated answer could not be written: {e}"),
-                            };
-                            return fail(completion, error, attempts);
-                        }
-                    }
+                Some(Ok(decoded)) => {
+                    // The translated answer's `usage` is the provider's, read once by the
+                    // adapter: the client is shown what the ledger meters.
+                    ex.usage = decoded.usage;
+                    bytes = Bytes::from(decoded.body);
                 }
                 Some(Err(e)) => {
                     let error = GatewayError::UpstreamProtocol {

@@ -1,13 +1,16 @@
 //! OpenAI Chat Completions request → Anthropic Messages request.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::TranslateError;
 use crate::openai_shape::{
     base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
     messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
-    refuse_unknown_fields, stream_flags, to_body, tool_call, tool_call_id, tools_array,
-    unknown_role, PartKind, ToolChoice,
+    refuse_unknown_fields, stream_flags, tool_call, tool_call_id, tools_array, unknown_role,
+    PartKind, ToolChoice,
 };
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
@@ -55,64 +58,184 @@ pub struct EncodedRequest {
 /// `default_max_tokens` is used when the client sent neither `max_completion_tokens` nor
 /// `max_tokens`: Anthropic requires the field, OpenAI does not, so the configured target
 /// decides. Fields Anthropic cannot express are refused with the field's path.
+///
+/// The body is written from typed structs that borrow the client's values ([`MessagesBody`]),
+/// not built as a `Value` tree: this runs on every translated request.
 pub fn encode_request(
     body: &Map<String, Value>,
     upstream_model: &str,
     default_max_tokens: u64,
 ) -> Result<EncodedRequest, TranslateError> {
     refuse_unknown_and_no_op_fields(body)?;
-    let mut out = Map::new();
-    out.insert("model".into(), Value::String(upstream_model.to_owned()));
     let (system, messages) = encode_messages(body.get("messages"))?;
-    out.insert(
-        "max_tokens".into(),
-        json!(max_tokens(body, default_max_tokens)?),
-    );
-    if let Some(system) = system {
-        out.insert("system".into(), system);
-    }
-    out.insert("messages".into(), Value::Array(messages));
-    if let Some(stop) = stop_sequences(body.get("stop"))? {
-        out.insert("stop_sequences".into(), stop);
-    }
-    for (field, range) in [("temperature", 1.0), ("top_p", 1.0)] {
-        if let Some(v) = present(body, field) {
-            let x = v
-                .as_f64()
-                .ok_or_else(|| TranslateError::invalid(field, "must be a number"))?;
-            if !(0.0..=range).contains(&x) {
-                return Err(TranslateError::unsupported(
-                    field,
-                    "Anthropic accepts values from 0 to 1 only",
-                ));
-            }
-            out.insert(field.into(), v.clone());
-        }
-    }
-    for field in ["top_k", "thinking"] {
-        if let Some(v) = present(body, field) {
-            out.insert(field.into(), v.clone());
-        }
-    }
-    if let Some(tools) = present(body, "tools") {
-        out.insert("tools".into(), encode_tools(tools)?);
-    }
-    if let Some(choice) = tool_choice(body)? {
-        out.insert("tool_choice".into(), choice);
-    }
-    if let Some(user) = user_id(body)? {
-        out.insert("metadata".into(), json!({ "user_id": user }));
-    }
+    let mut out = MessagesBody {
+        model: upstream_model,
+        max_tokens: max_tokens(body, default_max_tokens)?,
+        system,
+        messages,
+        stop_sequences: stop_sequences(body.get("stop"))?,
+        temperature: None,
+        top_p: None,
+        top_k: present(body, "top_k"),
+        thinking: present(body, "thinking"),
+        tools: present(body, "tools").map(encode_tools).transpose()?,
+        tool_choice: tool_choice(body)?,
+        metadata: user_id(body)?.map(|user_id| Metadata { user_id }),
+        stream: false,
+    };
+    out.temperature = unit_interval(body, "temperature")?;
+    out.top_p = unit_interval(body, "top_p")?;
     let (stream, include_usage) = stream_flags(body)?;
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-    }
-    let body = to_body(&out)?;
+    out.stream = stream;
+    let body =
+        serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))?;
     Ok(EncodedRequest {
         body,
         stream,
         include_usage,
     })
+}
+
+/// A Messages request body, borrowing the client's strings and values; field order is the
+/// one Anthropic documents.
+#[derive(Serialize)]
+struct MessagesBody<'a> {
+    model: &'a str,
+    max_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<Content<'a>>,
+    messages: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<StopSequences<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<Tool<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoiceOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+/// One turn of `messages`.
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Content<'a>,
+}
+
+/// Content as Anthropic takes it: a plain string, or blocks.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(&'a str),
+    Blocks(Vec<Block<'a>>),
+}
+
+/// One content block.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
+    },
+    Image {
+        source: ImageSource<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: Content<'a>,
+    },
+}
+
+impl<'a> Block<'a> {
+    fn text(text: &'a str) -> Self {
+        Block::Text {
+            text,
+            cache_control: None,
+        }
+    }
+}
+
+/// Where an image block's bytes are.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ImageSource<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
+/// `stop_sequences`: OpenAI's single string becomes a one-element list.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StopSequences<'a> {
+    One([&'a str; 1]),
+    Many(&'a [Value]),
+}
+
+/// A tool definition.
+#[derive(Serialize)]
+struct Tool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a Value>,
+    input_schema: Cow<'a, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<&'a Value>,
+}
+
+/// `tool_choice`: `auto`, `any`, `tool` (with its name) or `none`.
+#[derive(Serialize)]
+struct ToolChoiceOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_parallel_tool_use: bool,
+}
+
+/// `metadata`: Anthropic's carries only a user id.
+#[derive(Serialize)]
+struct Metadata<'a> {
+    user_id: &'a str,
+}
+
+/// `temperature` and `top_p`: numbers Anthropic accepts from 0 to 1 only.
+fn unit_interval<'a>(
+    body: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a Value>, TranslateError> {
+    let Some(v) = present(body, field) else {
+        return Ok(None);
+    };
+    let x = v
+        .as_f64()
+        .ok_or_else(|| TranslateError::invalid(field, "must be a number"))?;
+    if !(0.0..=1.0).contains(&x) {
+        return Err(TranslateError::unsupported(
+            field,
+            "Anthropic accepts values from 0 to 1 only",
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// Refuses every field outside [`MAPPED_FIELDS`], and the listed fields whose value asks for
@@ -152,12 +275,12 @@ fn max_tokens(body: &Map<String, Value>, default: u64) -> Result<u64, TranslateE
     Ok(default)
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, TranslateError> {
+fn stop_sequences(stop: Option<&Value>) -> Result<Option<StopSequences<'_>>, TranslateError> {
     match stop {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(json!([s]))),
+        Some(Value::String(s)) => Ok(Some(StopSequences::One([s]))),
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            Ok(Some(Value::Array(items.clone())))
+            Ok(Some(StopSequences::Many(items)))
         }
         Some(_) => Err(TranslateError::invalid(
             "stop",
@@ -166,15 +289,15 @@ fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, TranslateError>
     }
 }
 
-fn user_id(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
-    let mut user = present(body, "user").cloned();
+fn user_id(body: &Map<String, Value>) -> Result<Option<&str>, TranslateError> {
+    let mut user = present(body, "user");
     if let Some(meta) = present(body, "metadata") {
         let meta = meta
             .as_object()
             .ok_or_else(|| TranslateError::invalid("metadata", "must be an object"))?;
         for (k, v) in meta {
             if k == "user" || k == "user_id" {
-                user = Some(v.clone());
+                user = Some(v);
             } else {
                 return Err(TranslateError::unsupported(
                     format!("metadata.{k}"),
@@ -185,12 +308,12 @@ fn user_id(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
     }
     match user {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(Value::String(s))),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(TranslateError::invalid("user", "must be a string")),
     }
 }
 
-fn encode_tools(tools: &Value) -> Result<Value, TranslateError> {
+fn encode_tools(tools: &Value) -> Result<Vec<Tool<'_>>, TranslateError> {
     let tools = tools_array(tools)?;
     let mut out = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
@@ -202,43 +325,42 @@ fn encode_tools(tools: &Value) -> Result<Value, TranslateError> {
                 "strict schemas are not mapped yet",
             ));
         }
-        let mut t = Map::new();
-        t.insert("name".into(), json!(f.name));
-        if let Some(d) = f.description {
-            t.insert("description".into(), d.clone());
-        }
-        t.insert("input_schema".into(), f.schema_or_empty());
-        if let Some(cc) = tool.get("cache_control") {
-            t.insert("cache_control".into(), cc.clone());
-        }
-        out.push(Value::Object(t));
+        out.push(Tool {
+            name: f.name,
+            description: f.description,
+            input_schema: f.schema_or_empty_ref(),
+            cache_control: tool.get("cache_control"),
+        });
     }
-    Ok(Value::Array(out))
+    Ok(out)
 }
 
-fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
+fn tool_choice(body: &Map<String, Value>) -> Result<Option<ToolChoiceOut<'_>>, TranslateError> {
     let parallel = match present(body, "parallel_tool_calls") {
         None => true,
         Some(v) => v
             .as_bool()
             .ok_or_else(|| TranslateError::invalid("parallel_tool_calls", "must be a boolean"))?,
     };
-    let mut choice = match present(body, "tool_choice") {
-        None if parallel => return Ok(None),
-        None => json!({"type": "auto"}),
-        Some(v) => match crate::openai_shape::tool_choice(v)? {
-            ToolChoice::Auto => json!({"type": "auto"}),
-            ToolChoice::None => return Ok(Some(json!({"type": "none"}))),
-            ToolChoice::Required => json!({"type": "any"}),
-            ToolChoice::Function(name) => json!({"type": "tool", "name": name}),
-        },
+    let choice = |kind, name| ToolChoiceOut {
+        kind,
+        name,
+        disable_parallel_tool_use: !parallel,
     };
-    if !parallel {
-        if let Some(obj) = choice.as_object_mut() {
-            obj.insert("disable_parallel_tool_use".into(), Value::Bool(true));
-        }
-    }
-    Ok(Some(choice))
+    Ok(match present(body, "tool_choice") {
+        None if parallel => None,
+        None => Some(choice("auto", None)),
+        Some(v) => Some(match crate::openai_shape::tool_choice(v)? {
+            ToolChoice::Auto => choice("auto", None),
+            ToolChoice::None => ToolChoiceOut {
+                kind: "none",
+                name: None,
+                disable_parallel_tool_use: false,
+            },
+            ToolChoice::Required => choice("any", None),
+            ToolChoice::Function(name) => choice("tool", Some(name)),
+        }),
+    })
 }
 
 /// Splits OpenAI's messages into Anthropic's top-level `system` and its turns.
@@ -247,11 +369,15 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 /// no system turn); consecutive `tool` messages become one user turn of `tool_result` blocks.
 fn encode_messages(
     messages: Option<&Value>,
-) -> Result<(Option<Value>, Vec<Value>), TranslateError> {
+) -> Result<(Option<Content<'_>>, Vec<Turn<'_>>), TranslateError> {
     let messages = messages_array(messages)?;
-    let mut system: Vec<Value> = Vec::new();
-    let mut turns: Vec<Value> = Vec::new();
-    let mut tool_results: Vec<Value> = Vec::new();
+    let mut system: Vec<Block<'_>> = Vec::new();
+    let mut turns: Vec<Turn<'_>> = Vec::with_capacity(messages.len());
+    let mut tool_results: Vec<Block<'_>> = Vec::new();
+    let user = |blocks| Turn {
+        role: "user",
+        content: Content::Blocks(blocks),
+    };
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
         let (m, role) = message(
@@ -265,54 +391,62 @@ fn encode_messages(
             // Anthropic requires), rather than making two user turns in a row.
             let mut blocks = std::mem::take(&mut tool_results);
             match encode_content(m.get("content"), &path)? {
-                Value::String(s) => blocks.push(json!({"type": "text", "text": s})),
-                Value::Array(parts) => blocks.extend(parts),
-                _ => {}
+                Content::Text(s) => blocks.push(Block::text(s)),
+                Content::Blocks(parts) => blocks.extend(parts),
             }
-            turns.push(json!({"role": "user", "content": blocks}));
+            turns.push(user(blocks));
             continue;
         }
         if role != "tool" && !tool_results.is_empty() {
-            turns.push(json!({"role": "user", "content": std::mem::take(&mut tool_results)}));
+            turns.push(user(std::mem::take(&mut tool_results)));
         }
         match role {
             "system" | "developer" => {
                 system.extend(text_blocks(m.get("content"), &path)?);
             }
-            "user" => turns.push(json!({
-                "role": "user",
-                "content": encode_content(m.get("content"), &path)?,
-            })),
+            "user" => turns.push(Turn {
+                role: "user",
+                content: encode_content(m.get("content"), &path)?,
+            }),
             "assistant" => turns.push(encode_assistant(m, &path)?),
             "tool" => tool_results.push(encode_tool_result(m, &path)?),
             _ => return Err(unknown_role(&path, role)),
         }
     }
     if !tool_results.is_empty() {
-        turns.push(json!({"role": "user", "content": tool_results}));
+        turns.push(user(tool_results));
     }
     let system = match system.as_slice() {
         [] => None,
-        [only] if only.get("cache_control").is_none() => only.get("text").cloned(),
-        _ => Some(Value::Array(system)),
+        [Block::Text {
+            text,
+            cache_control: None,
+        }] => Some(Content::Text(text)),
+        _ => Some(Content::Blocks(system)),
     };
     Ok((system, turns))
 }
 
 /// Content that may only be text (system, developer, tool results) as text blocks.
-fn text_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+fn text_blocks<'a>(
+    content: Option<&'a Value>,
+    path: &str,
+) -> Result<Vec<Block<'a>>, TranslateError> {
     match content {
-        Some(Value::String(s)) => Ok(vec![json!({"type": "text", "text": s})]),
+        Some(Value::String(s)) => Ok(vec![Block::text(s)]),
         Some(Value::Array(parts)) => map_text_parts(parts, path, encode_part),
         _ => Err(not_text_content(path)),
     }
 }
 
 /// User content: a string stays a string, parts become blocks.
-fn encode_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateError> {
+fn encode_content<'a>(
+    content: Option<&'a Value>,
+    path: &str,
+) -> Result<Content<'a>, TranslateError> {
     match content {
-        Some(Value::String(s)) => Ok(Value::String(s.clone())),
-        Some(Value::Array(parts)) => map_parts(parts, path, encode_part).map(Value::Array),
+        Some(Value::String(s)) => Ok(Content::Text(s)),
+        Some(Value::Array(parts)) => map_parts(parts, path, encode_part).map(Content::Blocks),
         _ => Err(TranslateError::invalid(
             format!("{path}.content"),
             "must be a string or an array of parts",
@@ -321,33 +455,33 @@ fn encode_content(content: Option<&Value>, path: &str) -> Result<Value, Translat
 }
 
 /// One content part → one block; `cache_control` is carried over as it is.
-fn encode_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    let mut block = match part_kind(part, path)? {
-        PartKind::Text => json!({"type": "text", "text": part_text(part, path)?}),
-        PartKind::ImageUrl => encode_image(part, path)?,
-    };
-    if let (Some(cc), Some(obj)) = (part.get("cache_control"), block.as_object_mut()) {
-        obj.insert("cache_control".into(), cc.clone());
-    }
-    Ok(block)
+fn encode_part<'a>(part: &'a Value, path: &str) -> Result<Block<'a>, TranslateError> {
+    let cache_control = part.get("cache_control");
+    Ok(match part_kind(part, path)? {
+        PartKind::Text => Block::Text {
+            text: part_text(part, path)?,
+            cache_control,
+        },
+        PartKind::ImageUrl => Block::Image {
+            source: encode_image(part, path)?,
+            cache_control,
+        },
+    })
 }
 
-/// `image_url` → an `image` block: a `data:` URL becomes a base64 source, an http(s) URL a
-/// url source. OpenAI's `detail` has no equivalent and is refused unless `auto`.
-fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
+/// `image_url` → an `image` block's source: a `data:` URL becomes a base64 source, an
+/// http(s) URL a url source. OpenAI's `detail` has no equivalent and is refused unless `auto`.
+fn encode_image<'a>(part: &'a Value, path: &str) -> Result<ImageSource<'a>, TranslateError> {
     let url = image_url(part, path)?;
     refuse_image_detail(part, path, "Anthropic has no image detail setting")?;
     if url.starts_with("data:") {
         let (media_type, data) = base64_data_url(url).ok_or_else(|| {
             TranslateError::invalid(format!("{path}.image_url.url"), "a data URL must be base64")
         })?;
-        return Ok(json!({
-            "type": "image",
-            "source": {"type": "base64", "media_type": media_type, "data": data},
-        }));
+        return Ok(ImageSource::Base64 { media_type, data });
     }
     if is_web_url(url) {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        return Ok(ImageSource::Url { url });
     }
     Err(TranslateError::invalid(
         format!("{path}.image_url.url"),
@@ -357,11 +491,14 @@ fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
 
 /// An assistant turn: its text (if any) then one `tool_use` block per tool call, with the
 /// arguments string parsed back into the JSON object Anthropic expects.
-fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
+fn encode_assistant<'a>(m: &'a Map<String, Value>, path: &str) -> Result<Turn<'a>, TranslateError> {
     let calls = m.get("tool_calls").and_then(Value::as_array);
     let content = m.get("content").filter(|c| !c.is_null());
     let Some(calls) = calls.filter(|c| !c.is_empty()) else {
-        return Ok(json!({"role": "assistant", "content": encode_content(content, path)?}));
+        return Ok(Turn {
+            role: "assistant",
+            content: encode_content(content, path)?,
+        });
     };
     let mut blocks = match content {
         None => Vec::new(),
@@ -372,23 +509,37 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, Transla
         let call_path = format!("{path}.tool_calls[{k}]");
         let call = tool_call(call, &call_path)?;
         let input = call.input(&call_path)?;
-        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+        blocks.push(Block::ToolUse {
+            id: call.id,
+            name: call.name,
+            input,
+        });
     }
-    Ok(json!({"role": "assistant", "content": blocks}))
+    Ok(Turn {
+        role: "assistant",
+        content: Content::Blocks(blocks),
+    })
 }
 
-fn encode_tool_result(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
-    let id = tool_call_id(m, path)?;
+fn encode_tool_result<'a>(
+    m: &'a Map<String, Value>,
+    path: &str,
+) -> Result<Block<'a>, TranslateError> {
+    let tool_use_id = tool_call_id(m, path)?;
     let content = match m.get("content") {
-        Some(Value::String(s)) => Value::String(s.clone()),
-        other => Value::Array(text_blocks(other, path)?),
+        Some(Value::String(s)) => Content::Text(s),
+        other => Content::Blocks(text_blocks(other, path)?),
     };
-    Ok(json!({"type": "tool_result", "tool_use_id": id, "content": content}))
+    Ok(Block::ToolResult {
+        tool_use_id,
+        content,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn encode(body: Value) -> Result<Value, TranslateError> {
         let Value::Object(map) = body else {

@@ -1,12 +1,18 @@
 //! Anthropic Messages response (and error) → OpenAI `chat.completion` (and error).
 
+use std::borrow::Cow;
+
+use johi_core::Usage;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{usage_from_anthropic, TranslateError};
+use super::TranslateError;
+use crate::codec::Decoded;
 use crate::openai_shape::{
-    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
-    openai_tool_call, openai_usage,
+    body_text_or_status, openai_error, AssistantMessage, ChatCompletion, Choice, ToolCallOut,
+    UsageOut,
 };
+use crate::wire::{push_text, Str};
 
 /// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
 ///
@@ -22,7 +28,8 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Translates a complete Messages response into an OpenAI `chat.completion`.
+/// Translates a complete Messages response into an OpenAI `chat.completion`, as bytes with
+/// the usage Johi meters.
 ///
 /// `model` is the name the client asked for (what it expects back); `created` is the Unix
 /// time to stamp, passed in so that translation stays pure. Text blocks are joined into
@@ -30,61 +37,108 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 /// `thinking` blocks are joined into `message.reasoning_content` — the field DeepSeek and
 /// vLLM use, since OpenAI has none. Block types with no OpenAI equivalent
 /// (`redacted_thinking`, server tool blocks) are not shown: they are opaque to the client.
-pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, TranslateError> {
-    let msg: Value = serde_json::from_slice(body)
+///
+/// The answer is read into borrowed structs and written straight back out (this runs on
+/// every translated request; a `Value` tree cost about twice the rest of the translation).
+pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Decoded, TranslateError> {
+    let msg: MessageIn = serde_json::from_slice(body)
         .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
     let id = msg
-        .get("id")
-        .and_then(Value::as_str)
+        .id
+        .as_ref()
         .ok_or_else(|| TranslateError::upstream("id", "missing"))?;
     let blocks = msg
-        .get("content")
-        .and_then(Value::as_array)
+        .content
         .ok_or_else(|| TranslateError::upstream("content", "missing"))?;
-    let mut text: Option<String> = None;
-    let mut reasoning: Option<String> = None;
+    let mut text = None;
+    let mut reasoning = None;
     let mut calls = Vec::new();
-    for (i, block) in blocks.iter().enumerate() {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => {
-                let t = block.get("text").and_then(Value::as_str).unwrap_or("");
-                text.get_or_insert_with(String::new).push_str(t);
-            }
-            Some("thinking") => {
-                let t = block.get("thinking").and_then(Value::as_str).unwrap_or("");
-                reasoning.get_or_insert_with(String::new).push_str(t);
-            }
-            Some("tool_use") => calls.push(tool_call(block, i)?),
+    for (i, block) in blocks.into_iter().enumerate() {
+        match block.kind.as_ref().map(Str::as_str) {
+            Some("text") => push_text(&mut text, block.text.unwrap_or_default().0),
+            Some("thinking") => push_text(&mut reasoning, block.thinking.unwrap_or_default().0),
+            Some("tool_use") => calls.push(tool_call_out(block, i)?),
             _ => {}
         }
     }
-    let message = assistant_message(text, reasoning, calls);
-    let finish = msg
-        .get("stop_reason")
-        .and_then(Value::as_str)
-        .map_or(Value::Null, |r| json!(finish_reason(r)));
-    let choices = vec![choice(0, message, finish)];
-    let usage = msg
-        .get("usage")
-        .and_then(usage_from_anthropic)
-        .map(|u| openai_usage(&u));
-    Ok(chat_completion(id, created, model, choices, usage))
+    let finish = msg.stop_reason.as_ref().map(|r| finish_reason(r.as_str()));
+    let message = AssistantMessage::new(text, reasoning, calls);
+    let choices = vec![Choice {
+        index: 0,
+        message,
+        logprobs: (),
+        finish_reason: finish,
+    }];
+    let usage = msg.usage.map(|u| u.usage());
+    let usage_out = usage.as_ref().map(|u| UsageOut::new(u, false));
+    ChatCompletion::new(id.as_str(), created, model, choices, usage_out).write(usage)
 }
 
-/// A `tool_use` block as an OpenAI tool call.
-pub(crate) fn tool_call(block: &Value, i: usize) -> Result<Value, TranslateError> {
+/// The parts of a Messages response the translation reads; everything else is ignored.
+#[derive(Deserialize)]
+struct MessageIn<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    content: Option<Vec<BlockIn<'a>>>,
+    #[serde(borrow)]
+    stop_reason: Option<Str<'a>>,
+    usage: Option<UsageIn>,
+}
+
+/// One content block: the fields of every block type the translation shows.
+#[derive(Deserialize)]
+struct BlockIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+    #[serde(borrow)]
+    thinking: Option<Str<'a>>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    input: Option<Value>,
+}
+
+/// Anthropic's `usage`; absent fields count as zero (see [`super::usage_from_anthropic`]).
+#[derive(Deserialize)]
+struct UsageIn {
+    input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl UsageIn {
+    fn usage(&self) -> Usage {
+        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
+        Usage {
+            input_tokens: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
+                .saturating_add(cache_read),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_tokens: cache_read,
+            reasoning_tokens: 0,
+        }
+    }
+}
+
+/// A `tool_use` block as an OpenAI tool call of a complete answer.
+fn tool_call_out(block: BlockIn<'_>, i: usize) -> Result<ToolCallOut<'_>, TranslateError> {
     let id = block
-        .get("id")
-        .and_then(Value::as_str)
+        .id
         .ok_or_else(|| TranslateError::upstream(format!("content[{i}].id"), "missing"))?;
     let name = block
-        .get("name")
-        .and_then(Value::as_str)
+        .name
         .ok_or_else(|| TranslateError::upstream(format!("content[{i}].name"), "missing"))?;
-    let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+    let input = block.input.unwrap_or_else(|| json!({}));
     let arguments = serde_json::to_string(&input)
         .map_err(|e| TranslateError::upstream(format!("content[{i}].input"), e.to_string()))?;
-    Ok(openai_tool_call(id, name, &arguments))
+    Ok(ToolCallOut::function(id.0, name.0, Cow::Owned(arguments)))
 }
 
 /// Translates an Anthropic error body into OpenAI's `{"error": {message, type, param, code}}`.
