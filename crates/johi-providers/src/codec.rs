@@ -258,9 +258,7 @@ pub fn decode_response(
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
-        Protocol::Bedrock => Some(Decoded::from_value(bedrock::decode_response(
-            body, model, created,
-        ))),
+        Protocol::Bedrock => Some(bedrock::decode_response(body, model, created)),
         Protocol::Gemini | Protocol::Vertex => Some(Decoded::from_value(match api {
             Api::Embeddings => gemini::decode_embeddings(body, request, model),
             Api::ChatCompletions | Api::Completions => {

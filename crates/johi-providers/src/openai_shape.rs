@@ -67,6 +67,32 @@ pub(crate) fn to_body(out: &Map<String, Value>) -> Result<Vec<u8>, TranslateErro
     serde_json::to_vec(out).map_err(|e| TranslateError::invalid("body", e.to_string()))
 }
 
+/// OpenAI's `stop`, for protocols that take a list of stop sequences: a single string
+/// becomes a one-element list. Serialises as that list.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum StopSequences<'a> {
+    One([&'a str; 1]),
+    Many(&'a [Value]),
+}
+
+/// Reads `stop` (absent or null: none; a string or an array of strings).
+pub(crate) fn stop_sequences(
+    stop: Option<&Value>,
+) -> Result<Option<StopSequences<'_>>, TranslateError> {
+    match stop {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(StopSequences::One([s]))),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            Ok(Some(StopSequences::Many(items)))
+        }
+        Some(_) => Err(TranslateError::invalid(
+            "stop",
+            "must be a string or an array of strings",
+        )),
+    }
+}
+
 /// `messages` as an array, or the error naming it.
 pub(crate) fn messages_array(messages: Option<&Value>) -> Result<&Vec<Value>, TranslateError> {
     messages
@@ -132,15 +158,9 @@ pub(crate) struct FunctionTool<'a> {
 }
 
 impl<'a> FunctionTool<'a> {
-    /// The parameter schema, or an empty object schema for protocols that require one.
-    pub(crate) fn schema_or_empty(&self) -> Value {
-        self.parameters
-            .cloned()
-            .unwrap_or_else(|| json!({"type": "object", "properties": {}}))
-    }
-
-    /// [`Self::schema_or_empty`], borrowed when the client sent one (typed encoders).
-    pub(crate) fn schema_or_empty_ref(&self) -> Cow<'a, Value> {
+    /// The parameter schema (borrowed), or an empty object schema for protocols that
+    /// require one.
+    pub(crate) fn schema_or_empty(&self) -> Cow<'a, Value> {
         self.parameters.map_or_else(
             || Cow::Owned(json!({"type": "object", "properties": {}})),
             Cow::Borrowed,

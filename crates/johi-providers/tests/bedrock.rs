@@ -48,8 +48,12 @@ fn requests_translate_or_are_refused_naming_the_field() {
 #[test]
 fn responses_translate() {
     FIXTURES.decode_cases("response", ".bedrock.json", ".openai.json", |case, body| {
-        let actual = decode_response(body, REQUESTED_MODEL, CREATED)
+        let decoded = decode_response(body, REQUESTED_MODEL, CREATED)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
+        // The usage Johi meters is the one the stream translator reads, and the client's.
+        let raw: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(decoded.usage, usage_from_bedrock(&raw["usage"]), "{case}");
         assert_eq!(actual["model"], REQUESTED_MODEL, "{case}");
         assert_eq!(actual["created"], CREATED, "{case}");
         actual

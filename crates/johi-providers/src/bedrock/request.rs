@@ -1,12 +1,15 @@
 //! OpenAI Chat Completions request → Bedrock Converse request.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::openai_shape::{
     base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
     messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
-    refuse_unknown_fields, stream_flags, to_body, tool_call, tool_call_id, tool_choice,
-    tools_array, unknown_role, PartKind, ToolChoice,
+    refuse_unknown_fields, stop_sequences, stream_flags, tool_call, tool_call_id, tool_choice,
+    tools_array, unknown_role, PartKind, StopSequences, ToolChoice,
 };
 use crate::TranslateError;
 
@@ -36,27 +39,144 @@ pub const MAPPED_FIELDS: &[&str] = &[
 
 /// Translates an OpenAI Chat Completions body into a Converse body (the model is in the
 /// URL, not the body). Fields Converse cannot express are refused with the field's path.
+///
+/// The body is written from typed structs that borrow the client's values
+/// ([`ConverseBody`]), not built as a `Value` tree: this runs on every translated request.
 pub fn encode_request(body: &Map<String, Value>) -> Result<Vec<u8>, TranslateError> {
     refuse_unknown_and_no_op_fields(body)?;
-    let mut out = Map::new();
     let (system, messages) = encode_messages(body.get("messages"))?;
-    out.insert("messages".into(), Value::Array(messages));
-    if !system.is_empty() {
-        out.insert("system".into(), Value::Array(system));
-    }
-    let inference = inference_config(body)?;
-    if !inference.is_empty() {
-        out.insert("inferenceConfig".into(), Value::Object(inference));
-    }
-    if let Some(tools) = tool_config(body)? {
-        out.insert("toolConfig".into(), tools);
-    }
-    if let Some(meta) = request_metadata(body)? {
-        out.insert("requestMetadata".into(), meta);
-    }
+    let out = ConverseBody {
+        messages,
+        system,
+        inference_config: inference_config(body)?,
+        tool_config: tool_config(body)?,
+        request_metadata: request_metadata(body)?,
+    };
     // `stream` is only checked here; the body is the same either way.
     stream_flags(body)?;
-    to_body(&out)
+    serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))
+}
+
+/// A Converse request body, borrowing the client's strings and values.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseBody<'a> {
+    messages: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system: Vec<Block<'a>>,
+    #[serde(skip_serializing_if = "InferenceConfig::is_empty")]
+    inference_config: InferenceConfig<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_config: Option<ToolConfig<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_metadata: Option<RequestMetadata<'a>>,
+}
+
+/// One turn of `messages`.
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
+/// One content block: Converse's blocks are objects with one key naming their kind.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Block<'a> {
+    Text(&'a str),
+    Image {
+        format: &'static str,
+        source: ImageBytes<'a>,
+    },
+    #[serde(rename_all = "camelCase")]
+    ToolUse {
+        tool_use_id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    #[serde(rename_all = "camelCase")]
+    ToolResult {
+        tool_use_id: &'a str,
+        content: Vec<Block<'a>>,
+    },
+}
+
+/// An image's base64 bytes, as the client sent them.
+#[derive(Serialize)]
+struct ImageBytes<'a> {
+    bytes: &'a str,
+}
+
+/// `inferenceConfig`: the sampling settings Converse shares across models.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct InferenceConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<StopSequences<'a>>,
+}
+
+impl InferenceConfig<'_> {
+    fn is_empty(&self) -> bool {
+        self.max_tokens.is_none()
+            && self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.stop_sequences.is_none()
+    }
+}
+
+/// `toolConfig`: the tools and the choice among them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolConfig<'a> {
+    tools: Vec<ToolSpecEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoiceOut<'a>>,
+}
+
+/// `{"toolSpec": {...}}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolSpecEntry<'a> {
+    tool_spec: ToolSpec<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolSpec<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a Value>,
+    input_schema: JsonSchema<'a>,
+}
+
+/// `inputSchema`: Converse wraps the JSON schema in `{"json": …}`.
+#[derive(Serialize)]
+struct JsonSchema<'a> {
+    json: Cow<'a, Value>,
+}
+
+/// `toolChoice`: `{"auto": {}}`, `{"any": {}}` or `{"tool": {"name"}}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum ToolChoiceOut<'a> {
+    Auto {},
+    Any {},
+    Tool { name: &'a str },
+}
+
+/// `requestMetadata`: string pairs, in the client's order, `user` last.
+struct RequestMetadata<'a>(Vec<(&'a str, &'a str)>);
+
+impl Serialize for RequestMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
 }
 
 /// Refuses every field outside [`MAPPED_FIELDS`], and the listed fields whose value asks for
@@ -87,47 +207,39 @@ fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), Tran
     )
 }
 
-fn inference_config(body: &Map<String, Value>) -> Result<Map<String, Value>, TranslateError> {
-    let mut out = Map::new();
+fn inference_config(body: &Map<String, Value>) -> Result<InferenceConfig<'_>, TranslateError> {
+    let mut out = InferenceConfig::default();
     for field in ["max_completion_tokens", "max_tokens"] {
         if let Some(v) = present(body, field) {
             let n = v
                 .as_u64()
                 .filter(|n| *n > 0)
                 .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"))?;
-            out.insert("maxTokens".into(), json!(n));
+            out.max_tokens = Some(n);
             break;
         }
     }
-    for (field, to) in [("temperature", "temperature"), ("top_p", "topP")] {
+    for field in ["temperature", "top_p"] {
         if let Some(v) = present(body, field) {
             v.as_f64()
                 .ok_or_else(|| TranslateError::invalid(field, "must be a number"))?;
-            out.insert(to.into(), v.clone());
+            if field == "temperature" {
+                out.temperature = Some(v);
+            } else {
+                out.top_p = Some(v);
+            }
         }
     }
-    match present(body, "stop") {
-        None => {}
-        Some(Value::String(s)) => {
-            out.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            out.insert("stopSequences".into(), Value::Array(items.clone()));
-        }
-        Some(_) => {
-            return Err(TranslateError::invalid(
-                "stop",
-                "must be a string or an array of strings",
-            ))
-        }
-    }
+    out.stop_sequences = stop_sequences(body.get("stop"))?;
     Ok(out)
 }
 
 /// `user` and string `metadata` values → Converse's `requestMetadata` (kept with the
 /// invocation log, which is where OpenAI's `user` ends up too).
-fn request_metadata(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
-    let mut out = Map::new();
+fn request_metadata(
+    body: &Map<String, Value>,
+) -> Result<Option<RequestMetadata<'_>>, TranslateError> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
     if let Some(meta) = present(body, "metadata") {
         let meta = meta
             .as_object()
@@ -136,19 +248,23 @@ fn request_metadata(body: &Map<String, Value>) -> Result<Option<Value>, Translat
             let s = v.as_str().ok_or_else(|| {
                 TranslateError::invalid(format!("metadata.{k}"), "must be a string")
             })?;
-            out.insert(k.clone(), json!(s));
+            out.push((k, s));
         }
     }
     if let Some(user) = present(body, "user") {
         let s = user
             .as_str()
             .ok_or_else(|| TranslateError::invalid("user", "must be a string"))?;
-        out.insert("user".into(), json!(s));
+        // `user` wins over a `metadata.user`, in that entry's place.
+        match out.iter_mut().find(|(k, _)| *k == "user") {
+            Some(entry) => entry.1 = s,
+            None => out.push(("user", s)),
+        }
     }
-    Ok((!out.is_empty()).then_some(Value::Object(out)))
+    Ok((!out.is_empty()).then_some(RequestMetadata(out)))
 }
 
-fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
+fn tool_config(body: &Map<String, Value>) -> Result<Option<ToolConfig<'_>>, TranslateError> {
     let Some(tools) = present(body, "tools") else {
         if present(body, "tool_choice").is_some_and(|c| c.as_str() != Some("none")) {
             return Err(TranslateError::invalid(
@@ -163,28 +279,26 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
     for (i, tool) in tools.iter().enumerate() {
         specs.push(tool_spec(tool, &format!("tools[{i}]"))?);
     }
-    let mut config = Map::new();
-    config.insert("tools".into(), Value::Array(specs));
-    let choice =
+    let tool_choice =
         match present(body, "tool_choice") {
             None => None,
             Some(v) => match tool_choice(v)? {
-                ToolChoice::Auto => Some(json!({"auto": {}})),
-                ToolChoice::Required => Some(json!({"any": {}})),
+                ToolChoice::Auto => Some(ToolChoiceOut::Auto {}),
+                ToolChoice::Required => Some(ToolChoiceOut::Any {}),
                 ToolChoice::None => return Err(TranslateError::unsupported(
                     "tool_choice",
                     "Converse cannot forbid tool use while tools are declared; leave the tools out",
                 )),
-                ToolChoice::Function(name) => Some(json!({"tool": {"name": name}})),
+                ToolChoice::Function(name) => Some(ToolChoiceOut::Tool { name }),
             },
         };
-    if let Some(choice) = choice {
-        config.insert("toolChoice".into(), choice);
-    }
-    Ok(Some(Value::Object(config)))
+    Ok(Some(ToolConfig {
+        tools: specs,
+        tool_choice,
+    }))
 }
 
-fn tool_spec(tool: &Value, path: &str) -> Result<Value, TranslateError> {
+fn tool_spec<'a>(tool: &'a Value, path: &str) -> Result<ToolSpecEntry<'a>, TranslateError> {
     let f = function_tool(tool, path)?;
     if f.strict == Some(true) {
         return Err(TranslateError::unsupported(
@@ -192,13 +306,15 @@ fn tool_spec(tool: &Value, path: &str) -> Result<Value, TranslateError> {
             "Converse has no strict schema mode",
         ));
     }
-    let mut spec = Map::new();
-    spec.insert("name".into(), json!(f.name));
-    if let Some(d) = f.description {
-        spec.insert("description".into(), d.clone());
-    }
-    spec.insert("inputSchema".into(), json!({ "json": f.schema_or_empty() }));
-    Ok(json!({ "toolSpec": spec }))
+    Ok(ToolSpecEntry {
+        tool_spec: ToolSpec {
+            name: f.name,
+            description: f.description,
+            input_schema: JsonSchema {
+                json: f.schema_or_empty(),
+            },
+        },
+    })
 }
 
 /// Splits OpenAI's messages into Converse's top-level `system` and its turns.
@@ -206,11 +322,14 @@ fn tool_spec(tool: &Value, path: &str) -> Result<Value, TranslateError> {
 /// System and developer messages are hoisted into `system` wherever they stand (Converse has
 /// no system turn); consecutive `tool` messages become one user turn of `toolResult` blocks,
 /// and a user message right after them joins that turn, as do consecutive messages of one role.
-fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
+#[allow(clippy::type_complexity)]
+fn encode_messages(
+    messages: Option<&Value>,
+) -> Result<(Vec<Block<'_>>, Vec<Turn<'_>>), TranslateError> {
     let messages = messages_array(messages)?;
     let mut system = Vec::new();
-    let mut turns = Vec::new();
-    let mut results: Vec<Value> = Vec::new();
+    let mut turns = Vec::with_capacity(messages.len());
+    let mut results: Vec<Block<'_>> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
         let (m, role) = message(
@@ -243,32 +362,36 @@ fn encode_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>),
 /// Appends a turn, or joins the previous one when it has the same role: Converse requires
 /// user and assistant turns to alternate, OpenAI does not (two user messages in a row, a
 /// user message after another one that only carried tool results).
-fn push_turn(turns: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if let Some(last) = turns.last_mut() {
-        if last.get("role").and_then(Value::as_str) == Some(role) {
-            if let Some(content) = last.get_mut("content").and_then(Value::as_array_mut) {
-                content.extend(blocks);
-                return;
-            }
-        }
+fn push_turn<'a>(turns: &mut Vec<Turn<'a>>, role: &'static str, blocks: Vec<Block<'a>>) {
+    match turns.last_mut() {
+        Some(last) if last.role == role => last.content.extend(blocks),
+        _ => turns.push(Turn {
+            role,
+            content: blocks,
+        }),
     }
-    turns.push(json!({"role": role, "content": blocks}));
 }
 
 /// Content that may only be text (system, developer, tool results) as `{text}` blocks.
-fn text_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+fn text_blocks<'a>(
+    content: Option<&'a Value>,
+    path: &str,
+) -> Result<Vec<Block<'a>>, TranslateError> {
     match content {
-        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
+        Some(Value::String(s)) => Ok(vec![Block::Text(s)]),
         Some(Value::Array(parts)) => map_text_parts(parts, path, text_part),
         _ => Err(not_text_content(path)),
     }
 }
 
-fn text_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    Ok(json!({ "text": part_text(part, path)? }))
+fn text_part<'a>(part: &'a Value, path: &str) -> Result<Block<'a>, TranslateError> {
+    Ok(Block::Text(part_text(part, path)?))
 }
 
-fn user_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+fn user_blocks<'a>(
+    content: Option<&'a Value>,
+    path: &str,
+) -> Result<Vec<Block<'a>>, TranslateError> {
     let Some(Value::Array(parts)) = content else {
         return text_blocks(content, path);
     };
@@ -280,7 +403,7 @@ fn user_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, Transl
 
 /// `image_url` with a base64 `data:` URL → an `image` block. Converse takes image bytes
 /// (or S3 locations), never a web URL, so http(s) URLs are refused rather than fetched.
-fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
+fn encode_image<'a>(part: &'a Value, path: &str) -> Result<Block<'a>, TranslateError> {
     let url_path = format!("{path}.image_url.url");
     let url = image_url(part, path)?;
     refuse_image_detail(part, path, "Converse has no image detail setting")?;
@@ -304,12 +427,18 @@ fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
             ))
         }
     };
-    Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
+    Ok(Block::Image {
+        format,
+        source: ImageBytes { bytes: data },
+    })
 }
 
 /// An assistant turn's blocks: its text (if any) then one `toolUse` block per tool call, with the
 /// arguments string parsed back into the JSON object Converse expects.
-fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+fn encode_assistant<'a>(
+    m: &'a Map<String, Value>,
+    path: &str,
+) -> Result<Vec<Block<'a>>, TranslateError> {
     let content = m.get("content").filter(|c| !c.is_null());
     let mut blocks = match content {
         None => Vec::new(),
@@ -321,7 +450,11 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Value>, Tr
         let call_path = format!("{path}.tool_calls[{k}]");
         let call = tool_call(call, &call_path)?;
         let input = call.input(&call_path)?;
-        blocks.push(json!({"toolUse": {"toolUseId": call.id, "name": call.name, "input": input}}));
+        blocks.push(Block::ToolUse {
+            tool_use_id: call.id,
+            name: call.name,
+            input,
+        });
     }
     if blocks.is_empty() {
         return Err(TranslateError::invalid(
@@ -332,8 +465,14 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Value>, Tr
     Ok(blocks)
 }
 
-fn encode_tool_result(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
-    let id = tool_call_id(m, path)?;
+fn encode_tool_result<'a>(
+    m: &'a Map<String, Value>,
+    path: &str,
+) -> Result<Block<'a>, TranslateError> {
+    let tool_use_id = tool_call_id(m, path)?;
     let content = text_blocks(m.get("content"), path)?;
-    Ok(json!({"toolResult": {"toolUseId": id, "content": content}}))
+    Ok(Block::ToolResult {
+        tool_use_id,
+        content,
+    })
 }

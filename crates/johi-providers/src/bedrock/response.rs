@@ -1,12 +1,18 @@
 //! Bedrock Converse response (and error) → OpenAI `chat.completion` (and error).
 
+use std::borrow::Cow;
+
+use johi_core::Usage;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{response_id, usage_from_bedrock};
+use super::response_id;
+use crate::codec::Decoded;
 use crate::openai_shape::{
-    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
-    openai_tool_call, openai_usage,
+    body_text_or_status, openai_error, AssistantMessage, ChatCompletion, Choice, ToolCallOut,
+    UsageOut,
 };
+use crate::wire::{push_text, Str};
 use crate::TranslateError;
 
 /// OpenAI's `finish_reason` for Converse's `stopReason`.
@@ -23,70 +29,149 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Translates a complete Converse response into an OpenAI `chat.completion`.
+/// Translates a complete Converse response into an OpenAI `chat.completion`, as bytes with
+/// the usage Johi meters.
 ///
 /// `model` is the name the client asked for; `created` the Unix time to stamp. Converse
 /// answers carry no id, so one is derived from the answer itself (stable for a fixture).
 /// `text` blocks are joined into `message.content`, `toolUse` blocks become `tool_calls`, and
 /// `reasoningContent` text is joined into `message.reasoning_content` (DeepSeek's and vLLM's
 /// field; OpenAI has none). Other blocks (redacted reasoning, citations) are opaque to an
-/// OpenAI client and not shown.
-pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, TranslateError> {
-    let msg: Value = serde_json::from_slice(body)
+/// OpenAI client and not shown. Read into borrowed structs and written straight back out,
+/// as every translated answer is.
+pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Decoded, TranslateError> {
+    let msg: ConverseOut = serde_json::from_slice(body)
         .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
     let blocks = msg
-        .pointer("/output/message/content")
-        .and_then(Value::as_array)
+        .output
+        .and_then(|o| o.message)
+        .and_then(|m| m.content)
         .ok_or_else(|| TranslateError::upstream("output.message.content", "missing"))?;
-    let mut text: Option<String> = None;
-    let mut reasoning: Option<String> = None;
+    let mut text = None;
+    let mut reasoning = None;
     let mut calls = Vec::new();
-    for (i, block) in blocks.iter().enumerate() {
-        if let Some(t) = block.get("text").and_then(Value::as_str) {
-            text.get_or_insert_with(String::new).push_str(t);
-        } else if let Some(tool) = block.get("toolUse") {
+    for (i, block) in blocks.into_iter().enumerate() {
+        if let Some(t) = block.text {
+            push_text(&mut text, t.0);
+        } else if let Some(tool) = block.tool_use {
             calls.push(tool_call(tool, i)?);
         } else if let Some(t) = block
-            .pointer("/reasoningContent/reasoningText/text")
-            .and_then(Value::as_str)
+            .reasoning_content
+            .and_then(|r| r.reasoning_text)
+            .and_then(|r| r.text)
         {
-            reasoning.get_or_insert_with(String::new).push_str(t);
+            push_text(&mut reasoning, t.0);
         }
     }
-    let message = assistant_message(text, reasoning, calls);
-    let finish = msg
-        .get("stopReason")
-        .and_then(Value::as_str)
-        .map_or(Value::Null, |r| json!(finish_reason(r)));
-    let choices = vec![choice(0, message, finish)];
-    let usage = msg
-        .get("usage")
-        .and_then(usage_from_bedrock)
-        .map(|u| openai_usage(&u));
-    Ok(chat_completion(
-        &response_id(body, created),
-        created,
-        model,
-        choices,
-        usage,
-    ))
+    let choices = vec![Choice {
+        index: 0,
+        message: AssistantMessage::new(text, reasoning, calls),
+        logprobs: (),
+        finish_reason: msg.stop_reason.as_ref().map(|r| finish_reason(r.as_str())),
+    }];
+    let usage = msg.usage.map(|u| u.usage());
+    let usage_out = usage.as_ref().map(|u| UsageOut::new(u, false));
+    let id = response_id(body, created);
+    ChatCompletion::new(&id, created, model, choices, usage_out).write(usage)
+}
+
+/// The parts of a Converse response the translation reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseOut<'a> {
+    #[serde(borrow)]
+    output: Option<OutputIn<'a>>,
+    #[serde(borrow)]
+    stop_reason: Option<Str<'a>>,
+    usage: Option<UsageIn>,
+}
+
+#[derive(Deserialize)]
+struct OutputIn<'a> {
+    #[serde(borrow)]
+    message: Option<MessageIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MessageIn<'a> {
+    #[serde(borrow)]
+    content: Option<Vec<BlockIn<'a>>>,
+}
+
+/// One content block; Converse names its kind by its one key.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockIn<'a> {
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+    #[serde(borrow)]
+    tool_use: Option<ToolUseIn<'a>>,
+    #[serde(borrow)]
+    reasoning_content: Option<ReasoningIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolUseIn<'a> {
+    #[serde(borrow)]
+    tool_use_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    input: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReasoningIn<'a> {
+    #[serde(borrow)]
+    reasoning_text: Option<ReasoningTextIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningTextIn<'a> {
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+}
+
+/// Converse's `usage`; absent fields count as zero (see [`super::usage_from_bedrock`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageIn {
+    input_tokens: Option<u64>,
+    cache_write_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl UsageIn {
+    fn usage(&self) -> Usage {
+        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
+        Usage {
+            input_tokens: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(self.cache_write_input_tokens.unwrap_or(0))
+                .saturating_add(cache_read),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_tokens: cache_read,
+            reasoning_tokens: 0,
+        }
+    }
 }
 
 /// A `toolUse` block as an OpenAI tool call.
-fn tool_call(tool: &Value, i: usize) -> Result<Value, TranslateError> {
-    let path = format!("output.message.content[{i}].toolUse");
+fn tool_call(tool: ToolUseIn<'_>, i: usize) -> Result<ToolCallOut<'_>, TranslateError> {
+    let path = || format!("output.message.content[{i}].toolUse");
     let id = tool
-        .get("toolUseId")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::upstream(format!("{path}.toolUseId"), "missing"))?;
+        .tool_use_id
+        .ok_or_else(|| TranslateError::upstream(format!("{}.toolUseId", path()), "missing"))?;
     let name = tool
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::upstream(format!("{path}.name"), "missing"))?;
-    let input = tool.get("input").cloned().unwrap_or_else(|| json!({}));
+        .name
+        .ok_or_else(|| TranslateError::upstream(format!("{}.name", path()), "missing"))?;
+    let input = tool.input.unwrap_or_else(|| json!({}));
     let arguments = serde_json::to_string(&input)
-        .map_err(|e| TranslateError::upstream(format!("{path}.input"), e.to_string()))?;
-    Ok(openai_tool_call(id, name, &arguments))
+        .map_err(|e| TranslateError::upstream(format!("{}.input", path()), e.to_string()))?;
+    Ok(ToolCallOut::function(id.0, name.0, Cow::Owned(arguments)))
 }
 
 /// OpenAI's error `type` and `code` for a Bedrock exception name (the `x-amzn-errortype`
