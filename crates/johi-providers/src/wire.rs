@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use johi_core::Usage;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
@@ -54,6 +55,41 @@ pub(crate) fn push_text<'a>(acc: &mut Option<Cow<'a, str>>, piece: Cow<'a, str>)
     match acc {
         None => *acc = Some(piece),
         Some(text) => text.to_mut().push_str(&piece),
+    }
+}
+
+/// The usage of protocols that count prompt-cache writes and reads *beside* the input
+/// (Anthropic, Bedrock Converse), read from either's field names.
+///
+/// OpenAI counts them inside `prompt_tokens`: the input here is the sum of all three, so
+/// prices and limits see the whole prompt, and `cached_tokens` is the cache reads. Neither
+/// protocol reports thinking tokens apart from output. Absent fields are zero; sums saturate.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CacheBesideInput {
+    #[serde(alias = "inputTokens")]
+    input_tokens: Option<u64>,
+    #[serde(alias = "cache_creation_input_tokens", alias = "cacheWriteInputTokens")]
+    cache_write: Option<u64>,
+    #[serde(alias = "cache_read_input_tokens", alias = "cacheReadInputTokens")]
+    cache_read: Option<u64>,
+    #[serde(alias = "outputTokens")]
+    output_tokens: Option<u64>,
+}
+
+impl CacheBesideInput {
+    /// In Johi's one shape.
+    pub(crate) fn usage(&self) -> Usage {
+        let cache_read = self.cache_read.unwrap_or(0);
+        Usage {
+            input_tokens: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(self.cache_write.unwrap_or(0))
+                .saturating_add(cache_read),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_tokens: cache_read,
+            reasoning_tokens: 0,
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 
-use johi_core::Usage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -12,7 +11,7 @@ use crate::openai_shape::{
     body_text_or_status, openai_error, AssistantMessage, ChatCompletion, Choice, ToolCallOut,
     UsageOut,
 };
-use crate::wire::{push_text, Str};
+use crate::wire::{push_text, CacheBesideInput, Str};
 
 /// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
 ///
@@ -83,7 +82,7 @@ struct MessageIn<'a> {
     content: Option<Vec<BlockIn<'a>>>,
     #[serde(borrow)]
     stop_reason: Option<Str<'a>>,
-    usage: Option<UsageIn>,
+    usage: Option<CacheBesideInput>,
 }
 
 /// One content block: the fields of every block type the translation shows.
@@ -100,31 +99,6 @@ struct BlockIn<'a> {
     #[serde(borrow)]
     name: Option<Str<'a>>,
     input: Option<Value>,
-}
-
-/// Anthropic's `usage`; absent fields count as zero (see [`super::usage_from_anthropic`]).
-#[derive(Deserialize)]
-struct UsageIn {
-    input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-}
-
-impl UsageIn {
-    fn usage(&self) -> Usage {
-        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
-        Usage {
-            input_tokens: self
-                .input_tokens
-                .unwrap_or(0)
-                .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
-                .saturating_add(cache_read),
-            output_tokens: self.output_tokens.unwrap_or(0),
-            cached_tokens: cache_read,
-            reasoning_tokens: 0,
-        }
-    }
 }
 
 /// A `tool_use` block as an OpenAI tool call of a complete answer.

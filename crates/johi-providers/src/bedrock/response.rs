@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 
-use johi_core::Usage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -12,7 +11,7 @@ use crate::openai_shape::{
     body_text_or_status, openai_error, AssistantMessage, ChatCompletion, Choice, ToolCallOut,
     UsageOut,
 };
-use crate::wire::{push_text, Str};
+use crate::wire::{push_text, CacheBesideInput, Str};
 use crate::TranslateError;
 
 /// OpenAI's `finish_reason` for Converse's `stopReason`.
@@ -83,7 +82,7 @@ struct ConverseOut<'a> {
     output: Option<OutputIn<'a>>,
     #[serde(borrow)]
     stop_reason: Option<Str<'a>>,
-    usage: Option<UsageIn>,
+    usage: Option<CacheBesideInput>,
 }
 
 #[derive(Deserialize)]
@@ -131,32 +130,6 @@ struct ReasoningIn<'a> {
 struct ReasoningTextIn<'a> {
     #[serde(borrow)]
     text: Option<Str<'a>>,
-}
-
-/// Converse's `usage`; absent fields count as zero (see [`super::usage_from_bedrock`]).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UsageIn {
-    input_tokens: Option<u64>,
-    cache_write_input_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-}
-
-impl UsageIn {
-    fn usage(&self) -> Usage {
-        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
-        Usage {
-            input_tokens: self
-                .input_tokens
-                .unwrap_or(0)
-                .saturating_add(self.cache_write_input_tokens.unwrap_or(0))
-                .saturating_add(cache_read),
-            output_tokens: self.output_tokens.unwrap_or(0),
-            cached_tokens: cache_read,
-            reasoning_tokens: 0,
-        }
-    }
 }
 
 /// A `toolUse` block as an OpenAI tool call.
