@@ -55,7 +55,8 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    /// For adapters that still build the answer as a `Value`: its bytes and its `usage`.
+    /// For adapters that still build the answer as a `Value` (Bedrock): its bytes and its
+    /// `usage`.
     fn from_value(value: Result<Value, TranslateError>) -> Result<Decoded, TranslateError> {
         let value = value?;
         let usage = value.get("usage").and_then(Usage::from_openai);
@@ -261,18 +262,16 @@ pub fn decode_response(
         Protocol::Bedrock => Some(Decoded::from_value(bedrock::decode_response(
             body, model, created,
         ))),
-        Protocol::Gemini | Protocol::Vertex => Some(Decoded::from_value(match api {
+        Protocol::Gemini | Protocol::Vertex => Some(match api {
             Api::Embeddings => gemini::decode_embeddings(body, request, model),
             Api::ChatCompletions | Api::Completions => {
                 gemini::decode_response(body, model, created)
             }
-        })),
-        Protocol::Cohere if api == Api::Embeddings => Some(Decoded::from_value(
-            cohere::decode_embed_response(body, model),
-        )),
-        Protocol::Cohere => Some(Decoded::from_value(cohere::decode_response(
-            body, model, created,
-        ))),
+        }),
+        Protocol::Cohere if api == Api::Embeddings => {
+            Some(cohere::decode_embed_response(body, model))
+        }
+        Protocol::Cohere => Some(cohere::decode_response(body, model, created)),
     }
 }
 

@@ -67,6 +67,32 @@ pub(crate) fn to_body(out: &Map<String, Value>) -> Result<Vec<u8>, TranslateErro
     serde_json::to_vec(out).map_err(|e| TranslateError::invalid("body", e.to_string()))
 }
 
+/// `stop` as the stop-sequence list every translated protocol takes: OpenAI's single string
+/// becomes a one-element list, a list of strings is passed as it is (borrowed).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum StopSequences<'a> {
+    One([&'a str; 1]),
+    Many(&'a [Value]),
+}
+
+/// Reads `stop` (absent or `null`: none).
+pub(crate) fn stop_sequences(
+    stop: Option<&Value>,
+) -> Result<Option<StopSequences<'_>>, TranslateError> {
+    match stop {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(StopSequences::One([s]))),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            Ok(Some(StopSequences::Many(items)))
+        }
+        Some(_) => Err(TranslateError::invalid(
+            "stop",
+            "must be a string or an array of strings",
+        )),
+    }
+}
+
 /// `messages` as an array, or the error naming it.
 pub(crate) fn messages_array(messages: Option<&Value>) -> Result<&Vec<Value>, TranslateError> {
     messages
@@ -520,6 +546,71 @@ impl UsageOut {
                 reasoning_tokens: u.reasoning_tokens,
             }),
         }
+    }
+}
+
+/// A translated embeddings list (`object: list`), written straight to bytes like
+/// [`ChatCompletion`]; `V` is how the adapter holds a vector.
+#[derive(Debug, Serialize)]
+pub(crate) struct EmbeddingList<'a, V> {
+    pub object: &'static str,
+    pub data: Vec<EmbeddingOut<V>>,
+    pub model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<EmbeddingUsage>,
+}
+
+/// One `data[]` entry of an [`EmbeddingList`].
+#[derive(Debug, Serialize)]
+pub(crate) struct EmbeddingOut<V> {
+    pub object: &'static str,
+    pub index: usize,
+    pub embedding: V,
+}
+
+impl<V> EmbeddingOut<V> {
+    /// The `index`th embedding.
+    pub(crate) fn new(index: usize, embedding: V) -> Self {
+        EmbeddingOut {
+            object: "embedding",
+            index,
+            embedding,
+        }
+    }
+}
+
+/// An embeddings `usage`: prompt tokens only (an embedding generates none).
+#[derive(Debug, Serialize)]
+pub(crate) struct EmbeddingUsage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl<'a, V: Serialize> EmbeddingList<'a, V> {
+    /// The list of `data` for `model`, with `usage` (its input tokens) when the provider
+    /// reported one; Johi meters the same input tokens and nothing else.
+    pub(crate) fn new(data: Vec<EmbeddingOut<V>>, model: &'a str, usage: Option<Usage>) -> Self {
+        EmbeddingList {
+            object: "list",
+            data,
+            model,
+            usage: usage.map(|u| EmbeddingUsage {
+                prompt_tokens: u.input_tokens,
+                total_tokens: u.input_tokens,
+            }),
+        }
+    }
+
+    /// The list's bytes and the usage Johi meters (its input tokens: what the client is
+    /// shown).
+    pub(crate) fn write(&self) -> Result<Decoded, TranslateError> {
+        let body = serde_json::to_vec(self)
+            .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+        let usage = self.usage.as_ref().map(|u| Usage {
+            input_tokens: u.prompt_tokens,
+            ..Usage::default()
+        });
+        Ok(Decoded { body, usage })
     }
 }
 

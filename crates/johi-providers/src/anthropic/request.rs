@@ -9,8 +9,8 @@ use super::TranslateError;
 use crate::openai_shape::{
     base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
     messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
-    refuse_unknown_fields, stream_flags, tool_call, tool_call_id, tools_array, unknown_role,
-    PartKind, ToolChoice,
+    refuse_unknown_fields, stop_sequences, stream_flags, tool_call, tool_call_id, tools_array,
+    unknown_role, PartKind, StopSequences, ToolChoice,
 };
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
@@ -182,14 +182,6 @@ enum ImageSource<'a> {
     Url { url: &'a str },
 }
 
-/// `stop_sequences`: OpenAI's single string becomes a one-element list.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum StopSequences<'a> {
-    One([&'a str; 1]),
-    Many(&'a [Value]),
-}
-
 /// A tool definition.
 #[derive(Serialize)]
 struct Tool<'a> {
@@ -273,20 +265,6 @@ fn max_tokens(body: &Map<String, Value>, default: u64) -> Result<u64, TranslateE
         }
     }
     Ok(default)
-}
-
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<StopSequences<'_>>, TranslateError> {
-    match stop {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(StopSequences::One([s]))),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            Ok(Some(StopSequences::Many(items)))
-        }
-        Some(_) => Err(TranslateError::invalid(
-            "stop",
-            "must be a string or an array of strings",
-        )),
-    }
 }
 
 fn user_id(body: &Map<String, Value>) -> Result<Option<&str>, TranslateError> {
