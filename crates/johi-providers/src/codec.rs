@@ -54,17 +54,6 @@ pub struct Decoded {
     pub usage: Option<Usage>,
 }
 
-impl Decoded {
-    /// For adapters that still build the answer as a `Value`: its bytes and its `usage`.
-    fn from_value(value: Result<Value, TranslateError>) -> Result<Decoded, TranslateError> {
-        let value = value?;
-        let usage = value.get("usage").and_then(Usage::from_openai);
-        let body = serde_json::to_vec(&value)
-            .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
-        Ok(Decoded { body, usage })
-    }
-}
-
 /// Translates one upstream stream into OpenAI `chat.completion.chunk` SSE events as it
 /// arrives. Fed raw upstream bytes (SSE or a binary framing, per protocol); writes whole
 /// OpenAI events, `data: [DONE]` at a proper end, one error event on a broken one. Never
@@ -259,18 +248,16 @@ pub fn decode_response(
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
         Protocol::Bedrock => Some(bedrock::decode_response(body, model, created)),
-        Protocol::Gemini | Protocol::Vertex => Some(Decoded::from_value(match api {
+        Protocol::Gemini | Protocol::Vertex => Some(match api {
             Api::Embeddings => gemini::decode_embeddings(body, request, model),
             Api::ChatCompletions | Api::Completions => {
                 gemini::decode_response(body, model, created)
             }
-        })),
-        Protocol::Cohere if api == Api::Embeddings => Some(Decoded::from_value(
-            cohere::decode_embed_response(body, model),
-        )),
-        Protocol::Cohere => Some(Decoded::from_value(cohere::decode_response(
-            body, model, created,
-        ))),
+        }),
+        Protocol::Cohere if api == Api::Embeddings => {
+            Some(cohere::decode_embed_response(body, model))
+        }
+        Protocol::Cohere => Some(cohere::decode_response(body, model, created)),
     }
 }
 

@@ -17,7 +17,10 @@ mod stream;
 
 use http::Uri;
 use johi_core::Usage;
+use serde::Deserialize;
 use serde_json::Value;
+
+use crate::wire::{Lax, Object};
 
 pub use embed::{decode_embed_response, encode_embed_request, DEFAULT_INPUT_TYPE};
 pub use request::{encode_request, EncodedRequest, MAPPED_FIELDS};
@@ -61,23 +64,47 @@ fn v2_uri(base: &Uri, operation: &str) -> Result<Uri, http::Error> {
 /// reported as a subset of the billed input (it would not be one). Cohere reports no
 /// reasoning tokens apart from output.
 pub fn usage_from_cohere(usage: &Value) -> Option<Usage> {
-    let obj = usage.as_object()?;
-    let counts = obj
-        .get("billed_units")
-        .filter(|b| b.is_object())
-        .or_else(|| obj.get("tokens").filter(|t| t.is_object()))?;
-    let num = |k: &str| {
-        counts
-            .get(k)
-            .and_then(Value::as_f64)
-            .map_or(0, |n| n as u64)
-    };
-    Some(Usage {
-        input_tokens: num("input_tokens"),
-        output_tokens: num("output_tokens"),
-        cached_tokens: 0,
-        reasoning_tokens: 0,
-    })
+    Lax::<CohereUsage>::deserialize(usage)
+        .ok()
+        .and_then(Lax::get)
+        .and_then(|u| u.usage())
+}
+
+/// Cohere's chat `usage` (or embed `meta`) as read from an answer (or, through
+/// [`usage_from_cohere`], from a stream event's `Value`); other fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct CohereUsage {
+    billed_units: Lax<Counts>,
+    tokens: Lax<Counts>,
+}
+
+impl Object for CohereUsage {}
+
+/// `billed_units` or `tokens`: counts Cohere writes as numbers (possibly with a fraction).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Counts {
+    input_tokens: Lax<f64>,
+    output_tokens: Lax<f64>,
+}
+
+impl Object for Counts {}
+
+impl CohereUsage {
+    /// The usage in Johi's shape (see [`usage_from_cohere`]); `None` when neither count
+    /// object is there.
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        let counts = self.billed_units.as_ref().or(self.tokens.as_ref())?;
+        // A count is a number of tokens: the cast saturates (and reads NaN as 0).
+        let num = |n: &Lax<f64>| n.as_ref().map_or(0, |n| *n as u64);
+        Some(Usage {
+            input_tokens: num(&counts.input_tokens),
+            output_tokens: num(&counts.output_tokens),
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ mod response;
 mod stream;
 
 use johi_core::Usage;
+use serde::Deserialize;
 use serde_json::Value;
+
+use crate::wire::{Lax, Object};
 
 pub use embed::{decode_embeddings, encode_embeddings, EMBEDDING_FIELDS};
 pub use request::{encode_request, EncodedRequest, MAPPED_FIELDS};
@@ -67,15 +70,40 @@ pub fn method_uri(base: &http::Uri, model: &str, method: Method) -> Result<http:
 /// is counted as output, as OpenAI does: output = candidates + thoughts, reasoning =
 /// thoughts. Sums saturate: absurd upstream counts must not panic the relay.
 pub fn usage_from_gemini(usage: &Value) -> Option<Usage> {
-    let obj = usage.as_object()?;
-    let num = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let thoughts = num("thoughtsTokenCount");
-    Some(Usage {
-        input_tokens: num("promptTokenCount").saturating_add(num("toolUsePromptTokenCount")),
-        output_tokens: num("candidatesTokenCount").saturating_add(thoughts),
-        cached_tokens: num("cachedContentTokenCount"),
-        reasoning_tokens: thoughts,
-    })
+    Lax::<UsageMetadata>::deserialize(usage)
+        .ok()
+        .and_then(Lax::get)
+        .map(|u| u.usage())
+}
+
+/// `usageMetadata` as read from an answer (or, through [`usage_from_gemini`], a stream
+/// event's `Value`): the counts [`UsageMetadata::usage`] adds up, each zero when absent or
+/// not a count.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct UsageMetadata {
+    prompt_token_count: Lax<u64>,
+    tool_use_prompt_token_count: Lax<u64>,
+    candidates_token_count: Lax<u64>,
+    thoughts_token_count: Lax<u64>,
+    cached_content_token_count: Lax<u64>,
+}
+
+impl Object for UsageMetadata {}
+
+impl UsageMetadata {
+    /// The usage in Johi's shape (see [`usage_from_gemini`] for the sums).
+    pub(crate) fn usage(&self) -> Usage {
+        let num = |n: &Lax<u64>| n.as_ref().copied().unwrap_or(0);
+        let thoughts = num(&self.thoughts_token_count);
+        Usage {
+            input_tokens: num(&self.prompt_token_count)
+                .saturating_add(num(&self.tool_use_prompt_token_count)),
+            output_tokens: num(&self.candidates_token_count).saturating_add(thoughts),
+            cached_tokens: num(&self.cached_content_token_count),
+            reasoning_tokens: thoughts,
+        }
+    }
 }
 
 /// The id of the `n`th function call of an answer that Gemini gave none.

@@ -62,13 +62,8 @@ pub(crate) fn stream_flags(body: &Map<String, Value>) -> Result<(bool, bool), Tr
     Ok((stream, include_usage))
 }
 
-/// The translated body as bytes, for the adapters' `encode_request`.
-pub(crate) fn to_body(out: &Map<String, Value>) -> Result<Vec<u8>, TranslateError> {
-    serde_json::to_vec(out).map_err(|e| TranslateError::invalid("body", e.to_string()))
-}
-
-/// OpenAI's `stop`, for protocols that take a list of stop sequences: a single string
-/// becomes a one-element list. Serialises as that list.
+/// `stop` as the stop-sequence list every translated protocol takes: OpenAI's single string
+/// becomes a one-element list, a list of strings is passed as it is (borrowed).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub(crate) enum StopSequences<'a> {
@@ -76,7 +71,7 @@ pub(crate) enum StopSequences<'a> {
     Many(&'a [Value]),
 }
 
-/// Reads `stop` (absent or null: none; a string or an array of strings).
+/// Reads `stop` (absent or `null`: none).
 pub(crate) fn stop_sequences(
     stop: Option<&Value>,
 ) -> Result<Option<StopSequences<'_>>, TranslateError> {
@@ -543,50 +538,69 @@ impl UsageOut {
     }
 }
 
-/// The assistant `message` of a translated answer: text, reasoning (`reasoning_content`, the
-/// field DeepSeek and vLLM use) and tool calls, in the order OpenAI clients see them.
-pub(crate) fn assistant_message(
-    text: Option<String>,
-    reasoning: Option<String>,
-    calls: Vec<Value>,
-) -> Value {
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert("content".into(), text.map_or(Value::Null, Value::String));
-    if let Some(r) = reasoning {
-        message.insert("reasoning_content".into(), Value::String(r));
-    }
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
-    message.insert("refusal".into(), Value::Null);
-    Value::Object(message)
+/// A translated embeddings list (`object: list`), written straight to bytes like
+/// [`ChatCompletion`]; `V` is how the adapter holds a vector.
+#[derive(Debug, Serialize)]
+pub(crate) struct EmbeddingList<'a, V> {
+    pub object: &'static str,
+    pub data: Vec<EmbeddingOut<V>>,
+    pub model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<EmbeddingUsage>,
 }
 
-/// One `choices[]` entry of a `chat.completion`.
-pub(crate) fn choice(index: impl Into<Value>, message: Value, finish: Value) -> Value {
-    json!({"index": index.into(), "message": message, "logprobs": null, "finish_reason": finish})
+/// One `data[]` entry of an [`EmbeddingList`].
+#[derive(Debug, Serialize)]
+pub(crate) struct EmbeddingOut<V> {
+    pub object: &'static str,
+    pub index: usize,
+    pub embedding: V,
 }
 
-/// A `chat.completion` with its choices, and `usage` when the upstream reported it.
-pub(crate) fn chat_completion(
-    id: &str,
-    created: u64,
-    model: &str,
-    choices: Vec<Value>,
-    usage: Option<Value>,
-) -> Value {
-    let mut out = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-    });
-    if let (Some(u), Some(obj)) = (usage, out.as_object_mut()) {
-        obj.insert("usage".into(), u);
+impl<V> EmbeddingOut<V> {
+    /// The `index`th embedding.
+    pub(crate) fn new(index: usize, embedding: V) -> Self {
+        EmbeddingOut {
+            object: "embedding",
+            index,
+            embedding,
+        }
     }
-    out
+}
+
+/// An embeddings `usage`: prompt tokens only (an embedding generates none).
+#[derive(Debug, Serialize)]
+pub(crate) struct EmbeddingUsage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl<'a, V: Serialize> EmbeddingList<'a, V> {
+    /// The list of `data` for `model`, with `usage` (its input tokens) when the provider
+    /// reported one; Johi meters the same input tokens and nothing else.
+    pub(crate) fn new(data: Vec<EmbeddingOut<V>>, model: &'a str, usage: Option<Usage>) -> Self {
+        EmbeddingList {
+            object: "list",
+            data,
+            model,
+            usage: usage.map(|u| EmbeddingUsage {
+                prompt_tokens: u.input_tokens,
+                total_tokens: u.input_tokens,
+            }),
+        }
+    }
+
+    /// The list's bytes and the usage Johi meters (its input tokens: what the client is
+    /// shown).
+    pub(crate) fn write(&self) -> Result<Decoded, TranslateError> {
+        let body = serde_json::to_vec(self)
+            .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+        let usage = self.usage.as_ref().map(|u| Usage {
+            input_tokens: u.prompt_tokens,
+            ..Usage::default()
+        });
+        Ok(Decoded { body, usage })
+    }
 }
 
 /// An OpenAI tool call (`arguments` is the JSON text).

@@ -58,11 +58,14 @@ fn embed_requests_translate_or_are_refused_naming_the_field() {
 #[test]
 fn responses_translate() {
     FIXTURES.decode_cases("response", ".cohere.json", ".openai.json", |case, body| {
-        let actual = decode_response(body, REQUESTED_MODEL, CREATED)
+        let decoded = decode_response(body, REQUESTED_MODEL, CREATED)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
-        // The usage Johi meters agrees with the usage the client is shown.
+        let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
+        // The usage Johi meters agrees with the usage the client is shown, and with the
+        // reading of Cohere's usage object the stream translator uses.
         let raw: Value = serde_json::from_slice(body).unwrap();
         let usage = usage_from_cohere(&raw["usage"]).unwrap();
+        assert_eq!(decoded.usage, Some(usage), "{case}");
         assert_eq!(
             actual["usage"]["prompt_tokens"], usage.input_tokens,
             "{case}"
@@ -82,7 +85,17 @@ fn embed_responses_translate() {
         ".cohere.json",
         ".openai.json",
         |case, body| {
-            decode_embed_response(body, REQUESTED_MODEL).unwrap_or_else(|e| panic!("{case}: {e}"))
+            let decoded = decode_embed_response(body, REQUESTED_MODEL)
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
+            // Johi meters the input tokens the client is shown (an embedding has no output).
+            let metered = decoded.usage.unwrap();
+            assert_eq!(
+                actual["usage"]["prompt_tokens"], metered.input_tokens,
+                "{case}"
+            );
+            assert_eq!(metered.output_tokens, 0, "{case}");
+            actual
         },
     );
 }

@@ -49,11 +49,14 @@ fn requests_translate_or_are_refused_naming_the_field() {
 #[test]
 fn responses_translate() {
     FIXTURES.decode_cases("response", ".gemini.json", ".openai.json", |case, body| {
-        let actual = decode_response(body, REQUESTED_MODEL, CREATED)
+        let decoded = decode_response(body, REQUESTED_MODEL, CREATED)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
-        // The usage Johi meters agrees with the usage the client is shown.
+        let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
+        // The usage Johi meters agrees with the usage the client is shown, and with the
+        // reading of Gemini's usage object the stream translator uses.
         let raw: Value = serde_json::from_slice(body).unwrap();
         let usage = usage_from_gemini(&raw["usageMetadata"]).unwrap();
+        assert_eq!(decoded.usage, Some(usage), "{case}");
         assert_eq!(
             actual["usage"]["prompt_tokens"], usage.input_tokens,
             "{case}"
@@ -65,6 +68,10 @@ fn responses_translate() {
         assert_eq!(
             actual["usage"]["completion_tokens_details"]["reasoning_tokens"],
             usage.reasoning_tokens,
+            "{case}"
+        );
+        assert_eq!(
+            actual["usage"]["prompt_tokens_details"]["cached_tokens"], usage.cached_tokens,
             "{case}"
         );
         actual
@@ -105,8 +112,12 @@ fn embeddings_translate() {
         let response = dir.join(format!("{case}.response.gemini.json"));
         if response.exists() {
             let raw = fs::read(&response).unwrap();
-            let actual = decode_embeddings(&raw, &body, REQUESTED_MODEL)
+            let decoded = decode_embeddings(&raw, &body, REQUESTED_MODEL)
                 .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
+            // Gemini reports no embedding usage: Johi meters the zero the client is shown.
+            assert_eq!(actual["usage"]["prompt_tokens"], 0, "{case}");
+            assert_eq!(decoded.usage, Some(Default::default()), "{case}");
             common::check(&dir.join(format!("{case}.response.openai.json")), &actual);
         }
     }

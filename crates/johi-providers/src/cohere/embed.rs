@@ -1,9 +1,13 @@
 //! OpenAI Embeddings ↔ Cohere v2 embed (`POST /v2/embed`).
 
-use serde_json::{json, Map, Value};
+use serde::de::{MapAccess, SeqAccess};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::{usage_from_cohere, TranslateError};
-use crate::openai_shape::present;
+use super::{CohereUsage, TranslateError};
+use crate::codec::Decoded;
+use crate::openai_shape::{present, EmbeddingList, EmbeddingOut};
+use crate::wire::{read_body, Accept, Lax, Object};
 
 /// Cohere requires an `input_type`; documents for a search index is what an OpenAI client
 /// embedding text most often means. A model's config may choose another.
@@ -15,7 +19,8 @@ pub const DEFAULT_INPUT_TYPE: &str = "search_document";
 /// that knows its target may override it with an `input_type` field. `encoding_format:
 /// base64` asks Cohere for its `base64` type (the same little-endian `f32` bytes OpenAI
 /// sends); `dimensions` is Cohere's `output_dimension`. Token-id inputs and `user` are
-/// refused: Cohere embeds text and has no end-user field.
+/// refused: Cohere embeds text and has no end-user field. The body is written from structs
+/// borrowing the client's texts, not built as a `Value` tree.
 pub fn encode_embed_request(
     body: &Map<String, Value>,
     upstream_model: &str,
@@ -34,7 +39,7 @@ pub fn encode_embed_request(
         }
     }
     let texts = match body.get("input") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::String(s)) => Texts::One([s]),
         Some(Value::Array(items)) if !items.is_empty() => {
             for (i, item) in items.iter().enumerate() {
                 if !item.is_string() {
@@ -44,7 +49,7 @@ pub fn encode_embed_request(
                     ));
                 }
             }
-            items.clone()
+            Texts::Many(items)
         }
         _ => {
             return Err(TranslateError::invalid(
@@ -69,71 +74,124 @@ pub fn encode_embed_request(
             .as_str()
             .ok_or_else(|| TranslateError::invalid("input_type", "must be a string"))?,
     };
-    let mut out = Map::new();
-    out.insert("model".into(), json!(upstream_model));
-    out.insert("texts".into(), Value::Array(texts));
-    out.insert("input_type".into(), json!(input_type));
-    out.insert("embedding_types".into(), json!([embedding_type]));
-    if let Some(d) = present(body, "dimensions") {
-        let d = d
-            .as_u64()
-            .filter(|d| *d > 0)
-            .ok_or_else(|| TranslateError::invalid("dimensions", "must be a positive integer"))?;
-        out.insert("output_dimension".into(), json!(d));
-    }
+    let output_dimension =
+        match present(body, "dimensions") {
+            None => None,
+            Some(d) => Some(d.as_u64().filter(|d| *d > 0).ok_or_else(|| {
+                TranslateError::invalid("dimensions", "must be a positive integer")
+            })?),
+        };
+    let out = EmbedBody {
+        model: upstream_model,
+        texts,
+        input_type,
+        embedding_types: [embedding_type],
+        output_dimension,
+    };
     serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))
 }
 
-/// Translates a Cohere v2 embed response into an OpenAI embeddings list: one `embedding`
-/// per text, in order, as floats or base64 (whichever type was asked for and came back),
-/// with the usage from `meta.billed_units`.
-pub fn decode_embed_response(body: &[u8], model: &str) -> Result<Value, TranslateError> {
-    let resp: Value = serde_json::from_slice(body)
-        .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
-    let embeddings = resp
-        .get("embeddings")
-        .ok_or_else(|| TranslateError::upstream("embeddings", "missing"))?;
-    let (path, vectors) = match embeddings {
+/// A v2 embed body, borrowing the client's texts.
+#[derive(Serialize)]
+struct EmbedBody<'a> {
+    model: &'a str,
+    texts: Texts<'a>,
+    input_type: &'a str,
+    embedding_types: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_dimension: Option<u64>,
+}
+
+/// `texts`: OpenAI's single string becomes a one-element list; a list (of strings, checked)
+/// is passed as it is.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Texts<'a> {
+    One([&'a String; 1]),
+    Many(&'a [Value]),
+}
+
+/// Translates a Cohere v2 embed response into an OpenAI embeddings list, as bytes with the
+/// usage Johi meters: one `embedding` per text, in order, as floats or base64 (whichever type
+/// was asked for and came back), with the usage from `meta.billed_units`.
+///
+/// Read leniently ([`Lax`]) into typed structs: a field of an unexpected kind counts as
+/// absent, as it did when this read a `Value`.
+pub fn decode_embed_response(body: &[u8], model: &str) -> Result<Decoded, TranslateError> {
+    let resp = read_body::<EmbedIn>(body)?.get().unwrap_or_default();
+    let (path, vectors) = match resp.embeddings {
+        Lax::Absent => return Err(TranslateError::upstream("embeddings", "missing")),
         // `embeddings_floats`, the shape of a request without `embedding_types`.
-        Value::Array(v) => ("embeddings", v),
-        _ => match (embeddings.get("float"), embeddings.get("base64")) {
-            (Some(Value::Array(v)), _) => ("embeddings.float", v),
-            (_, Some(Value::Array(v))) => ("embeddings.base64", v),
-            _ => {
-                return Err(TranslateError::upstream(
-                    "embeddings",
-                    "neither float nor base64 embeddings",
-                ))
-            }
+        Lax::Is(Embeddings::List(v)) => ("embeddings", v),
+        Lax::Is(Embeddings::ByType(by_type)) => match (by_type.float, by_type.base64) {
+            (Lax::Is(v), _) => ("embeddings.float", v),
+            (_, Lax::Is(v)) => ("embeddings.base64", v),
+            _ => return Err(neither()),
         },
+        Lax::Null | Lax::Other => return Err(neither()),
     };
     let mut data = Vec::with_capacity(vectors.len());
-    for (i, v) in vectors.iter().enumerate() {
+    for (i, v) in vectors.into_iter().enumerate() {
         if !(v.is_array() || v.is_string()) {
             return Err(TranslateError::upstream(
                 format!("{path}[{i}]"),
                 "not an embedding",
             ));
         }
-        data.push(json!({"object": "embedding", "index": i, "embedding": v}));
+        data.push(EmbeddingOut::new(i, v));
     }
-    let mut out = json!({"object": "list", "data": data, "model": model});
     let usage = resp
-        .get("meta")
-        .and_then(usage_from_cohere)
-        .or_else(|| resp.get("usage").and_then(usage_from_cohere));
-    if let (Some(u), Some(obj)) = (usage, out.as_object_mut()) {
-        obj.insert(
-            "usage".into(),
-            json!({"prompt_tokens": u.input_tokens, "total_tokens": u.input_tokens}),
-        );
-    }
-    Ok(out)
+        .meta
+        .get()
+        .and_then(|u| u.usage())
+        .or_else(|| resp.usage.get().and_then(|u| u.usage()));
+    EmbeddingList::new(data, model, usage).write()
 }
+
+fn neither() -> TranslateError {
+    TranslateError::upstream("embeddings", "neither float nor base64 embeddings")
+}
+
+/// The parts of an embed response the translation reads.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EmbedIn {
+    embeddings: Lax<Embeddings>,
+    meta: Lax<CohereUsage>,
+    usage: Lax<CohereUsage>,
+}
+
+impl Object for EmbedIn {}
+
+/// `embeddings`: a list of float vectors (no `embedding_types` asked), or vectors by type.
+/// Vectors are kept as the JSON they were, to be passed on as they are.
+enum Embeddings {
+    List(Vec<Value>),
+    ByType(ByType),
+}
+
+impl<'de> Accept<'de> for Embeddings {
+    fn from_seq<A: SeqAccess<'de>>(seq: A) -> Result<Option<Self>, A::Error> {
+        Ok(Vec::from_seq(seq)?.map(Embeddings::List))
+    }
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        Ok(ByType::from_map(map)?.map(Embeddings::ByType))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ByType {
+    float: Lax<Vec<Value>>,
+    base64: Lax<Vec<Value>>,
+}
+
+impl Object for ByType {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn encode(body: Value, input_type: Option<&str>) -> Result<Value, TranslateError> {
         let Value::Object(map) = body else {

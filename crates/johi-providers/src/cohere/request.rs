@@ -1,12 +1,16 @@
 //! OpenAI Chat Completions request → Cohere v2 chat request.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::TranslateError;
 use crate::openai_shape::{
     function_tool, image_url, is_web_url, map_parts, map_text_parts, message, messages_array,
-    not_text_content, part_kind, part_text, present, refuse_unknown_fields, stream_flags, to_body,
-    tool_call, tool_call_id, tools_array, unknown_role, PartKind,
+    not_text_content, part_kind, part_text, present, refuse_unknown_fields, stop_sequences,
+    stream_flags, tool_call, tool_call_id, tools_array, unknown_role, PartKind, StopSequences,
+    ToolCallOut,
 };
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
@@ -46,68 +50,175 @@ pub struct EncodedRequest {
 
 /// Translates an OpenAI Chat Completions body into a Cohere v2 chat body for
 /// `upstream_model`. Fields Cohere cannot express are refused with the field's path.
+///
+/// The body is written from typed structs that borrow the client's values ([`ChatBody`]),
+/// not built as a `Value` tree: this runs on every translated request.
 pub fn encode_request(
     body: &Map<String, Value>,
     upstream_model: &str,
 ) -> Result<EncodedRequest, TranslateError> {
     refuse_unknown_and_no_op_fields(body)?;
-    let mut out = Map::new();
-    out.insert("model".into(), json!(upstream_model));
-    out.insert("messages".into(), encode_messages(body.get("messages"))?);
-    if let Some(n) = max_tokens(body)? {
-        out.insert("max_tokens".into(), json!(n));
-    }
-    if let Some(stop) = stop_sequences(present(body, "stop"))? {
-        out.insert("stop_sequences".into(), stop);
-    }
-    for field in [
-        "temperature",
-        "frequency_penalty",
-        "presence_penalty",
-        "seed",
-    ] {
-        if let Some(v) = present(body, field) {
-            if !v.is_number() {
-                return Err(TranslateError::invalid(field, "must be a number"));
-            }
-            out.insert(field.into(), v.clone());
-        }
-    }
-    if let Some(v) = present(body, "top_p") {
-        let p = v
-            .as_f64()
-            .ok_or_else(|| TranslateError::invalid("top_p", "must be a number"))?;
-        if !(0.01..=0.99).contains(&p) {
-            return Err(TranslateError::unsupported(
-                "top_p",
-                "Cohere's `p` accepts values from 0.01 to 0.99 only",
-            ));
-        }
-        out.insert("p".into(), v.clone());
-    }
-    if let Some(format) = response_format(present(body, "response_format"))? {
-        out.insert("response_format".into(), format);
-    }
+    let number = |field| match present(body, field) {
+        Some(v) if !v.is_number() => Err(TranslateError::invalid(field, "must be a number")),
+        v => Ok(v),
+    };
+    let mut out = ChatBody {
+        model: upstream_model,
+        messages: encode_messages(body.get("messages"))?,
+        max_tokens: max_tokens(body)?,
+        stop_sequences: stop_sequences(present(body, "stop"))?,
+        temperature: number("temperature")?,
+        frequency_penalty: number("frequency_penalty")?,
+        presence_penalty: number("presence_penalty")?,
+        seed: number("seed")?,
+        p: top_p(body)?,
+        response_format: response_format(present(body, "response_format"))?,
+        tools: None,
+        strict_tools: false,
+        tool_choice: None,
+        stream: false,
+    };
     if let Some(tools) = present(body, "tools") {
         let (tools, strict) = encode_tools(tools)?;
-        out.insert("tools".into(), tools);
-        if strict {
-            out.insert("strict_tools".into(), Value::Bool(true));
-        }
+        out.tools = Some(tools);
+        out.strict_tools = strict;
     }
-    if let Some(choice) = tool_choice(body)? {
-        out.insert("tool_choice".into(), choice);
-    }
+    out.tool_choice = tool_choice(body)?;
     let (stream, include_usage) = stream_flags(body)?;
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-    }
-    let body = to_body(&out)?;
+    out.stream = stream;
+    let body =
+        serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))?;
     Ok(EncodedRequest {
         body,
         stream,
         include_usage,
     })
+}
+
+/// A v2 chat body, borrowing the client's strings and values; field order is the one the
+/// `Value`-built body had (Cohere's documented order).
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<StopSequences<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<Tool<'a>>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    strict_tools: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+/// One message. Which fields a role carries: system and user `content`; tool
+/// `tool_call_id` and `content`; assistant `tool_plan`, `content` and `tool_calls`.
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_plan: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<Content<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallOut<'a>>>,
+}
+
+impl<'a> Message<'a> {
+    fn new(role: &'static str, content: Content<'a>) -> Self {
+        Message {
+            role,
+            tool_call_id: None,
+            tool_plan: None,
+            content: Some(content),
+            tool_calls: None,
+        }
+    }
+}
+
+/// Content as Cohere takes it: a plain string, or parts.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(&'a str),
+    Parts(Vec<Part<'a>>),
+}
+
+/// One content part, written as OpenAI writes it (Cohere adds `thinking`).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Part<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: ImageUrl<'a> },
+    Thinking { thinking: &'a str },
+}
+
+#[derive(Serialize)]
+struct ImageUrl<'a> {
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+/// `response_format`: JSON mode, constrained by a schema when the client gave one.
+#[derive(Serialize)]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json_schema: Option<&'a Value>,
+}
+
+/// A tool definition: OpenAI's shape.
+#[derive(Serialize)]
+struct Tool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Function<'a>,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a Value>,
+}
+
+/// `top_p` as Cohere's `p`, which takes values from 0.01 to 0.99 only.
+fn top_p(body: &Map<String, Value>) -> Result<Option<&Value>, TranslateError> {
+    let Some(v) = present(body, "top_p") else {
+        return Ok(None);
+    };
+    let p = v
+        .as_f64()
+        .ok_or_else(|| TranslateError::invalid("top_p", "must be a number"))?;
+    if !(0.01..=0.99).contains(&p) {
+        return Err(TranslateError::unsupported(
+            "top_p",
+            "Cohere's `p` accepts values from 0.01 to 0.99 only",
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// Refuses every field outside [`MAPPED_FIELDS`], and the listed fields whose value asks for
@@ -140,29 +251,21 @@ fn max_tokens(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> 
     Ok(None)
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, TranslateError> {
-    match stop {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(json!([s]))),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            Ok(Some(Value::Array(items.clone())))
-        }
-        Some(_) => Err(TranslateError::invalid(
-            "stop",
-            "must be a string or an array of strings",
-        )),
-    }
-}
-
 /// `text` is Cohere's default; `json_object` is the same; a `json_schema` becomes a
 /// `json_object` constrained by the schema (Cohere's way of writing it).
-fn response_format(format: Option<&Value>) -> Result<Option<Value>, TranslateError> {
+fn response_format(format: Option<&Value>) -> Result<Option<ResponseFormat<'_>>, TranslateError> {
     let Some(format) = format else {
         return Ok(None);
     };
+    let json_object = |json_schema| {
+        Some(ResponseFormat {
+            kind: "json_object",
+            json_schema,
+        })
+    };
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok(None),
-        Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
+        Some("json_object") => Ok(json_object(None)),
         Some("json_schema") => {
             let schema = format
                 .get("json_schema")
@@ -171,7 +274,7 @@ fn response_format(format: Option<&Value>) -> Result<Option<Value>, TranslateErr
                 .ok_or_else(|| {
                     TranslateError::invalid("response_format.json_schema.schema", "missing")
                 })?;
-            Ok(Some(json!({"type": "json_object", "json_schema": schema})))
+            Ok(json_object(Some(schema)))
         }
         Some(other) => Err(TranslateError::unsupported(
             "response_format.type",
@@ -183,7 +286,7 @@ fn response_format(format: Option<&Value>) -> Result<Option<Value>, TranslateErr
 
 /// OpenAI's function tools have Cohere's shape already; `strict` becomes the request-wide
 /// `strict_tools`, so it must be the same on every tool.
-fn encode_tools(tools: &Value) -> Result<(Value, bool), TranslateError> {
+fn encode_tools(tools: &Value) -> Result<(Vec<Tool<'_>>, bool), TranslateError> {
     let tools = tools_array(tools)?;
     let mut out = Vec::with_capacity(tools.len());
     let mut strict: Option<bool> = None;
@@ -198,22 +301,21 @@ fn encode_tools(tools: &Value) -> Result<(Value, bool), TranslateError> {
             ));
         }
         strict = Some(this_strict);
-        let mut function = Map::new();
-        function.insert("name".into(), json!(f.name));
-        if let Some(d) = f.description {
-            function.insert("description".into(), d.clone());
-        }
-        if let Some(p) = f.parameters {
-            function.insert("parameters".into(), p.clone());
-        }
-        out.push(json!({"type": "function", "function": function}));
+        out.push(Tool {
+            kind: "function",
+            function: Function {
+                name: f.name,
+                description: f.description,
+                parameters: f.parameters,
+            },
+        });
     }
-    Ok((Value::Array(out), strict.unwrap_or(false)))
+    Ok((out, strict.unwrap_or(false)))
 }
 
 /// `auto` is Cohere's default; `none` and `required` are `NONE` and `REQUIRED`. Naming one
 /// function, or turning parallel calls off, cannot be expressed.
-fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
+fn tool_choice(body: &Map<String, Value>) -> Result<Option<&'static str>, TranslateError> {
     if let Some(v) = present(body, "parallel_tool_calls") {
         match v.as_bool() {
             Some(true) => {}
@@ -235,8 +337,8 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
         None => Ok(None),
         Some(Value::String(s)) => match s.as_str() {
             "auto" => Ok(None),
-            "none" => Ok(Some(json!("NONE"))),
-            "required" => Ok(Some(json!("REQUIRED"))),
+            "none" => Ok(Some("NONE")),
+            "required" => Ok(Some("REQUIRED")),
             _ => Err(TranslateError::invalid(
                 "tool_choice",
                 "must be auto, none, required or a function",
@@ -250,7 +352,7 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 }
 
 /// OpenAI's messages as Cohere's: the same roles (developer is system), in place.
-fn encode_messages(messages: Option<&Value>) -> Result<Value, TranslateError> {
+fn encode_messages(messages: Option<&Value>) -> Result<Vec<Message<'_>>, TranslateError> {
     let messages = messages_array(messages)?;
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
@@ -262,42 +364,42 @@ fn encode_messages(messages: Option<&Value>) -> Result<Value, TranslateError> {
             "Cohere's messages have no equivalent",
         )?;
         let encoded = match role {
-            "system" | "developer" => json!({
-                "role": "system",
-                "content": text_content(m.get("content"), &path)?,
-            }),
-            "user" => json!({"role": "user", "content": user_content(m.get("content"), &path)?}),
+            "system" | "developer" => {
+                Message::new("system", text_content(m.get("content"), &path)?)
+            }
+            "user" => Message::new("user", user_content(m.get("content"), &path)?),
             "assistant" => encode_assistant(m, &path)?,
             "tool" => {
                 let id = tool_call_id(m, &path)?;
-                json!({
-                    "role": "tool",
-                    "tool_call_id": id,
-                    "content": text_content(m.get("content"), &path)?,
-                })
+                Message {
+                    tool_call_id: Some(id),
+                    ..Message::new("tool", text_content(m.get("content"), &path)?)
+                }
             }
             _ => return Err(unknown_role(&path, role)),
         };
         out.push(encoded);
     }
-    Ok(Value::Array(out))
+    Ok(out)
 }
 
 /// Content that may only be text: a string stays a string, text parts become text parts.
-fn text_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateError> {
+fn text_content<'a>(content: Option<&'a Value>, path: &str) -> Result<Content<'a>, TranslateError> {
     match content {
-        Some(Value::String(s)) => Ok(Value::String(s.clone())),
-        Some(Value::Array(parts)) => map_text_parts(parts, path, text_part).map(Value::Array),
+        Some(Value::String(s)) => Ok(Content::Text(s)),
+        Some(Value::Array(parts)) => map_text_parts(parts, path, text_part).map(Content::Parts),
         _ => Err(not_text_content(path)),
     }
 }
 
-fn text_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
-    Ok(json!({"type": "text", "text": part_text(part, path)?}))
+fn text_part<'a>(part: &'a Value, path: &str) -> Result<Part<'a>, TranslateError> {
+    Ok(Part::Text {
+        text: part_text(part, path)?,
+    })
 }
 
 /// User content: text and `image_url` parts, which Cohere writes as OpenAI does.
-fn user_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateError> {
+fn user_content<'a>(content: Option<&'a Value>, path: &str) -> Result<Content<'a>, TranslateError> {
     let Some(Value::Array(parts)) = content else {
         return text_content(content, path);
     };
@@ -305,10 +407,10 @@ fn user_content(content: Option<&Value>, path: &str) -> Result<Value, TranslateE
         PartKind::Text => text_part(p, part_path),
         PartKind::ImageUrl => image_part(p, part_path),
     })
-    .map(Value::Array)
+    .map(Content::Parts)
 }
 
-fn image_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
+fn image_part<'a>(part: &'a Value, path: &str) -> Result<Part<'a>, TranslateError> {
     let image = part.get("image_url");
     let url = image_url(part, path)?;
     if !(url.starts_with("data:") || is_web_url(url)) {
@@ -317,29 +419,28 @@ fn image_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
             "must be a data: or http(s) URL",
         ));
     }
-    let mut out = Map::new();
-    out.insert("url".into(), json!(url));
-    match image.and_then(|i| i.get("detail")).filter(|d| !d.is_null()) {
-        None => {}
-        Some(Value::String(d)) if matches!(d.as_str(), "auto" | "low" | "high") => {
-            out.insert("detail".into(), json!(d));
-        }
+    let detail = match image.and_then(|i| i.get("detail")).filter(|d| !d.is_null()) {
+        None => None,
+        Some(Value::String(d)) if matches!(d.as_str(), "auto" | "low" | "high") => Some(d.as_str()),
         Some(_) => {
             return Err(TranslateError::invalid(
                 format!("{path}.image_url.detail"),
                 "must be auto, low or high",
             ))
         }
-    }
-    Ok(json!({"type": "image_url", "image_url": out}))
+    };
+    Ok(Part::ImageUrl {
+        image_url: ImageUrl { url, detail },
+    })
 }
 
 /// An assistant turn. Its `reasoning_content` is Cohere's `tool_plan` beside tool calls (the
 /// plan Cohere wrote before calling them, so a tool loop round-trips), or a `thinking` part
 /// before the text otherwise (a reasoning model's thoughts).
-fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, TranslateError> {
-    let mut out = Map::new();
-    out.insert("role".into(), json!("assistant"));
+fn encode_assistant<'a>(
+    m: &'a Map<String, Value>,
+    path: &str,
+) -> Result<Message<'a>, TranslateError> {
     let calls = m
         .get("tool_calls")
         .and_then(Value::as_array)
@@ -359,41 +460,44 @@ fn encode_assistant(m: &Map<String, Value>, path: &str) -> Result<Value, Transla
         Some(Value::String(s)) if s.is_empty() && calls.is_some() => None,
         Some(c) => Some(text_content(Some(c), path)?),
     };
+    let mut out = Message {
+        role: "assistant",
+        tool_call_id: None,
+        tool_plan: None,
+        content: None,
+        tool_calls: None,
+    };
     match (calls, reasoning) {
         (Some(_), Some(plan)) => {
-            out.insert("tool_plan".into(), json!(plan));
-            if let Some(c) = content {
-                out.insert("content".into(), c);
-            }
+            out.tool_plan = Some(plan);
+            out.content = content;
         }
         (None, Some(thought)) => {
-            let mut parts = vec![json!({"type": "thinking", "thinking": thought})];
+            let mut parts = vec![Part::Thinking { thinking: thought }];
             match content {
-                Some(Value::String(s)) => parts.push(json!({"type": "text", "text": s})),
-                Some(Value::Array(more)) => parts.extend(more),
-                _ => {}
+                Some(Content::Text(s)) => parts.push(Part::Text { text: s }),
+                Some(Content::Parts(more)) => parts.extend(more),
+                None => {}
             }
-            out.insert("content".into(), Value::Array(parts));
+            out.content = Some(Content::Parts(parts));
         }
-        (_, None) => {
-            if let Some(c) = content {
-                out.insert("content".into(), c);
-            }
-        }
+        (_, None) => out.content = content,
     }
     if let Some(calls) = calls {
-        out.insert("tool_calls".into(), encode_tool_calls(calls, path)?);
+        out.tool_calls = Some(encode_tool_calls(calls, path)?);
     }
-    Ok(Value::Object(out))
+    Ok(out)
 }
 
 /// OpenAI's tool calls have Cohere's shape; the arguments string is checked to be JSON.
-fn encode_tool_calls(calls: &[Value], path: &str) -> Result<Value, TranslateError> {
+fn encode_tool_calls<'a>(
+    calls: &'a [Value],
+    path: &str,
+) -> Result<Vec<ToolCallOut<'a>>, TranslateError> {
     let mut out = Vec::with_capacity(calls.len());
     for (k, call) in calls.iter().enumerate() {
         let call_path = format!("{path}.tool_calls[{k}]");
         let call = tool_call(call, &call_path)?;
-        let (id, name) = (call.id, call.name);
         let args = if call.arguments.trim().is_empty() {
             "{}"
         } else {
@@ -405,18 +509,19 @@ fn encode_tool_calls(calls: &[Value], path: &str) -> Result<Value, TranslateErro
                 e.to_string(),
             ));
         }
-        out.push(json!({
-            "id": id,
-            "type": "function",
-            "function": {"name": name, "arguments": args},
-        }));
+        out.push(ToolCallOut::function(
+            Cow::Borrowed(call.id),
+            Cow::Borrowed(call.name),
+            Cow::Borrowed(args),
+        ));
     }
-    Ok(Value::Array(out))
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn encode(body: Value) -> Result<Value, TranslateError> {
         let Value::Object(map) = body else {

@@ -1,12 +1,17 @@
 //! Cohere v2 chat response (and error) → OpenAI `chat.completion` (and error).
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{usage_from_cohere, TranslateError};
+use super::{CohereUsage, TranslateError};
+use crate::codec::Decoded;
 use crate::openai_shape::{
-    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
-    openai_tool_call, openai_usage_with_reasoning,
+    body_text_or_status, openai_error, AssistantMessage, ChatCompletion, Choice, ToolCallOut,
+    UsageOut,
 };
+use crate::wire::{push_text, read_body, Accept, Lax, Object, Str};
 
 /// OpenAI's `finish_reason` for Cohere's, `None` for `ERROR` (the answer failed: the caller
 /// reports an upstream error rather than a truncated answer that looks whole).
@@ -24,54 +29,48 @@ pub fn finish_reason(reason: &str) -> Option<&'static str> {
     }
 }
 
-/// Translates a complete v2 chat response into an OpenAI `chat.completion`.
+/// Translates a complete v2 chat response into an OpenAI `chat.completion`, as bytes with
+/// the usage Johi meters.
 ///
 /// `model` is the name the client asked for; `created` the Unix time to stamp. Text parts are
 /// joined into `message.content`; `tool_plan` and `thinking` parts become
 /// `message.reasoning_content` (the field DeepSeek and vLLM use; sent back, it becomes the
 /// plan again); `tool_calls` keep their shape. Citations have no OpenAI equivalent and are
 /// not shown. A `finish_reason` of `ERROR` is an upstream error, not an answer.
-pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, TranslateError> {
-    let resp: Value = serde_json::from_slice(body)
-        .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+///
+/// The answer is read into borrowed, lenient structs ([`crate::wire::Lax`]: a field of an
+/// unexpected kind counts as absent, as it did when this read a `Value`) and written
+/// straight back out: this runs on every translated request.
+pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Decoded, TranslateError> {
+    let resp = read_body::<ChatIn>(body)?.get().unwrap_or_default();
     let id = resp
-        .get("id")
-        .and_then(Value::as_str)
+        .id
+        .get()
         .ok_or_else(|| TranslateError::upstream("id", "missing"))?;
     let msg = resp
-        .get("message")
-        .and_then(Value::as_object)
+        .message
+        .get()
         .ok_or_else(|| TranslateError::upstream("message", "missing"))?;
-    let mut text: Option<String> = None;
-    let mut reasoning: Option<String> = None;
-    if let Some(plan) = msg.get("tool_plan").and_then(Value::as_str) {
-        if !plan.is_empty() {
-            reasoning = Some(plan.to_owned());
-        }
+    let mut text = None;
+    let mut reasoning = None;
+    if let Some(plan) = msg.tool_plan.get().filter(|p| !p.0.is_empty()) {
+        reasoning = Some(plan.0);
     }
-    for part in msg
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match part.get("type").and_then(Value::as_str) {
-            Some("text") => {
-                let t = part.get("text").and_then(Value::as_str).unwrap_or("");
-                text.get_or_insert_with(String::new).push_str(t);
-            }
+    for part in msg.content.get().into_iter().flatten() {
+        let part = part.get().unwrap_or_default();
+        match part.kind.str() {
+            Some("text") => push_text(&mut text, part.text.get().unwrap_or_default().0),
             Some("thinking") => {
-                let t = part.get("thinking").and_then(Value::as_str).unwrap_or("");
-                reasoning.get_or_insert_with(String::new).push_str(t);
+                push_text(&mut reasoning, part.thinking.get().unwrap_or_default().0)
             }
             _ => {}
         }
     }
-    let calls = tool_calls(msg.get("tool_calls"))?;
-    let finish = match resp.get("finish_reason").and_then(Value::as_str) {
-        None => Value::Null,
+    let calls = tool_calls(msg.tool_calls)?;
+    let finish = match resp.finish_reason.str() {
+        None => None,
         Some(r) => match finish_reason(r) {
-            Some(f) => json!(f),
+            Some(f) => Some(f),
             None => {
                 return Err(TranslateError::upstream(
                     "finish_reason",
@@ -80,39 +79,137 @@ pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, 
             }
         },
     };
-    let message = assistant_message(text, reasoning, calls);
-    let choices = vec![choice(0, message, finish)];
-    let usage = resp
-        .get("usage")
-        .and_then(usage_from_cohere)
-        .map(|u| openai_usage_with_reasoning(&u));
-    Ok(chat_completion(id, created, model, choices, usage))
+    let choices = vec![Choice {
+        index: 0,
+        message: AssistantMessage::new(text, reasoning, calls),
+        logprobs: (),
+        finish_reason: finish,
+    }];
+    let usage = resp.usage.get().and_then(|u| u.usage());
+    let usage_out = usage.as_ref().map(|u| UsageOut::new(u, true));
+    ChatCompletion::new(id.as_str(), created, model, choices, usage_out).write(usage)
 }
 
-fn tool_calls(calls: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
-    let mut out = Vec::new();
-    for (i, call) in calls
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+/// The parts of a v2 chat response the translation reads; everything else is ignored.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChatIn<'a> {
+    #[serde(borrow)]
+    id: Lax<Str<'a>>,
+    #[serde(borrow)]
+    message: Lax<MessageIn<'a>>,
+    #[serde(borrow)]
+    finish_reason: Lax<Str<'a>>,
+    usage: Lax<CohereUsage>,
+}
+
+impl Object for ChatIn<'_> {}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MessageIn<'a> {
+    #[serde(borrow)]
+    tool_plan: Lax<Str<'a>>,
+    #[serde(borrow)]
+    content: Lax<Vec<Lax<ContentIn<'a>>>>,
+    #[serde(borrow)]
+    tool_calls: Lax<Vec<Lax<ToolCallIn<'a>>>>,
+}
+
+impl Object for MessageIn<'_> {}
+
+/// One content part: the fields of every part type the translation shows.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContentIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Lax<Str<'a>>,
+    #[serde(borrow)]
+    text: Lax<Str<'a>>,
+    #[serde(borrow)]
+    thinking: Lax<Str<'a>>,
+}
+
+impl Object for ContentIn<'_> {}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ToolCallIn<'a> {
+    #[serde(borrow)]
+    id: Lax<Str<'a>>,
+    #[serde(borrow)]
+    function: Lax<FunctionIn<'a>>,
+}
+
+impl Object for ToolCallIn<'_> {}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FunctionIn<'a> {
+    #[serde(borrow)]
+    name: Lax<Str<'a>>,
+    #[serde(borrow)]
+    arguments: Lax<Arguments<'a>>,
+}
+
+impl Object for FunctionIn<'_> {}
+
+/// A call's `arguments`: the JSON text Cohere sends, borrowed, or any other JSON value
+/// (written out as its JSON text).
+enum Arguments<'a> {
+    Text(Str<'a>),
+    Json(Value),
+}
+
+impl<'de: 'a, 'a> Accept<'de> for Arguments<'a> {
+    fn from_str(s: Cow<'de, str>) -> Option<Self> {
+        Some(Arguments::Text(Str(s)))
+    }
+    fn from_u64(n: u64) -> Option<Self> {
+        <Value as Accept>::from_u64(n).map(Arguments::Json)
+    }
+    fn from_i64(n: i64) -> Option<Self> {
+        <Value as Accept>::from_i64(n).map(Arguments::Json)
+    }
+    fn from_f64(x: f64) -> Option<Self> {
+        <Value as Accept>::from_f64(x).map(Arguments::Json)
+    }
+    fn from_bool(b: bool) -> Option<Self> {
+        <Value as Accept>::from_bool(b).map(Arguments::Json)
+    }
+    fn from_map<A: serde::de::MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        Ok(<Value as Accept>::from_map(map)?.map(Arguments::Json))
+    }
+    fn from_seq<A: serde::de::SeqAccess<'de>>(seq: A) -> Result<Option<Self>, A::Error> {
+        Ok(<Value as Accept>::from_seq(seq)?.map(Arguments::Json))
+    }
+}
+
+/// Cohere's tool calls, which have OpenAI's shape already; an id and a function name are
+/// required, absent arguments are an empty object.
+fn tool_calls(
+    calls: Lax<Vec<Lax<ToolCallIn<'_>>>>,
+) -> Result<Vec<ToolCallOut<'_>>, TranslateError> {
+    let calls = calls.get().unwrap_or_default();
+    let mut out = Vec::with_capacity(calls.len());
+    for (i, call) in calls.into_iter().enumerate() {
+        let call = call.get().unwrap_or_default();
         let path = format!("message.tool_calls[{i}]");
         let id = call
-            .get("id")
-            .and_then(Value::as_str)
+            .id
+            .get()
             .ok_or_else(|| TranslateError::upstream(format!("{path}.id"), "missing"))?;
-        let f = call.get("function");
+        let f = call.function.get().unwrap_or_default();
         let name = f
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
+            .name
+            .get()
             .ok_or_else(|| TranslateError::upstream(format!("{path}.function.name"), "missing"))?;
-        let arguments = match f.and_then(|f| f.get("arguments")) {
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => "{}".to_owned(),
-            Some(other) => other.to_string(),
+        let arguments = match f.arguments {
+            Lax::Is(Arguments::Text(s)) => s.0,
+            Lax::Absent | Lax::Null | Lax::Other => Cow::Borrowed("{}"),
+            Lax::Is(Arguments::Json(v)) => Cow::Owned(v.to_string()),
         };
-        out.push(openai_tool_call(id, name, &arguments));
+        out.push(ToolCallOut::function(id.0, name.0, arguments));
     }
     Ok(out)
 }

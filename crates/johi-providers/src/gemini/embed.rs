@@ -1,17 +1,22 @@
 //! OpenAI `/v1/embeddings` ↔ Gemini `batchEmbedContents`.
 
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use johi_core::Usage;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::TranslateError;
-use crate::openai_shape::present;
+use crate::codec::Decoded;
+use crate::openai_shape::{present, EmbeddingList, EmbeddingOut};
+use crate::wire::{read_body, Lax, Object};
 
 /// Top-level embeddings fields the encoder maps; any other field is refused, naming it.
 pub const EMBEDDING_FIELDS: &[&str] = &["model", "input", "encoding_format", "dimensions"];
 
 /// Translates an OpenAI embeddings body into a `batchEmbedContents` body: one request per
 /// input string, each naming `models/{upstream_model}` as Google requires, `dimensions` as
-/// `outputDimensionality`. Token-array inputs are refused: Gemini embeds text only.
+/// `outputDimensionality`. Token-array inputs are refused: Gemini embeds text only. The body
+/// is written from structs borrowing the inputs, not built as a `Value` tree.
 pub fn encode_embeddings(
     body: &Map<String, Value>,
     upstream_model: &str,
@@ -59,18 +64,44 @@ pub fn encode_embeddings(
             .strip_prefix("models/")
             .unwrap_or(upstream_model)
     );
-    let requests: Vec<Value> = inputs
+    let requests = inputs
         .iter()
-        .map(|text| {
-            let mut r = json!({"model": model, "content": {"parts": [{"text": text}]}});
-            if let (Some(d), Some(obj)) = (dimensions, r.as_object_mut()) {
-                obj.insert("outputDimensionality".into(), json!(d));
-            }
-            r
+        .map(|text| EmbedRequest {
+            model: &model,
+            content: Content {
+                parts: [TextPart { text }],
+            },
+            output_dimensionality: dimensions,
         })
         .collect();
-    serde_json::to_vec(&json!({ "requests": requests }))
+    serde_json::to_vec(&BatchRequest { requests })
         .map_err(|e| TranslateError::invalid("body", e.to_string()))
+}
+
+/// A `batchEmbedContents` body, borrowing the client's inputs.
+#[derive(Serialize)]
+struct BatchRequest<'a> {
+    requests: Vec<EmbedRequest<'a>>,
+}
+
+/// One input's `EmbedContentRequest`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EmbedRequest<'a> {
+    model: &'a str,
+    content: Content<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_dimensionality: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Content<'a> {
+    parts: [TextPart<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct TextPart<'a> {
+    text: &'a str,
 }
 
 /// Whether the client asked for base64 vectors (`encoding_format`), refusing other values.
@@ -85,26 +116,27 @@ fn wants_base64(body: &Map<String, Value>) -> Result<bool, TranslateError> {
     }
 }
 
-/// Translates a `batchEmbedContents` answer into OpenAI's embeddings list, in input order.
+/// Translates a `batchEmbedContents` answer into OpenAI's embeddings list, in input order,
+/// as bytes with the usage Johi meters.
 ///
 /// Vectors are floats, or, when the client's request asked for `encoding_format: base64`,
 /// base64 of little-endian `f32`s as OpenAI encodes them. Gemini reports no token usage for
-/// embeddings, so the usage is zero (what the provider reported: nothing).
+/// embeddings, so the usage is zero (what the provider reported: nothing). The answer is
+/// read leniently ([`Lax`]) into typed structs, without a `Value` tree around the vectors.
 pub fn decode_embeddings(
     body: &[u8],
     request: &Map<String, Value>,
     model: &str,
-) -> Result<Value, TranslateError> {
+) -> Result<Decoded, TranslateError> {
     let base64 = wants_base64(request).unwrap_or(false);
-    let msg: Value = serde_json::from_slice(body)
-        .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
+    let msg = read_body::<BatchIn>(body)?.get().unwrap_or_default();
     let embeddings = msg
-        .get("embeddings")
-        .and_then(Value::as_array)
+        .embeddings
+        .get()
         .ok_or_else(|| TranslateError::upstream("embeddings", "missing"))?;
     let mut data = Vec::with_capacity(embeddings.len());
-    for (i, e) in embeddings.iter().enumerate() {
-        let values = e.get("values").and_then(Value::as_array).ok_or_else(|| {
+    for (i, e) in embeddings.into_iter().enumerate() {
+        let values = e.get().and_then(|e| e.values.get()).ok_or_else(|| {
             TranslateError::upstream(format!("embeddings[{i}].values"), "missing")
         })?;
         let embedding = if base64 {
@@ -117,23 +149,46 @@ pub fn decode_embeddings(
                 #[allow(clippy::cast_possible_truncation)]
                 bytes.extend_from_slice(&(x as f32).to_le_bytes());
             }
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
         } else {
-            Value::Array(values.clone())
+            Vector::Floats(values)
         };
-        data.push(json!({"object": "embedding", "index": i, "embedding": embedding}));
+        data.push(EmbeddingOut::new(i, embedding));
     }
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": 0, "total_tokens": 0},
-    }))
+    EmbeddingList::new(data, model, Some(Usage::default())).write()
 }
+
+/// A vector as OpenAI sends it: floats, or base64 of little-endian `f32`s.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector {
+    Floats(Vec<Value>),
+    Base64(String),
+}
+
+/// The parts of a `batchEmbedContents` answer the translation reads.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BatchIn {
+    embeddings: Lax<Vec<Lax<EmbeddingIn>>>,
+}
+
+impl Object for BatchIn {}
+
+/// One embedding; its values are kept as the JSON numbers they were (for floats, passed on
+/// as written by serde_json).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EmbeddingIn {
+    values: Lax<Vec<Value>>,
+}
+
+impl Object for EmbeddingIn {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -147,6 +202,8 @@ mod tests {
             "e",
         )
         .unwrap();
+        assert_eq!(out.usage, Some(Usage::default()));
+        let out: Value = serde_json::from_slice(&out.body).unwrap();
         let b64 = out["data"][0]["embedding"].as_str().unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)

@@ -1,16 +1,19 @@
 //! OpenAI Chat Completions request → Gemini `GenerateContentRequest`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::TranslateError;
 use crate::openai_shape::{
     base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
     messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
-    refuse_unknown_fields, stream_flags, to_body, tool_call, tool_call_id, tools_array,
-    unknown_role, PartKind, ToolChoice,
+    refuse_unknown_fields, stop_sequences, stream_flags, tool_call, tool_call_id, tools_array,
+    unknown_role, PartKind, StopSequences, ToolChoice,
 };
+use crate::wire::push_text;
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
 /// is refused, naming it. `top_k` is Gemini's own sampling knob, passed for clients that
@@ -52,31 +55,163 @@ pub struct EncodedRequest {
 ///
 /// The model is not in the body (it is in the URL, see [`super::method_uri`]). Fields Gemini
 /// cannot express are refused with the field's path.
+///
+/// The body is written from typed structs that borrow the client's values
+/// ([`GenerateContentRequest`]), not built as a `Value` tree: this runs on every translated
+/// request.
 pub fn encode_request(body: &Map<String, Value>) -> Result<EncodedRequest, TranslateError> {
     refuse_unknown_and_no_op_fields(body)?;
-    let mut out = Map::new();
-    let (system, contents) = encode_messages(body.get("messages"))?;
-    out.insert("contents".into(), Value::Array(contents));
-    if let Some(system) = system {
-        out.insert("systemInstruction".into(), system);
-    }
-    if let Some(tools) = present(body, "tools") {
-        out.insert("tools".into(), encode_tools(tools)?);
-    }
-    if let Some(config) = tool_config(body)? {
-        out.insert("toolConfig".into(), config);
-    }
-    let config = generation_config(body)?;
-    if !config.is_empty() {
-        out.insert("generationConfig".into(), Value::Object(config));
-    }
+    let (system_instruction, contents) = encode_messages(body.get("messages"))?;
+    let out = GenerateContentRequest {
+        contents,
+        system_instruction,
+        tools: present(body, "tools").map(encode_tools).transpose()?,
+        tool_config: tool_config(body)?,
+        generation_config: Some(generation_config(body)?).filter(|c| !c.is_empty()),
+    };
     let (stream, include_usage) = stream_flags(body)?;
-    let body = to_body(&out)?;
+    let body =
+        serde_json::to_vec(&out).map_err(|e| TranslateError::invalid("body", e.to_string()))?;
     Ok(EncodedRequest {
         body,
         stream,
         include_usage,
     })
+}
+
+/// A `GenerateContentRequest`, borrowing the client's strings and values; field order is
+/// the one Google documents.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateContentRequest<'a> {
+    contents: Vec<Content<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_instruction: Option<SystemInstruction<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<[Tools<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_config: Option<ToolConfig<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation_config: Option<GenerationConfig<'a>>,
+}
+
+/// One turn of `contents`: `user` or `model`.
+#[derive(Serialize)]
+struct Content<'a> {
+    role: &'static str,
+    parts: Vec<Part<'a>>,
+}
+
+/// `systemInstruction`: parts with no role.
+#[derive(Serialize)]
+struct SystemInstruction<'a> {
+    parts: Vec<Part<'a>>,
+}
+
+/// One part: an object with one key naming its kind.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Part<'a> {
+    Text(&'a str),
+    InlineData {
+        #[serde(rename = "mimeType")]
+        mime_type: &'a str,
+        data: &'a str,
+    },
+    FunctionCall {
+        name: &'a str,
+        args: Value,
+    },
+    FunctionResponse {
+        name: &'a str,
+        response: FunctionResult<'a>,
+    },
+}
+
+/// A `functionResponse`'s `response`: the result when it is a JSON object, else the result
+/// text wrapped as `{"result": …}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum FunctionResult<'a> {
+    Object(Value),
+    Text { result: Cow<'a, str> },
+}
+
+/// `tools`: one tool holding every function declaration.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Tools<'a> {
+    function_declarations: Vec<FunctionDeclaration<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionDeclaration<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters_json_schema: Option<&'a Value>,
+}
+
+/// `toolConfig`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolConfig<'a> {
+    function_calling_config: FunctionCallingConfig<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionCallingConfig<'a> {
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_function_names: Option<[&'a str; 1]>,
+}
+
+/// `generationConfig`; the client's values are passed as they are (checked, borrowed).
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_count: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<StopSequences<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_json_schema: Option<&'a Value>,
+}
+
+impl GenerationConfig<'_> {
+    /// Whether no field is set (the whole object is then left out).
+    fn is_empty(&self) -> bool {
+        self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.presence_penalty.is_none()
+            && self.frequency_penalty.is_none()
+            && self.top_k.is_none()
+            && self.seed.is_none()
+            && self.candidate_count.is_none()
+            && self.max_output_tokens.is_none()
+            && self.stop_sequences.is_none()
+            && self.response_mime_type.is_none()
+            && self.response_json_schema.is_none()
+    }
 }
 
 /// Refuses every field outside [`MAPPED_FIELDS`], and listed fields whose value asks for
@@ -99,54 +234,38 @@ fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), Tran
 }
 
 /// `generationConfig`: sampling, length, stops, candidates and the response format.
-fn generation_config(body: &Map<String, Value>) -> Result<Map<String, Value>, TranslateError> {
-    let mut config = Map::new();
-    for (field, gemini) in [
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
-    ] {
-        if let Some(v) = present(body, field) {
-            if !v.is_number() {
-                return Err(TranslateError::invalid(field, "must be a number"));
-            }
-            config.insert(gemini.into(), v.clone());
+fn generation_config(body: &Map<String, Value>) -> Result<GenerationConfig<'_>, TranslateError> {
+    let number = |field| match present(body, field) {
+        Some(v) if !v.is_number() => Err(TranslateError::invalid(field, "must be a number")),
+        v => Ok(v),
+    };
+    let integer = |field| match present(body, field) {
+        Some(v) if !(v.is_i64() || v.is_u64()) => {
+            Err(TranslateError::invalid(field, "must be an integer"))
         }
-    }
-    for (field, gemini) in [("top_k", "topK"), ("seed", "seed"), ("n", "candidateCount")] {
-        if let Some(v) = present(body, field) {
-            if !(v.is_i64() || v.is_u64()) {
-                return Err(TranslateError::invalid(field, "must be an integer"));
-            }
-            config.insert(gemini.into(), v.clone());
-        }
-    }
+        v => Ok(v),
+    };
+    let mut config = GenerationConfig {
+        temperature: number("temperature")?,
+        top_p: number("top_p")?,
+        presence_penalty: number("presence_penalty")?,
+        frequency_penalty: number("frequency_penalty")?,
+        top_k: integer("top_k")?,
+        seed: integer("seed")?,
+        candidate_count: integer("n")?,
+        ..GenerationConfig::default()
+    };
     for field in ["max_completion_tokens", "max_tokens"] {
         if let Some(v) = present(body, field) {
             let n = v
                 .as_u64()
                 .filter(|n| *n > 0)
                 .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"))?;
-            config.insert("maxOutputTokens".into(), json!(n));
+            config.max_output_tokens = Some(n);
             break;
         }
     }
-    match present(body, "stop") {
-        None => {}
-        Some(Value::String(s)) => {
-            config.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            config.insert("stopSequences".into(), Value::Array(items.clone()));
-        }
-        Some(_) => {
-            return Err(TranslateError::invalid(
-                "stop",
-                "must be a string or an array of strings",
-            ))
-        }
-    }
+    config.stop_sequences = stop_sequences(present(body, "stop"))?;
     if let Some(format) = present(body, "response_format") {
         response_format(format, &mut config)?;
     }
@@ -155,11 +274,14 @@ fn generation_config(body: &Map<String, Value>) -> Result<Map<String, Value>, Tr
 
 /// `response_format`: `json_object` → JSON mode, `json_schema` → a JSON-Schema-constrained
 /// answer (`responseJsonSchema` takes JSON Schema as OpenAI clients write it).
-fn response_format(format: &Value, config: &mut Map<String, Value>) -> Result<(), TranslateError> {
+fn response_format<'a>(
+    format: &'a Value,
+    config: &mut GenerationConfig<'a>,
+) -> Result<(), TranslateError> {
     match format.get("type").and_then(Value::as_str) {
         Some("text") => {}
         Some("json_object") => {
-            config.insert("responseMimeType".into(), json!("application/json"));
+            config.response_mime_type = Some("application/json");
         }
         Some("json_schema") => {
             let schema = format
@@ -169,8 +291,8 @@ fn response_format(format: &Value, config: &mut Map<String, Value>) -> Result<()
                 .ok_or_else(|| {
                     TranslateError::invalid("response_format.json_schema.schema", "missing")
                 })?;
-            config.insert("responseMimeType".into(), json!("application/json"));
-            config.insert("responseJsonSchema".into(), schema.clone());
+            config.response_mime_type = Some("application/json");
+            config.response_json_schema = Some(schema);
         }
         Some(other) => {
             return Err(TranslateError::unsupported(
@@ -183,7 +305,7 @@ fn response_format(format: &Value, config: &mut Map<String, Value>) -> Result<()
     Ok(())
 }
 
-fn encode_tools(tools: &Value) -> Result<Value, TranslateError> {
+fn encode_tools(tools: &Value) -> Result<[Tools<'_>; 1], TranslateError> {
     let tools = tools_array(tools)?;
     let mut declarations = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
@@ -195,32 +317,35 @@ fn encode_tools(tools: &Value) -> Result<Value, TranslateError> {
                 "Gemini does not enforce strict function schemas",
             ));
         }
-        let mut d = Map::new();
-        d.insert("name".into(), json!(f.name));
-        if let Some(desc) = f.description {
-            d.insert("description".into(), desc.clone());
-        }
-        if let Some(params) = f.parameters {
-            d.insert("parametersJsonSchema".into(), params.clone());
-        }
-        declarations.push(Value::Object(d));
+        declarations.push(FunctionDeclaration {
+            name: f.name,
+            description: f.description,
+            parameters_json_schema: f.parameters,
+        });
     }
-    Ok(json!([{"functionDeclarations": declarations}]))
+    Ok([Tools {
+        function_declarations: declarations,
+    }])
 }
 
 /// `tool_choice` → `toolConfig.functionCallingConfig`: auto → AUTO, none → NONE, required →
 /// ANY, a named function → ANY limited to that name.
-fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
-    let config = match present(body, "tool_choice") {
-        None => return Ok(None),
-        Some(v) => match crate::openai_shape::tool_choice(v)? {
-            ToolChoice::Auto => json!({"mode": "AUTO"}),
-            ToolChoice::None => json!({"mode": "NONE"}),
-            ToolChoice::Required => json!({"mode": "ANY"}),
-            ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
-        },
+fn tool_config(body: &Map<String, Value>) -> Result<Option<ToolConfig<'_>>, TranslateError> {
+    let Some(choice) = present(body, "tool_choice") else {
+        return Ok(None);
     };
-    Ok(Some(json!({ "functionCallingConfig": config })))
+    let (mode, allowed_function_names) = match crate::openai_shape::tool_choice(choice)? {
+        ToolChoice::Auto => ("AUTO", None),
+        ToolChoice::None => ("NONE", None),
+        ToolChoice::Required => ("ANY", None),
+        ToolChoice::Function(name) => ("ANY", Some([name])),
+    };
+    Ok(Some(ToolConfig {
+        function_calling_config: FunctionCallingConfig {
+            mode,
+            allowed_function_names,
+        },
+    }))
 }
 
 /// Splits OpenAI's messages into Gemini's `systemInstruction` and its `contents`.
@@ -230,12 +355,16 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
 /// parallel calls), each named after the call with the same id.
 fn encode_messages(
     messages: Option<&Value>,
-) -> Result<(Option<Value>, Vec<Value>), TranslateError> {
+) -> Result<(Option<SystemInstruction<'_>>, Vec<Content<'_>>), TranslateError> {
     let messages = messages_array(messages)?;
-    let mut system: Vec<Value> = Vec::new();
-    let mut contents: Vec<Value> = Vec::new();
-    let mut responses: Vec<Value> = Vec::new();
-    let mut call_names: HashMap<String, String> = HashMap::new();
+    let mut system = Vec::new();
+    let mut contents = Vec::with_capacity(messages.len());
+    let mut responses = Vec::new();
+    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    let user = |parts| Content {
+        role: "user",
+        parts,
+    };
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
         let (m, role) = message(
@@ -245,38 +374,38 @@ fn encode_messages(
             "Gemini's contents have no equivalent",
         )?;
         if role != "tool" && !responses.is_empty() {
-            contents.push(json!({"role": "user", "parts": std::mem::take(&mut responses)}));
+            contents.push(user(std::mem::take(&mut responses)));
         }
         match role {
             "system" | "developer" => system.extend(text_parts(m.get("content"), &path)?),
-            "user" => contents.push(json!({
-                "role": "user",
-                "parts": encode_content(m.get("content"), &path)?,
-            })),
+            "user" => contents.push(user(encode_content(m.get("content"), &path)?)),
             "assistant" => contents.push(encode_assistant(m, &path, &mut call_names)?),
             "tool" => responses.push(encode_tool_result(m, &path, &call_names)?),
             _ => return Err(unknown_role(&path, role)),
         }
     }
     if !responses.is_empty() {
-        contents.push(json!({"role": "user", "parts": responses}));
+        contents.push(user(responses));
     }
-    let system = (!system.is_empty()).then(|| json!({ "parts": system }));
+    let system = (!system.is_empty()).then_some(SystemInstruction { parts: system });
     Ok((system, contents))
 }
 
 /// Content that may only be text (system, developer, tool results) as text parts.
-fn text_parts(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+fn text_parts<'a>(content: Option<&'a Value>, path: &str) -> Result<Vec<Part<'a>>, TranslateError> {
     match content {
-        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
+        Some(Value::String(s)) => Ok(vec![Part::Text(s)]),
         Some(Value::Array(parts)) => map_text_parts(parts, path, encode_part),
         _ => Err(not_text_content(path)),
     }
 }
 
-fn encode_content(content: Option<&Value>, path: &str) -> Result<Vec<Value>, TranslateError> {
+fn encode_content<'a>(
+    content: Option<&'a Value>,
+    path: &str,
+) -> Result<Vec<Part<'a>>, TranslateError> {
     match content {
-        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
+        Some(Value::String(s)) => Ok(vec![Part::Text(s)]),
         Some(Value::Array(parts)) => map_parts(parts, path, encode_part),
         _ => Err(TranslateError::invalid(
             format!("{path}.content"),
@@ -286,9 +415,9 @@ fn encode_content(content: Option<&Value>, path: &str) -> Result<Vec<Value>, Tra
 }
 
 /// One content part → one Gemini part.
-fn encode_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
+fn encode_part<'a>(part: &'a Value, path: &str) -> Result<Part<'a>, TranslateError> {
     match part_kind(part, path)? {
-        PartKind::Text => Ok(json!({ "text": part_text(part, path)? })),
+        PartKind::Text => Ok(Part::Text(part_text(part, path)?)),
         PartKind::ImageUrl => encode_image(part, path),
     }
 }
@@ -296,14 +425,14 @@ fn encode_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
 /// `image_url` → `inlineData` for a `data:` URL. An http(s) URL is refused: Gemini's
 /// `fileData` takes only URIs of its own file service, and fetching the image would make the
 /// gateway a downloader.
-fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
+fn encode_image<'a>(part: &'a Value, path: &str) -> Result<Part<'a>, TranslateError> {
     let url = image_url(part, path)?;
     refuse_image_detail(part, path, "Gemini has no image detail setting")?;
     if url.starts_with("data:") {
-        let (mime, data) = base64_data_url(url).ok_or_else(|| {
+        let (mime_type, data) = base64_data_url(url).ok_or_else(|| {
             TranslateError::invalid(format!("{path}.image_url.url"), "a data URL must be base64")
         })?;
-        return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
+        return Ok(Part::InlineData { mime_type, data });
     }
     if is_web_url(url) {
         return Err(TranslateError::unsupported(
@@ -320,11 +449,11 @@ fn encode_image(part: &Value, path: &str) -> Result<Value, TranslateError> {
 /// An assistant turn (`role: model`): its text (if any) then one `functionCall` part per
 /// tool call, arguments parsed back into the object Gemini expects. Call ids are remembered
 /// so that later tool results can name their function.
-fn encode_assistant(
-    m: &Map<String, Value>,
+fn encode_assistant<'a>(
+    m: &'a Map<String, Value>,
     path: &str,
-    call_names: &mut HashMap<String, String>,
-) -> Result<Value, TranslateError> {
+    call_names: &mut HashMap<&'a str, &'a str>,
+) -> Result<Content<'a>, TranslateError> {
     let calls = m.get("tool_calls").and_then(Value::as_array);
     let mut parts = match m.get("content") {
         None | Some(Value::Null) => Vec::new(),
@@ -335,8 +464,11 @@ fn encode_assistant(
         let call_path = format!("{path}.tool_calls[{k}]");
         let call = tool_call(call, &call_path)?;
         let args = call.input(&call_path)?;
-        call_names.insert(call.id.to_owned(), call.name.to_owned());
-        parts.push(json!({"functionCall": {"name": call.name, "args": args}}));
+        call_names.insert(call.id, call.name);
+        parts.push(Part::FunctionCall {
+            name: call.name,
+            args,
+        });
     }
     if parts.is_empty() {
         return Err(TranslateError::invalid(
@@ -344,40 +476,49 @@ fn encode_assistant(
             "an assistant message needs content or tool calls",
         ));
     }
-    Ok(json!({"role": "model", "parts": parts}))
+    Ok(Content {
+        role: "model",
+        parts,
+    })
 }
 
 /// A tool result → a `functionResponse` part. Gemini wants an object: a result that is a
 /// JSON object is passed as it is, anything else as `{"result": <text>}`.
-fn encode_tool_result(
-    m: &Map<String, Value>,
+fn encode_tool_result<'a>(
+    m: &'a Map<String, Value>,
     path: &str,
-    call_names: &HashMap<String, String>,
-) -> Result<Value, TranslateError> {
+    call_names: &HashMap<&'a str, &'a str>,
+) -> Result<Part<'a>, TranslateError> {
     let id = tool_call_id(m, path)?;
-    let name = call_names.get(id).ok_or_else(|| {
+    let name = call_names.get(id).copied().ok_or_else(|| {
         TranslateError::invalid(
             format!("{path}.tool_call_id"),
             "names no earlier assistant tool call",
         )
     })?;
-    let text = match m.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        other => text_parts(other, path)?
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
+    let text: Cow<'a, str> = match m.get("content") {
+        Some(Value::String(s)) => Cow::Borrowed(s),
+        other => {
+            let mut text = None;
+            for part in text_parts(other, path)? {
+                if let Part::Text(t) = part {
+                    push_text(&mut text, Cow::Borrowed(t));
+                }
+            }
+            text.unwrap_or_default()
+        }
     };
     let response = match serde_json::from_str::<Value>(&text) {
-        Ok(obj @ Value::Object(_)) => obj,
-        _ => json!({ "result": text }),
+        Ok(obj @ Value::Object(_)) => FunctionResult::Object(obj),
+        _ => FunctionResult::Text { result: text },
     };
-    Ok(json!({"functionResponse": {"name": name, "response": response}}))
+    Ok(Part::FunctionResponse { name, response })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn encode(body: Value) -> Result<Value, TranslateError> {
         let Value::Object(map) = body else {

@@ -1,13 +1,18 @@
 //! Gemini `GenerateContentResponse` (and Google's error body) → OpenAI `chat.completion`
 //! (and OpenAI's error shape).
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{call_id, usage_from_gemini, TranslateError};
+use super::{call_id, TranslateError, UsageMetadata};
+use crate::codec::Decoded;
 use crate::openai_shape::{
-    assistant_message, body_text_or_status, chat_completion, choice, openai_error,
-    openai_tool_call, openai_usage_with_reasoning,
+    body_text_or_status, openai_error, AssistantMessage, ChatCompletion, Choice, ToolCallOut,
+    UsageOut,
 };
+use crate::wire::{push_text, read_body, Accept, Lax, Object, Str};
 
 /// OpenAI's `finish_reason` for Gemini's `finishReason`.
 ///
@@ -41,111 +46,189 @@ pub(crate) fn choice_finish(reason: &str, called: bool) -> &'static str {
     }
 }
 
-/// One candidate's content, read into OpenAI's message fields.
-#[derive(Debug, Default)]
-pub(crate) struct Parts {
-    pub text: Option<String>,
-    pub reasoning: Option<String>,
-    pub calls: Vec<Value>,
+/// Translates a complete `GenerateContentResponse` into an OpenAI `chat.completion`, as
+/// bytes with the usage Johi meters.
+///
+/// `model` is the name the client asked for; `created` the Unix time to stamp. Each candidate
+/// is a choice. A prompt blocked before any candidate (`promptFeedback.blockReason`) is one
+/// empty choice finished by `content_filter`, as OpenAI reports a filtered prompt.
+///
+/// The answer is read into borrowed, lenient structs ([`crate::wire::Lax`]: a field of an
+/// unexpected kind counts as absent, as it did when this read a `Value`) and written
+/// straight back out: this runs on every translated request.
+pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Decoded, TranslateError> {
+    let Lax::Is(msg) = read_body::<ResponseIn>(body)? else {
+        return Err(TranslateError::upstream("body", "not an object"));
+    };
+    let candidates = match msg.candidates {
+        Lax::Absent | Lax::Null => Vec::new(),
+        Lax::Is(c) => c,
+        Lax::Other => return Err(TranslateError::upstream("candidates", "not an array")),
+    };
+    let mut choices = Vec::with_capacity(candidates.len().max(1));
+    for (i, cand) in candidates.into_iter().enumerate() {
+        let cand = cand.get().unwrap_or_default();
+        let index = cand.index.get().unwrap_or(i as u64);
+        let parts = read_parts(cand.content.get().unwrap_or_default());
+        let finish = cand
+            .finish_reason
+            .str()
+            .map(|r| choice_finish(r, !parts.calls.is_empty()));
+        choices.push(choice(index, parts, finish));
+    }
+    if choices.is_empty() {
+        let blocked = msg
+            .prompt_feedback
+            .as_ref()
+            .is_some_and(|f| f.block_reason.is_present());
+        if !blocked {
+            return Err(TranslateError::upstream("candidates", "missing"));
+        }
+        choices.push(choice(0, Parts::default(), Some("content_filter")));
+    }
+    let usage = msg.usage_metadata.get().map(|u| u.usage());
+    let usage_out = usage.as_ref().map(|u| UsageOut::new(u, true));
+    let id = response_id(msg.response_id.str(), created);
+    ChatCompletion::new(&id, created, model, choices, usage_out).write(usage)
 }
 
-/// Reads a candidate's parts; `first_call` numbers the function calls that have no id (a
-/// stream keeps counting across events). Text parts marked `thought` are thought summaries,
-/// shown as `reasoning_content` (the field DeepSeek and vLLM use; OpenAI has none).
-pub(crate) fn read_parts(content: Option<&Value>, first_call: usize) -> Parts {
+/// The parts of a `GenerateContentResponse` the translation reads; everything else is
+/// ignored.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ResponseIn<'a> {
+    #[serde(borrow)]
+    candidates: Lax<Vec<Lax<CandidateIn<'a>>>>,
+    prompt_feedback: Lax<PromptFeedbackIn>,
+    usage_metadata: Lax<UsageMetadata>,
+    #[serde(borrow)]
+    response_id: Lax<Str<'a>>,
+}
+
+impl Object for ResponseIn<'_> {}
+
+/// One candidate: one OpenAI choice.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct CandidateIn<'a> {
+    index: Lax<u64>,
+    #[serde(borrow)]
+    content: Lax<ContentIn<'a>>,
+    #[serde(borrow)]
+    finish_reason: Lax<Str<'a>>,
+}
+
+impl Object for CandidateIn<'_> {}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContentIn<'a> {
+    #[serde(borrow)]
+    parts: Lax<Vec<Lax<PartIn<'a>>>>,
+}
+
+impl Object for ContentIn<'_> {}
+
+/// A part: text (a thought summary when `thought`), or a function call.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PartIn<'a> {
+    #[serde(borrow)]
+    text: Lax<Str<'a>>,
+    thought: Lax<bool>,
+    #[serde(borrow)]
+    function_call: Lax<FunctionCallIn<'a>>,
+}
+
+impl Object for PartIn<'_> {}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FunctionCallIn<'a> {
+    #[serde(borrow)]
+    id: Lax<Str<'a>>,
+    #[serde(borrow)]
+    name: Lax<Str<'a>>,
+    args: Lax<Value>,
+}
+
+impl Object for FunctionCallIn<'_> {}
+
+/// `promptFeedback`: only whether a `blockReason` is there (whatever its value) matters.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PromptFeedbackIn {
+    block_reason: Lax<IgnoredValue>,
+}
+
+impl Object for PromptFeedbackIn {}
+
+/// A value read only for its presence.
+struct IgnoredValue;
+
+impl Accept<'_> for IgnoredValue {}
+
+/// One candidate's content, read into OpenAI's message fields.
+#[derive(Default)]
+struct Parts<'a> {
+    text: Option<Cow<'a, str>>,
+    reasoning: Option<Cow<'a, str>>,
+    calls: Vec<ToolCallOut<'a>>,
+}
+
+/// Reads a candidate's parts. Text parts marked `thought` are thought summaries, shown as
+/// `reasoning_content` (the field DeepSeek and vLLM use; OpenAI has none); function calls
+/// with no id are numbered `call_<n>` in order. The stream reads its events' parts by the
+/// same rules (`stream::read_parts`).
+fn read_parts(content: ContentIn<'_>) -> Parts<'_> {
     let mut out = Parts::default();
-    let parts = content
-        .and_then(|c| c.get("parts"))
-        .and_then(Value::as_array);
-    for part in parts.into_iter().flatten() {
-        if let Some(t) = part.get("text").and_then(Value::as_str) {
-            let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
-            let slot = if thought {
+    for part in content.parts.get().into_iter().flatten() {
+        let part = part.get().unwrap_or_default();
+        if let Lax::Is(t) = part.text {
+            let slot = if part.thought.get() == Some(true) {
                 &mut out.reasoning
             } else {
                 &mut out.text
             };
-            slot.get_or_insert_with(String::new).push_str(t);
-        } else if let Some(fc) = part.get("functionCall") {
-            let n = first_call.saturating_add(out.calls.len());
+            push_text(slot, t.0);
+        } else if part.function_call.is_present() {
+            let fc = part.function_call.get().unwrap_or_default();
+            let n = out.calls.len();
             out.calls.push(tool_call(fc, n));
         }
     }
     out
 }
 
-/// A `functionCall` as an OpenAI tool call, arguments as a JSON string.
-fn tool_call(fc: &Value, n: usize) -> Value {
-    let name = fc.get("name").and_then(Value::as_str).unwrap_or("");
-    let args = fc.get("args").cloned().unwrap_or_else(|| json!({}));
-    openai_tool_call(
-        &call_id(fc.get("id").and_then(Value::as_str), n),
-        name,
-        &args.to_string(),
-    )
-}
-
-/// Translates a complete `GenerateContentResponse` into an OpenAI `chat.completion`.
-///
-/// `model` is the name the client asked for; `created` the Unix time to stamp. Each candidate
-/// is a choice. A prompt blocked before any candidate (`promptFeedback.blockReason`) is one
-/// empty choice finished by `content_filter`, as OpenAI reports a filtered prompt.
-pub fn decode_response(body: &[u8], model: &str, created: u64) -> Result<Value, TranslateError> {
-    let msg: Value = serde_json::from_slice(body)
-        .map_err(|e| TranslateError::upstream("body", e.to_string()))?;
-    if !msg.is_object() {
-        return Err(TranslateError::upstream("body", "not an object"));
-    }
-    let candidates = match msg.get("candidates") {
-        None | Some(Value::Null) => &[][..],
-        Some(Value::Array(c)) => c.as_slice(),
-        Some(_) => return Err(TranslateError::upstream("candidates", "not an array")),
+/// A `functionCall` as an OpenAI tool call, arguments as a JSON string (an absent `args` is
+/// an empty object; `null` stays `null`, as Gemini wrote it).
+fn tool_call(fc: FunctionCallIn<'_>, n: usize) -> ToolCallOut<'_> {
+    let id = match fc.id.get() {
+        Some(Str(id)) if !id.is_empty() => id,
+        _ => Cow::Owned(call_id(None, n)),
     };
-    let mut choices = Vec::with_capacity(candidates.len().max(1));
-    for (i, cand) in candidates.iter().enumerate() {
-        let index = cand
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(i as u64);
-        let parts = read_parts(cand.get("content"), 0);
-        let finish = cand
-            .get("finishReason")
-            .and_then(Value::as_str)
-            .map_or(Value::Null, |r| {
-                json!(choice_finish(r, !parts.calls.is_empty()))
-            });
-        choices.push(choice(index, message(parts), finish));
-    }
-    if choices.is_empty() {
-        if msg.pointer("/promptFeedback/blockReason").is_none() {
-            return Err(TranslateError::upstream("candidates", "missing"));
-        }
-        choices.push(choice(
-            0,
-            message(Parts::default()),
-            json!("content_filter"),
-        ));
-    }
-    let usage = msg
-        .get("usageMetadata")
-        .and_then(usage_from_gemini)
-        .map(|u| openai_usage_with_reasoning(&u));
-    Ok(chat_completion(
-        &response_id(&msg, created),
-        created,
-        model,
-        choices,
-        usage,
-    ))
+    let arguments = match fc.args {
+        Lax::Absent => Cow::Borrowed("{}"),
+        // `Other` cannot happen: a `Value` takes every kind.
+        Lax::Null | Lax::Other => Cow::Borrowed("null"),
+        Lax::Is(args) => Cow::Owned(args.to_string()),
+    };
+    let name = fc.name.get().map_or(Cow::Borrowed(""), |n| n.0);
+    ToolCallOut::function(id, name, arguments)
 }
 
-fn message(parts: Parts) -> Value {
-    assistant_message(parts.text, parts.reasoning, parts.calls)
+fn choice<'a>(index: u64, parts: Parts<'a>, finish: Option<&'static str>) -> Choice<'a> {
+    Choice {
+        index,
+        message: AssistantMessage::new(parts.text, parts.reasoning, parts.calls),
+        logprobs: (),
+        finish_reason: finish,
+    }
 }
 
 /// Gemini's `responseId` as the completion id, or one made from the time when it sent none.
-pub(crate) fn response_id(msg: &Value, created: u64) -> String {
-    match msg.get("responseId").and_then(Value::as_str) {
+pub(crate) fn response_id(id: Option<&str>, created: u64) -> String {
+    match id {
         Some(id) if !id.is_empty() => format!("chatcmpl-{id}"),
         _ => format!("chatcmpl-gemini-{created}"),
     }

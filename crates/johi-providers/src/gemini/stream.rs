@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use johi_core::Usage;
 use serde_json::{json, Value};
 
-use super::response::{choice_finish, decode_error, read_parts, response_id};
-use super::usage_from_gemini;
-use crate::openai_shape::{chunk, openai_usage_with_reasoning, write_event, write_protocol_error};
+use super::response::{choice_finish, decode_error, response_id};
+use super::{call_id, usage_from_gemini};
+use crate::openai_shape::{
+    chunk, openai_tool_call, openai_usage_with_reasoning, write_event, write_protocol_error,
+};
 use crate::sse::{feed_events, EventSplitter};
 
 /// What the translation remembers of one candidate (one OpenAI choice).
@@ -17,6 +19,51 @@ struct Candidate {
     calls: usize,
     /// Whether a finish reason was sent.
     finished: bool,
+}
+
+/// One candidate's content in a stream event, read into OpenAI's delta fields.
+#[derive(Debug, Default)]
+struct Parts {
+    text: Option<String>,
+    reasoning: Option<String>,
+    calls: Vec<Value>,
+}
+
+/// Reads a candidate's parts by the rules of a complete answer (`response::read_parts`: text,
+/// thought summaries as reasoning, function calls numbered `call_<n>` when they have no id);
+/// `first_call` numbers on from the calls of earlier events. The stream reads its events as
+/// `Value`s: one event is small, and the per-event cost meets the bar.
+fn read_parts(content: Option<&Value>, first_call: usize) -> Parts {
+    let mut out = Parts::default();
+    let parts = content
+        .and_then(|c| c.get("parts"))
+        .and_then(Value::as_array);
+    for part in parts.into_iter().flatten() {
+        if let Some(t) = part.get("text").and_then(Value::as_str) {
+            let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
+            let slot = if thought {
+                &mut out.reasoning
+            } else {
+                &mut out.text
+            };
+            slot.get_or_insert_with(String::new).push_str(t);
+        } else if let Some(fc) = part.get("functionCall") {
+            let n = first_call.saturating_add(out.calls.len());
+            out.calls.push(tool_call(fc, n));
+        }
+    }
+    out
+}
+
+/// A `functionCall` as an OpenAI tool call, arguments as a JSON string.
+fn tool_call(fc: &Value, n: usize) -> Value {
+    let name = fc.get("name").and_then(Value::as_str).unwrap_or("");
+    let args = fc.get("args").cloned().unwrap_or_else(|| json!({}));
+    openai_tool_call(
+        &call_id(fc.get("id").and_then(Value::as_str), n),
+        name,
+        &args.to_string(),
+    )
 }
 
 /// Translates one Gemini stream into OpenAI chunks as it arrives.
@@ -84,7 +131,8 @@ impl StreamTranslator {
             return;
         }
         if self.id.is_none() {
-            self.id = Some(response_id(&ev, self.created));
+            let id = ev.get("responseId").and_then(Value::as_str);
+            self.id = Some(response_id(id, self.created));
         }
         if let Some(u) = ev.get("usageMetadata").and_then(usage_from_gemini) {
             self.usage = Some(u);
