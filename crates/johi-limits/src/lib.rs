@@ -147,11 +147,10 @@ pub trait LimitStore: Send + Sync + 'static {
 
     /// Commits without the caller awaiting it, when the store can: `Some` with the outcome
     /// so far, or `None` when the caller must await [`LimitStore::commit`] (on a task of its
-    /// own). [`MemoryStore`] applies it at once; [`RedisStore`] queues it for its next round
-    /// trip (the next reservation carries it, or it is sent on its own a few milliseconds
-    /// later), so that a request costs Redis one round trip rather than two. Lets a request's
-    /// completion hook, which must not wait, skip spawning a task. [`LimitStore::flush`]
-    /// sends what is queued.
+    /// own). [`MemoryStore`] applies it at once; [`RedisStore`] queues it and sends it in the
+    /// background, coalesced with the others queued meanwhile (or a reservation carries it).
+    /// Lets a request's completion hook, which must not wait, skip spawning a task.
+    /// [`LimitStore::flush`] sends what is queued.
     fn commit_detached(
         &self,
         _reservation: &Reservation,

@@ -12,14 +12,14 @@
 //!   cost in Redis is on every request's path. `current` is one script too. The scripts are
 //!   sent by hash (`EVALSHA`) and re-sent whole only when Redis does not know them (after a
 //!   restart).
-//! * **Commits ride along.** A request's commit (the estimate replaced by the usage) is
-//!   queued ([`LimitStore::commit_detached`]) and applied by the next reservation's script,
-//!   before its checks, in the same round trip; a correction no reservation takes within
-//!   [`COMMIT_DELAY`] is sent on its own (a gauge release or an upward correction at once).
-//!   So a request costs one round trip, its commit none of its own under steady traffic.
-//!   Graceful shutdown sends what is queued ([`LimitStore::flush`]); reading a counter
-//!   through this store sends it first. An unchanged counter (a request counted as one) is
-//!   not sent at all.
+//! * **Commits off the request's path, coalesced.** A request's commit (the estimate
+//!   replaced by the usage) is queued ([`LimitStore::commit_detached`]); a flusher task sends
+//!   everything queued in one script call, and a reservation that runs first applies the
+//!   queue itself, before its checks, in its own round trip. With
+//!   [`RedisOptions::commit_delay`] the flusher waits that long for a reservation to carry
+//!   the queue (default: not at all, see [`COMMIT_DELAY`]). Graceful shutdown sends what is
+//!   queued ([`LimitStore::flush`]); reading a counter through this store sends it first. An
+//!   unchanged counter (a request counted as one) is not sent at all.
 //! * **Same time as everyone else.** Windows are computed from the `now` the caller passes
 //!   (not Redis's clock), with [`counter_key`], so a Redis-backed replica and a
 //!   `MemoryStore` name and bound counters alike.
@@ -62,10 +62,14 @@ use crate::{
 pub(crate) const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// How long a queued correction (see [`LimitStore::commit_detached`]) waits for a reservation
-/// to carry it before it is sent on its own: long enough that, under steady traffic, the next
-/// request's reservation takes it along (one round trip per request, not two); short against
-/// any window. Releases and corrections upwards do not wait.
-pub const COMMIT_DELAY: Duration = Duration::from_millis(2);
+/// to carry it before it is sent on its own: by default not at all. It is sent as soon as the
+/// request's task yields, together with every other correction queued meanwhile (under load,
+/// one call for many requests), and a reservation that runs first takes it along. A delay
+/// would let more corrections ride on reservations (one round trip per request), but on the
+/// benchmark VM it made single-client latency worse, not better: a Redis and a vCPU left idle
+/// longer wake up more slowly (see bench/README.md, 2026-12-07). Releases and corrections
+/// upwards never wait.
+pub const COMMIT_DELAY: Duration = Duration::ZERO;
 
 /// Most corrections one script call applies (a flush after a burst sends several calls).
 const MAX_BATCH: usize = 256;
@@ -96,7 +100,7 @@ pub struct RedisOptions {
     /// because its replica crashed. Longer than the longest request, stream included.
     pub lease_ttl: Duration,
     /// How long a queued commit waits for a reservation to carry it before it is sent on its
-    /// own ([`COMMIT_DELAY`] by default).
+    /// own ([`COMMIT_DELAY`], none, by default).
     pub commit_delay: Duration,
 }
 
