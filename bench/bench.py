@@ -406,7 +406,13 @@ def main() -> int:
     check_alive()
 
     extra_hwm = {t.name: status_kib(t.pids[0], "VmHWM") for t in extras}
-    redis_ping = redis_round_trip() if redis_pid else None
+    # Beside Redis (same CPU, the issue's yardstick), and from the gateways' CPU, as Johi's own
+    # calls go: across cores, which on a VM costs a cross-CPU wake-up each way.
+    redis_ping = None
+    if redis_pid:
+        redis_ping = redis_round_trip(os.environ.get("LOADGEN_CPU", "1"))
+        if redis_ping is not None:
+            redis_ping["from_gateway_cpu"] = redis_round_trip(os.environ.get("GATEWAY_CPU", "0"))
     johi_hwm = status_kib(johi_pid, "VmHWM")
     johi_rss = status_kib(johi_pid, "VmRSS")
     nginx_hwm = {p: status_kib(p, "VmHWM") for p in [nginx_pid] + nginx_workers}
@@ -597,12 +603,12 @@ def main() -> int:
     return 0
 
 
-def redis_round_trip() -> dict | None:
-    """One Redis round trip on this machine: `redis-benchmark -t ping` with one client
-    against the benchmark's Redis (:18379), as latency percentiles in µs."""
+def redis_round_trip(cpu: str) -> dict | None:
+    """One Redis round trip on this machine: `redis-benchmark -t ping` with one client on
+    `cpu` against the benchmark's Redis (:18379), as latency percentiles in µs."""
     try:
         out = subprocess.run(
-            ["taskset", "-c", os.environ.get("LOADGEN_CPU", "1"), "redis-benchmark", "-p", "18379",
+            ["taskset", "-c", cpu, "redis-benchmark", "-p", "18379",
              "-t", "ping", "-c", "1", "-n", "50000"],
             capture_output=True, text=True, timeout=120, check=True,
         ).stdout
@@ -636,6 +642,14 @@ def pipeline_cost(extras, modes, concs, results, ttfb_res, redis_ping) -> list[s
             f"{redis_ping.get('p50', float('nan')) / 1000:.3f} ms, p99 "
             f"{redis_ping.get('p99', float('nan')) / 1000:.3f} ms."
         )
+        across = redis_ping.get("from_gateway_cpu")
+        if across:
+            L.append("")
+            L.append(
+                f"The same from the gateways' CPU 0 (how Johi's own calls go, across cores): p50 "
+                f"{across.get('p50', float('nan')) / 1000:.3f} ms, p99 "
+                f"{across.get('p99', float('nan')) / 1000:.3f} ms."
+            )
         L.append("")
     cpu_c = 64 if 64 in concs else max(concs)
     L.append("| config | mode | CPU µs/req (johi → config) | CPU ratio | added p50 Δ ms (c=1) | added p50 Δ ms (c=16) | TTFB p50 Δ ms |")

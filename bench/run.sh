@@ -28,7 +28,7 @@ JOHI_PORT=18080   # also in bench/johi.yaml
 NGINX_PORT=18081
 GATEWAY_CPU=0     # Johi and nginx
 LOADGEN_CPU=1     # wrk, the mock, the TTFB client
-export LOADGEN_CPU
+export LOADGEN_CPU GATEWAY_CPU
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }

@@ -225,17 +225,23 @@ impl<P: LimitStore> LimitStore for FailoverStore<P> {
             .await
     }
 
-    fn commit_now(
+    fn commit_detached(
         &self,
         reservation: &Reservation,
         actual: &[u64],
     ) -> Option<Result<(), StoreError>> {
-        // Only a reservation made locally (during an outage) is committed locally.
+        // Committed where it was made. The primary's queue is sent whatever the outage state:
+        // a correction that cannot reach it is dropped (the estimate stands, a lease expires),
+        // as `commit` drops it during an outage.
         if reservation.fallback {
-            self.local.commit_now(reservation, actual)
+            self.local.commit_detached(reservation, actual)
         } else {
-            None
+            self.primary.commit_detached(reservation, actual)
         }
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.primary.flush().await
     }
 
     async fn current(

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-pub use self::redis::{RedisOptions, RedisStore};
+pub use self::redis::{RedisOptions, RedisStore, COMMIT_DELAY};
 pub use failover::{FailoverStore, OutageMode};
 pub use memory::MemoryStore;
 pub use window::{weighted, Window, WEIGHT_ONE};
@@ -145,16 +145,24 @@ pub trait LimitStore: Send + Sync + 'static {
     /// the counter moves by `actual - reserved`. Gauges are released.
     async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError>;
 
-    /// Commits at once, without awaiting, when the store can (its counters are in this
-    /// process): `Some` with the outcome, or `None` when the caller must await
-    /// [`LimitStore::commit`] (on a task of its own). Lets a request's completion hook, which
-    /// must not wait, skip spawning a task for an in-memory commit.
-    fn commit_now(
+    /// Commits without the caller awaiting it, when the store can: `Some` with the outcome
+    /// so far, or `None` when the caller must await [`LimitStore::commit`] (on a task of its
+    /// own). [`MemoryStore`] applies it at once; [`RedisStore`] queues it and sends it in the
+    /// background, coalesced with the others queued meanwhile (or a reservation carries it).
+    /// Lets a request's completion hook, which must not wait, skip spawning a task.
+    /// [`LimitStore::flush`] sends what is queued.
+    fn commit_detached(
         &self,
         _reservation: &Reservation,
         _actual: &[u64],
     ) -> Option<Result<(), StoreError>> {
         None
+    }
+
+    /// Sends every commit still queued by [`LimitStore::commit_detached`] and waits for it
+    /// to be applied: at graceful shutdown, so that nothing committed is lost.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Gives every reserved amount back (the call failed before anything was used).

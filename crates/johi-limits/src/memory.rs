@@ -169,7 +169,7 @@ impl LimitStore for MemoryStore {
         Ok(())
     }
 
-    fn commit_now(
+    fn commit_detached(
         &self,
         reservation: &Reservation,
         actual: &[u64],

@@ -95,7 +95,7 @@ async fn an_in_memory_commit_happens_at_once_without_a_task() {
         panic!("expected granted")
     };
     assert!(matches!(
-        store.commit_now(&reservation, &[25]),
+        store.commit_detached(&reservation, &[25]),
         Some(Ok(()))
     ));
     assert_eq!(store.current(&tokens, "key:a", now).await.unwrap(), 25);

@@ -416,8 +416,9 @@ impl Processor for Limit {
             .iter()
             .map(|m| amount(*m, &spent, ex))
             .collect();
-        // An in-memory store commits right here; a shared one on a task of its own.
-        if let Some(result) = self.store.commit_now(&reserved.reservation, &actual) {
+        // An in-memory store commits right here, Redis queues it for its next round trip
+        // (see `LimitStore::commit_detached`); any other store on a task of its own.
+        if let Some(result) = self.store.commit_detached(&reserved.reservation, &actual) {
             if let Err(error) = result {
                 tracing::warn!(%error, "could not commit a limit reservation; it stands as estimated");
             }

@@ -305,6 +305,10 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         for writer in writers {
             writer.shutdown().await;
         }
+        // Every request has completed: their limit commits still queued for Redis are sent.
+        if let Err(error) = drain_loader.limits.flush().await {
+            tracing::error!(%error, "limit commits could not be flushed; they stand as estimated");
+        }
         if let Some((_, ledger)) = &drain_loader.ledger {
             // Every request has completed: what they recorded is written before exit.
             if let Err(error) = ledger.clone().shutdown().await {
@@ -393,6 +397,7 @@ async fn limit_store(
         prefix: s.prefix.clone(),
         op_timeout: s.op_timeout,
         lease_ttl: s.lease_ttl,
+        ..RedisOptions::default()
     };
     let redis = RedisStore::connect_lazy(&s.redis_url, options)
         .await

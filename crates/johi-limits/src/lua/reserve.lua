@@ -1,42 +1,71 @@
--- Check every enforced charge, and only if all fit, apply all of them: all or nothing.
--- KEYS: two per charge: the counter (or a gauge's lease ZSET) and a gauge's amounts HASH
---       (unused for windowed counters), or a rolling window's previous bucket.
--- ARGV[1] now (ms), ARGV[2] lease expiry (ms); then six per charge: amount, enforce (1/0),
---       cap (limit + burst), key expiry (ms), lease id ('' = windowed), previous bucket's
---       weight in millionths (0 unless rolling)
+-- Apply the corrections waiting in this replica (see commit.lua), then check every enforced
+-- charge and, only if all fit, apply all of them: all or nothing.
+-- KEYS: first the corrections' (two each), then two per charge: the counter (or a gauge's
+--       lease ZSET) and a gauge's amounts HASH, a rolling window's previous bucket, or ''
+--       (a plain windowed counter).
+-- ARGV: the corrections (count first), then now (ms), lease expiry (ms); then six per charge:
+--       amount, enforce (1/0), cap (limit + burst), key expiry (ms), lease id ('' =
+--       windowed), previous bucket's weight in millionths (0 unless rolling)
 -- Returns {1, used_1, ..., used_n} when granted, {0, index (0-based), used} when denied.
-local now = tonumber(ARGV[1])
-local lease_until = tonumber(ARGV[2])
-local n = #KEYS / 2
-local share = {}
-for i = 1, n do
-  local b = 2 + (i - 1) * 6
-  local u, s = used_of(i, ARGV[b + 5] ~= '', now, tonumber(ARGV[b + 6]))
-  share[i] = s or 0
-  if ARGV[b + 2] == '1' then
-    -- At least one unit of room: an exhausted budget refuses even a zero estimate.
-    local amount = math.max(tonumber(ARGV[b + 1]), 1)
-    if u + amount > tonumber(ARGV[b + 3]) then
-      return {0, i - 1, u}
-    end
-  end
-end
+local kb = 2 * tonumber(ARGV[1])
+local ab = correct(0, 1)
+local now = tonumber(ARGV[ab + 1])
+local lease_until = tonumber(ARGV[ab + 2])
+local n = (#KEYS - kb) / 2
 local result = {1}
+-- A windowed counter is charged at once (one INCRBY, whose result is what the check
+-- needs); a gauge is only read here and leased below. A charge that does not fit undoes the
+-- ones already made, so a denied reservation leaves no trace.
+local charged = {}
 for i = 1, n do
-  local b = 2 + (i - 1) * 6
-  local key = KEYS[2 * i - 1]
+  local b = ab + 2 + (i - 1) * 6
+  local key = KEYS[kb + 2 * i - 1]
   local amount = tonumber(ARGV[b + 1])
-  local expire_at = ARGV[b + 4]
   local lease = ARGV[b + 5]
+  local used -- the counter without this charge
   if lease == '' then
-    -- what the window holds with this charge, a rolling window's previous share included
-    result[i + 1] = redis.call('INCRBY', key, amount) + share[i]
+    local v = redis.call('INCRBY', key, amount)
+    local created = v == amount
+    if created then
+      -- A new counter (its window's first charge) gets its expiry once.
+      redis.call('PEXPIREAT', key, ARGV[b + 4])
+    end
+    charged[#charged + 1] = {key, amount, created}
+    used = v - amount
+    local weight = tonumber(ARGV[b + 6])
+    if weight > 0 then
+      -- A rolling window adds its previous bucket, weighted and rounded up as `weighted()`
+      -- does in Rust.
+      local previous = tonumber(redis.call('GET', KEYS[kb + 2 * i])) or 0
+      used = used + math.ceil(previous * weight / 1000000)
+    end
   else
-    redis.call('ZADD', key, lease_until, lease)
-    redis.call('HSET', KEYS[2 * i], lease, amount)
-    result[i + 1] = redis.call('HINCRBY', KEYS[2 * i], 'total', amount)
-    redis.call('PEXPIREAT', KEYS[2 * i], expire_at)
+    used = gauge_used(key, KEYS[kb + 2 * i], now)
   end
-  redis.call('PEXPIREAT', key, expire_at)
+  -- At least one unit of room: an exhausted budget refuses even a zero estimate.
+  if ARGV[b + 2] == '1' and used + math.max(amount, 1) > tonumber(ARGV[b + 3]) then
+    for _, c in ipairs(charged) do
+      if c[3] then
+        redis.call('DEL', c[1])
+      else
+        redis.call('DECRBY', c[1], c[2])
+      end
+    end
+    return {0, i - 1, used}
+  end
+  result[i + 1] = used + amount
+end
+for i = 1, n do
+  local b = ab + 2 + (i - 1) * 6
+  local lease = ARGV[b + 5]
+  if lease ~= '' then
+    local key, amounts = KEYS[kb + 2 * i - 1], KEYS[kb + 2 * i]
+    local amount = tonumber(ARGV[b + 1])
+    redis.call('ZADD', key, lease_until, lease)
+    redis.call('HSET', amounts, lease, amount)
+    result[i + 1] = redis.call('HINCRBY', amounts, 'total', amount)
+    redis.call('PEXPIREAT', key, ARGV[b + 4])
+    redis.call('PEXPIREAT', amounts, ARGV[b + 4])
+  end
 end
 return result

@@ -423,6 +423,24 @@ async fn two_gateways_sharing_redis_enforce_one_limit() {
     assert_eq!(served, 10, "one limit across both replicas, not ten each");
 }
 
+/// With Redis, a request's commit waits for the next reservation to carry it; a graceful
+/// restart right after the last request still leaves the budget holding exactly the
+/// provider's usage (nothing queued is lost).
+#[tokio::test]
+async fn redis_commits_queued_at_a_graceful_restart_are_not_lost() {
+    let redis = RedisServer::start().await;
+    let h = Harness::start(&redis_config(TPD, &redis, "fail_closed")).await;
+    let mut used = 0;
+    for i in 0..5 {
+        let r = send(&h, KEY, &chat(&format!("restart {i}"), 40)).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        used += v["usage"]["total_tokens"].as_u64().unwrap();
+    }
+    let h = h.restart().await;
+    assert_eq!(tpd_charged(&h).await, used);
+}
+
 /// Redis killed mid-run and restarted: fail-closed answers 503, fail-open keeps enforcing in
 /// memory; both enforce the shared limit again once Redis is back.
 #[tokio::test]
