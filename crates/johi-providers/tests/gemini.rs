@@ -26,9 +26,8 @@ use std::fs;
 
 use common::{data_payloads, feed_in_chunks, Fixtures};
 use johi_providers::gemini::{
-    decode_embeddings, decode_error, decode_predict_embeddings, decode_response,
-    encode_embeddings, encode_predict_embeddings, encode_request, usage_from_gemini,
-    StreamTranslator,
+    decode_embeddings, decode_error, decode_predict_embeddings, decode_response, encode_embeddings,
+    encode_predict_embeddings, encode_request, usage_from_gemini, StreamTranslator,
 };
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -155,7 +154,10 @@ fn vertex_embeddings_translate_or_are_refused() {
             let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
             // Johi meters the prompt tokens the client is shown.
             let usage = decoded.usage.unwrap();
-            assert_eq!(actual["usage"]["prompt_tokens"], usage.input_tokens, "{case}");
+            assert_eq!(
+                actual["usage"]["prompt_tokens"], usage.input_tokens,
+                "{case}"
+            );
             assert_eq!(usage.output_tokens, 0, "{case}");
             common::check(&dir.join(format!("{case}.result.json")), &actual);
         }
