@@ -212,8 +212,8 @@ pub struct RawModel {
     /// `o200k_base`, `cl100k_base`, `estimate`, or `auto` (default: from the first
     /// target's model name when it is one of OpenAI's, else `estimate`).
     pub tokenizer: Option<String>,
-    /// Embedding `input_type` for protocols that require one (Cohere; default
-    /// `search_document`).
+    /// Embedding `input_type` for protocols that take one (Cohere, default
+    /// `search_document`; Vertex, as `task_type`, none by default).
     pub input_type: Option<String>,
 }
 

@@ -185,8 +185,8 @@ pub struct ModelRoute {
     pub default_max_tokens: u64,
     /// How prompt tokens are counted before the call.
     pub tokenizer: Tokenizer,
-    /// Cohere's embed `input_type` for this model (`None`: the adapter's default), since
-    /// OpenAI's embeddings request has no such field.
+    /// The embed `input_type` for this model (Cohere's `input_type`, Vertex's `task_type`;
+    /// `None`: the adapter's default), since OpenAI's embeddings request has no such field.
     pub embed_input_type: Option<String>,
 }
 

@@ -163,3 +163,43 @@ async fn the_token_endpoint_wants_a_jwt_bearer_grant() {
         assert_eq!(r.status(), 400, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn vertex_predict_embeds_each_instance_like_batch_embed_contents() {
+    let mock = mock().await;
+    let path = "/v1/projects/p/locations/l/publishers/google/models/text-embedding-005:predict";
+    let r = gemini(
+        &mock,
+        path,
+        json!({"instances": [{"content": "one two", "task_type": "RETRIEVAL_QUERY"}, {"content": "three"}],
+               "parameters": {"outputDimensionality": 4}}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 2);
+    let first = &v["predictions"][0]["embeddings"];
+    assert_eq!(first["statistics"]["token_count"], 2);
+    assert_eq!(first["values"].as_array().unwrap().len(), 4);
+    assert_eq!(v["metadata"]["billableCharacterCount"], 11);
+    // The same text gets the same vector through the Gemini API.
+    let r = gemini(
+        &mock,
+        "/v1beta/models/e:batchEmbedContents",
+        json!({"requests": [{"model": "models/e", "content": {"parts": [{"text": "one two"}]}, "outputDimensionality": 4}]}),
+    )
+    .await;
+    let batch: Value = r.json().await.unwrap();
+    assert_eq!(batch["embeddings"][0]["values"], first["values"]);
+    assert_eq!(mock.stats().embeddings, 2);
+    // `predict` is Vertex's: not on the Gemini API's path, and not without credentials.
+    let r = gemini(&mock, "/v1beta/models/e:predict", json!({"instances": []})).await;
+    assert_eq!(r.status(), 404);
+    let r = client()
+        .post(format!("{}{path}", root(&mock)))
+        .json(&json!({"instances": [{"content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

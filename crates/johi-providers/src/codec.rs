@@ -131,10 +131,9 @@ pub fn translates(protocol: Protocol) -> bool {
 pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
-        // Vertex serves embeddings through `:predict` / `:embedContent`, not the Gemini API's
-        // `:batchEmbedContents`: refused with a 400 rather than sent to fail upstream.
-        Protocol::Anthropic | Protocol::Bedrock | Protocol::Vertex => api == Api::ChatCompletions,
-        Protocol::Gemini | Protocol::Cohere => {
+        Protocol::Anthropic | Protocol::Bedrock => api == Api::ChatCompletions,
+        // Vertex embeds through `:predict`, the Gemini API through `:batchEmbedContents`.
+        Protocol::Gemini | Protocol::Vertex | Protocol::Cohere => {
             matches!(api, Api::ChatCompletions | Api::Embeddings)
         }
     }
@@ -150,7 +149,8 @@ pub fn encode(
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(encode_anthropic(input)),
         Protocol::Bedrock => Some(encode_bedrock(input)),
-        Protocol::Gemini | Protocol::Vertex => Some(encode_gemini(input)),
+        Protocol::Gemini => Some(encode_gemini(input, gemini::Method::BatchEmbed)),
+        Protocol::Vertex => Some(encode_gemini(input, gemini::Method::Predict)),
         Protocol::Cohere => Some(encode_cohere(input)),
     }
 }
@@ -173,12 +173,21 @@ fn encode_bedrock(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
     })
 }
 
-/// Gemini's body and method URL (`:generateContent`, `:streamGenerateContent?alt=sse`,
-/// `:batchEmbedContents`); Vertex differs only by its base URL and credentials.
-fn encode_gemini(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+/// Gemini's body and method URL (`:generateContent`, `:streamGenerateContent?alt=sse`, and
+/// `embed` for embeddings). Vertex differs by its base URL and credentials, and by its
+/// embeddings method: `:predict` (with the model's `input_type` as `task_type`) where the
+/// Gemini API has `:batchEmbedContents`.
+fn encode_gemini(
+    input: &EncodeInput<'_>,
+    embed: gemini::Method,
+) -> Result<Encoded, TranslateError> {
     let (method, body) = match input.api {
+        Api::Embeddings if embed == gemini::Method::Predict => (
+            embed,
+            gemini::encode_predict_embeddings(input.body, input.embed_input_type)?,
+        ),
         Api::Embeddings => (
-            gemini::Method::BatchEmbed,
+            embed,
             gemini::encode_embeddings(input.body, input.upstream_model)?,
         ),
         Api::ChatCompletions | Api::Completions => {
@@ -249,6 +258,9 @@ pub fn decode_response(
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
         Protocol::Bedrock => Some(bedrock::decode_response(body, model, created)),
         Protocol::Gemini | Protocol::Vertex => Some(match api {
+            Api::Embeddings if protocol == Protocol::Vertex => {
+                gemini::decode_predict_embeddings(body, request, model)
+            }
             Api::Embeddings => gemini::decode_embeddings(body, request, model),
             Api::ChatCompletions | Api::Completions => {
                 gemini::decode_response(body, model, created)

@@ -1,11 +1,13 @@
 //! Google's Gemini API (`generateContent`, `streamGenerateContent`, `batchEmbedContents`),
 //! spoken by the Gemini API and by Vertex AI, translated both ways from and to OpenAI Chat
-//! Completions and Embeddings.
+//! Completions and Embeddings; and Vertex AI's text-embedding `:predict`, which Vertex serves
+//! instead of `batchEmbedContents`.
 //!
 //! Pure translation, no I/O: [`encode_request`] builds a `GenerateContentRequest`,
 //! [`decode_response`] turns a `GenerateContentResponse` into a `chat.completion`,
 //! [`StreamTranslator`] turns the `?alt=sse` stream into `chat.completion.chunk` events,
-//! [`encode_embeddings`] / [`decode_embeddings`] translate `/v1/embeddings`, and
+//! [`encode_embeddings`] / [`decode_embeddings`] translate `/v1/embeddings` for the Gemini API,
+//! [`encode_predict_embeddings`] / [`decode_predict_embeddings`] for Vertex, and
 //! [`decode_error`] turns Google's error body into OpenAI's error shape.
 //!
 //! Fidelity rule: a request field Gemini cannot express is either mapped or refused with a
@@ -17,6 +19,7 @@
 //! assistant tool call with the same id earlier in the conversation.
 
 mod embed;
+mod predict;
 mod request;
 mod response;
 mod stream;
@@ -28,6 +31,7 @@ use serde_json::Value;
 use crate::wire::{Lax, Object};
 
 pub use embed::{decode_embeddings, encode_embeddings, EMBEDDING_FIELDS};
+pub use predict::{decode_predict_embeddings, encode_predict_embeddings, task_type};
 pub use request::{encode_request, EncodedRequest, MAPPED_FIELDS};
 pub use response::{decode_error, decode_response, finish_reason};
 pub use stream::StreamTranslator;
@@ -41,14 +45,18 @@ pub enum Method {
     Generate,
     /// `:streamGenerateContent?alt=sse`, an SSE stream of partial answers.
     Stream,
-    /// `:batchEmbedContents`, embeddings for several inputs at once.
+    /// `:batchEmbedContents`, embeddings for several inputs at once (the Gemini API).
     BatchEmbed,
+    /// `:predict`, Vertex AI's embeddings for several inputs at once (Vertex serves no
+    /// `batchEmbedContents`).
+    Predict,
 }
 
 /// The method URL for a model below a provider's base URL
 /// (`https://generativelanguage.googleapis.com/v1beta` →
 /// `…/v1beta/models/gemini-2.5-flash:generateContent`). A model given as `models/x` is not
-/// doubled.
+/// doubled. A Vertex base already ends in `…/projects/{p}/locations/{l}/publishers/google`, so
+/// the same join gives Vertex's method URLs.
 pub fn method_uri(base: &http::Uri, model: &str, method: Method) -> Result<http::Uri, http::Error> {
     let path = base.path().trim_end_matches('/');
     let model = model.strip_prefix("models/").unwrap_or(model);
@@ -56,6 +64,7 @@ pub fn method_uri(base: &http::Uri, model: &str, method: Method) -> Result<http:
         Method::Generate => ":generateContent",
         Method::Stream => ":streamGenerateContent?alt=sse",
         Method::BatchEmbed => ":batchEmbedContents",
+        Method::Predict => ":predict",
     };
     let mut parts = base.clone().into_parts();
     parts.path_and_query = Some(format!("{path}/models/{model}{suffix}").parse()?);
@@ -137,6 +146,14 @@ mod tests {
         assert!(uri
             .to_string()
             .ends_with("/v1beta/models/e:batchEmbedContents"));
+        let vertex: http::Uri = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google"
+            .parse()
+            .unwrap();
+        let uri = method_uri(&vertex, "text-embedding-005", Method::Predict).unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/text-embedding-005:predict"
+        );
     }
 
     #[test]

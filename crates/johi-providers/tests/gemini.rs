@@ -8,7 +8,11 @@
 //!   a case whose name contains `with_usage` asks for `stream_options.include_usage`;
 //! * `errors/<case>.json`: `{"status", "body" | "body_text", "expected"}`;
 //! * `embeddings/<case>.openai.json` → `<case>.gemini.json`, and when
-//!   `<case>.response.gemini.json` exists, its translation `<case>.response.openai.json`.
+//!   `<case>.response.gemini.json` exists, its translation `<case>.response.openai.json`;
+//! * `vertex_embeddings/<case>.openai.json` → `<case>.vertex.json` (Vertex's `:predict`
+//!   body; a case whose name contains `task_type` is for a model configured with
+//!   `input_type: search_query`), or `<case>.error.json` for a refusal; when
+//!   `<case>.predict.json` exists (Vertex's answer), its translation `<case>.result.json`.
 //!
 //! `BLESS=1 cargo test -p johi-providers --test gemini` rewrites the expected files
 //! (review the diff before committing).
@@ -22,8 +26,8 @@ use std::fs;
 
 use common::{data_payloads, feed_in_chunks, Fixtures};
 use johi_providers::gemini::{
-    decode_embeddings, decode_error, decode_response, encode_embeddings, encode_request,
-    usage_from_gemini, StreamTranslator,
+    decode_embeddings, decode_error, decode_predict_embeddings, decode_response, encode_embeddings,
+    encode_predict_embeddings, encode_request, usage_from_gemini, StreamTranslator,
 };
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -121,6 +125,44 @@ fn embeddings_translate() {
             common::check(&dir.join(format!("{case}.response.openai.json")), &actual);
         }
     }
+}
+
+#[test]
+fn vertex_embeddings_translate_or_are_refused() {
+    let dir = FIXTURES.dir("vertex_embeddings");
+    let mut refused = 0;
+    for case in FIXTURES.cases("vertex_embeddings", ".openai.json") {
+        let body = common::read_json(&dir.join(format!("{case}.openai.json")));
+        let body: Map<String, Value> = body.as_object().unwrap().clone();
+        let input_type = case.contains("task_type").then_some("search_query");
+        let encoded = encode_predict_embeddings(&body, input_type);
+        let error = dir.join(format!("{case}.error.json"));
+        if error.exists() {
+            refused += 1;
+            let err = encoded.expect_err(&case);
+            common::check_refusal(&case, &err, &common::read_json(&error));
+            continue;
+        }
+        let encoded = encoded.unwrap_or_else(|e| panic!("{case}: {e}"));
+        let actual: Value = serde_json::from_slice(&encoded).unwrap();
+        common::check(&dir.join(format!("{case}.vertex.json")), &actual);
+        let answer = dir.join(format!("{case}.predict.json"));
+        if answer.exists() {
+            let raw = fs::read(&answer).unwrap();
+            let decoded = decode_predict_embeddings(&raw, &body, REQUESTED_MODEL)
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let actual: Value = serde_json::from_slice(&decoded.body).unwrap();
+            // Johi meters the prompt tokens the client is shown.
+            let usage = decoded.usage.unwrap();
+            assert_eq!(
+                actual["usage"]["prompt_tokens"], usage.input_tokens,
+                "{case}"
+            );
+            assert_eq!(usage.output_tokens, 0, "{case}");
+            common::check(&dir.join(format!("{case}.result.json")), &actual);
+        }
+    }
+    assert!(refused > 0, "the refusal cases ran");
 }
 
 /// Runs a stream through the translator in chunks of `split` bytes; returns the data

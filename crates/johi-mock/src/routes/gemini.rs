@@ -1,8 +1,10 @@
 //! Google's Gemini API, as the Gemini API (`/v1beta/models/{model}:{method}`) and Vertex AI
 //! (`/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{method}`) serve it:
 //! `generateContent`, `streamGenerateContent` (SSE of partial responses, one per reply
-//! word, the last with the finish reason and usage), `batchEmbedContents`; and `POST /token`,
-//! an OAuth2 token endpoint for the JWT-bearer grant, so Vertex sign-in is tested too.
+//! word, the last with the finish reason and usage), `batchEmbedContents`; Vertex's
+//! text-embedding `predict` (on Vertex paths only, as Vertex serves it instead of
+//! `batchEmbedContents`); and `POST /token`, an OAuth2 token endpoint for the JWT-bearer
+//! grant, so Vertex sign-in is tested too.
 //!
 //! Tool calls follow the mock's convention: a request that declares functions and whose
 //! last turn is not a function response is answered with one call to the first declared
@@ -22,16 +24,16 @@ pub(crate) enum Method {
     Generate,
     Stream,
     BatchEmbed,
+    /// Vertex's `:predict` for text-embedding models.
+    Predict,
 }
 
 /// Reads a Gemini or Vertex method path into (model, method).
 pub(crate) fn parse_path(path: &str) -> Option<(&str, Method)> {
-    let rest = path.strip_prefix("/v1beta/models/").or_else(|| {
-        let rest = path.strip_prefix("/v1/projects/")?;
-        let (_, rest) = rest.split_once("/locations/")?;
-        let (_, rest) = rest.split_once("/publishers/google/models/")?;
-        Some(rest)
-    })?;
+    let (rest, is_vertex) = match path.strip_prefix("/v1beta/models/") {
+        Some(rest) => (rest, false),
+        None => (vertex_rest(path)?, true),
+    };
     let (model, method) = rest.rsplit_once(':')?;
     if model.is_empty() || model.contains('/') {
         return None;
@@ -40,9 +42,18 @@ pub(crate) fn parse_path(path: &str) -> Option<(&str, Method)> {
         "generateContent" => Method::Generate,
         "streamGenerateContent" => Method::Stream,
         "batchEmbedContents" => Method::BatchEmbed,
+        "predict" if is_vertex => Method::Predict,
         _ => return None,
     };
     Some((model, method))
+}
+
+/// What follows `/publishers/google/models/` in a Vertex path.
+fn vertex_rest(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/projects/")?;
+    let (_, rest) = rest.split_once("/locations/")?;
+    let (_, rest) = rest.split_once("/publishers/google/models/")?;
+    Some(rest)
 }
 
 /// Google's error body: `{"error": {"code", "message", "status"}}`.
@@ -93,8 +104,10 @@ pub(crate) fn handle(
     body: &Value,
     ctx: &Ctx<'_>,
 ) -> Result<Resp, BadRequest> {
-    if method == Method::BatchEmbed {
-        return Ok(embed(body));
+    match method {
+        Method::BatchEmbed => return Ok(embed(body)),
+        Method::Predict => return Ok(predict(body)),
+        Method::Generate | Method::Stream => {}
     }
     let Some(contents) = body.get("contents").and_then(Value::as_array) else {
         return Ok(error(
@@ -249,6 +262,43 @@ impl EventSource for Answer {
     }
 }
 
+/// A deterministic vector for a text of `words` words, `dims` long (8 unless asked).
+fn vector(words: u64, dims: Option<u64>) -> Vec<f64> {
+    let dims = dims.unwrap_or(8).min(4096);
+    (0..dims)
+        .map(|d| ((words + d) % 7) as f64 / 8.0 - 0.25)
+        .collect()
+}
+
+/// Vertex's text-embedding `predict`: one deterministic vector per instance (the same as
+/// `batchEmbedContents` gives the same text), with `statistics.token_count` = the
+/// content's words, and `metadata.billableCharacterCount`, as Vertex answers.
+fn predict(body: &Value) -> Resp {
+    let Some(instances) = body.get("instances").and_then(Value::as_array) else {
+        return error(400, "Invalid JSON payload: instances is required");
+    };
+    let dims = body
+        .pointer("/parameters/outputDimensionality")
+        .and_then(Value::as_u64);
+    let mut chars = 0;
+    let mut predictions = Vec::with_capacity(instances.len());
+    for instance in instances {
+        let Some(content) = instance.get("content").and_then(Value::as_str) else {
+            return error(400, "instances[].content is required");
+        };
+        chars += content.chars().filter(|c| !c.is_whitespace()).count();
+        let words = content_words(Some(&Value::from(content)));
+        predictions.push(json!({"embeddings": {
+            "values": vector(words, dims),
+            "statistics": {"truncated": false, "token_count": words},
+        }}));
+    }
+    json(
+        StatusCode::OK,
+        &json!({"predictions": predictions, "metadata": {"billableCharacterCount": chars}}),
+    )
+}
+
 /// `batchEmbedContents`: one deterministic 8-dimension vector per request (or
 /// `outputDimensionality` long), from the text's words.
 fn embed(body: &Value) -> Resp {
@@ -261,16 +311,9 @@ fn embed(body: &Value) -> Resp {
     let embeddings: Vec<Value> = requests
         .iter()
         .map(|r| {
-            let dims = r
-                .get("outputDimensionality")
-                .and_then(Value::as_u64)
-                .unwrap_or(8)
-                .min(4096) as usize;
-            let words = content_words(r.pointer("/content/parts")) as f64;
-            let values: Vec<f64> = (0..dims)
-                .map(|d| ((words + d as f64) % 7.0) / 8.0 - 0.25)
-                .collect();
-            json!({ "values": values })
+            let dims = r.get("outputDimensionality").and_then(Value::as_u64);
+            let words = content_words(r.pointer("/content/parts"));
+            json!({ "values": vector(words, dims) })
         })
         .collect();
     json(StatusCode::OK, &json!({ "embeddings": embeddings }))

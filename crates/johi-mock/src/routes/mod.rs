@@ -111,7 +111,9 @@ impl<'a> Route<'a> {
             Route::Models | Route::Model(_) => bump(&c.models),
             // Gemini's methods count as the OpenAI routes they stand for.
             Route::Gemini(_, gemini::Method::Generate | gemini::Method::Stream) => bump(&c.chat),
-            Route::Gemini(_, gemini::Method::BatchEmbed) => bump(&c.embeddings),
+            Route::Gemini(_, gemini::Method::BatchEmbed | gemini::Method::Predict) => {
+                bump(&c.embeddings)
+            }
             Route::Token | Route::NotFound => {}
         }
     }

@@ -30,34 +30,8 @@ pub fn encode_embeddings(
         }
     }
     wants_base64(body)?;
-    let inputs: Vec<&str> = match present(body, "input") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_str().ok_or_else(|| {
-                    TranslateError::unsupported(
-                        format!("input[{i}]"),
-                        "Gemini embeds text only, not token arrays",
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(TranslateError::invalid(
-                "input",
-                "must be a string or a non-empty array of strings",
-            ))
-        }
-    };
-    let dimensions =
-        match present(body, "dimensions") {
-            None => None,
-            Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                TranslateError::invalid("dimensions", "must be a positive integer")
-            })?),
-        };
+    let inputs = text_inputs(body)?;
+    let dimensions = dimensions(body)?;
     let model = format!(
         "models/{}",
         upstream_model
@@ -104,8 +78,44 @@ struct TextPart<'a> {
     text: &'a str,
 }
 
+/// The client's `input` as texts: a string or a non-empty array of strings. Token arrays are
+/// refused naming the element: Google's embedding models take text only.
+pub(super) fn text_inputs(body: &Map<String, Value>) -> Result<Vec<&str>, TranslateError> {
+    match present(body, "input") {
+        Some(Value::String(s)) => Ok(vec![s.as_str()]),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().ok_or_else(|| {
+                    TranslateError::unsupported(
+                        format!("input[{i}]"),
+                        "Google's embedding models embed text only, not token arrays",
+                    )
+                })
+            })
+            .collect(),
+        _ => Err(TranslateError::invalid(
+            "input",
+            "must be a string or a non-empty array of strings",
+        )),
+    }
+}
+
+/// OpenAI's `dimensions` (Google's `outputDimensionality`), when given: a positive integer.
+pub(super) fn dimensions(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
+    match present(body, "dimensions") {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| TranslateError::invalid("dimensions", "must be a positive integer")),
+    }
+}
+
 /// Whether the client asked for base64 vectors (`encoding_format`), refusing other values.
-fn wants_base64(body: &Map<String, Value>) -> Result<bool, TranslateError> {
+pub(super) fn wants_base64(body: &Map<String, Value>) -> Result<bool, TranslateError> {
     match present(body, "encoding_format").map(Value::as_str) {
         None | Some(Some("float")) => Ok(false),
         Some(Some("base64")) => Ok(true),
@@ -139,29 +149,42 @@ pub fn decode_embeddings(
         let values = e.get().and_then(|e| e.values.get()).ok_or_else(|| {
             TranslateError::upstream(format!("embeddings[{i}].values"), "missing")
         })?;
-        let embedding = if base64 {
-            let mut bytes = Vec::with_capacity(values.len() * 4);
-            for (j, v) in values.iter().enumerate() {
-                let x = v.as_f64().ok_or_else(|| {
-                    TranslateError::upstream(format!("embeddings[{i}].values[{j}]"), "not a number")
-                })?;
-                // OpenAI's base64 vectors are f32; narrowing is the format.
-                #[allow(clippy::cast_possible_truncation)]
-                bytes.extend_from_slice(&(x as f32).to_le_bytes());
-            }
-            Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
-        } else {
-            Vector::Floats(values)
-        };
+        let embedding = vector(values, base64, &format!("embeddings[{i}].values"))?;
         data.push(EmbeddingOut::new(i, embedding));
     }
     EmbeddingList::new(data, model, Some(Usage::default())).write()
 }
 
+/// One upstream vector as OpenAI sends it: the JSON numbers as they were, or, when the
+/// client asked for `encoding_format: base64`, base64 of little-endian `f32`s as OpenAI
+/// encodes them. `path` names the upstream array in the error for a value that is not a
+/// number.
+pub(super) fn vector(
+    values: Vec<Value>,
+    base64: bool,
+    path: &str,
+) -> Result<Vector, TranslateError> {
+    if !base64 {
+        return Ok(Vector::Floats(values));
+    }
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for (j, v) in values.iter().enumerate() {
+        let x = v
+            .as_f64()
+            .ok_or_else(|| TranslateError::upstream(format!("{path}[{j}]"), "not a number"))?;
+        // OpenAI's base64 vectors are f32; narrowing is the format.
+        #[allow(clippy::cast_possible_truncation)]
+        bytes.extend_from_slice(&(x as f32).to_le_bytes());
+    }
+    Ok(Vector::Base64(
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    ))
+}
+
 /// A vector as OpenAI sends it: floats, or base64 of little-endian `f32`s.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Vector {
+pub(super) enum Vector {
     Floats(Vec<Value>),
     Base64(String),
 }

@@ -1,7 +1,8 @@
 //! Gemini- and Vertex-protocol providers behind Johi: OpenAI clients in, Google's
 //! `generateContent` / `streamGenerateContent` / `batchEmbedContents` (the mock's Gemini
 //! routes) out, and back — plain, streamed, tool calls, embeddings, refused, failing, and
-//! Vertex's service-account sign-in against the mock's token endpoint.
+//! Vertex's service-account sign-in against the mock's token endpoint and its embeddings
+//! through `:predict`.
 
 use base64::Engine as _;
 use johi_testkit::Harness;
@@ -32,6 +33,7 @@ providers:
     vertex: { project: proj-1, location: us-central1, credentials_file: "{dir}/sa.json" }
 models:
   v: { targets: [{ provider: vx, model: gemini-mock }] }
+  ve: { targets: [{ provider: vx, model: text-embedding-mock }], input_type: search_query }
 audit: { path: "{dir}/audit.jsonl" }
 "#;
 
@@ -321,15 +323,70 @@ async fn vertex_without_a_token_endpoint_is_a_502_naming_the_provider() {
 }
 
 #[tokio::test]
-async fn vertex_embeddings_are_refused_before_anything_is_sent() {
-    // Vertex embeds through `:predict`, which Johi does not translate yet: a clear 400, not
-    // a `batchEmbedContents` call that Vertex would answer with a 404.
+async fn vertex_embeddings_go_through_predict_with_the_token_counts_as_usage() {
     let h = vertex("{mock}/token").await;
     let r = h
-        .post("/v1/embeddings", &json!({"model": "v", "input": "hello"}))
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "ve", "input": ["one two", "three"], "dimensions": 4}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "ve");
+    assert_eq!(body["data"][1]["index"], 1);
+    let floats = body["data"][0]["embedding"].as_array().unwrap().clone();
+    assert_eq!(floats.len(), 4);
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 3, "total_tokens": 3}),
+        "the sum of Vertex's token counts"
+    );
+    let seen = h.mock.requests();
+    let calls: Vec<_> = seen.iter().filter(|r| r.path != "/token").collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].path,
+        "/v1/projects/proj-1/locations/us-central1/publishers/google/models/text-embedding-mock:predict"
+    );
+    assert!(calls[0].headers["authorization"].starts_with("Bearer ya29.mock-"));
+    assert_eq!(
+        calls[0].body,
+        json!({
+            "instances": [
+                {"content": "one two", "task_type": "RETRIEVAL_QUERY"},
+                {"content": "three", "task_type": "RETRIEVAL_QUERY"},
+            ],
+            "parameters": {"outputDimensionality": 4},
+        })
+    );
+
+    let r = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "ve", "input": "one two", "encoding_format": "base64", "dimensions": 4}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f64> = bytes
+        .chunks(4)
+        .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    let want: Vec<f64> = floats.iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(decoded, want, "the same vector, as little-endian f32");
+
+    // Token arrays are refused naming the input, before anything is sent.
+    let before = h.mock.stats().embeddings;
+    let r = h
+        .post("/v1/embeddings", &json!({"model": "ve", "input": [[1, 2]]}))
         .await;
     assert_eq!(r.status(), 400);
     let error: Value = r.json().await.unwrap();
-    assert_eq!(error["error"]["code"], "unsupported_endpoint");
-    assert_eq!(h.mock.stats().requests, 0, "nothing went upstream");
+    assert_eq!(error["error"]["param"], "input[0]");
+    assert_eq!(h.mock.stats().embeddings, before, "nothing went upstream");
 }
