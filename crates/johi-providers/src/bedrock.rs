@@ -4,7 +4,8 @@
 //! Pure translation, no I/O: [`encode_request`] builds the upstream body, [`converse_uri`]
 //! its URL, [`decode_response`] turns a Converse response into a `chat.completion`,
 //! [`StreamTranslator`] turns ConverseStream's binary event-stream frames into
-//! `chat.completion.chunk` events, [`decode_error`] turns a Bedrock error body into OpenAI's
+//! `chat.completion.chunk` events, [`encode_embeddings`] / [`decode_embeddings`] speak
+//! `InvokeModel` (`/model/{modelId}/invoke`, [`invoke_uri`]) for embedding models, [`decode_error`] turns a Bedrock error body into OpenAI's
 //! error shape and [`usage_from_bedrock`] reads usage into Johi's one [`Usage`] shape. The
 //! request is signed (SigV4) by the credentials processor, not here: signing is per attempt.
 //!
@@ -12,6 +13,7 @@
 //! [`TranslateError`] naming it (a 400 for the client), never dropped silently. The table is
 //! in `docs/providers.md`; [`MAPPED_FIELDS`] is the allow-list the encoder enforces.
 
+mod embed;
 mod request;
 mod response;
 mod stream;
@@ -19,6 +21,7 @@ mod stream;
 use johi_core::Usage;
 use serde_json::Value;
 
+pub use embed::{decode_embeddings, encode_embeddings, EmbedFamily};
 pub use request::{encode_request, MAPPED_FIELDS};
 pub use response::{decode_error, decode_response, finish_reason};
 pub use stream::{StreamTranslator, MAX_FRAME_BYTES};
@@ -34,12 +37,22 @@ pub fn converse_uri(
     model_id: &str,
     stream: bool,
 ) -> Result<http::Uri, http::Error> {
-    let path = base.path().trim_end_matches('/');
     let op = if stream {
         "converse-stream"
     } else {
         "converse"
     };
+    model_op_uri(base, model_id, op)
+}
+
+/// The `InvokeModel` URL for `model_id` (`{base}/model/{id}/invoke`), through which Bedrock
+/// serves embeddings; the id is encoded as for [`converse_uri`].
+pub fn invoke_uri(base: &http::Uri, model_id: &str) -> Result<http::Uri, http::Error> {
+    model_op_uri(base, model_id, "invoke")
+}
+
+fn model_op_uri(base: &http::Uri, model_id: &str, op: &str) -> Result<http::Uri, http::Error> {
+    let path = base.path().trim_end_matches('/');
     let mut parts = base.clone().into_parts();
     parts.path_and_query = Some(format!("{path}/model/{}/{op}", encode_segment(model_id)).parse()?);
     Ok(http::Uri::from_parts(parts)?)

@@ -131,9 +131,11 @@ pub fn translates(protocol: Protocol) -> bool {
 pub fn supports(protocol: Protocol, api: Api) -> bool {
     match protocol {
         Protocol::OpenAi => true,
-        Protocol::Anthropic | Protocol::Bedrock => api == Api::ChatCompletions,
-        // Vertex embeds through `:predict`, the Gemini API through `:batchEmbedContents`.
-        Protocol::Gemini | Protocol::Vertex | Protocol::Cohere => {
+        Protocol::Anthropic => api == Api::ChatCompletions,
+        // Vertex embeds through `:predict`, the Gemini API through `:batchEmbedContents`,
+        // Bedrock through `InvokeModel` (Titan and Cohere models; others are refused by the
+        // encoder, which knows the model id).
+        Protocol::Bedrock | Protocol::Gemini | Protocol::Vertex | Protocol::Cohere => {
             matches!(api, Api::ChatCompletions | Api::Embeddings)
         }
     }
@@ -156,8 +158,23 @@ pub fn encode(
 }
 
 /// Converse's body and URL; the `accept` header names the event stream for a stream (it
-/// replaces the SSE one the translate processor sets). Signing happens later, per attempt.
+/// replaces the SSE one the translate processor sets). Embeddings are `InvokeModel` with the
+/// model family's body. Signing happens later, per attempt, on whichever was written.
 fn encode_bedrock(input: &EncodeInput<'_>) -> Result<Encoded, TranslateError> {
+    if input.api == Api::Embeddings {
+        let body =
+            bedrock::encode_embeddings(input.body, input.upstream_model, input.embed_input_type)?;
+        let uri = bedrock::invoke_uri(input.base_url, input.upstream_model)
+            .map_err(|e| TranslateError::invalid("base_url", e.to_string()))?;
+        return Ok(Encoded {
+            uri,
+            body,
+            headers: vec![(
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/json"),
+            )],
+        });
+    }
     let body = bedrock::encode_request(input.body)?;
     let uri = bedrock::converse_uri(input.base_url, input.upstream_model, input.stream)
         .map_err(|e| TranslateError::invalid("base_url", e.to_string()))?;
@@ -256,6 +273,9 @@ pub fn decode_response(
     match protocol {
         Protocol::OpenAi => None,
         Protocol::Anthropic => Some(anthropic::decode_response(body, model, created)),
+        Protocol::Bedrock if api == Api::Embeddings => {
+            Some(bedrock::decode_embeddings(body, request, model))
+        }
         Protocol::Bedrock => Some(bedrock::decode_response(body, model, created)),
         Protocol::Gemini | Protocol::Vertex => Some(match api {
             Api::Embeddings if protocol == Protocol::Vertex => {

@@ -31,6 +31,8 @@ use serde_json::Value;
 use crate::wire::{Lax, Object};
 
 pub use embed::{decode_embeddings, encode_embeddings, EMBEDDING_FIELDS};
+/// The embeddings input helpers Bedrock's `InvokeModel` embeddings share.
+pub(crate) use embed::{dimensions, texts_for, vector, wants_base64, Vector};
 pub use predict::{decode_predict_embeddings, encode_predict_embeddings, task_type};
 pub use request::{encode_request, EncodedRequest, MAPPED_FIELDS};
 pub use response::{decode_error, decode_response, finish_reason};

@@ -9,7 +9,13 @@
 //!   `{"exception": type, "payload"}`); they are encoded to binary frames here with the AWS
 //!   event-stream encoder, then fed whole and in 1-, 7- and 64-byte chunks. A case whose name
 //!   contains `with_usage` asks for `stream_options.include_usage`;
-//! * `errors/<case>.json`: `{"status", "body" | "body_text", "expected"}`.
+//! * `errors/<case>.json`: `{"status", "body" | "body_text", "expected"}`;
+//! * `embeddings/<case>.openai.json` → `<case>.bedrock.json` (the `InvokeModel` body), or
+//!   `<case>.error.json` for a refusal; when `<case>.invoke.json` exists (Bedrock's answer),
+//!   its translation `<case>.result.json`. The case's name picks the model id
+//!   ([`embed_model_id`]); a name containing `input_type` is for a model configured with
+//!   `input_type: classification`. Encoding and decoding go through `codec`, so the routing
+//!   (URL, `accept`) is checked too.
 //!
 //! `BLESS=1 cargo test -p johi-providers --test bedrock` rewrites the expected files
 //! (review the diff before committing).
@@ -35,6 +41,95 @@ use serde_json::{json, Map, Value};
 const FIXTURES: Fixtures = Fixtures("bedrock");
 const REQUESTED_MODEL: &str = "claude-on-bedrock";
 const CREATED: u64 = 1_700_000_000;
+
+/// The Bedrock model id an embeddings fixture is for, by its name's prefix.
+fn embed_model_id(case: &str) -> &'static str {
+    if case.starts_with("titan") {
+        "amazon.titan-embed-text-v2:0"
+    } else if case.starts_with("cohere_v4") {
+        "us.cohere.embed-v4:0"
+    } else if case.starts_with("cohere") {
+        "cohere.embed-english-v3"
+    } else {
+        "amazon.titan-embed-image-v1"
+    }
+}
+
+#[test]
+fn embeddings_translate_or_are_refused() {
+    use johi_core::model::Protocol;
+    use johi_core::Api;
+    use johi_providers::codec::{self, EncodeInput};
+
+    let dir = FIXTURES.dir("embeddings");
+    let base: http::Uri = "https://bedrock-runtime.us-east-1.amazonaws.com"
+        .parse()
+        .unwrap();
+    let (mut refused, mut decoded) = (0, 0);
+    for case in FIXTURES.cases("embeddings", ".openai.json") {
+        let body: Map<String, Value> = read_json(&dir.join(format!("{case}.openai.json")))
+            .as_object()
+            .unwrap()
+            .clone();
+        let model_id = embed_model_id(&case);
+        let input = EncodeInput {
+            api: Api::Embeddings,
+            body: &body,
+            upstream_model: model_id,
+            base_url: &base,
+            stream: false,
+            default_max_tokens: 1024,
+            embed_input_type: case.contains("input_type").then_some("classification"),
+        };
+        let encoded = codec::encode(Protocol::Bedrock, &input).unwrap();
+        let error = dir.join(format!("{case}.error.json"));
+        if error.exists() {
+            refused += 1;
+            let err = encoded.expect_err(&case);
+            common::check_refusal(&case, &err, &read_json(&error));
+            continue;
+        }
+        let encoded = encoded.unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert!(
+            encoded.uri.path().ends_with("/invoke"),
+            "{case}: {}",
+            encoded.uri
+        );
+        assert_eq!(
+            encoded.headers,
+            vec![(
+                http::header::ACCEPT,
+                http::HeaderValue::from_static("application/json")
+            )]
+        );
+        let actual: Value = serde_json::from_slice(&encoded.body).unwrap();
+        check(&dir.join(format!("{case}.bedrock.json")), &actual);
+        let answer = dir.join(format!("{case}.invoke.json"));
+        if answer.exists() {
+            decoded += 1;
+            let raw = fs::read(&answer).unwrap();
+            let out = codec::decode_response(
+                Protocol::Bedrock,
+                Api::Embeddings,
+                &body,
+                &raw,
+                "embed",
+                CREATED,
+            )
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let actual: Value = serde_json::from_slice(&out.body).unwrap();
+            // Johi meters the prompt tokens the client is shown.
+            let usage = out.usage.unwrap();
+            assert_eq!(
+                actual["usage"]["prompt_tokens"], usage.input_tokens,
+                "{case}"
+            );
+            check(&dir.join(format!("{case}.result.json")), &actual);
+        }
+    }
+    assert!(refused >= 6 && decoded >= 4, "every kind of case ran");
+}
 
 #[test]
 fn requests_translate_or_are_refused_naming_the_field() {

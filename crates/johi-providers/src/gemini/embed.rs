@@ -81,18 +81,26 @@ struct TextPart<'a> {
 /// The client's `input` as texts: a string or a non-empty array of strings. Token arrays are
 /// refused naming the element: Google's embedding models take text only.
 pub(super) fn text_inputs(body: &Map<String, Value>) -> Result<Vec<&str>, TranslateError> {
+    texts_for(
+        body,
+        "Google's embedding models embed text only, not token arrays",
+    )
+}
+
+/// [`text_inputs`] for any text-only embedder; `token_reason` says, in the refusal of a
+/// token-array element, which provider takes text only.
+pub(crate) fn texts_for<'a>(
+    body: &'a Map<String, Value>,
+    token_reason: &str,
+) -> Result<Vec<&'a str>, TranslateError> {
     match present(body, "input") {
         Some(Value::String(s)) => Ok(vec![s.as_str()]),
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str().ok_or_else(|| {
-                    TranslateError::unsupported(
-                        format!("input[{i}]"),
-                        "Google's embedding models embed text only, not token arrays",
-                    )
-                })
+                v.as_str()
+                    .ok_or_else(|| TranslateError::unsupported(format!("input[{i}]"), token_reason))
             })
             .collect(),
         _ => Err(TranslateError::invalid(
@@ -103,7 +111,7 @@ pub(super) fn text_inputs(body: &Map<String, Value>) -> Result<Vec<&str>, Transl
 }
 
 /// OpenAI's `dimensions` (Google's `outputDimensionality`), when given: a positive integer.
-pub(super) fn dimensions(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
+pub(crate) fn dimensions(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
     match present(body, "dimensions") {
         None => Ok(None),
         Some(v) => v
@@ -115,7 +123,7 @@ pub(super) fn dimensions(body: &Map<String, Value>) -> Result<Option<u64>, Trans
 }
 
 /// Whether the client asked for base64 vectors (`encoding_format`), refusing other values.
-pub(super) fn wants_base64(body: &Map<String, Value>) -> Result<bool, TranslateError> {
+pub(crate) fn wants_base64(body: &Map<String, Value>) -> Result<bool, TranslateError> {
     match present(body, "encoding_format").map(Value::as_str) {
         None | Some(Some("float")) => Ok(false),
         Some(Some("base64")) => Ok(true),
@@ -159,7 +167,7 @@ pub fn decode_embeddings(
 /// client asked for `encoding_format: base64`, base64 of little-endian `f32`s as OpenAI
 /// encodes them. `path` names the upstream array in the error for a value that is not a
 /// number.
-pub(super) fn vector(
+pub(crate) fn vector(
     values: Vec<Value>,
     base64: bool,
     path: &str,
@@ -184,7 +192,7 @@ pub(super) fn vector(
 /// A vector as OpenAI sends it: floats, or base64 of little-endian `f32`s.
 #[derive(Serialize)]
 #[serde(untagged)]
-pub(super) enum Vector {
+pub(crate) enum Vector {
     Floats(Vec<Value>),
     Base64(String),
 }
