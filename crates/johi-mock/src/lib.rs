@@ -13,6 +13,7 @@
 //! | `POST /v1/chat/completions` | `chat.completion`, or a `chat.completion.chunk` SSE stream with `"stream": true` |
 //! | `POST /v1/messages` | Anthropic's Messages API: a `message`, or its event stream with `"stream": true`; errors (the `status`/`fail_first` knobs) in Anthropic's shape |
 //! | `POST /model/{id}/converse`, `/model/{id}/converse-stream` | AWS Bedrock's Converse API: a Converse response, or binary event-stream frames; requests must be SigV4-signed with [`MOCK_AWS_ACCESS_KEY_ID`] / [`MOCK_AWS_SECRET_ACCESS_KEY`] (service `bedrock`, else a 403 in Bedrock's shape); declared tools get one tool call to the first tool; errors in Bedrock's shape (`{"message"}`, `x-amzn-errortype`) |
+//! | `POST /model/{id}/invoke` | Bedrock's InvokeModel for embedding models: Titan Text (`inputText` → `embedding`, `inputTextTokenCount`) and Cohere Embed (`texts` → `embeddings`, no token count), with the Cohere route's deterministic vectors; SigV4-checked like Converse, counted with embeddings; other models get a `ValidationException` |
 //! | `POST /v1/completions` | legacy `text_completion`, streaming likewise |
 //! | `POST /v1/embeddings` | deterministic, L2-normalised vectors (`float` or `base64`) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | `mock-small` and `mock-large`; any id is "found" |

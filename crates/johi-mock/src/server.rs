@@ -117,7 +117,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
         shared.push_record(record(&parts, &body));
     }
     // Bedrock checks the SigV4 signature before anything else, knobs included.
-    if let Route::Converse { .. } = route {
+    if let Route::Converse { .. } | Route::Invoke(_) = route {
         if let Some(denied) = routes::sigv4::check(&parts, &bytes) {
             return Ok(denied);
         }
@@ -171,12 +171,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp,
 }
 
 /// A fault knob's error in the route's own protocol: Anthropic's shape on `/v1/messages`,
-/// Google's on the Gemini routes, Bedrock's on the Converse routes, Cohere's on `/v2/*`.
+/// Google's on the Gemini routes, Bedrock's on the Converse and InvokeModel routes, Cohere's on `/v2/*`.
 fn knob_error(route: Route<'_>, status: u16, knobs: &Knobs) -> Resp {
     if route == Route::Messages && knobs.error_body.is_none() {
         return routes::messages::knob_error(status);
     }
-    if let (Route::Converse { .. }, None) = (route, &knobs.error_body) {
+    if let (Route::Converse { .. } | Route::Invoke(_), None) = (route, &knobs.error_body) {
         return routes::converse::error(status, &format!("mock error {status}"));
     }
     if let (Route::Gemini(..), None) = (route, &knobs.error_body) {

@@ -166,3 +166,50 @@ async fn a_signed_stream_request_gets_event_stream_frames() {
         ]
     );
 }
+
+#[tokio::test]
+async fn invoke_embeds_titan_and_cohere_and_checks_the_signature() {
+    let mock = mock().await;
+    let base = base(&mock);
+    let key = Some(MOCK_AWS_SECRET_ACCESS_KEY);
+    let titan = json!({"inputText": "hello there", "dimensions": 4});
+    let r = send(&base, "/model/m/invoke", &titan, None, false).await;
+    assert_eq!(r.status(), 403);
+
+    let path = "/model/amazon.titan-embed-text-v2%3A0/invoke";
+    let r = send(&base, path, &titan, key, false).await;
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["inputTextTokenCount"], 2);
+    assert_eq!(t["embedding"].as_array().unwrap().len(), 4);
+
+    let cohere = json!({"texts": ["hello there", "x"], "input_type": "search_document",
+                        "embedding_types": ["float"], "output_dimension": 4});
+    let r = send(
+        &base,
+        "/model/cohere.embed-v4%3A0/invoke",
+        &cohere,
+        key,
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["response_type"], "embeddings_by_type");
+    // The same text gets the same vector whichever family embeds it.
+    assert_eq!(c["embeddings"]["float"][0], t["embedding"]);
+    assert!(
+        c.get("meta").is_none(),
+        "Bedrock's Cohere answer has no usage"
+    );
+
+    let r = send(&base, "/model/meta.llama3/invoke", &titan, key, false).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers()["x-amzn-errortype"]
+        .to_str()
+        .unwrap()
+        .starts_with("ValidationException"));
+    // Counted on arrival, the unsigned one too.
+    assert_eq!(mock.stats().embeddings, 4);
+    assert_eq!(mock.stats().converse, 0);
+}

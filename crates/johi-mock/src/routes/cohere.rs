@@ -264,7 +264,7 @@ impl EventSource for ToolStream {
 }
 
 /// FNV-1a (64 bit) of a text: the seed of its vector.
-fn hash(text: &str) -> u64 {
+pub(crate) fn hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -6,6 +6,7 @@ mod completions;
 pub(crate) mod converse;
 mod embeddings;
 pub(crate) mod gemini;
+mod invoke;
 pub(crate) mod messages;
 mod models;
 pub(crate) mod sigv4;
@@ -43,6 +44,9 @@ pub(crate) enum Route<'a> {
     Converse {
         stream: bool,
     },
+    /// Bedrock's `POST /model/{id}/invoke` (the id as in the path; counted with embeddings:
+    /// the mock serves it for embedding models only).
+    Invoke(&'a str),
     /// A Gemini (or Vertex) method on a model.
     Gemini(&'a str, gemini::Method),
     /// The OAuth2 token endpoint (Vertex sign-in).
@@ -83,6 +87,7 @@ impl<'a> Route<'a> {
                     Some((id, "converse-stream")) if !id.is_empty() => {
                         Route::Converse { stream: true }
                     }
+                    Some((id, "invoke")) if !id.is_empty() => Route::Invoke(id),
                     _ => Route::NotFound,
                 }
             }
@@ -107,7 +112,7 @@ impl<'a> Route<'a> {
             Route::Messages => bump(&c.messages),
             Route::Converse { .. } => bump(&c.converse),
             Route::Completions => bump(&c.completions),
-            Route::Embeddings | Route::CohereEmbed => bump(&c.embeddings),
+            Route::Embeddings | Route::CohereEmbed | Route::Invoke(_) => bump(&c.embeddings),
             Route::Models | Route::Model(_) => bump(&c.models),
             // Gemini's methods count as the OpenAI routes they stand for.
             Route::Gemini(_, gemini::Method::Generate | gemini::Method::Stream) => bump(&c.chat),
@@ -182,6 +187,10 @@ pub(crate) fn dispatch(
         Route::CohereEmbed => json_body().and_then(|b| cohere::embed(b, ctx)),
         Route::Completions => json_body().and_then(|b| completions::handle(b, ctx)),
         Route::Embeddings => json_body().and_then(|b| embeddings::handle(b, ctx)),
+        Route::Invoke(id) => match body {
+            RequestBody::Json(b) => Ok(invoke::handle(id, b, ctx)),
+            _ => Ok(converse::error(400, "The request body must be JSON.")),
+        },
         Route::Models => Ok(models::list()),
         Route::Model(id) => Ok(models::one(id)),
         Route::Gemini(model, m) => json_body().and_then(|b| gemini::handle(model, m, b, ctx)),
