@@ -1,6 +1,7 @@
 //! A Bedrock-protocol provider behind Johi: OpenAI clients in, Bedrock's Converse API (the
 //! mock's `/model/{id}/converse[-stream]`, which checks the SigV4 signature) out, and back —
-//! plain, streamed, tool calls, refused, failing, and re-signed on fallback.
+//! plain, streamed, tool calls, refused, failing, and re-signed on fallback; embeddings
+//! through `InvokeModel` (`/model/{id}/invoke`) for Titan Text and Cohere Embed models.
 
 use johi_testkit::johi_mock::{MOCK_AWS_ACCESS_KEY_ID, MOCK_AWS_SECRET_ACCESS_KEY};
 use johi_testkit::{sse_data, Harness};
@@ -32,6 +33,8 @@ models:
   b: { targets: [{ provider: aws, model: "anthropic.claude-3-haiku-20240307-v1:0" }] }
   w: { targets: [{ provider: wrong, model: m }] }
   f: { targets: [{ provider: flaky, model: first, weight: 1 }, { provider: aws, model: second, weight: 0 }] }
+  titan: { targets: [{ provider: aws, model: "amazon.titan-embed-text-v2:0" }] }
+  coh: { targets: [{ provider: aws, model: "cohere.embed-v4:0" }], input_type: search_query }
 audit: { path: "{dir}/audit.jsonl" }
 "#;
 
@@ -340,4 +343,86 @@ async fn a_missing_profile_is_a_502_naming_the_provider_and_nothing_is_sent() {
     assert!(message.contains("ghost"), "{message}");
     assert!(message.contains("AWS credentials"), "{message}");
     assert_eq!(h.mock.stats().requests, 0, "nothing went upstream");
+}
+
+#[tokio::test]
+async fn titan_embeddings_go_through_invoke_signed_and_are_charged_titans_token_count() {
+    let h = start().await;
+    let r = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "titan", "input": "hello there gateway", "dimensions": 8}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "titan");
+    assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 8);
+    // The mock counts the text's words.
+    assert_eq!(body["usage"]["prompt_tokens"], 3);
+
+    let up = &h.mock.requests()[0];
+    assert_eq!(up.path, "/v1/model/amazon.titan-embed-text-v2%3A0/invoke");
+    assert!(up.headers["authorization"].contains("/us-west-2/bedrock/aws4_request"));
+    assert_eq!(up.headers["accept"], "application/json");
+    assert_eq!(
+        up.body,
+        json!({"inputText": "hello there gateway", "dimensions": 8})
+    );
+
+    // Titan embeds one text per request: refused before anything is sent.
+    let r = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "titan", "input": ["a", "b"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let error: Value = r.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "input", "{error}");
+    assert_eq!(h.mock.stats().requests, 1);
+
+    let records = h.finish().await;
+    assert_eq!(records[0]["status"], 200);
+    assert_eq!(records[0]["input_tokens"], 3);
+}
+
+#[tokio::test]
+async fn cohere_embeddings_on_bedrock_use_the_configured_input_type_and_honour_base64() {
+    let h = start().await;
+    let r = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "coh", "input": ["one", "two"], "encoding_format": "base64"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(body["data"][1]["index"], 1);
+    // 16 f32s (the mock's default size), base64.
+    assert_eq!(body["data"][0]["embedding"].as_str().unwrap().len(), 88);
+    // Bedrock's Cohere answer carries no token count.
+    assert_eq!(body["usage"]["prompt_tokens"], 0);
+    let up = &h.mock.requests()[0];
+    assert_eq!(up.path, "/v1/model/cohere.embed-v4%3A0/invoke");
+    assert_eq!(
+        up.body,
+        json!({"texts": ["one", "two"], "input_type": "search_query", "embedding_types": ["float"]})
+    );
+}
+
+#[tokio::test]
+async fn embeddings_from_a_bedrock_model_of_another_family_are_refused_naming_the_model() {
+    let h = start().await;
+    let r = h
+        .post("/v1/embeddings", &json!({"model": "b", "input": "x"}))
+        .await;
+    assert_eq!(r.status(), 400);
+    let error: Value = r.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "model", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("anthropic.claude-3-haiku"), "{message}");
+    assert_eq!(h.mock.stats().requests, 0, "the upstream saw nothing");
 }
