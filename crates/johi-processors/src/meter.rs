@@ -44,19 +44,32 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
     let target = ex.target()?;
     let identity = ex.identity.as_deref();
     // A stream that ended without a usage report (cut mid-way) is recorded with what passed:
-    // the estimated prompt and the output counted as it was relayed.
+    // the estimated prompt and the output counted as it was relayed. A successful answer
+    // whose provider reports no usage at all (Gemini API and Bedrock Cohere embeddings) is
+    // recorded with Johi's own count of the input, so that nothing served is free.
+    let counted_input = || {
+        crate::tokens::count_input_tokens(
+            ex.route.as_ref().map(|r| r.tokenizer).unwrap_or_default(),
+            ex.api,
+            ex.body(),
+        )
+    };
+    let served = outcome.error.is_none() && !outcome.cancelled && outcome.status.is_success();
     let (usage, source) = match (ex.usage, ex.counted_output_tokens) {
         (Some(usage), _) => (usage, UsageSource::Reported),
         (None, Some(output)) => (
             Usage {
-                input_tokens: crate::tokens::count_input_tokens(
-                    ex.route.as_ref().map(|r| r.tokenizer).unwrap_or_default(),
-                    ex.api,
-                    ex.body(),
-                ),
+                input_tokens: counted_input(),
                 output_tokens: output,
                 cached_tokens: 0,
                 reasoning_tokens: 0,
+            },
+            UsageSource::Counted,
+        ),
+        (None, None) if served => (
+            Usage {
+                input_tokens: counted_input(),
+                ..Usage::default()
             },
             UsageSource::Counted,
         ),

@@ -590,6 +590,15 @@ impl<'a, V: Serialize> EmbeddingList<'a, V> {
         }
     }
 
+    /// The list's bytes and no metered usage, for providers whose answer carries no token
+    /// count (the body shows zero): Johi counts the input itself (see the `meter` and `limit`
+    /// processors) rather than meter a served request as free.
+    pub(crate) fn write_unmetered(&self) -> Result<Decoded, TranslateError> {
+        let mut decoded = self.write()?;
+        decoded.usage = None;
+        Ok(decoded)
+    }
+
     /// The list's bytes and the usage Johi meters (its input tokens: what the client is
     /// shown).
     pub(crate) fn write(&self) -> Result<Decoded, TranslateError> {

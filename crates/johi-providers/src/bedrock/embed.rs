@@ -163,7 +163,8 @@ struct CohereRequest<'a> {
 /// The family is read from the answer's shape (Titan's `embedding`, Cohere's `embeddings`),
 /// since the decoder is given the client's model name, not the upstream id. Titan's usage is
 /// its `inputTextTokenCount`; Bedrock's Cohere answer carries no token count (Bedrock puts it
-/// in a response header the codec does not see), so its usage is zero, as for Gemini.
+/// in a response header the codec does not see): the body shows zero and no usage is
+/// metered here, so Johi counts the input itself, as for the Gemini API.
 /// Vectors are passed as the JSON numbers they were, or as base64 of little-endian `f32`s
 /// when the client asked for `encoding_format: base64`.
 pub fn decode_embeddings(
@@ -202,7 +203,7 @@ pub fn decode_embeddings(
         };
         data.push(EmbeddingOut::new(i, vector(values, base64, &path)?));
     }
-    EmbeddingList::new(data, model, Some(Usage::default())).write()
+    EmbeddingList::new(data, model, Some(Usage::default())).write_unmetered()
 }
 
 /// The parts of either family's answer the translation reads.

@@ -139,7 +139,8 @@ pub(crate) fn wants_base64(body: &Map<String, Value>) -> Result<bool, TranslateE
 ///
 /// Vectors are floats, or, when the client's request asked for `encoding_format: base64`,
 /// base64 of little-endian `f32`s as OpenAI encodes them. Gemini reports no token usage for
-/// embeddings, so the usage is zero (what the provider reported: nothing). The answer is
+/// embeddings: the body shows zero and no usage is metered here (Johi counts the input
+/// itself: see the `meter` and `limit` processors). The answer is
 /// read leniently ([`Lax`]) into typed structs, without a `Value` tree around the vectors.
 pub fn decode_embeddings(
     body: &[u8],
@@ -160,7 +161,7 @@ pub fn decode_embeddings(
         let embedding = vector(values, base64, &format!("embeddings[{i}].values"))?;
         data.push(EmbeddingOut::new(i, embedding));
     }
-    EmbeddingList::new(data, model, Some(Usage::default())).write()
+    EmbeddingList::new(data, model, Some(Usage::default())).write_unmetered()
 }
 
 /// One upstream vector as OpenAI sends it: the JSON numbers as they were, or, when the
@@ -233,7 +234,7 @@ mod tests {
             "e",
         )
         .unwrap();
-        assert_eq!(out.usage, Some(Usage::default()));
+        assert_eq!(out.usage, None, "Johi counts the input itself");
         let out: Value = serde_json::from_slice(&out.body).unwrap();
         let b64 = out["data"][0]["embedding"].as_str().unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
