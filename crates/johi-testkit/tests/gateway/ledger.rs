@@ -167,3 +167,53 @@ async fn ledger_totals_equal_the_providers_usage_across_a_graceful_restart() {
     );
     ledger.shutdown().await.unwrap();
 }
+
+/// A provider that reports no usage (the Gemini API's embeddings) is not metered as free:
+/// the client is shown the provider's zero, the ledger records Johi's own count of the input.
+#[tokio::test]
+async fn an_answer_without_usage_is_recorded_at_johis_own_count_of_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.db");
+    let config = format!(
+        r#"
+server: {{ listen: "127.0.0.1:0", drain_timeout: 5s }}
+providers:
+  google: {{ protocol: gemini, base_url: "{{mock}}beta", api_key: goog-mock-key }}
+models:
+  ge: {{ targets: [{{ provider: google, model: text-embedding-004 }}] }}
+tenants: {{ acme: {{ teams: {{ search: {{ projects: {{ web: {{}} }} }} }} }} }}
+auth:
+  api_keys:
+    - {{ id: web, hash: "{}", owner: acme/search/web, user: alice }}
+ledger: {{ sqlite: "{}", flush_interval: 50ms }}
+"#,
+        KeyHash::of(KEY),
+        db.display()
+    );
+    let h = Harness::start(&config).await;
+    let r = h
+        .client
+        .post(h.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "ge", "input": ["embed these few words", "and these ones too"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["usage"]["prompt_tokens"], 0, "the provider reported none");
+    h.finish().await;
+    let ledger = Ledger::open(LedgerConfig::new(LedgerBackend::Sqlite { path: db }))
+        .await
+        .unwrap();
+    let total = ledger.spend(&SpendQuery::default()).await.unwrap();
+    assert_eq!(total.len(), 1);
+    assert_eq!(total[0].requests, 1);
+    assert!(
+        total[0].input_tokens >= 8,
+        "Johi's count of the input, not zero: {}",
+        total[0].input_tokens
+    );
+    ledger.shutdown().await.unwrap();
+}
