@@ -44,6 +44,21 @@ pub(crate) fn refuse_unknown_fields(
     Ok(())
 }
 
+/// The output cap: `max_completion_tokens` (OpenAI's current name) or else `max_tokens`, a
+/// positive integer; `None` when the client set neither.
+pub(crate) fn max_tokens(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
+    for field in ["max_completion_tokens", "max_tokens"] {
+        if let Some(v) = present(body, field) {
+            return v
+                .as_u64()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"));
+        }
+    }
+    Ok(None)
+}
+
 /// `stream` (a boolean, default false) and `stream_options.include_usage` (only when
 /// streaming): whether to stream, and whether the client asked for the usage chunk.
 pub(crate) fn stream_flags(body: &Map<String, Value>) -> Result<(bool, bool), TranslateError> {

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::TranslateError;
 use crate::openai_shape::{
-    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
-    messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
+    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, max_tokens,
+    message, messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
     refuse_unknown_fields, stop_sequences, stream_flags, tool_call, tool_call_id, tools_array,
     unknown_role, PartKind, StopSequences, ToolChoice,
 };
@@ -70,7 +70,7 @@ pub fn encode_request(
     let (system, messages) = encode_messages(body.get("messages"))?;
     let mut out = MessagesBody {
         model: upstream_model,
-        max_tokens: max_tokens(body, default_max_tokens)?,
+        max_tokens: max_tokens(body)?.unwrap_or(default_max_tokens),
         system,
         messages,
         stop_sequences: stop_sequences(body.get("stop"))?,
@@ -253,18 +253,6 @@ fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), Tran
         }
         },
     )
-}
-
-fn max_tokens(body: &Map<String, Value>, default: u64) -> Result<u64, TranslateError> {
-    for field in ["max_completion_tokens", "max_tokens"] {
-        if let Some(v) = present(body, field) {
-            return v
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"));
-        }
-    }
-    Ok(default)
 }
 
 fn user_id(body: &Map<String, Value>) -> Result<Option<&str>, TranslateError> {

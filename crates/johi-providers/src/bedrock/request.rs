@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::openai_shape::{
-    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
-    messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
+    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, max_tokens,
+    message, messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
     refuse_unknown_fields, stop_sequences, stream_flags, tool_call, tool_call_id, tool_choice,
     tools_array, unknown_role, PartKind, StopSequences, ToolChoice,
 };
@@ -208,17 +208,10 @@ fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), Tran
 }
 
 fn inference_config(body: &Map<String, Value>) -> Result<InferenceConfig<'_>, TranslateError> {
-    let mut out = InferenceConfig::default();
-    for field in ["max_completion_tokens", "max_tokens"] {
-        if let Some(v) = present(body, field) {
-            let n = v
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"))?;
-            out.max_tokens = Some(n);
-            break;
-        }
-    }
+    let mut out = InferenceConfig {
+        max_tokens: max_tokens(body)?,
+        ..InferenceConfig::default()
+    };
     for field in ["temperature", "top_p"] {
         if let Some(v) = present(body, field) {
             v.as_f64()

@@ -7,10 +7,10 @@ use serde_json::{Map, Value};
 
 use super::TranslateError;
 use crate::openai_shape::{
-    function_tool, image_url, is_web_url, map_parts, map_text_parts, message, messages_array,
-    not_text_content, part_kind, part_text, present, refuse_unknown_fields, stop_sequences,
-    stream_flags, tool_call, tool_call_id, tools_array, unknown_role, PartKind, StopSequences,
-    ToolCallOut,
+    function_tool, image_url, is_web_url, map_parts, map_text_parts, max_tokens, message,
+    messages_array, not_text_content, part_kind, part_text, present, refuse_unknown_fields,
+    stop_sequences, stream_flags, tool_call, tool_call_id, tools_array, unknown_role, PartKind,
+    StopSequences, ToolCallOut,
 };
 
 /// Top-level request fields the encoder maps (or accepts as a no-op value); any other field
@@ -236,19 +236,6 @@ fn refuse_unknown_and_no_op_fields(body: &Map<String, Value>) -> Result<(), Tran
             _ => None,
         },
     )
-}
-
-fn max_tokens(body: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
-    for field in ["max_completion_tokens", "max_tokens"] {
-        if let Some(v) = present(body, field) {
-            return v
-                .as_u64()
-                .filter(|n| *n > 0)
-                .map(Some)
-                .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"));
-        }
-    }
-    Ok(None)
 }
 
 /// `text` is Cohere's default; `json_object` is the same; a `json_schema` becomes a

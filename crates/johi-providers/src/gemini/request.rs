@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::TranslateError;
 use crate::openai_shape::{
-    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, message,
-    messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
+    base64_data_url, function_tool, image_url, is_web_url, map_parts, map_text_parts, max_tokens,
+    message, messages_array, not_text_content, part_kind, part_text, present, refuse_image_detail,
     refuse_unknown_fields, stop_sequences, stream_flags, tool_call, tool_call_id, tools_array,
     unknown_role, PartKind, StopSequences, ToolChoice,
 };
@@ -255,16 +255,7 @@ fn generation_config(body: &Map<String, Value>) -> Result<GenerationConfig<'_>, 
         candidate_count: integer("n")?,
         ..GenerationConfig::default()
     };
-    for field in ["max_completion_tokens", "max_tokens"] {
-        if let Some(v) = present(body, field) {
-            let n = v
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| TranslateError::invalid(field, "must be a positive integer"))?;
-            config.max_output_tokens = Some(n);
-            break;
-        }
-    }
+    config.max_output_tokens = max_tokens(body)?;
     config.stop_sequences = stop_sequences(present(body, "stop"))?;
     if let Some(format) = present(body, "response_format") {
         response_format(format, &mut config)?;
