@@ -106,14 +106,16 @@ impl Processor for Credentials {
         };
         let provider = target.provider.clone();
         let token = match &provider.key_placement {
-            KeyPlacement::ServiceAccount(_) => match self.token(&provider).await {
+            // The token and credential-chain futures are large and rarely awaited: boxed, so
+            // that every request's future (boxed by `async_trait`) is not copied at their size.
+            KeyPlacement::ServiceAccount(_) => match Box::pin(self.token(&provider)).await {
                 Ok(token) => Some(token),
                 Err(e) => return Ok(Verdict::Deny(e)),
             },
             KeyPlacement::Bearer | KeyPlacement::Header(_) => None,
         };
         let aws_credentials = match &provider.aws {
-            Some(aws) => match self.aws_credentials(&provider, aws).await {
+            Some(aws) => match Box::pin(self.aws_credentials(&provider, aws)).await {
                 Ok(credentials) => Some((aws, credentials)),
                 Err(e) => return Ok(Verdict::Deny(e)),
             },
