@@ -20,6 +20,7 @@ use johi_config::AuditConfig;
 use johi_core::exchange::Outcome;
 use johi_core::{Exchange, Facet, FacetSet};
 use johi_pipeline::{Category, Contract, FailureMode, Processor, RetryScope};
+
 use serde::{Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -27,39 +28,40 @@ use tokio::task::JoinHandle;
 /// How often the writer drains the queue. Records reach the file at most this late.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// One request's record, as written.
+/// One request's record, as written. It borrows from the exchange: nothing is copied to
+/// make it, only to write it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AuditRecord {
+pub struct AuditRecord<'a> {
     /// When the request arrived (written as RFC 3339, UTC, milliseconds — formatted by the
     /// writer, off the request path).
     #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
     /// Request ID (also in the response's `x-request-id`).
-    pub request_id: String,
+    pub request_id: &'a str,
     /// W3C trace ID.
-    pub trace_id: Option<String>,
+    pub trace_id: Option<&'a str>,
     /// Organisation the request is attributed to.
-    pub organization: Option<String>,
+    pub organization: Option<&'a str>,
     /// Team, from the credential.
-    pub team: Option<String>,
+    pub team: Option<&'a str>,
     /// Project, from the credential.
-    pub project: Option<String>,
+    pub project: Option<&'a str>,
     /// End user, from the credential.
-    pub user: Option<String>,
+    pub user: Option<&'a str>,
     /// How the caller authenticated (`api_key`, `anonymous`, …).
     pub auth: Option<&'static str>,
     /// The credential's ID (a key's `id`), never the secret.
-    pub credential_id: Option<String>,
+    pub credential_id: Option<&'a str>,
     /// Service tier.
-    pub service_tier: Option<String>,
+    pub service_tier: Option<&'a str>,
     /// Operation, e.g. `chat.completions`.
     pub endpoint: &'static str,
     /// Logical model requested.
-    pub model: Option<String>,
+    pub model: Option<&'a str>,
     /// Provider of the last attempt.
-    pub provider: Option<String>,
+    pub provider: Option<&'a str>,
     /// Upstream model name of the last attempt.
-    pub upstream_model: Option<String>,
+    pub upstream_model: Option<&'a str>,
     /// HTTP status returned to the client (499 if the client went away).
     pub status: u16,
     /// Error kind, when the request failed.
@@ -88,6 +90,54 @@ fn rfc3339<S: Serializer>(ts: &SystemTime, serializer: S) -> Result<S::Ok, S::Er
     serializer.collect_str(&humantime::format_rfc3339_millis(*ts))
 }
 
+impl AuditRecord<'_> {
+    /// Writes the record as one JSON object, exactly as its `Serialize` derive would, but
+    /// with the keys written as the literals they are: serde escapes every key and value,
+    /// and the record has 24 of each on every request.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        fn field<T: Serialize + ?Sized>(
+            out: &mut Vec<u8>,
+            key: &str,
+            value: &T,
+        ) -> serde_json::Result<()> {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut *out, value)
+        }
+        out.extend_from_slice(b"{\"ts\":\"");
+        write!(out, "{}", humantime::format_rfc3339_millis(self.ts))
+            .map_err(serde_json::Error::io)?;
+        out.push(b'"');
+        field(out, "request_id", self.request_id)?;
+        field(out, "trace_id", &self.trace_id)?;
+        field(out, "organization", &self.organization)?;
+        field(out, "team", &self.team)?;
+        field(out, "project", &self.project)?;
+        field(out, "user", &self.user)?;
+        field(out, "auth", &self.auth)?;
+        field(out, "credential_id", &self.credential_id)?;
+        field(out, "service_tier", &self.service_tier)?;
+        field(out, "endpoint", self.endpoint)?;
+        field(out, "model", &self.model)?;
+        field(out, "provider", &self.provider)?;
+        field(out, "upstream_model", &self.upstream_model)?;
+        field(out, "status", &self.status)?;
+        field(out, "error", &self.error)?;
+        field(out, "attempts", &self.attempts)?;
+        field(out, "stream", &self.stream)?;
+        field(out, "cancelled", &self.cancelled)?;
+        field(out, "latency_ms", &self.latency_ms)?;
+        field(out, "ttft_ms", &self.ttft_ms)?;
+        field(out, "input_tokens", &self.input_tokens)?;
+        field(out, "output_tokens", &self.output_tokens)?;
+        field(out, "cached_tokens", &self.cached_tokens)?;
+        field(out, "reasoning_tokens", &self.reasoning_tokens)?;
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 /// The sending side of the audit queue; cheap to clone, never blocks.
 #[derive(Clone, Debug)]
 pub struct AuditSink {
@@ -98,9 +148,9 @@ pub struct AuditSink {
 
 impl AuditSink {
     /// Serialises and queues a record, or drops and counts it if the writer is behind.
-    pub fn submit(&self, record: &AuditRecord) {
+    pub fn submit(&self, record: &AuditRecord<'_>) {
         let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, record).is_err() {
+        if record.write_json(&mut line).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -275,22 +325,22 @@ impl Processor for Audit {
         let now = SystemTime::now();
         sink.submit(&AuditRecord {
             ts: now.checked_sub(elapsed).unwrap_or(now),
-            request_id: ex.request_id.clone(),
-            trace_id: ex.trace.as_ref().map(|t| t.trace_id.clone()),
-            organization: ex.organization.clone(),
-            team: identity.and_then(|i| i.team.clone()),
-            project: identity.and_then(|i| i.project.clone()),
-            user: identity.and_then(|i| i.user.clone()),
+            request_id: &ex.request_id,
+            trace_id: ex.trace.as_ref().map(|t| t.trace_id.as_str()),
+            organization: ex.organization.as_deref(),
+            team: identity.and_then(|i| i.team.as_deref()),
+            project: identity.and_then(|i| i.project.as_deref()),
+            user: identity.and_then(|i| i.user.as_deref()),
             auth: identity.map(|i| i.method.as_str()),
-            credential_id: identity.and_then(|i| i.credential_id.clone()),
-            service_tier: ex.service_tier.clone(),
+            credential_id: identity.and_then(|i| i.credential_id.as_deref()),
+            service_tier: ex.service_tier.as_deref(),
             endpoint: ex
                 .extensions
                 .get::<johi_core::api::ClientEndpoint>()
                 .map_or(ex.api.as_str(), |e| e.0),
-            model: ex.model.clone(),
-            provider: target.map(|t| t.provider.name.clone()),
-            upstream_model: target.map(|t| t.model.clone()),
+            model: ex.model.as_deref(),
+            provider: target.map(|t| t.provider.name.as_str()),
+            upstream_model: target.map(|t| t.model.as_str()),
             status: outcome.status.as_u16(),
             error: outcome.error.as_ref().map(|e| e.kind()),
             attempts: outcome.attempts,
@@ -312,6 +362,64 @@ mod tests {
     use bytes::Bytes;
     use http::{HeaderMap, StatusCode};
     use johi_core::{Api, Usage};
+
+    #[test]
+    fn the_hand_written_record_is_what_serde_writes() {
+        let full = AuditRecord {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_millis(1_765_000_000_123),
+            request_id: "req_\"quoted\"\n",
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            organization: Some("acme é ✓"),
+            team: Some("t\u{1}"),
+            project: None,
+            user: Some("u\\"),
+            auth: Some("api_key"),
+            credential_id: Some("k1"),
+            service_tier: None,
+            endpoint: "chat.completions",
+            model: Some("m"),
+            provider: Some("p"),
+            upstream_model: Some("um"),
+            status: 200,
+            error: None,
+            attempts: 2,
+            stream: true,
+            cancelled: false,
+            latency_ms: 1.234,
+            ttft_ms: Some(0.5),
+            input_tokens: Some(10),
+            output_tokens: Some(u64::MAX),
+            cached_tokens: None,
+            reasoning_tokens: Some(0),
+        };
+        let empty = AuditRecord {
+            request_id: "",
+            trace_id: None,
+            organization: None,
+            team: None,
+            user: None,
+            auth: None,
+            credential_id: None,
+            model: None,
+            provider: None,
+            upstream_model: None,
+            error: Some("upstream_timeout"),
+            latency_ms: f64::NAN,
+            ttft_ms: None,
+            input_tokens: None,
+            output_tokens: None,
+            reasoning_tokens: None,
+            ..full.clone()
+        };
+        for record in [full, empty] {
+            let mut hand = Vec::new();
+            record.write_json(&mut hand).unwrap();
+            assert_eq!(
+                String::from_utf8(hand).unwrap(),
+                serde_json::to_string(&record).unwrap()
+            );
+        }
+    }
 
     #[tokio::test]
     async fn records_are_written_and_flushed_on_shutdown() {
