@@ -10,10 +10,11 @@ use bytes::Bytes;
 use http::Uri;
 use johi_core::{Api, Usage};
 use memchr::memmem::FinderRev;
-use serde::Deserialize as _;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::sse::EventSplitter;
+use crate::wire::{Lax, Object};
 
 /// The full upstream URL for `api` below a provider's base URL (`…/v1` + `/chat/completions`).
 pub fn upstream_uri(base: &Uri, api: Api) -> Result<Uri, http::Error> {
@@ -77,13 +78,70 @@ pub fn response_usage(body: &[u8]) -> Option<Usage> {
     let mut end = body.len();
     while let Some(pos) = USAGE_KEY.rfind(&body[..end]) {
         if let Some(object) = object_after_key(&body[pos + 7..]) {
+            // Typed and lenient (a count of another kind reads as zero, as
+            // `Usage::from_openai` reads it), without building a `Value` per answer.
             let mut de = serde_json::Deserializer::from_slice(object);
-            let value = Value::deserialize(&mut de).ok()?;
-            return Usage::from_openai(&value);
+            return match OpenAiUsage::deserialize(&mut de) {
+                Ok(usage) => Some(usage.usage()),
+                // What the typed read refuses (a duplicate key) is read the general way.
+                Err(_) => {
+                    let mut de = serde_json::Deserializer::from_slice(object);
+                    Usage::from_openai(&Value::deserialize(&mut de).ok()?)
+                }
+            };
         }
         end = pos;
     }
     None
+}
+
+/// OpenAI's `usage` object as read from an answer or a stream event; other fields are
+/// skipped without being stored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OpenAiUsage {
+    prompt_tokens: Lax<u64>,
+    completion_tokens: Lax<u64>,
+    prompt_tokens_details: Lax<CachedDetails>,
+    completion_tokens_details: Lax<ReasoningDetails>,
+}
+
+/// `usage.prompt_tokens_details`: the part of the prompt served from the provider's cache.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CachedDetails {
+    cached_tokens: Lax<u64>,
+}
+
+impl Object for CachedDetails {}
+
+/// `usage.completion_tokens_details`: the part of the output spent reasoning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ReasoningDetails {
+    reasoning_tokens: Lax<u64>,
+}
+
+impl Object for ReasoningDetails {}
+
+impl OpenAiUsage {
+    /// Johi's usage, absent counts as zero (as [`Usage::from_openai`]).
+    fn usage(self) -> Usage {
+        Usage {
+            input_tokens: self.prompt_tokens.get().unwrap_or(0),
+            output_tokens: self.completion_tokens.get().unwrap_or(0),
+            cached_tokens: self
+                .prompt_tokens_details
+                .get()
+                .and_then(|d| d.cached_tokens.get())
+                .unwrap_or(0),
+            reasoning_tokens: self
+                .completion_tokens_details
+                .get()
+                .and_then(|d| d.reasoning_tokens.get())
+                .unwrap_or(0),
+        }
+    }
 }
 
 /// Given the bytes after a key's closing quote, the bytes starting at its value if the value
@@ -292,6 +350,26 @@ mod tests {
         let nested_last =
             br#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"x":{"usage":null}}"#;
         assert_eq!(response_usage(nested_last).unwrap().input_tokens, 5);
+    }
+
+    #[test]
+    fn the_typed_usage_read_agrees_with_the_value_read() {
+        let objects = [
+            r#"{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2}}"#,
+            r#"{"prompt_tokens":"12","completion_tokens":-5,"prompt_tokens_details":null,"completion_tokens_details":[1]}"#,
+            r#"{"prompt_tokens":1.5,"completion_tokens":null,"prompt_tokens_details":{"cached_tokens":"4"},"extra":{"a":[1,{"b":2}]}}"#,
+            r#"{"prompt_tokens":3,"prompt_tokens":7}"#,
+            r#"{}"#,
+        ];
+        for object in objects {
+            let body = format!(r#"{{"choices":[],"usage":{object}}}"#);
+            let value: Value = serde_json::from_str(object).unwrap();
+            assert_eq!(
+                response_usage(body.as_bytes()),
+                Usage::from_openai(&value),
+                "{object}"
+            );
+        }
     }
 
     #[test]
