@@ -1,6 +1,6 @@
 //! The typed per-request context that processors read and write.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -43,16 +43,25 @@ pub struct Exchange {
     pub service_tier: Option<String>,
 
     // --- prompt / params / model facets ---------------------------------------------------
-    /// The body as received.
+    /// The body's bytes: as received, or with a value spliced in by a processor that
+    /// changes the request without re-serialising it (`stream_usage`). While `body` has not
+    /// been changed, these bytes are what goes upstream (with only the model name swapped).
     pub raw_body: Bytes,
-    /// The parsed body; empty until validation parses it. Unknown fields are kept in order.
-    /// Private so that every change goes through [`Exchange::body_mut`], which records it.
-    body: Map<String, Value>,
+    /// The parsed body, made from `raw_body` the first time a processor asks for it:
+    /// validation checks the body in one pass without building it, and a request that no
+    /// processor reads as a tree (the common OpenAI-to-OpenAI case) never pays for one.
+    /// Unknown fields are kept in order. Private so that every change goes through
+    /// [`Exchange::body_mut`], which records it.
+    body: OnceLock<Map<String, Value>>,
     /// Whether a processor changed `body` after it was parsed. While it has not, the client's
     /// own bytes are what goes upstream (with only the model name swapped in).
     body_changed: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// What validation learnt of `stream_options.include_usage` without building the body:
+    /// `Some(true)` the client asked for usage, `Some(false)` it did not and sent no
+    /// `stream_options` at all (so the option can be spliced in), `None` not known.
+    pub stream_usage_requested: Option<bool>,
     /// Whether Johi itself asked the provider for the stream's usage event (the client did
     /// not), so the relay removes that event from what the client receives.
     pub usage_event_added: bool,
@@ -116,9 +125,10 @@ impl Exchange {
             organization: None,
             service_tier: None,
             raw_body,
-            body: Map::new(),
+            body: OnceLock::new(),
             body_changed: false,
             stream: false,
+            stream_usage_requested: None,
             usage_event_added: false,
             model: None,
             route: None,
@@ -134,21 +144,34 @@ impl Exchange {
         }
     }
 
-    /// The parsed body (empty until validation has parsed it).
+    /// The parsed body, parsed from `raw_body` on first use (empty if the bytes are not a
+    /// JSON object: validation refuses those before any other processor runs).
     pub fn body(&self) -> &Map<String, Value> {
-        &self.body
+        self.body.get_or_init(|| parse_object(&self.raw_body))
     }
 
     /// The parsed body, for changing it: marks the body as changed, so it is re-serialised
     /// for the upstream instead of forwarding the client's bytes.
     pub fn body_mut(&mut self) -> &mut Map<String, Value> {
         self.body_changed = true;
-        &mut self.body
+        if self.body.get().is_none() {
+            self.body = OnceLock::from(parse_object(&self.raw_body));
+        }
+        self.body
+            .get_mut()
+            .unwrap_or_else(|| unreachable!("the body was parsed just above"))
     }
 
-    /// Installs the body parsed from `raw_body` (validation does this, once).
+    /// Whether the body has been parsed into a tree yet (by [`Exchange::body`] or
+    /// validation): while it has not, a processor may still change `raw_body` directly.
+    pub fn body_parsed(&self) -> bool {
+        self.body.get().is_some()
+    }
+
+    /// Installs the body parsed from `raw_body` (validation does this when it had to build
+    /// the tree anyway), so it is not parsed twice.
     pub fn set_parsed_body(&mut self, body: Map<String, Value>) {
-        self.body = body;
+        self.body = OnceLock::from(body);
         self.body_changed = false;
     }
 
@@ -167,6 +190,11 @@ impl Exchange {
     pub fn inbound_header(&self, name: &str) -> Option<&str> {
         self.inbound_headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// `bytes` as a JSON object, or an empty one when they are not one.
+fn parse_object(bytes: &[u8]) -> Map<String, Value> {
+    serde_json::from_slice(bytes).unwrap_or_default()
 }
 
 /// How an exchange ended; what the completion hook sees.

@@ -172,15 +172,31 @@ fn amount(measure: Measure, usage: &Usage, ex: &Exchange) -> u64 {
 }
 
 /// The estimate reserved before the call.
+///
+/// Read from the body's bytes in one pass while no processor has parsed the body (the tree
+/// would be built for this alone), else from the tree, which then has every change made.
 fn estimate(ex: &Exchange) -> Usage {
-    let body = ex.body();
     let tokenizer = ex.route.as_ref().map(|r| r.tokenizer).unwrap_or_default();
-    let input = crate::tokens::count_input_tokens(tokenizer, ex.api, body);
+    let from_bytes = (!ex.body_parsed())
+        .then(|| crate::tokens::estimate_from_bytes(tokenizer, ex.api, &ex.raw_body))
+        .flatten();
+    let (input, caps) = match from_bytes {
+        Some(e) => (e.input_tokens, [e.max_completion_tokens, e.max_tokens]),
+        None => {
+            let body = ex.body();
+            let cap = |f: &str| body.get(f).and_then(Value::as_u64);
+            (
+                crate::tokens::count_input_tokens(tokenizer, ex.api, body),
+                [cap("max_completion_tokens"), cap("max_tokens")],
+            )
+        }
+    };
     let output = match ex.api {
         Api::Embeddings => 0,
-        Api::ChatCompletions | Api::Completions => ["max_completion_tokens", "max_tokens"]
-            .iter()
-            .find_map(|f| body.get(*f).and_then(Value::as_u64))
+        Api::ChatCompletions | Api::Completions => caps
+            .into_iter()
+            .flatten()
+            .next()
             .or_else(|| ex.route.as_ref().map(|r| r.default_max_tokens))
             .unwrap_or(0),
     };
@@ -363,8 +379,18 @@ impl Processor for Limit {
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let mut tried: Vec<String> = ex.model.iter().cloned().collect();
         let mut hops: Vec<String> = Vec::new();
+        // Only token and money limits need the prompt counted; a gateway with request
+        // limits alone (or none) never tokenizes.
+        let counts_tokens = self
+            .rules
+            .iter()
+            .any(|r| !matches!(r.measure, Measure::Requests | Measure::Concurrent));
         loop {
-            let estimate = estimate(ex);
+            let estimate = if counts_tokens {
+                estimate(ex)
+            } else {
+                Usage::default()
+            };
             let (charges, applied) = self.charges(ex, &estimate);
             if charges.is_empty() {
                 set_hops(ex, &hops);

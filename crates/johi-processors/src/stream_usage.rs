@@ -6,14 +6,17 @@
 //! removes the extra usage event before the client sees it: the client receives exactly the
 //! stream it asked for, and Johi charges what the provider says was used.
 //!
-//! It runs only when something meters (limits or a ledger are configured); it changes the
-//! body, so such requests are re-serialised rather than forwarded byte for byte.
+//! It runs only when something meters (limits or a ledger are configured). While no
+//! processor has parsed the body, the option is spliced into the client's bytes (everything
+//! else is still forwarded as sent); otherwise it is set in the parsed body, which is then
+//! re-serialised.
 
 use async_trait::async_trait;
 use johi_core::{Exchange, Facet, FacetSet};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
+use johi_providers::splice;
 use serde_json::{Map, Value};
 
 /// See the module docs.
@@ -58,7 +61,31 @@ impl Processor for StreamUsage {
     }
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
-        if !ex.stream || !ex.api.can_stream() || usage_requested(ex.body()) {
+        if !ex.stream || !ex.api.can_stream() {
+            return Ok(Verdict::Continue);
+        }
+        // While nothing has parsed the body, validation's one pass says whether the client
+        // asked: if it sent no `stream_options`, the option is spliced into the bytes, so
+        // the body is still forwarded as sent, plus this one member.
+        if !ex.body_parsed() {
+            match ex.stream_usage_requested {
+                Some(true) => return Ok(Verdict::Continue),
+                Some(false) => {
+                    if let Some(bytes) = splice::insert_first(
+                        &ex.raw_body,
+                        "stream_options",
+                        br#"{"include_usage":true}"#,
+                    ) {
+                        ex.raw_body = bytes.into();
+                        ex.stream_usage_requested = Some(true);
+                        ex.usage_event_added = true;
+                        return Ok(Verdict::Continue);
+                    }
+                }
+                None => {}
+            }
+        }
+        if usage_requested(ex.body()) {
             return Ok(Verdict::Continue);
         }
         let options = ex
@@ -71,5 +98,60 @@ impl Processor for StreamUsage {
             ex.usage_event_added = true;
         }
         Ok(Verdict::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::HeaderMap;
+    use johi_core::Api;
+
+    fn exchange(body: &str, requested: Option<bool>) -> Exchange {
+        let mut ex = Exchange::new(
+            Api::ChatCompletions,
+            HeaderMap::new(),
+            Bytes::from(body.to_owned()),
+        );
+        ex.stream = true;
+        ex.stream_usage_requested = requested;
+        ex
+    }
+
+    fn include_usage(ex: &Exchange) -> Option<&Value> {
+        ex.body().get("stream_options")?.get("include_usage")
+    }
+
+    #[tokio::test]
+    async fn asks_for_usage_by_splicing_while_the_body_is_unparsed() {
+        let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut ex = exchange(body, Some(false));
+        StreamUsage::new().on_request(&mut ex).await.unwrap();
+        assert!(ex.usage_event_added);
+        assert!(
+            !ex.body_changed(),
+            "the bytes are forwarded, not re-serialised"
+        );
+        assert!(ex.raw_body.ends_with(&body.as_bytes()[1..]));
+        assert_eq!(include_usage(&ex), Some(&Value::Bool(true)));
+    }
+
+    #[tokio::test]
+    async fn leaves_a_stream_that_asked_alone_and_sets_it_in_a_parsed_body() {
+        let asked = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let mut ex = exchange(asked, Some(true));
+        StreamUsage::new().on_request(&mut ex).await.unwrap();
+        assert!(!ex.usage_event_added);
+        assert_eq!(ex.raw_body, asked.as_bytes());
+
+        // Unknown to validation (`None`): read from the tree and set there.
+        let other = r#"{"model":"m","stream":true,"stream_options":{"x":1}}"#;
+        let mut ex = exchange(other, None);
+        StreamUsage::new().on_request(&mut ex).await.unwrap();
+        assert!(ex.usage_event_added);
+        assert!(ex.body_changed());
+        assert_eq!(include_usage(&ex), Some(&Value::Bool(true)));
+        assert_eq!(ex.body()["stream_options"]["x"], 1);
     }
 }

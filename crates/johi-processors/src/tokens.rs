@@ -121,6 +121,249 @@ pub fn count_input_tokens(tokenizer: Tokenizer, api: Api, body: &Map<String, Val
     }
 }
 
+/// What [`estimate_from_bytes`] reads of a request body in one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyEstimate {
+    /// Prompt tokens, as [`count_input_tokens`] counts them.
+    pub input_tokens: u64,
+    /// `max_completion_tokens`, when it is a non-negative integer.
+    pub max_completion_tokens: Option<u64>,
+    /// `max_tokens`, when it is a non-negative integer.
+    pub max_tokens: Option<u64>,
+}
+
+/// [`count_input_tokens`] and the output caps, read straight from the body's bytes without
+/// building its tree: the limiter's estimate for a body no processor has parsed. `None` if
+/// the bytes are not a JSON object (validation refuses those first).
+///
+/// The counts equal the tree's, except that a key repeated inside a message is counted each
+/// time it appears (the tree keeps only the last), which can only raise the estimate.
+pub fn estimate_from_bytes(tokenizer: Tokenizer, api: Api, body: &[u8]) -> Option<BodyEstimate> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let estimate =
+        serde::de::DeserializeSeed::deserialize(raw::Top { tokenizer, api }, &mut de).ok()?;
+    de.end().ok()?;
+    Some(estimate)
+}
+
+/// The one-pass readers behind [`estimate_from_bytes`].
+mod raw {
+    use std::fmt;
+
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+
+    use super::{count_text, Api, BodyEstimate, Tokenizer, PER_MESSAGE, REPLY_PRIMING};
+    use crate::json_key::Key;
+
+    /// The top-level object.
+    pub(super) struct Top {
+        pub tokenizer: Tokenizer,
+        pub api: Api,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Top {
+        type Value = BodyEstimate;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<BodyEstimate, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top {
+        type Value = BodyEstimate;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BodyEstimate, A::Error> {
+            let texts = Texts(self.tokenizer);
+            // (messages, tokens in them) of the last `messages` (a repeated key's last value
+            // is the one the tree keeps); for the other APIs, the tokens of the prompt field.
+            let mut messages = (0, 0);
+            let mut prompt = 0;
+            let mut max_completion_tokens = None;
+            let mut max_tokens = None;
+            let prompt_field = match self.api {
+                Api::ChatCompletions => "messages",
+                Api::Completions => "prompt",
+                Api::Embeddings => "input",
+            };
+            while let Some(key) = map.next_key::<Key<'de>>()? {
+                match key.0.as_ref() {
+                    "messages" if self.api == Api::ChatCompletions => {
+                        messages = map.next_value_seed(Messages(texts))?;
+                    }
+                    k if k == prompt_field => prompt = map.next_value_seed(texts)?,
+                    "max_completion_tokens" => max_completion_tokens = map.next_value::<Count>()?.0,
+                    "max_tokens" => max_tokens = map.next_value::<Count>()?.0,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            let input_tokens = match self.api {
+                Api::ChatCompletions => messages.0 * PER_MESSAGE + REPLY_PRIMING + messages.1,
+                Api::Completions | Api::Embeddings => prompt,
+            };
+            Ok(BodyEstimate {
+                input_tokens,
+                max_completion_tokens,
+                max_tokens,
+            })
+        }
+    }
+
+    /// A count field, as `Value::as_u64` reads it (anything else is `None`).
+    struct Count(Option<u64>);
+
+    impl<'de> serde::Deserialize<'de> for Count {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Count;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                    Ok(Count(Some(v)))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                    Ok(Count(u64::try_from(v).ok()))
+                }
+                fn visit_f64<E: de::Error>(self, _: f64) -> Result<Count, E> {
+                    Ok(Count(None))
+                }
+                fn visit_bool<E: de::Error>(self, _: bool) -> Result<Count, E> {
+                    Ok(Count(None))
+                }
+                fn visit_str<E: de::Error>(self, _: &str) -> Result<Count, E> {
+                    Ok(Count(None))
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Count, E> {
+                    Ok(Count(None))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Count(None))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Count(None))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// `messages`: how many there are and the tokens of their texts (0, 0 when it is not an
+    /// array, as the tree reads it).
+    #[derive(Clone, Copy)]
+    struct Messages(Texts);
+
+    impl<'de> DeserializeSeed<'de> for Messages {
+        type Value = (u64, u64);
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(u64, u64), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Messages {
+        type Value = (u64, u64);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(u64, u64), A::Error> {
+            let (mut count, mut tokens) = (0, 0);
+            while let Some(t) = seq.next_element_seed(self.0)? {
+                count += 1;
+                tokens += t;
+            }
+            Ok((count, tokens))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(u64, u64), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok((0, 0))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(u64, u64), E> {
+            Ok((0, 0))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(u64, u64), E> {
+            Ok((0, 0))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(u64, u64), E> {
+            Ok((0, 0))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(u64, u64), E> {
+            Ok((0, 0))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(u64, u64), E> {
+            Ok((0, 0))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(u64, u64), E> {
+            Ok((0, 0))
+        }
+    }
+
+    /// The tokens of every string in a value, skipping what `visit_text` skips (data URLs,
+    /// and the payloads under `image_url`, `input_audio` and `file`).
+    #[derive(Clone, Copy)]
+    struct Texts(Tokenizer);
+
+    impl<'de> DeserializeSeed<'de> for Texts {
+        type Value = u64;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Texts {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            Ok(if v.starts_with("data:") {
+                0
+            } else {
+                count_text(self.0, v)
+            })
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+            let mut total = 0;
+            while let Some(t) = seq.next_element_seed(self)? {
+                total += t;
+            }
+            Ok(total)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+            let mut total = 0;
+            while let Some(key) = map.next_key::<Key<'de>>()? {
+                if matches!(key.0.as_ref(), "image_url" | "input_audio" | "file") {
+                    map.next_value::<IgnoredAny>()?;
+                } else {
+                    total += map.next_value_seed(self)?;
+                }
+            }
+            Ok(total)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
+            Ok(0)
+        }
+    }
+}
+
 /// Calls `f` with every string in `v`, except data URLs and base64 payloads of non-text
 /// parts (an image's bytes are not prompt text).
 fn visit_text(v: &Value, f: &mut impl FnMut(&str)) {
@@ -182,6 +425,81 @@ mod tests {
         assert_eq!(
             count_text(Tokenizer::O200kBase, &other),
             bpe.encode_ordinary(&other).len() as u64
+        );
+    }
+
+    #[test]
+    fn the_one_pass_estimate_equals_the_trees() {
+        let bodies = [
+            (
+                Api::ChatCompletions,
+                json!({"model": "m", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 7}),
+            ),
+            (
+                Api::ChatCompletions,
+                json!({"model": "m", "max_completion_tokens": 9, "max_tokens": -1, "messages": [
+                    {"role": "system", "content": "You are terse. ".repeat(40)},
+                    {"role": "user", "name": "ann", "content": [
+                        {"type": "text", "text": "Hello \u{e9}\u{1F600} \"quoted\"\n"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "high text"}},
+                        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+                        {"type": "file", "file": {"file_data": "AAAA"}}
+                    ]},
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "data:not counted"},
+                    7, null, [1, "two"]
+                ]}),
+            ),
+            (
+                Api::ChatCompletions,
+                json!({"model": "m", "messages": {"role": "user"}, "max_tokens": 2.5}),
+            ),
+            (
+                Api::ChatCompletions,
+                json!({"model": "m", "max_tokens": "7"}),
+            ),
+            (
+                Api::Completions,
+                json!({"model": "m", "prompt": ["one", "two three"], "max_tokens": 3}),
+            ),
+            (
+                Api::Embeddings,
+                json!({"model": "e", "input": [[1, 2], [3]]}),
+            ),
+            (
+                Api::Embeddings,
+                json!({"model": "e", "input": "text to embed", "messages": ["not read"]}),
+            ),
+        ];
+        for tokenizer in [Tokenizer::Estimate, Tokenizer::O200kBase] {
+            for (api, v) in &bodies {
+                let raw = serde_json::to_vec(v).unwrap();
+                let tree = body(v.clone());
+                let got = estimate_from_bytes(tokenizer, *api, &raw).unwrap();
+                assert_eq!(
+                    got.input_tokens,
+                    count_input_tokens(tokenizer, *api, &tree),
+                    "{v}"
+                );
+                assert_eq!(
+                    got.max_tokens,
+                    tree.get("max_tokens").and_then(Value::as_u64),
+                    "{v}"
+                );
+                assert_eq!(
+                    got.max_completion_tokens,
+                    tree.get("max_completion_tokens").and_then(Value::as_u64),
+                    "{v}"
+                );
+            }
+        }
+        assert_eq!(
+            estimate_from_bytes(Tokenizer::Estimate, Api::ChatCompletions, b"[1]"),
+            None
+        );
+        assert_eq!(
+            estimate_from_bytes(Tokenizer::Estimate, Api::ChatCompletions, b"{} x"),
+            None
         );
     }
 

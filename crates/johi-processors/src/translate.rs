@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::HeaderValue;
-use johi_core::model::Provider;
+use johi_core::model::{Protocol, Provider};
 use johi_core::{Exchange, Facet, FacetSet, GatewayError};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
@@ -80,19 +80,26 @@ impl Processor for Translate {
                 &upstream_model,
             )));
         }
-        let input = EncodeInput {
-            api: ex.api,
-            body: ex.body(),
-            upstream_model: &upstream_model,
-            base_url: &provider.base_url,
-            stream: ex.stream,
-            default_max_tokens,
-            embed_input_type: ex
-                .route
-                .as_ref()
-                .and_then(|r| r.embed_input_type.as_deref()),
-        };
-        match codec::encode(provider.protocol, &input) {
+        // An OpenAI-compatible target gets the client's bytes: the body's tree, which the
+        // other protocols are written from, is not built for it.
+        let encoded = (provider.protocol != Protocol::OpenAi)
+            .then(|| {
+                let input = EncodeInput {
+                    api: ex.api,
+                    body: ex.body(),
+                    upstream_model: &upstream_model,
+                    base_url: &provider.base_url,
+                    stream: ex.stream,
+                    default_max_tokens,
+                    embed_input_type: ex
+                        .route
+                        .as_ref()
+                        .and_then(|r| r.embed_input_type.as_deref()),
+                };
+                codec::encode(provider.protocol, &input)
+            })
+            .flatten();
+        match encoded {
             None => {
                 let uri = openai::provider_uri(
                     &provider.base_url,
@@ -199,7 +206,7 @@ mod tests {
     use std::time::Duration;
 
     use http::{HeaderMap, Uri};
-    use johi_core::model::{KeyPlacement, ModelRoute, Protocol, Provider, Target, Timeouts};
+    use johi_core::model::{KeyPlacement, ModelRoute, Provider, Target, Timeouts};
     use johi_core::Api;
     use serde_json::{json, Map, Value};
 

@@ -63,6 +63,29 @@ pub fn splice(body: &[u8], range: Range<usize>, replacement: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `body` (a JSON object) with `"key":value` added as its first member, or `None` if it does
+/// not start as an object. The caller knows the key is not there yet (a duplicate key would
+/// be read differently by different parsers); `key` must need no escaping.
+pub fn insert_first(body: &[u8], key: &str, value: &[u8]) -> Option<Vec<u8>> {
+    let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    if body[open] != b'{' {
+        return None;
+    }
+    let rest = &body[open + 1..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(body.len() + key.len() + value.len() + 4);
+    out.extend_from_slice(&body[..=open]);
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -153,6 +176,24 @@ impl Scanner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insert_first_adds_a_member_to_any_object() {
+        let add = |b: &str| {
+            insert_first(b.as_bytes(), "k", b"{\"x\":true}").map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(
+            add(r#"{"a":1}"#).as_deref(),
+            Some(r#"{"k":{"x":true},"a":1}"#)
+        );
+        assert_eq!(add(" \n{ } ").as_deref(), Some(" \n{\"k\":{\"x\":true} } "));
+        assert_eq!(add("[1]"), None);
+        assert_eq!(add("  "), None);
+        let added = add(r#"{ "a" : [1, {"b": null}] }"#).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&added).unwrap();
+        assert_eq!(v["k"]["x"], true);
+        assert_eq!(v["a"][1]["b"], serde_json::Value::Null);
+    }
 
     fn swap(body: &str, model: &str) -> Option<String> {
         let range = top_level_value(body.as_bytes(), "model")?;

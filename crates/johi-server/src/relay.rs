@@ -18,6 +18,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use johi_core::exchange::Outcome;
+use johi_core::model::Protocol;
 use johi_core::GatewayError;
 use johi_pipeline::Completion;
 use johi_providers::codec::{self, StreamTranslate};
@@ -71,8 +72,11 @@ pub async fn relay(
         // A translated stream is translated chunk by chunk before anything else sees it;
         // the translator writes whole OpenAI events, so the usage filter and the scanner
         // work on its output as on an OpenAI stream's.
-        let translator =
-            codec::stream_translator(protocol, &client_model(ex), unix_now(), include_usage(ex));
+        let translator = (protocol != Protocol::OpenAi)
+            .then(|| {
+                codec::stream_translator(protocol, &client_model(ex), unix_now(), include_usage(ex))
+            })
+            .flatten();
         if let Some(headers) = builder.headers_mut() {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert(
@@ -109,7 +113,14 @@ pub async fn relay(
             let mut bytes = collected.to_bytes();
             let ex = completion.exchange();
             let model = client_model(ex);
-            match codec::decode_response(protocol, ex.api, ex.body(), &bytes, &model, unix_now()) {
+            // An OpenAI answer passes as it came; only its usage is read (and the request's
+            // tree, which translation needs, is not built for it).
+            let decoded = (protocol != Protocol::OpenAi)
+                .then(|| {
+                    codec::decode_response(protocol, ex.api, ex.body(), &bytes, &model, unix_now())
+                })
+                .flatten();
+            match decoded {
                 None => ex.usage = openai::response_usage(&bytes),
                 Some(Ok(decoded)) => {
                     // The translated answer's `usage` is the provider's, read once by the
@@ -157,6 +168,9 @@ fn client_model(ex: &johi_core::Exchange) -> String {
 /// The client's `stream_options.include_usage` (after `stream_usage` may have set it),
 /// which a translated stream honours with a final usage chunk.
 fn include_usage(ex: &johi_core::Exchange) -> bool {
+    if let (false, Some(asked)) = (ex.body_parsed(), ex.stream_usage_requested) {
+        return asked;
+    }
     ex.body()
         .get("stream_options")
         .and_then(|o| o.get("include_usage"))

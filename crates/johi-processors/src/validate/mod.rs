@@ -1,7 +1,9 @@
 //! Body validation: content type, JSON, required fields and message roles.
 //!
-//! It parses the body once (the only parse on the request path) and so *produces* the
-//! `prompt`, `params` and `model` facets every later processor reads. Checks are limited to
+//! It reads the body once and so *produces* the `prompt`, `params` and `model` facets every
+//! later processor reads. A chat request is checked in one pass that builds nothing
+//! ([`fast`]); the body's tree is built only if a later processor asks for it (or the quick
+//! pass cannot vouch for the body, and the general check here builds it to word the error). Checks are limited to
 //! what every OpenAI-compatible upstream would refuse anyway, so a clear 400 naming the field
 //! comes back at once instead of after a round trip; everything else is left to the upstream.
 
@@ -11,6 +13,8 @@ use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
 use serde_json::{Map, Value};
+
+mod fast;
 
 /// Roles OpenAI's chat API accepts.
 pub const ROLES: [&str; 6] = [
@@ -74,6 +78,20 @@ fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
             found: content_type.map(str::to_owned),
         });
     }
+    if ex.api == Api::ChatCompletions {
+        if let Some(accepted) = fast::chat(&ex.raw_body) {
+            ex.model = Some(accepted.model);
+            ex.stream = accepted.stream;
+            ex.stream_usage_requested = accepted.stream_usage_requested;
+            return Ok(());
+        }
+    }
+    check_tree(ex)
+}
+
+/// The general check: builds the body's tree, checks it, and words the error for the first
+/// thing wrong. On success the tree is kept in the exchange, so it is not parsed again.
+fn check_tree(ex: &mut Exchange) -> Result<(), GatewayError> {
     let body: Value = serde_json::from_slice(&ex.raw_body).map_err(|e| GatewayError::InvalidRequest {
         message: format!(
             "We could not parse the JSON body of your request ({e}). The body must be a JSON object."
@@ -407,6 +425,108 @@ mod tests {
             Some("prompt")
         );
         assert!(validate(Api::Embeddings, r#"{"model":"m","input":[[1,2],[3]]}"#).is_ok());
+    }
+
+    /// The one-pass check only ever accepts what the general check accepts, with the same
+    /// model and stream flag, and does accept the ordinary requests.
+    #[test]
+    fn the_quick_check_is_never_more_lenient_than_the_general_one() {
+        let user = r#"{"role":"user","content":"hi"}"#;
+        let mut bodies: Vec<String> = vec![
+            format!(r#"{{"model":"m","messages":[{user}]}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"stream":true}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"stream":true,"stream_options":{{"include_usage":true}}}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"stream":true,"stream_options":{{"include_usage":false}}}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"stream":false,"stream_options":null}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"stream_options":{{}}}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"stream":true,"stream_options":null}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"stream":null,"max_tokens":null,"n":2,"temperature":0,"top_p":1}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"max_tokens":1.0}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"max_tokens":-1}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"max_completion_tokens":0}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"temperature":2.0000001}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"temperature":-0.0,"top_p":"1"}}"#),
+            format!(r#"{{"model":"","messages":[{user}]}}"#),
+            format!(r#"{{"model":null,"messages":[{user}]}}"#),
+            format!(r#"{{"model":7,"messages":[{user}]}}"#),
+            format!(r#"{{"model":"a","model":"b","messages":[{user}]}}"#),
+            format!(r#"{{"model":"a","messages":[],"messages":[{user}]}}"#),
+            format!(r#"{{"model":"a","messages":[{user}],"messages":[]}}"#),
+            format!(r#"{{"model":"m\u00e9\n","messages":[{user}]}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"user":"\ud800"}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"user":"\ud83d\ude00"}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"seed":1e400}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"seed":-1e-400}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"x":{}}}"#, "[".repeat(140) + &"]".repeat(140)),
+            format!(r#"{{"model":"m","messages":[{user}],"x":{}}}"#, "[".repeat(100) + &"]".repeat(100)),
+            format!(r#"{{"model":"m","messages":[{user}]}} x"#),
+            format!(r#"{{"model":"m","messages":[{user}]}}  "#),
+            format!(r#"{{"model":"m","messages":[{user}],}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"x":"tab	in string"}}"#),
+            format!(r#"{{"model":"m","messages":[{user}],"x":"\q"}}"#),
+            format!(r#"{{"mod\u0065l":"m","messages":[{user}]}}"#),
+            format!(r#"[{user}]"#),
+            r#"{"model":"m","messages":{"role":"user","content":"x"}}"#.into(),
+            r#"{"model":"m","messages":[null]}"#.into(),
+            r#"{"model":"m","messages":[["user"]]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"assistant"}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"assistant","content":null,"refusal":null}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[]}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"assistant","content":7,"tool_calls":[]}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":null}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":[]}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text"},{"text":"x"}]}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":1}]}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":["x"]}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":{"type":"text"}}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"tool","content":"x","tool_call_id":"c"}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"tool","content":"x","tool_call_id":null}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"User","content":"x"}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","role":"wizard","content":"x"}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"wizard","role":"user","content":"x"}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":"x","content":null}]}"#.into(),
+        ];
+        let valid_utf8 = bodies.len();
+        let mut deferred = Vec::new();
+        bodies.push(format!(r#"{{"model":"m","messages":[{user}],"x":"\xff"}}"#));
+        for (i, body) in bodies.iter().enumerate() {
+            let mut raw = body.clone().into_bytes();
+            if i >= valid_utf8 {
+                // An invalid UTF-8 byte inside a string the checks do not read.
+                let at = raw.windows(4).position(|w| w == br"\xff").unwrap();
+                raw.splice(at..at + 4, [0xff]);
+            }
+            let quick = fast::chat(&raw);
+            let mut ex = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::from(raw));
+            let general = check_tree(&mut ex);
+            if let Some(quick) = quick {
+                assert!(
+                    general.is_ok(),
+                    "quick accepted, general refused: {body}: {general:?}"
+                );
+                assert_eq!(Some(quick.model), ex.model, "{body}");
+                assert_eq!(quick.stream, ex.stream, "{body}");
+                if let Some(asked) = quick.stream_usage_requested {
+                    let in_tree = ex
+                        .body()
+                        .get("stream_options")
+                        .and_then(|o| o.get("include_usage"))
+                        == Some(&Value::Bool(true));
+                    assert_eq!(asked, in_tree, "{body}");
+                    if !asked {
+                        assert!(!ex.body().contains_key("stream_options"), "{body}");
+                    }
+                }
+            } else if general.is_ok() {
+                deferred.push(body.as_str());
+            }
+        }
+        // Every body the general check accepts took the quick path, but for the one shape
+        // the quick check leaves to it (a stream with `stream_options: null`).
+        assert_eq!(
+            deferred,
+            [bodies[1].replace("true}", r#"true,"stream_options":null}"#)]
+        );
     }
 
     #[test]

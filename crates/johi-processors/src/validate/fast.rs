@@ -1,0 +1,470 @@
+//! The one-pass check of a chat request: the body is walked once by serde, exactly as
+//! strictly as parsing it into a `Value` would be (every string's UTF-8 and escapes, every
+//! number's range, the nesting limit), but nothing is stored except the few fields the
+//! checks need, borrowed from the bytes.
+//!
+//! It only ever *accepts*: a body it cannot vouch for, for any reason, is handed to the
+//! general check, which builds the tree and words the error. So the errors are the general
+//! check's, and this path needs only to be no more lenient than it (the tests compare the
+//! two over many bodies).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::ROLES;
+use crate::json_key::Key;
+
+/// What a chat request that passed the checks says of itself.
+#[derive(Debug, PartialEq)]
+pub(super) struct Accepted {
+    /// `model`, non-empty.
+    pub model: String,
+    /// `stream`.
+    pub stream: bool,
+    /// `stream_options.include_usage`, as `Exchange::stream_usage_requested` records it.
+    pub stream_usage_requested: Option<bool>,
+}
+
+/// The chat request `body` if it passes every check `check` would make, else `None`.
+pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
+    let top: Top<'_> = serde_json::from_slice(body).ok()?;
+    let model = match top.model {
+        Scalar::Str(m) if !m.is_empty() => m.into_owned(),
+        _ => return None,
+    };
+    let stream = match top.stream {
+        Scalar::Absent | Scalar::Null => false,
+        Scalar::Bool(b) => b,
+        _ => return None,
+    };
+    let stream_usage_requested = match top.stream_options {
+        Options::Absent => Some(false),
+        Options::Null if !stream => None,
+        Options::Object {
+            include_usage: Scalar::Bool(true),
+        } if stream => Some(true),
+        Options::Object { .. } if stream => None,
+        _ => return None,
+    };
+    let counts_ok = [top.max_tokens, top.max_completion_tokens, top.n]
+        .iter()
+        .all(|s| {
+            matches!(s, Scalar::Absent | Scalar::Null) || matches!(s, Scalar::U64(n) if *n >= 1)
+        });
+    let ranges_ok = [(&top.temperature, 2.0), (&top.top_p, 1.0)]
+        .iter()
+        .all(|(s, max)| match s {
+            Scalar::Absent | Scalar::Null => true,
+            other => other.as_f64().is_some_and(|x| (0.0..=*max).contains(&x)),
+        });
+    (counts_ok && ranges_ok && top.messages_ok).then_some(Accepted {
+        model,
+        stream,
+        stream_usage_requested,
+    })
+}
+
+/// A value the checks look at: its kind, and the value itself where a check needs it.
+/// Arrays and objects are walked and recorded as [`Scalar::Other`].
+#[derive(Debug, Default)]
+enum Scalar<'a> {
+    #[default]
+    Absent,
+    Null,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl Scalar<'_> {
+    /// As `Value::as_f64`.
+    fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Scalar::U64(n) => Some(n as f64),
+            Scalar::I64(n) => Some(n as f64),
+            Scalar::F64(x) => Some(x),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::U64(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::I64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::F64(v))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Walk::seq(seq).map(|_| Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Walk::map(map).map(|_| Scalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Any JSON value, walked as strictly as `Value` would read it (strings through serde_json's
+/// validating string reader, not `IgnoredAny`'s skipping one) and not kept.
+struct Walk;
+
+impl Walk {
+    fn seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Walk, A::Error> {
+        while seq.next_element::<Walk>()?.is_some() {}
+        Ok(Walk)
+    }
+
+    fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Walk, A::Error> {
+        while map.next_key::<Walk>()?.is_some() {
+            map.next_value::<Walk>()?;
+        }
+        Ok(Walk)
+    }
+}
+
+impl<'de> Deserialize<'de> for Walk {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Walk;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Walk, E> {
+                Ok(Walk)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Walk, E> {
+                Ok(Walk)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Walk, E> {
+                Ok(Walk)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Walk, E> {
+                Ok(Walk)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Walk, E> {
+                Ok(Walk)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Walk, E> {
+                Ok(Walk)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Walk, A::Error> {
+                Walk::seq(seq)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Walk, A::Error> {
+                Walk::map(map)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The top-level fields the checks read; every other field is walked.
+#[derive(Default)]
+struct Top<'a> {
+    model: Scalar<'a>,
+    stream: Scalar<'a>,
+    stream_options: Options<'a>,
+    max_tokens: Scalar<'a>,
+    max_completion_tokens: Scalar<'a>,
+    n: Scalar<'a>,
+    temperature: Scalar<'a>,
+    top_p: Scalar<'a>,
+    /// `messages` is a non-empty array of messages that each pass (false when absent).
+    messages_ok: bool,
+}
+
+/// Reads an object's entries: `field` takes the keys it knows (reading their value) and
+/// returns `false` for the others, which are walked. A later duplicate key overwrites an
+/// earlier one, as in `Value`.
+fn entries<'de, A: MapAccess<'de>>(
+    mut map: A,
+    mut field: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+) -> Result<(), A::Error> {
+    while let Some(Key(key)) = map.next_key()? {
+        if !field(&key, &mut map)? {
+            map.next_value::<Walk>()?;
+        }
+    }
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Top<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top<'de>, A::Error> {
+                let mut top = Top::default();
+                entries(map, |key, map| {
+                    match key {
+                        "model" => top.model = map.next_value()?,
+                        "stream" => top.stream = map.next_value()?,
+                        "stream_options" => top.stream_options = map.next_value()?,
+                        "max_tokens" => top.max_tokens = map.next_value()?,
+                        "max_completion_tokens" => top.max_completion_tokens = map.next_value()?,
+                        "n" => top.n = map.next_value()?,
+                        "temperature" => top.temperature = map.next_value()?,
+                        "top_p" => top.top_p = map.next_value()?,
+                        "messages" => top.messages_ok = map.next_value::<Messages>()?.0,
+                        _ => return Ok(false),
+                    }
+                    Ok(true)
+                })?;
+                Ok(top)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The `Visitor` methods for the kinds a reader does not look into: `null` gives `$null`,
+/// any other scalar `$other`, and an array is walked and gives `$other` (the `@scalars`
+/// form leaves arrays to the reader).
+macro_rules! visit_scalars {
+    ($null:expr, $other:expr) => {
+        visit_scalars!(@scalars $null, $other);
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Walk::seq(seq).map(|_| $other)
+        }
+    };
+    (@scalars $null:expr, $other:expr) => {
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($null)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+}
+
+/// `stream_options`: only `include_usage` is read.
+#[derive(Default)]
+enum Options<'a> {
+    #[default]
+    Absent,
+    Null,
+    Object {
+        include_usage: Scalar<'a>,
+    },
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Options<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Options<'de>;
+            visit_scalars!(Options::Null, Options::Other);
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Options<'de>, A::Error> {
+                let mut include_usage = Scalar::Absent;
+                entries(map, |key, map| {
+                    if key == "include_usage" {
+                        include_usage = map.next_value()?;
+                        return Ok(true);
+                    }
+                    Ok(false)
+                })?;
+                Ok(Options::Object { include_usage })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `messages`: `true` when it is a non-empty array of messages that each pass.
+struct Messages(bool);
+
+impl<'de> Deserialize<'de> for Messages {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Messages;
+            visit_scalars!(@scalars Messages(false), Messages(false));
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
+                let (mut any, mut all_ok) = (false, true);
+                while let Some(Message(ok)) = seq.next_element()? {
+                    any = true;
+                    all_ok &= ok;
+                }
+                Ok(Messages(any && all_ok))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Messages, A::Error> {
+                Walk::map(map).map(|_| Messages(false))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One message: `true` when it passes the general check's rules for a message.
+struct Message(bool);
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Message;
+            visit_scalars!(Message(false), Message(false));
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
+                let mut role = Scalar::Absent;
+                let mut content = Content::Absent;
+                let mut tool_call_id = Scalar::Absent;
+                let mut content_may_be_absent = false;
+                entries(map, |key, map| {
+                    match key {
+                        "role" => role = map.next_value()?,
+                        "content" => content = map.next_value()?,
+                        "tool_call_id" => tool_call_id = map.next_value()?,
+                        "tool_calls" | "function_call" | "refusal" => {
+                            content_may_be_absent = true;
+                            map.next_value::<Walk>()?;
+                        }
+                        _ => return Ok(false),
+                    }
+                    Ok(true)
+                })?;
+                let Scalar::Str(role) = role else {
+                    return Ok(Message(false));
+                };
+                let role = role.as_ref();
+                let content_optional = role == "assistant"
+                    && (content_may_be_absent
+                        || matches!(content, Content::Absent | Content::Null));
+                let content_ok = match content {
+                    Content::Text | Content::Parts(true) => true,
+                    Content::Absent | Content::Null => content_optional,
+                    Content::Parts(false) | Content::Other => false,
+                };
+                let tool_ok = role != "tool" || matches!(tool_call_id, Scalar::Str(_));
+                Ok(Message(ROLES.contains(&role) && content_ok && tool_ok))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A message's `content`.
+#[derive(Default)]
+enum Content {
+    #[default]
+    Absent,
+    Null,
+    Text,
+    /// An array of parts: `true` when every part is an object with a string `type`.
+    Parts(bool),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+                Ok(Content::Null)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Content, E> {
+                Ok(Content::Text)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                let mut all_ok = true;
+                while let Some(Part(ok)) = seq.next_element()? {
+                    all_ok &= ok;
+                }
+                Ok(Content::Parts(all_ok))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Content, A::Error> {
+                Walk::map(map).map(|_| Content::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A content part: `true` when it is an object with a string `type`.
+struct Part(bool);
+
+impl<'de> Deserialize<'de> for Part {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Part;
+            visit_scalars!(Part(false), Part(false));
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Part, A::Error> {
+                let mut kind = Scalar::Absent;
+                entries(map, |key, map| {
+                    if key == "type" {
+                        kind = map.next_value()?;
+                        return Ok(true);
+                    }
+                    Ok(false)
+                })?;
+                Ok(Part(matches!(kind, Scalar::Str(_))))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
