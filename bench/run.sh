@@ -161,18 +161,22 @@ if [ "${BENCH_REDIS:-0}" = "1" ]; then
     REDIS_PID=$!
     wait_port 18379 "$REDIS_PID" redis
 fi
-# EXTRA="name:port:config ...": more Johi gateways, each with its own config (listening on
+# EXTRA="name:port:config[:binary] ...": more Johi gateways, each with its own config (listening on
 # that port), measured as further targets in the same run (e.g. the identity-and-limits
 # pipeline beside the core one).
 EXTRA_PIDS=""
 EXTRA_TARGETS=""
+# An optional fourth field names another johi binary for that target (an A/B of two builds
+# in one run: name:port:config:/path/to/johi).
 for spec in ${EXTRA:-}; do
-    IFS=: read -r name port config <<<"$spec"
-    [ -n "$name" ] && [ -n "$port" ] && [ -f "$config" ] || die "EXTRA entry '$spec' is not name:port:config-file"
+    IFS=: read -r name port config bin <<<"$spec"
+    bin="${bin:-$JOHI_BIN}"
+    [ -n "$name" ] && [ -n "$port" ] && [ -f "$config" ] || die "EXTRA entry '$spec' is not name:port:config-file[:binary]"
+    [ -x "$bin" ] || die "EXTRA entry '$spec': $bin is not executable"
     port_busy "$port" && die "port $port is already in use"
-    "$JOHI_BIN" check --config "$config" >/dev/null || die "$config does not check"
-    say "starting johi '$name' on :$port (CPU $GATEWAY_CPU) with $config"
-    taskset -c "$GATEWAY_CPU" "$JOHI_BIN" serve --config "$config" --worker-threads 1 \
+    "$bin" check --config "$config" >/dev/null || die "$config does not check"
+    say "starting johi '$name' on :$port (CPU $GATEWAY_CPU) with $config ($bin)"
+    taskset -c "$GATEWAY_CPU" "$bin" serve --config "$config" --worker-threads 1 \
         >"$TMP/johi-$name.log" 2>&1 &
     pid=$!
     EXTRA_PIDS="$EXTRA_PIDS $pid"

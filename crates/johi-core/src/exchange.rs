@@ -58,6 +58,11 @@ pub struct Exchange {
     body_changed: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// Where validation's one pass found the prompt's texts in `raw_body`, so the limiter
+    /// counts tokens without reading the body again. Valid while the body is unparsed:
+    /// a processor may change `raw_body` only by appending members at its end (as
+    /// `stream_usage` does), or must clear this.
+    pub prompt_spans: Option<PromptSpans>,
     /// What validation learnt of `stream_options.include_usage` without building the body:
     /// `Some(true)` the client asked for usage, `Some(false)` it did not and sent no
     /// `stream_options` at all (so the option can be spliced in), `None` not known.
@@ -129,6 +134,7 @@ impl Exchange {
             body_changed: false,
             stream: false,
             stream_usage_requested: None,
+            prompt_spans: None,
             usage_event_added: false,
             model: None,
             route: None,
@@ -190,6 +196,20 @@ impl Exchange {
     pub fn inbound_header(&self, name: &str) -> Option<&str> {
         self.inbound_headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// A chat prompt located in the body's bytes (see [`Exchange::prompt_spans`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptSpans {
+    /// How many messages there are (each costs framing tokens).
+    pub messages: u64,
+    /// The byte range of every string the token count reads: each is the text itself (no
+    /// escapes), in body order.
+    pub texts: Vec<std::ops::Range<usize>>,
+    /// `max_completion_tokens`, when a non-negative integer.
+    pub max_completion_tokens: Option<u64>,
+    /// `max_tokens`, when a non-negative integer.
+    pub max_tokens: Option<u64>,
 }
 
 /// `bytes` as a JSON object, or an empty one when they are not one.

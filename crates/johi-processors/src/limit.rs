@@ -173,15 +173,26 @@ fn amount(measure: Measure, usage: &Usage, ex: &Exchange) -> u64 {
 
 /// The estimate reserved before the call.
 ///
-/// Read from the body's bytes in one pass while no processor has parsed the body (the tree
-/// would be built for this alone), else from the tree, which then has every change made.
+/// While no processor has parsed the body (the tree would be built for this alone): from
+/// the texts validation located, else from the body's bytes in one pass. Otherwise from the
+/// tree, which then has every change made.
 fn estimate(ex: &Exchange) -> Usage {
     let tokenizer = ex.route.as_ref().map(|r| r.tokenizer).unwrap_or_default();
-    let from_bytes = (!ex.body_parsed())
-        .then(|| crate::tokens::estimate_from_bytes(tokenizer, ex.api, &ex.raw_body))
-        .flatten();
-    let (input, caps) = match from_bytes {
-        Some(e) => (e.input_tokens, [e.max_completion_tokens, e.max_tokens]),
+    let from_spans = (!ex.body_parsed())
+        .then_some(ex.prompt_spans.as_ref())
+        .flatten()
+        .and_then(|spans| {
+            let input = crate::tokens::estimate_from_spans(tokenizer, &ex.raw_body, spans)?;
+            Some((input, [spans.max_completion_tokens, spans.max_tokens]))
+        });
+    let from_bytes = || {
+        (!ex.body_parsed())
+            .then(|| crate::tokens::estimate_from_bytes(tokenizer, ex.api, &ex.raw_body))
+            .flatten()
+            .map(|e| (e.input_tokens, [e.max_completion_tokens, e.max_tokens]))
+    };
+    let (input, caps) = match from_spans.or_else(from_bytes) {
+        Some(found) => found,
         None => {
             let body = ex.body();
             let cap = |f: &str| body.get(f).and_then(Value::as_u64);

@@ -65,13 +65,14 @@ impl Processor for StreamUsage {
             return Ok(Verdict::Continue);
         }
         // While nothing has parsed the body, validation's one pass says whether the client
-        // asked: if it sent no `stream_options`, the option is spliced into the bytes, so
-        // the body is still forwarded as sent, plus this one member.
+        // asked: if it sent no `stream_options`, the option is appended to the bytes, so the
+        // body is still forwarded as sent, plus this one member (and the texts validation
+        // located, before it, stay where they were).
         if !ex.body_parsed() {
             match ex.stream_usage_requested {
                 Some(true) => return Ok(Verdict::Continue),
                 Some(false) => {
-                    if let Some(bytes) = splice::insert_first(
+                    if let Some(bytes) = splice::insert_last(
                         &ex.raw_body,
                         "stream_options",
                         br#"{"include_usage":true}"#,
@@ -133,7 +134,7 @@ mod tests {
             !ex.body_changed(),
             "the bytes are forwarded, not re-serialised"
         );
-        assert!(ex.raw_body.ends_with(&body.as_bytes()[1..]));
+        assert!(ex.raw_body.starts_with(&body.as_bytes()[..body.len() - 1]));
         assert_eq!(include_usage(&ex), Some(&Value::Bool(true)));
     }
 

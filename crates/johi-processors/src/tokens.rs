@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use johi_core::exchange::PromptSpans;
 use johi_core::model::Tokenizer;
 use johi_core::Api;
 use serde_json::{Map, Value};
@@ -144,6 +145,21 @@ pub fn estimate_from_bytes(tokenizer: Tokenizer, api: Api, body: &[u8]) -> Optio
         serde::de::DeserializeSeed::deserialize(raw::Top { tokenizer, api }, &mut de).ok()?;
     de.end().ok()?;
     Some(estimate)
+}
+
+/// [`count_input_tokens`] for a chat body whose texts validation located
+/// ([`PromptSpans`]): no second reading of the body. `None` if a range does not hold text
+/// (the spans do not belong to these bytes). As with [`estimate_from_bytes`], a key
+/// repeated inside a message is counted each time, which can only raise the estimate.
+pub fn estimate_from_spans(tokenizer: Tokenizer, body: &[u8], spans: &PromptSpans) -> Option<u64> {
+    let mut total = spans.messages * PER_MESSAGE + REPLY_PRIMING;
+    for range in &spans.texts {
+        let text = std::str::from_utf8(body.get(range.clone())?).ok()?;
+        if !text.starts_with("data:") {
+            total += count_text(tokenizer, text);
+        }
+    }
+    Some(total)
 }
 
 /// The one-pass readers behind [`estimate_from_bytes`].

@@ -63,26 +63,29 @@ pub fn splice(body: &[u8], range: Range<usize>, replacement: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `body` (a JSON object) with `"key":value` added as its first member, or `None` if it does
-/// not start as an object. The caller knows the key is not there yet (a duplicate key would
-/// be read differently by different parsers); `key` must need no escaping.
-pub fn insert_first(body: &[u8], key: &str, value: &[u8]) -> Option<Vec<u8>> {
-    let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
-    if body[open] != b'{' {
+/// `body` (a JSON object) with `"key":value` added as its last member, or `None` if it does
+/// not end as an object. Every byte before the closing brace stays where it was, so ranges
+/// into the body stay valid. The caller knows the key is not there yet (a duplicate key
+/// would be read differently by different parsers); `key` must need no escaping.
+pub fn insert_last(body: &[u8], key: &str, value: &[u8]) -> Option<Vec<u8>> {
+    let close = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if body[close] != b'}' {
         return None;
     }
-    let rest = &body[open + 1..];
-    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let before = body[..close]
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())?;
+    let empty = body[before] == b'{';
     let mut out = Vec::with_capacity(body.len() + key.len() + value.len() + 4);
-    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(&body[..close]);
+    if !empty {
+        out.push(b',');
+    }
     out.push(b'"');
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":");
     out.extend_from_slice(value);
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&body[close..]);
     Some(out)
 }
 
@@ -178,18 +181,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn insert_first_adds_a_member_to_any_object() {
+    fn insert_last_adds_a_member_to_any_object() {
         let add = |b: &str| {
-            insert_first(b.as_bytes(), "k", b"{\"x\":true}").map(|v| String::from_utf8(v).unwrap())
+            insert_last(b.as_bytes(), "k", b"{\"x\":true}").map(|v| String::from_utf8(v).unwrap())
         };
         assert_eq!(
             add(r#"{"a":1}"#).as_deref(),
-            Some(r#"{"k":{"x":true},"a":1}"#)
+            Some(r#"{"a":1,"k":{"x":true}}"#)
         );
-        assert_eq!(add(" \n{ } ").as_deref(), Some(" \n{\"k\":{\"x\":true} } "));
+        assert_eq!(add(" \n{ } ").as_deref(), Some(" \n{ \"k\":{\"x\":true}} "));
         assert_eq!(add("[1]"), None);
         assert_eq!(add("  "), None);
-        let added = add(r#"{ "a" : [1, {"b": null}] }"#).unwrap();
+        assert_eq!(add("}"), None);
+        let body = r#"{ "a" : [1, {"b": null}] }"#;
+        let added = add(body).unwrap();
+        assert!(
+            added.starts_with(body.trim_end_matches('}')),
+            "nothing before moves"
+        );
         let v: serde_json::Value = serde_json::from_str(&added).unwrap();
         assert_eq!(v["k"]["x"], true);
         assert_eq!(v["a"][1]["b"], serde_json::Value::Null);

@@ -1,7 +1,8 @@
 //! The one-pass check of a chat request: the body is walked once by serde, exactly as
 //! strictly as parsing it into a `Value` would be (every string's UTF-8 and escapes, every
 //! number's range, the nesting limit), but nothing is stored except the few fields the
-//! checks need, borrowed from the bytes.
+//! checks need, borrowed from the bytes, and where the prompt's texts are (so that the
+//! limiter can count their tokens without reading the body again).
 //!
 //! It only ever *accepts*: a body it cannot vouch for, for any reason, is handed to the
 //! general check, which builds the tree and words the error. So the errors are the general
@@ -11,7 +12,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::ops::Range;
+
+use johi_core::exchange::PromptSpans;
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::ROLES;
 use crate::json_key::Key;
@@ -25,11 +29,16 @@ pub(super) struct Accepted {
     pub stream: bool,
     /// `stream_options.include_usage`, as `Exchange::stream_usage_requested` records it.
     pub stream_usage_requested: Option<bool>,
+    /// Where the prompt's texts are, when every one can be pointed at.
+    pub prompt: Option<PromptSpans>,
 }
 
 /// The chat request `body` if it passes every check `check` would make, else `None`.
 pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
-    let top: Top<'_> = serde_json::from_slice(body).ok()?;
+    let mut spans = Spans::new(body);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let top = TopSeed(&mut spans).deserialize(&mut de).ok()?;
+    de.end().ok()?;
     let model = match top.model {
         Scalar::Str(m) if !m.is_empty() => m.into_owned(),
         _ => return None,
@@ -48,7 +57,7 @@ pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
         Options::Object { .. } if stream => None,
         _ => return None,
     };
-    let counts_ok = [top.max_tokens, top.max_completion_tokens, top.n]
+    let counts_ok = [&top.max_tokens, &top.max_completion_tokens, &top.n]
         .iter()
         .all(|s| {
             matches!(s, Scalar::Absent | Scalar::Null) || matches!(s, Scalar::U64(n) if *n >= 1)
@@ -59,9 +68,15 @@ pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
             Scalar::Absent | Scalar::Null => true,
             other => other.as_f64().is_some_and(|x| (0.0..=*max).contains(&x)),
         });
-    (counts_ok && ranges_ok && top.messages_ok).then_some(Accepted {
+    let cap = |s: &Scalar<'_>| match s {
+        Scalar::U64(n) => Some(*n),
+        _ => None,
+    };
+    let caps = [cap(&top.max_completion_tokens), cap(&top.max_tokens)];
+    (counts_ok && ranges_ok && top.messages_ok).then(|| Accepted {
         model,
         stream,
+        prompt: spans.into_prompt(caps),
         stream_usage_requested,
     })
 }
@@ -218,35 +233,40 @@ fn entries<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-impl<'de> Deserialize<'de> for Top<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Top<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
+/// Reads the top-level object, the messages' texts going to the spans.
+struct TopSeed<'s>(&'s mut Spans);
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = Top<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = Top<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top<'de>, A::Error> {
+        let spans = self.0;
+        let mut top = Top::default();
+        entries(map, |key, map| {
+            match key {
+                "model" => top.model = map.next_value()?,
+                "stream" => top.stream = map.next_value()?,
+                "stream_options" => top.stream_options = map.next_value()?,
+                "max_tokens" => top.max_tokens = map.next_value()?,
+                "max_completion_tokens" => top.max_completion_tokens = map.next_value()?,
+                "n" => top.n = map.next_value()?,
+                "temperature" => top.temperature = map.next_value()?,
+                "top_p" => top.top_p = map.next_value()?,
+                "messages" => top.messages_ok = map.next_value_seed(MessagesSeed(&mut *spans))?,
+                _ => return Ok(false),
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top<'de>, A::Error> {
-                let mut top = Top::default();
-                entries(map, |key, map| {
-                    match key {
-                        "model" => top.model = map.next_value()?,
-                        "stream" => top.stream = map.next_value()?,
-                        "stream_options" => top.stream_options = map.next_value()?,
-                        "max_tokens" => top.max_tokens = map.next_value()?,
-                        "max_completion_tokens" => top.max_completion_tokens = map.next_value()?,
-                        "n" => top.n = map.next_value()?,
-                        "temperature" => top.temperature = map.next_value()?,
-                        "top_p" => top.top_p = map.next_value()?,
-                        "messages" => top.messages_ok = map.next_value::<Messages>()?.0,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                Ok(top)
-            }
-        }
-        d.deserialize_map(V)
+            Ok(true)
+        })?;
+        Ok(top)
     }
 }
 
@@ -319,75 +339,150 @@ impl<'de> Deserialize<'de> for Options<'de> {
     }
 }
 
-/// `messages`: `true` when it is a non-empty array of messages that each pass.
-struct Messages(bool);
+/// Where the prompt's texts are in the body: byte ranges of every string the token count
+/// reads, gathered while the messages are checked (see `Exchange::prompt_spans`).
+pub(super) struct Spans {
+    /// Address of the body's first byte, to turn a borrowed string into a range.
+    base: usize,
+    /// The body's length.
+    len: usize,
+    /// The ranges, in body order.
+    texts: Vec<Range<usize>>,
+    /// Messages in the (last) `messages` array.
+    messages: u64,
+    /// False once a text had escapes: its bytes are not its text, so no range can stand for
+    /// it, and the estimate reads the body itself.
+    exact: bool,
+}
 
-impl<'de> Deserialize<'de> for Messages {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Messages;
-            visit_scalars!(@scalars Messages(false), Messages(false));
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
-                let (mut any, mut all_ok) = (false, true);
-                while let Some(Message(ok)) = seq.next_element()? {
-                    any = true;
-                    all_ok &= ok;
-                }
-                Ok(Messages(any && all_ok))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Messages, A::Error> {
-                Walk::map(map).map(|_| Messages(false))
-            }
+impl Spans {
+    fn new(body: &[u8]) -> Spans {
+        Spans {
+            base: body.as_ptr() as usize,
+            len: body.len(),
+            texts: Vec::new(),
+            messages: 0,
+            exact: true,
         }
-        d.deserialize_any(V)
+    }
+
+    /// Notes a text: its range if serde lent it from the body, else the loss of exactness.
+    fn text(&mut self, text: &Cow<'_, str>) {
+        let Cow::Borrowed(s) = text else {
+            self.exact = false;
+            return;
+        };
+        let start = (s.as_ptr() as usize).wrapping_sub(self.base);
+        if start <= self.len && s.len() <= self.len - start {
+            self.texts.push(start..start + s.len());
+        } else {
+            self.exact = false;
+        }
+    }
+
+    /// What the exchange keeps, if every text had a range.
+    pub(super) fn into_prompt(self, caps: [Option<u64>; 2]) -> Option<PromptSpans> {
+        self.exact.then_some(PromptSpans {
+            messages: self.messages,
+            texts: self.texts,
+            max_completion_tokens: caps[0],
+            max_tokens: caps[1],
+        })
+    }
+}
+
+/// Keys whose values are not prompt text (an image's or a file's bytes), as the token
+/// count skips them.
+fn not_text(key: &str) -> bool {
+    matches!(key, "image_url" | "input_audio" | "file")
+}
+
+/// `messages`: `true` when it is a non-empty array of messages that each pass; their texts
+/// go to the spans.
+struct MessagesSeed<'s>(&'s mut Spans);
+
+impl<'de> DeserializeSeed<'de> for MessagesSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessagesSeed<'_> {
+    type Value = bool;
+    visit_scalars!(@scalars false, false);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        // A repeated `messages` key: only the last array counts, as in the tree.
+        self.0.texts.clear();
+        self.0.messages = 0;
+        let mut all_ok = true;
+        while let Some(ok) = seq.next_element_seed(MessageSeed(&mut *self.0))? {
+            self.0.messages += 1;
+            all_ok &= ok;
+        }
+        Ok(self.0.messages > 0 && all_ok)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        Walk::map(map).map(|_| false)
     }
 }
 
 /// One message: `true` when it passes the general check's rules for a message.
-struct Message(bool);
+struct MessageSeed<'s>(&'s mut Spans);
 
-impl<'de> Deserialize<'de> for Message {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Message;
-            visit_scalars!(Message(false), Message(false));
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
-                let mut role = Scalar::Absent;
-                let mut content = Content::Absent;
-                let mut tool_call_id = Scalar::Absent;
-                let mut content_may_be_absent = false;
-                entries(map, |key, map| {
-                    match key {
-                        "role" => role = map.next_value()?,
-                        "content" => content = map.next_value()?,
-                        "tool_call_id" => tool_call_id = map.next_value()?,
-                        "tool_calls" | "function_call" | "refusal" => {
-                            content_may_be_absent = true;
-                            map.next_value::<Walk>()?;
-                        }
-                        _ => return Ok(false),
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed<'_> {
+    type Value = bool;
+    visit_scalars!(false, false);
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        let spans = self.0;
+        let mut role = Scalar::Absent;
+        let mut content = Content::Absent;
+        let mut tool_call_id = Scalar::Absent;
+        let mut content_may_be_absent = false;
+        entries(map, |key, map| {
+            match key {
+                "role" => {
+                    role = map.next_value()?;
+                    if let Scalar::Str(text) = &role {
+                        spans.text(text);
                     }
-                    Ok(true)
-                })?;
-                let Scalar::Str(role) = role else {
-                    return Ok(Message(false));
-                };
-                let role = role.as_ref();
-                let content_optional = role == "assistant"
-                    && (content_may_be_absent
-                        || matches!(content, Content::Absent | Content::Null));
-                let content_ok = match content {
-                    Content::Text | Content::Parts(true) => true,
-                    Content::Absent | Content::Null => content_optional,
-                    Content::Parts(false) | Content::Other => false,
-                };
-                let tool_ok = role != "tool" || matches!(tool_call_id, Scalar::Str(_));
-                Ok(Message(ROLES.contains(&role) && content_ok && tool_ok))
+                }
+                "content" => content = map.next_value_seed(ContentSeed(&mut *spans))?,
+                "tool_call_id" => {
+                    tool_call_id = map.next_value()?;
+                    if let Scalar::Str(text) = &tool_call_id {
+                        spans.text(text);
+                    }
+                }
+                "tool_calls" | "function_call" | "refusal" => {
+                    content_may_be_absent = true;
+                    map.next_value_seed(Texts(&mut *spans))?;
+                }
+                k if not_text(k) => return Ok(false),
+                _ => map.next_value_seed(Texts(&mut *spans))?,
             }
-        }
-        d.deserialize_any(V)
+            Ok(true)
+        })?;
+        let Scalar::Str(role) = role else {
+            return Ok(false);
+        };
+        let role = role.as_ref();
+        let content_optional = role == "assistant"
+            && (content_may_be_absent || matches!(content, Content::Absent | Content::Null));
+        let content_ok = match content {
+            Content::Text | Content::Parts(true) => true,
+            Content::Absent | Content::Null => content_optional,
+            Content::Parts(false) | Content::Other => false,
+        };
+        let tool_ok = role != "tool" || matches!(tool_call_id, Scalar::Str(_));
+        Ok(ROLES.contains(&role) && content_ok && tool_ok)
     }
 }
 
@@ -403,68 +498,140 @@ enum Content {
     Other,
 }
 
-impl<'de> Deserialize<'de> for Content {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Content;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
-                Ok(Content::Null)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Content, E> {
-                Ok(Content::Other)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Content, E> {
-                Ok(Content::Other)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Content, E> {
-                Ok(Content::Other)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Content, E> {
-                Ok(Content::Other)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Content, E> {
-                Ok(Content::Text)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
-                let mut all_ok = true;
-                while let Some(Part(ok)) = seq.next_element()? {
-                    all_ok &= ok;
-                }
-                Ok(Content::Parts(all_ok))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Content, A::Error> {
-                Walk::map(map).map(|_| Content::Other)
-            }
-        }
-        d.deserialize_any(V)
+/// Reads a `content`, its texts going to the spans.
+struct ContentSeed<'s>(&'s mut Spans);
+
+impl<'de> DeserializeSeed<'de> for ContentSeed<'_> {
+    type Value = Content;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Content, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// A content part: `true` when it is an object with a string `type`.
-struct Part(bool);
-
-impl<'de> Deserialize<'de> for Part {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Part;
-            visit_scalars!(Part(false), Part(false));
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Part, A::Error> {
-                let mut kind = Scalar::Absent;
-                entries(map, |key, map| {
-                    if key == "type" {
-                        kind = map.next_value()?;
-                        return Ok(true);
-                    }
-                    Ok(false)
-                })?;
-                Ok(Part(matches!(kind, Scalar::Str(_))))
-            }
+impl<'de> Visitor<'de> for ContentSeed<'_> {
+    type Value = Content;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+        Ok(Content::Null)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Content, E> {
+        Ok(Content::Other)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Content, E> {
+        Ok(Content::Other)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Content, E> {
+        Ok(Content::Other)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Content, E> {
+        Ok(Content::Other)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Content, E> {
+        self.0.text(&Cow::Borrowed(v));
+        Ok(Content::Text)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Content, E> {
+        self.0.exact = false;
+        Ok(Content::Text)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+        let mut all_ok = true;
+        while let Some(ok) = seq.next_element_seed(PartSeed(&mut *self.0))? {
+            all_ok &= ok;
         }
-        d.deserialize_any(V)
+        Ok(Content::Parts(all_ok))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Content, A::Error> {
+        Walk::map(map).map(|_| Content::Other)
+    }
+}
+
+/// A content part: `true` when it is an object with a string `type`; its texts (but not an
+/// image's or a file's data) go to the spans.
+struct PartSeed<'s>(&'s mut Spans);
+
+impl<'de> DeserializeSeed<'de> for PartSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PartSeed<'_> {
+    type Value = bool;
+    visit_scalars!(false, false);
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        let spans = self.0;
+        let mut kind = Scalar::Absent;
+        entries(map, |key, map| {
+            match key {
+                "type" => {
+                    kind = map.next_value()?;
+                    if let Scalar::Str(text) = &kind {
+                        spans.text(text);
+                    }
+                }
+                k if not_text(k) => return Ok(false),
+                _ => map.next_value_seed(Texts(&mut *spans))?,
+            }
+            Ok(true)
+        })?;
+        Ok(matches!(kind, Scalar::Str(_)))
+    }
+}
+
+/// Any value inside a message, walked as strictly as [`Walk`], its strings going to the
+/// spans (but not under the keys [`not_text`] names).
+struct Texts<'s>(&'s mut Spans);
+
+impl<'de> DeserializeSeed<'de> for Texts<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Texts<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.0.text(&Cow::Borrowed(v));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.0.exact = false;
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Texts(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        entries(map, |key, map| {
+            if not_text(key) {
+                return Ok(false);
+            }
+            map.next_value_seed(Texts(&mut *self.0))?;
+            Ok(true)
+        })
     }
 }

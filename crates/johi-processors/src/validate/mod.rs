@@ -83,6 +83,7 @@ fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
             ex.model = Some(accepted.model);
             ex.stream = accepted.stream;
             ex.stream_usage_requested = accepted.stream_usage_requested;
+            ex.prompt_spans = accepted.prompt;
             return Ok(());
         }
     }
@@ -320,6 +321,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue};
+    use johi_core::model::Tokenizer;
 
     fn validate(api: Api, body: &str) -> Result<Exchange, GatewayError> {
         let mut headers = HeaderMap::new();
@@ -485,9 +487,14 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","role":"wizard","content":"x"}]}"#.into(),
             r#"{"model":"m","messages":[{"role":"wizard","role":"user","content":"x"}]}"#.into(),
             r#"{"model":"m","messages":[{"role":"user","content":"x","content":null}]}"#.into(),
+            r#"{"model":"m","max_tokens":5,"max_completion_tokens":6,"messages":[{"role":"user","name":"ann","content":[{"type":"text","text":"hello there"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"high"}},{"type":"input_audio","input_audio":{"data":"AAAA"}}]},{"role":"assistant","content":"data:x","tool_calls":[{"id":"c1","type":"function","function":{"name":"lookup","arguments":"{\"q\": 1}"}}]},{"role":"tool","tool_call_id":"c1","content":"forty two","extra":{"file":"zzz","n":[1,"deep text"]}}]}"#.into(),
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","name":"ann","content":[{"type":"text","text":"hello there"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"high"}}]},{"role":"assistant","content":"data:x","tool_calls":[{"id":"c1","type":"function","function":{"name":"lookup","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"forty two","extra":{"file":"zzz","n":[1,"deep text"]}}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":"first"}],"messages":[{"role":"user","content":"second one"}]}"#.into(),
+            r#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9"}]}"#.into(),
         ];
         let valid_utf8 = bodies.len();
         let mut deferred = Vec::new();
+        let mut inexact = Vec::new();
         bodies.push(format!(r#"{{"model":"m","messages":[{user}],"x":"\xff"}}"#));
         for (i, body) in bodies.iter().enumerate() {
             let mut raw = body.clone().into_bytes();
@@ -506,6 +513,32 @@ mod tests {
                 );
                 assert_eq!(Some(quick.model), ex.model, "{body}");
                 assert_eq!(quick.stream, ex.stream, "{body}");
+                if let Some(spans) = &quick.prompt {
+                    // A key repeated inside a message is counted each time (the tree keeps
+                    // the last): the estimate can only be higher then, never lower.
+                    let repeats = [r#""user","role""#, r#""wizard","role""#, r#""x","content""#]
+                        .iter()
+                        .any(|r| body.contains(r));
+                    for tokenizer in [Tokenizer::Estimate, Tokenizer::O200kBase] {
+                        let spans =
+                            crate::tokens::estimate_from_spans(tokenizer, &ex.raw_body, spans);
+                        let tree = crate::tokens::count_input_tokens(tokenizer, ex.api, ex.body());
+                        if repeats {
+                            assert!(spans.is_some_and(|n| n > tree), "{body}");
+                        } else {
+                            assert_eq!(spans, Some(tree), "{body}");
+                        }
+                    }
+                    let cap = |f: &str| ex.body().get(f).and_then(Value::as_u64);
+                    assert_eq!(spans.max_tokens, cap("max_tokens"), "{body}");
+                    assert_eq!(
+                        spans.max_completion_tokens,
+                        cap("max_completion_tokens"),
+                        "{body}"
+                    );
+                } else {
+                    inexact.push(body.as_str());
+                }
                 if let Some(asked) = quick.stream_usage_requested {
                     let in_tree = ex
                         .body()
@@ -527,6 +560,9 @@ mod tests {
             deferred,
             [bodies[1].replace("true}", r#"true,"stream_options":null}"#)]
         );
+        // Spans are given up only where a text has escapes.
+        assert!(inexact.iter().all(|b| b.contains('\\')), "{inexact:?}");
+        assert!(!inexact.is_empty());
     }
 
     #[test]
