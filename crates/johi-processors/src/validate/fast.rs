@@ -366,9 +366,10 @@ impl Spans {
         }
     }
 
-    /// Notes a text: its range if serde lent it from the body, else the loss of exactness.
-    fn text(&mut self, text: &Cow<'_, str>) {
-        let Cow::Borrowed(s) = text else {
+    /// Notes a text: its range if serde lent it from the body, else (`None`: the text was
+    /// unescaped into a copy) the loss of exactness.
+    fn text(&mut self, lent: Option<&str>) {
+        let Some(s) = lent else {
             self.exact = false;
             return;
         };
@@ -377,6 +378,15 @@ impl Spans {
             self.texts.push(start..start + s.len());
         } else {
             self.exact = false;
+        }
+    }
+
+    /// Notes a string value read as a [`Scalar`].
+    fn scalar(&mut self, value: &Scalar<'_>) {
+        match value {
+            Scalar::Str(Cow::Borrowed(s)) => self.text(Some(s)),
+            Scalar::Str(Cow::Owned(_)) => self.text(None),
+            _ => {}
         }
     }
 
@@ -450,16 +460,12 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             match key {
                 "role" => {
                     role = map.next_value()?;
-                    if let Scalar::Str(text) = &role {
-                        spans.text(text);
-                    }
+                    spans.scalar(&role);
                 }
                 "content" => content = map.next_value_seed(ContentSeed(&mut *spans))?,
                 "tool_call_id" => {
                     tool_call_id = map.next_value()?;
-                    if let Scalar::Str(text) = &tool_call_id {
-                        spans.text(text);
-                    }
+                    spans.scalar(&tool_call_id);
                 }
                 "tool_calls" | "function_call" | "refusal" => {
                     content_may_be_absent = true;
@@ -529,11 +535,11 @@ impl<'de> Visitor<'de> for ContentSeed<'_> {
         Ok(Content::Other)
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Content, E> {
-        self.0.text(&Cow::Borrowed(v));
+        self.0.text(Some(v));
         Ok(Content::Text)
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Content, E> {
-        self.0.exact = false;
+        self.0.text(None);
         Ok(Content::Text)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
@@ -569,9 +575,7 @@ impl<'de> Visitor<'de> for PartSeed<'_> {
             match key {
                 "type" => {
                     kind = map.next_value()?;
-                    if let Scalar::Str(text) = &kind {
-                        spans.text(text);
-                    }
+                    spans.scalar(&kind);
                 }
                 k if not_text(k) => return Ok(false),
                 _ => map.next_value_seed(Texts(&mut *spans))?,
@@ -614,11 +618,11 @@ impl<'de> Visitor<'de> for Texts<'_> {
         Ok(())
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        self.0.text(&Cow::Borrowed(v));
+        self.0.text(Some(v));
         Ok(())
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.0.exact = false;
+        self.0.text(None);
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
