@@ -105,25 +105,40 @@ impl AuditRecord<'_> {
             out.extend_from_slice(b"\":");
             serde_json::to_writer(&mut *out, value)
         }
+        /// A text field: copied as it is when nothing in it needs escaping (IDs and names,
+        /// nearly always), else escaped by serde.
+        fn text(out: &mut Vec<u8>, key: &str, value: Option<&str>) -> serde_json::Result<()> {
+            match value {
+                Some(v) if !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') => {
+                    out.extend_from_slice(b",\"");
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(b"\":\"");
+                    out.extend_from_slice(v.as_bytes());
+                    out.push(b'"');
+                    Ok(())
+                }
+                _ => field(out, key, &value),
+            }
+        }
         out.extend_from_slice(b"{\"ts\":\"");
         write!(out, "{}", humantime::format_rfc3339_millis(self.ts))
             .map_err(serde_json::Error::io)?;
         out.push(b'"');
-        field(out, "request_id", self.request_id)?;
-        field(out, "trace_id", &self.trace_id)?;
-        field(out, "organization", &self.organization)?;
-        field(out, "team", &self.team)?;
-        field(out, "project", &self.project)?;
-        field(out, "user", &self.user)?;
-        field(out, "auth", &self.auth)?;
-        field(out, "credential_id", &self.credential_id)?;
-        field(out, "service_tier", &self.service_tier)?;
-        field(out, "endpoint", self.endpoint)?;
-        field(out, "model", &self.model)?;
-        field(out, "provider", &self.provider)?;
-        field(out, "upstream_model", &self.upstream_model)?;
+        text(out, "request_id", Some(self.request_id))?;
+        text(out, "trace_id", self.trace_id)?;
+        text(out, "organization", self.organization)?;
+        text(out, "team", self.team)?;
+        text(out, "project", self.project)?;
+        text(out, "user", self.user)?;
+        text(out, "auth", self.auth)?;
+        text(out, "credential_id", self.credential_id)?;
+        text(out, "service_tier", self.service_tier)?;
+        text(out, "endpoint", Some(self.endpoint))?;
+        text(out, "model", self.model)?;
+        text(out, "provider", self.provider)?;
+        text(out, "upstream_model", self.upstream_model)?;
         field(out, "status", &self.status)?;
-        field(out, "error", &self.error)?;
+        text(out, "error", self.error)?;
         field(out, "attempts", &self.attempts)?;
         field(out, "stream", &self.stream)?;
         field(out, "cancelled", &self.cancelled)?;
