@@ -14,6 +14,7 @@ the ledger's file writes) is not counted: use it to compare code, and bench/run.
 
 Each argument is name:port:config (the config must listen on that port and route
 `bench-model` to the mock on 127.0.0.1:18001, as bench/johi.yaml does). Needs valgrind.
+`STREAM=1` counts streaming requests instead (the benchmark's streaming body).
 """
 
 import http.client
@@ -32,6 +33,8 @@ import bench  # noqa: E402  (the benchmark's request body)
 JOHI = os.environ.get("JOHI_BIN", os.path.join(ROOT, "target", "release", "johi"))
 KEY = "Bearer sk-johi-bench-0000000000000000000000000000000000000"
 MOCK_PORT = 18001
+# STREAM=1: the benchmark's streaming request instead (the whole stream is read each time).
+STREAM = os.environ.get("STREAM") == "1"
 
 
 def wait_for(port: int, path: str = "/healthz", tries: int = 600) -> None:
@@ -54,7 +57,7 @@ def instructions(config: str, port: int, requests: int, out: str) -> int:
         cwd=os.path.dirname(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     wait_for(port)
-    body = bench.body("bench-model", False)
+    body = bench.body("bench-model", STREAM)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for _ in range(requests):
         conn.request("POST", "/v1/chat/completions", body=body,

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use http::Uri;
 use johi_core::{Api, Usage};
-use memchr::memmem::FinderRev;
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -74,25 +74,24 @@ pub fn encode_request(
 /// last `"usage":` key followed by an object is the top-level one (a `"usage"` inside a
 /// string value would be written `\"usage\"` and cannot match).
 pub fn response_usage(body: &[u8]) -> Option<Usage> {
-    static USAGE_KEY: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\"usage\""));
-    let mut end = body.len();
-    while let Some(pos) = USAGE_KEY.rfind(&body[..end]) {
-        if let Some(object) = object_after_key(&body[pos + 7..]) {
-            // Typed and lenient (a count of another kind reads as zero, as
-            // `Usage::from_openai` reads it), without building a `Value` per answer.
+    // Searched forwards with a prebuilt SIMD finder (a reverse search has no fast path),
+    // keeping the last key whose value is an object: called on every stream event.
+    static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+    let object = USAGE_KEY
+        .find_iter(body)
+        .filter_map(|pos| object_after_key(&body[pos + 7..]))
+        .last()?;
+    // Typed and lenient (a count of another kind reads as zero, as `Usage::from_openai`
+    // reads it), without building a `Value` per answer.
+    let mut de = serde_json::Deserializer::from_slice(object);
+    match OpenAiUsage::deserialize(&mut de) {
+        Ok(usage) => Some(usage.usage()),
+        // What the typed read refuses (a duplicate key) is read the general way.
+        Err(_) => {
             let mut de = serde_json::Deserializer::from_slice(object);
-            return match OpenAiUsage::deserialize(&mut de) {
-                Ok(usage) => Some(usage.usage()),
-                // What the typed read refuses (a duplicate key) is read the general way.
-                Err(_) => {
-                    let mut de = serde_json::Deserializer::from_slice(object);
-                    Usage::from_openai(&Value::deserialize(&mut de).ok()?)
-                }
-            };
+            Usage::from_openai(&Value::deserialize(&mut de).ok()?)
         }
-        end = pos;
     }
-    None
 }
 
 /// OpenAI's `usage` object as read from an answer or a stream event; other fields are
@@ -232,19 +231,20 @@ impl StreamScanner {
 /// `"text"`, `"reasoning_content"` and `"arguments"` keys (chat deltas, completions, tool
 /// calls), found by scanning, not parsing, so that watching a stream stays cheap.
 fn generated_text_bytes(data: &[u8]) -> u64 {
-    static KEYS: LazyLock<[memchr::memmem::Finder<'static>; 4]> = LazyLock::new(|| {
-        [
-            memchr::memmem::Finder::new(b"\"content\":\""),
-            memchr::memmem::Finder::new(b"\"text\":\""),
-            memchr::memmem::Finder::new(b"\"reasoning_content\":\""),
-            memchr::memmem::Finder::new(b"\"arguments\":\""),
-        ]
-    });
+    // One pass over every string-valued key (`":"`), rather than one search per key name:
+    // this runs on every event of every stream. (A plain byte loop over the colons, or a
+    // `memchr` iterator over them, measured slower: colons are dense in an event.)
+    static STRING_VALUE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\":\""));
+    const KEYS: [&[u8]; 4] = [
+        b"\"content",
+        b"\"text",
+        b"\"reasoning_content",
+        b"\"arguments",
+    ];
     let mut total = 0;
-    for finder in KEYS.iter() {
-        for start in finder.find_iter(data) {
-            let from = start + finder.needle().len();
-            total += string_len(&data[from..]);
+    for at in STRING_VALUE.find_iter(data) {
+        if KEYS.iter().any(|k| data[..at].ends_with(k)) {
+            total += string_len(&data[at + 3..]);
         }
     }
     total
@@ -350,6 +350,43 @@ mod tests {
         let nested_last =
             br#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"x":{"usage":null}}"#;
         assert_eq!(response_usage(nested_last).unwrap().input_tokens, 5);
+    }
+
+    /// The one-pass text count agrees with scanning for each key on its own.
+    #[test]
+    fn generated_text_is_counted_in_one_pass_as_key_by_key() {
+        fn key_by_key(data: &[u8]) -> u64 {
+            let keys: [&[u8]; 4] = [
+                b"\"content\":\"",
+                b"\"text\":\"",
+                b"\"reasoning_content\":\"",
+                b"\"arguments\":\"",
+            ];
+            keys.iter()
+                .map(|k| {
+                    memchr::memmem::find_iter(data, k)
+                        .map(|start| string_len(&data[start + k.len()..]))
+                        .sum::<u64>()
+                })
+                .sum()
+        }
+        let events: [&[u8]; 7] = [
+            br#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello \"there\""},"finish_reason":null}],"usage":null}"#,
+            br#"{"choices":[{"delta":{"reasoning_content":"hmm","tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}]}"#,
+            br#"{"choices":[{"text":"done","index":0}],"model":"content"}"#,
+            br#"{"content_filter":"x","mycontent":"not counted","subtext":"no","content":""}"#,
+            br#"{"a":"\"content\":\"inside"}"#,
+            br#"{"content":"unterminated"#,
+            b"[DONE]",
+        ];
+        for event in events {
+            assert_eq!(
+                generated_text_bytes(event),
+                key_by_key(event),
+                "{}",
+                String::from_utf8_lossy(event)
+            );
+        }
     }
 
     #[test]
