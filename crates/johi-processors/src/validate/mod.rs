@@ -565,6 +565,83 @@ mod tests {
         assert!(!inexact.is_empty());
     }
 
+    /// Random edits of real requests (bytes deleted, repeated or replaced by JSON's own
+    /// punctuation, quotes, escapes and other values): whatever the quick check accepts, the
+    /// general one accepts too, with the same model, stream flag and prompt token count.
+    #[test]
+    fn random_edits_never_make_the_quick_check_more_lenient() {
+        let seeds = [
+            r#"{"model":"m","stream":true,"max_tokens":64,"temperature":0.2,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"hi there"},{"type":"image_url","image_url":{"url":"data:x"}}]}]}"#,
+            r#"{"model":"gpt","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"42"}],"n":1,"top_p":1}"#,
+        ];
+        let pieces: [&[u8]; 16] = [
+            b"\"",
+            b"\\",
+            b"\\u00e9",
+            b"\\ud800",
+            b",",
+            b":",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b"null",
+            b"1e400",
+            b"-1",
+            b"\"role\":\"user\"",
+            b"\"content\":",
+            b"\xff",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let (mut accepted, mut tried) = (0, 0);
+        for round in 0..20_000 {
+            let mut body = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(0..body.len());
+                match rng.u8(0..3) {
+                    0 => {
+                        let end = (at + rng.usize(1..8)).min(body.len());
+                        body.drain(at..end);
+                    }
+                    1 => {
+                        let piece = pieces[rng.usize(0..pieces.len())];
+                        body.splice(at..at, piece.iter().copied());
+                    }
+                    _ => {
+                        let end = (at + rng.usize(1..6)).min(body.len());
+                        let copy = body[at..end].to_vec();
+                        body.splice(at..at, copy);
+                    }
+                }
+                if body.is_empty() {
+                    break;
+                }
+            }
+            tried += 1;
+            let Some(quick) = fast::chat(&body) else {
+                continue;
+            };
+            accepted += 1;
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let mut ex = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::from(body));
+            assert!(
+                check_tree(&mut ex).is_ok(),
+                "quick accepted, general refused: {text}"
+            );
+            assert_eq!(Some(quick.model), ex.model, "{text}");
+            assert_eq!(quick.stream, ex.stream, "{text}");
+            if let Some(spans) = &quick.prompt {
+                let counted =
+                    crate::tokens::estimate_from_spans(Tokenizer::Estimate, &ex.raw_body, spans);
+                let tree =
+                    crate::tokens::count_input_tokens(Tokenizer::Estimate, ex.api, ex.body());
+                assert!(counted.is_some_and(|n| n >= tree), "{text}");
+            }
+        }
+        // The edits leave enough bodies valid for the comparison to mean something.
+        assert!(accepted > tried / 20, "{accepted} of {tried}");
+    }
+
     #[test]
     fn refuses_bad_json_and_wrong_content_type() {
         assert!(matches!(
