@@ -43,25 +43,24 @@ pub async fn relay(
     let protocol = upstream.provider.protocol;
     let translated = codec::translates(protocol);
     let mut builder = Response::builder().status(parts.status);
-    if let Some(headers) = builder.headers_mut() {
-        if translated {
-            // The body is translated: the content type is the OpenAI answer's own.
-            let ct = if ex.stream {
-                "text/event-stream; charset=utf-8"
-            } else {
-                "application/json"
-            };
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-        } else if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, ct.clone());
-        }
-        if let Some(id) = parts.headers.get(codec::request_id_header(protocol)) {
-            headers.insert(UPSTREAM_REQUEST_ID, id.clone());
-        }
-        for (name, value) in &ex.response_headers {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
+    let content_type = if translated {
+        // The body is translated: the content type is the OpenAI answer's own.
+        Some(HeaderValue::from_static(if ex.stream {
+            "text/event-stream; charset=utf-8"
+        } else {
+            "application/json"
+        }))
+    } else {
+        parts.headers.get(CONTENT_TYPE).cloned()
+    };
+    let upstream_id = parts
+        .headers
+        .get(codec::request_id_header(protocol))
+        .cloned();
+    let head = ClientHead {
+        content_type,
+        upstream_id,
+    };
 
     if ex.stream {
         let strip_usage = ex.usage_event_added;
@@ -78,6 +77,7 @@ pub async fn relay(
             })
             .flatten();
         if let Some(headers) = builder.headers_mut() {
+            *headers = head.headers(ex);
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert(
                 HeaderName::from_static("x-accel-buffering"),
@@ -136,6 +136,9 @@ pub async fn relay(
                     return fail(completion, error, attempts);
                 }
             }
+            if let Some(headers) = builder.headers_mut() {
+                *headers = head.headers(completion.exchange());
+            }
             completion.finish(Outcome::ok(parts.status, attempts));
             respond(builder, Body::from(bytes))
         }
@@ -183,6 +186,28 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// What the client's response head takes from the upstream's.
+struct ClientHead {
+    content_type: Option<HeaderValue>,
+    upstream_id: Option<HeaderValue>,
+}
+
+impl ClientHead {
+    /// The client response's headers: the exchange's own (moved, not copied: once the head
+    /// is written nothing reads them, and an error before it still finds them there), plus
+    /// the content type and the upstream's request ID where the exchange set neither.
+    fn headers(self, ex: &mut johi_core::Exchange) -> http::HeaderMap {
+        let mut headers = std::mem::take(&mut ex.response_headers);
+        if let Some(ct) = self.content_type {
+            headers.entry(CONTENT_TYPE).or_insert(ct);
+        }
+        if let Some(id) = self.upstream_id {
+            headers.entry(UPSTREAM_REQUEST_ID).or_insert(id);
+        }
+        headers
+    }
 }
 
 fn respond(builder: http::response::Builder, body: Body) -> Response<Body> {
