@@ -168,6 +168,19 @@ impl Exchange {
             .unwrap_or_else(|| unreachable!("the body was parsed just above"))
     }
 
+    /// Whether the request asks for its stream's usage (`stream_options.include_usage`):
+    /// what validation's one pass recorded while the body is unparsed, else the tree's value.
+    pub fn asks_for_stream_usage(&self) -> bool {
+        if let (false, Some(asked)) = (self.body_parsed(), self.stream_usage_requested) {
+            return asked;
+        }
+        self.body()
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// Whether the body has been parsed into a tree yet (by [`Exchange::body`] or
     /// validation): while it has not, a processor may still change `raw_body` directly.
     pub fn body_parsed(&self) -> bool {

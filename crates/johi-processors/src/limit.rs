@@ -178,20 +178,18 @@ fn amount(measure: Measure, usage: &Usage, ex: &Exchange) -> u64 {
 /// tree, which then has every change made.
 fn estimate(ex: &Exchange) -> Usage {
     let tokenizer = ex.route.as_ref().map(|r| r.tokenizer).unwrap_or_default();
-    let from_spans = (!ex.body_parsed())
-        .then_some(ex.prompt_spans.as_ref())
-        .flatten()
-        .and_then(|spans| {
+    let unparsed = || {
+        let spans = ex.prompt_spans.as_ref().and_then(|spans| {
             let input = crate::tokens::estimate_from_spans(tokenizer, &ex.raw_body, spans)?;
             Some((input, [spans.max_completion_tokens, spans.max_tokens]))
         });
-    let from_bytes = || {
-        (!ex.body_parsed())
-            .then(|| crate::tokens::estimate_from_bytes(tokenizer, ex.api, &ex.raw_body))
-            .flatten()
-            .map(|e| (e.input_tokens, [e.max_completion_tokens, e.max_tokens]))
+        spans.or_else(|| {
+            let e = crate::tokens::estimate_from_bytes(tokenizer, ex.api, &ex.raw_body)?;
+            Some((e.input_tokens, [e.max_completion_tokens, e.max_tokens]))
+        })
     };
-    let (input, caps) = match from_spans.or_else(from_bytes) {
+    let found = if ex.body_parsed() { None } else { unparsed() };
+    let (input, caps) = match found {
         Some(found) => found,
         None => {
             let body = ex.body();

@@ -46,14 +46,6 @@ impl StreamUsage {
     }
 }
 
-/// Whether the client already asked for usage in its stream.
-fn usage_requested(body: &Map<String, Value>) -> bool {
-    body.get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
 #[async_trait]
 impl Processor for StreamUsage {
     fn contract(&self) -> &Contract {
@@ -61,33 +53,21 @@ impl Processor for StreamUsage {
     }
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
-        if !ex.stream || !ex.api.can_stream() {
+        if !ex.stream || !ex.api.can_stream() || ex.asks_for_stream_usage() {
             return Ok(Verdict::Continue);
         }
-        // While nothing has parsed the body, validation's one pass says whether the client
-        // asked: if it sent no `stream_options`, the option is appended to the bytes, so the
-        // body is still forwarded as sent, plus this one member (and the texts validation
-        // located, before it, stay where they were).
-        if !ex.body_parsed() {
-            match ex.stream_usage_requested {
-                Some(true) => return Ok(Verdict::Continue),
-                Some(false) => {
-                    if let Some(bytes) = splice::insert_last(
-                        &ex.raw_body,
-                        "stream_options",
-                        br#"{"include_usage":true}"#,
-                    ) {
-                        ex.raw_body = bytes.into();
-                        ex.stream_usage_requested = Some(true);
-                        ex.usage_event_added = true;
-                        return Ok(Verdict::Continue);
-                    }
-                }
-                None => {}
+        // While nothing has parsed the body and validation saw no `stream_options` at all,
+        // the option is appended to the bytes: the body is still forwarded as sent, plus
+        // this one member (and the texts validation located, before it, stay where they were).
+        if !ex.body_parsed() && ex.stream_usage_requested == Some(false) {
+            if let Some(bytes) =
+                splice::insert_last(&ex.raw_body, "stream_options", br#"{"include_usage":true}"#)
+            {
+                ex.raw_body = bytes.into();
+                ex.stream_usage_requested = Some(true);
+                ex.usage_event_added = true;
+                return Ok(Verdict::Continue);
             }
-        }
-        if usage_requested(ex.body()) {
-            return Ok(Verdict::Continue);
         }
         let options = ex
             .body_mut()

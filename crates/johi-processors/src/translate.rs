@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::HeaderValue;
-use johi_core::model::{Protocol, Provider};
+use johi_core::model::Provider;
 use johi_core::{Exchange, Facet, FacetSet, GatewayError};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
@@ -82,7 +82,7 @@ impl Processor for Translate {
         }
         // An OpenAI-compatible target gets the client's bytes: the body's tree, which the
         // other protocols are written from, is not built for it.
-        let encoded = (provider.protocol != Protocol::OpenAi)
+        let encoded = codec::translates(provider.protocol)
             .then(|| {
                 let input = EncodeInput {
                     api: ex.api,
@@ -206,7 +206,7 @@ mod tests {
     use std::time::Duration;
 
     use http::{HeaderMap, Uri};
-    use johi_core::model::{KeyPlacement, ModelRoute, Provider, Target, Timeouts};
+    use johi_core::model::{KeyPlacement, ModelRoute, Protocol, Provider, Target, Timeouts};
     use johi_core::Api;
     use serde_json::{json, Map, Value};
 

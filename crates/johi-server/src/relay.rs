@@ -18,7 +18,6 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use johi_core::exchange::Outcome;
-use johi_core::model::Protocol;
 use johi_core::GatewayError;
 use johi_pipeline::Completion;
 use johi_providers::codec::{self, StreamTranslate};
@@ -71,7 +70,7 @@ pub async fn relay(
         // A translated stream is translated chunk by chunk before anything else sees it;
         // the translator writes whole OpenAI events, so the usage filter and the scanner
         // work on its output as on an OpenAI stream's.
-        let translator = (protocol != Protocol::OpenAi)
+        let translator = translated
             .then(|| {
                 codec::stream_translator(protocol, &client_model(ex), unix_now(), include_usage(ex))
             })
@@ -115,7 +114,7 @@ pub async fn relay(
             let model = client_model(ex);
             // An OpenAI answer passes as it came; only its usage is read (and the request's
             // tree, which translation needs, is not built for it).
-            let decoded = (protocol != Protocol::OpenAi)
+            let decoded = translated
                 .then(|| {
                     codec::decode_response(protocol, ex.api, ex.body(), &bytes, &model, unix_now())
                 })
@@ -171,14 +170,7 @@ fn client_model(ex: &johi_core::Exchange) -> String {
 /// The client's `stream_options.include_usage` (after `stream_usage` may have set it),
 /// which a translated stream honours with a final usage chunk.
 fn include_usage(ex: &johi_core::Exchange) -> bool {
-    if let (false, Some(asked)) = (ex.body_parsed(), ex.stream_usage_requested) {
-        return asked;
-    }
-    ex.body()
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
+    ex.asks_for_stream_usage()
 }
 
 /// Seconds since the Unix epoch, the `created` stamp of a translated answer.
