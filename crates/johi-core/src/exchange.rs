@@ -125,7 +125,9 @@ impl Exchange {
             request_id: String::new(),
             trace: None,
             upstream_headers: HeaderMap::new(),
-            response_headers: HeaderMap::new(),
+            // Room for the gateway's own headers with limits on (request ID, trace,
+            // organisation, six `x-ratelimit-*`, content type) without growing the map.
+            response_headers: HeaderMap::with_capacity(12),
             identity: None,
             organization: None,
             service_tier: None,

@@ -217,11 +217,6 @@ fn estimate(ex: &Exchange) -> Usage {
     }
 }
 
-fn reset_text(state: &CounterState) -> Option<HeaderValue> {
-    let d = state.resets_in?;
-    HeaderValue::from_str(&format!("{}s", d.as_secs().max(1))).ok()
-}
-
 /// OpenAI's `x-ratelimit-{limit,remaining,reset}-*` header names, for requests and tokens.
 const REQUESTS_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-ratelimit-limit-requests"),
@@ -235,25 +230,50 @@ const TOKENS_HEADERS: [HeaderName; 3] = [
 ];
 
 /// OpenAI's `x-ratelimit-*` headers for the tightest requests and tokens limits.
+///
+/// The (up to six) values are written into one buffer and the headers take slices of it:
+/// one allocation per response instead of one per header.
 fn report(ex: &mut Exchange, charged: &[(Measure, CounterState)]) {
-    for (names, pick) in [
-        (
-            &REQUESTS_HEADERS,
-            (|m: Measure| m == Measure::Requests) as fn(Measure) -> bool,
-        ),
-        (&TOKENS_HEADERS, Measure::is_tokens),
-    ] {
-        let tightest = charged
+    let tightest = |pick: fn(Measure) -> bool| {
+        charged
             .iter()
             .filter(|(m, _)| pick(*m))
-            .min_by_key(|(_, s)| s.remaining());
-        let Some((_, state)) = tightest else { continue };
-        let [limit, remaining, reset] = names.clone();
-        let h = &mut ex.response_headers;
-        h.insert(limit, HeaderValue::from(state.limit));
-        h.insert(remaining, HeaderValue::from(state.remaining()));
-        if let Some(v) = reset_text(state) {
-            h.insert(reset, v);
+            .min_by_key(|(_, s)| s.remaining())
+            .map(|(_, s)| *s)
+    };
+    let reported = [
+        (
+            &REQUESTS_HEADERS,
+            tightest(|m: Measure| m == Measure::Requests),
+        ),
+        (&TOKENS_HEADERS, tightest(Measure::is_tokens)),
+    ];
+    // Where each value ends in `text`; `None` for an absent reset.
+    let mut ends = [[None; 3]; 2];
+    let mut text = bytes::BytesMut::with_capacity(64);
+    let mut digits = itoa::Buffer::new();
+    for ((_, state), ends) in reported.iter().zip(&mut ends) {
+        let Some(state) = state else { continue };
+        text.extend_from_slice(digits.format(state.limit).as_bytes());
+        ends[0] = Some(text.len());
+        text.extend_from_slice(digits.format(state.remaining()).as_bytes());
+        ends[1] = Some(text.len());
+        if let Some(reset) = state.resets_in {
+            text.extend_from_slice(digits.format(reset.as_secs().max(1)).as_bytes());
+            text.extend_from_slice(b"s");
+            ends[2] = Some(text.len());
+        }
+    }
+    let text = text.freeze();
+    let mut start = 0;
+    for ((names, _), ends) in reported.iter().zip(ends) {
+        for (name, end) in names.iter().zip(ends) {
+            let Some(end) = end else { continue };
+            // Digits and `s` only: always a valid header value.
+            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+                ex.response_headers.insert(name.clone(), value);
+            }
+            start = end;
         }
     }
 }
@@ -386,7 +406,8 @@ impl Processor for Limit {
     }
 
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
-        let mut tried: Vec<String> = ex.model.iter().cloned().collect();
+        // The models tried so far, filled at the first denial (most requests have none).
+        let mut tried: Vec<String> = Vec::new();
         let mut hops: Vec<String> = Vec::new();
         // Only token and money limits need the prompt counted; a gateway with request
         // limits alone (or none) never tokenizes.
@@ -413,6 +434,9 @@ impl Processor for Limit {
                 }
             };
             if let Decision::Denied { index, .. } = &decision {
+                if tried.is_empty() {
+                    tried.extend(ex.model.clone());
+                }
                 if let Some(hop) = self.tip(applied[*index], ex, &tried) {
                     tried.extend(ex.model.clone());
                     hops.push(hop);

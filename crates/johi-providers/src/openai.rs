@@ -191,7 +191,7 @@ impl StreamScanner {
             }
             // Only the usage object of the event that carries one is parsed; the other
             // events (`"usage":null` with include_usage) are just counted.
-            if let Some(u) = response_usage(data) {
+            if let Some(u) = event_usage(data) {
                 *usage = Some(u);
             }
             if data.starts_with(b"{\"error\"") {
@@ -227,14 +227,33 @@ impl StreamScanner {
     }
 }
 
+/// The usage one stream event reports, if any.
+///
+/// With `include_usage` every event but the last carries `"usage":null` as its last member
+/// (OpenAI's order): an event whose final bytes are `,"usage":null}` is answered from them,
+/// since that `}` can only close the event itself. Any other event is searched as a whole
+/// response is ([`response_usage`]).
+fn event_usage(data: &[u8]) -> Option<Usage> {
+    if data.trim_ascii_end().ends_with(b",\"usage\":null}") {
+        return None;
+    }
+    response_usage(data)
+}
+
 /// Bytes of generated text in one stream event: the string values of its `"content"`,
 /// `"text"`, `"reasoning_content"` and `"arguments"` keys (chat deltas, completions, tool
 /// calls), found by scanning, not parsing, so that watching a stream stays cheap.
+///
+/// Generated text lives in `choices`, so the scan starts at the event's first `"choices"`
+/// key (the whole event when it has none): the envelope before it (`id`, `object`, `model`,
+/// `system_fingerprint`) is most of an event's string values and none of its text.
 fn generated_text_bytes(data: &[u8]) -> u64 {
     // One pass over every string-valued key (`":"`), rather than one search per key name:
     // this runs on every event of every stream. (A plain byte loop over the colons, or a
     // `memchr` iterator over them, measured slower: colons are dense in an event.)
     static STRING_VALUE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\":\""));
+    static CHOICES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"choices\""));
+    let data = &data[CHOICES.find(data).unwrap_or(0)..];
     const KEYS: [&[u8]; 4] = [
         b"\"content",
         b"\"text",
@@ -352,10 +371,12 @@ mod tests {
         assert_eq!(response_usage(nested_last).unwrap().input_tokens, 5);
     }
 
-    /// The one-pass text count agrees with scanning for each key on its own.
+    /// The one-pass text count agrees with scanning for each key on its own, from the
+    /// first `"choices"` key on.
     #[test]
     fn generated_text_is_counted_in_one_pass_as_key_by_key() {
         fn key_by_key(data: &[u8]) -> u64 {
+            let data = &data[memchr::memmem::find(data, b"\"choices\"").unwrap_or(0)..];
             let keys: [&[u8]; 4] = [
                 b"\"content\":\"",
                 b"\"text\":\"",
@@ -370,8 +391,10 @@ mod tests {
                 })
                 .sum()
         }
-        let events: [&[u8]; 7] = [
+        let events: [&[u8]; 9] = [
             br#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello \"there\""},"finish_reason":null}],"usage":null}"#,
+            br#"{"id":"\"choices\"","content":"envelope","choices":[{"delta":{"content":"ab"}}]}"#,
+            br#"{"choices":[{"delta":{"content":"\"choices\":"}}],"text":"after"}"#,
             br#"{"choices":[{"delta":{"reasoning_content":"hmm","tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}]}"#,
             br#"{"choices":[{"text":"done","index":0}],"model":"content"}"#,
             br#"{"content_filter":"x","mycontent":"not counted","subtext":"no","content":""}"#,
@@ -387,6 +410,31 @@ mod tests {
                 String::from_utf8_lossy(event)
             );
         }
+    }
+
+    /// An event ending in `,"usage":null}` is answered from its last bytes; every event
+    /// gets what the whole-response search gives.
+    #[test]
+    fn event_usage_agrees_with_the_whole_response_search() {
+        let events: [&[u8]; 7] = [
+            br#"{"id":"c","choices":[{"delta":{"content":"x"}}],"usage":null}"#,
+            b"{\"choices\":[],\"usage\":null}  \r\n",
+            br#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#,
+            br#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"x":{"usage":null}}"#,
+            br#"{"choices":[{"delta":{"content":",\"usage\":null}"}}],"usage":{"prompt_tokens":1}}"#,
+            br#"{"choices":[{"delta":{"content":"no usage key"}}]}"#,
+            b"[DONE]",
+        ];
+        for event in events {
+            assert_eq!(
+                event_usage(event),
+                response_usage(event),
+                "{}",
+                String::from_utf8_lossy(event)
+            );
+        }
+        assert_eq!(event_usage(events[2]).map(|u| u.input_tokens), Some(9));
+        assert_eq!(event_usage(events[4]).map(|u| u.input_tokens), Some(1));
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub async fn relay(
             completion: Some(completion),
             status: parts.status,
             attempts,
+            flush_first: false,
             held: Vec::new(),
             held_len: 0,
             ended: None,
@@ -248,6 +249,9 @@ struct StreamRelay {
     completion: Option<Completion>,
     status: StatusCode,
     attempts: u32,
+    /// The first event has just been handed to hyper: the next poll yields once, so that
+    /// hyper writes it (with the response head) before the relay reads on.
+    flush_first: bool,
     /// Events received and not yet sent.
     held: Vec<Bytes>,
     held_len: usize,
@@ -414,6 +418,14 @@ impl HttpBody for StreamRelay {
         if this.completion.is_none() {
             return Poll::Ready(None);
         }
+        if std::mem::take(&mut this.flush_first) {
+            // hyper polls a body until it is pending before it writes, so without this the
+            // first event of a burst would wait for the whole burst to be read and scanned.
+            // The wake-up makes sure the relay is polled again (hyper also re-polls a body
+            // right after a flush).
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.held.is_empty() {
             if let Some(ending) = this.ended.take() {
                 return Poll::Ready(this.finish(ending).map(|e| Ok(Frame::data(e))));
@@ -441,6 +453,7 @@ impl HttpBody for StreamRelay {
                         // The first event goes out at once (with the response head, in one
                         // write): time to first token is what streaming clients feel.
                         if !this.held.is_empty() && (first || this.held_len >= MAX_COALESCED) {
+                            this.flush_first = first;
                             return Poll::Ready(Some(Ok(this.release())));
                         }
                     }

@@ -101,34 +101,34 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// Binds `record` to the parameters starting at `first` (1-based), in [`COLUMNS`] order.
+///
+/// One typed call per column rather than a loop over `&dyn ToSql`: this runs for every
+/// record, and the typed calls compile to the matching `sqlite3_bind_*` directly.
 fn bind(
     statement: &mut rusqlite::Statement<'_>,
     first: usize,
     r: &UsageRecord,
 ) -> rusqlite::Result<()> {
-    let values: [&dyn ToSql; COLUMNS_PER_ROW] = [
-        &r.at_unix_ms,
-        &r.request_id,
-        &r.organization,
-        &r.team,
-        &r.project,
-        &r.user,
-        &r.key_id,
-        &r.api,
-        &r.model,
-        &r.provider,
-        &r.upstream_model,
-        &r.status,
-        &stored(r.input_tokens),
-        &stored(r.output_tokens),
-        &stored(r.cached_input_tokens),
-        &stored(r.reasoning_tokens),
-        &r.cost_micros,
-        &r.usage_source.as_str(),
-    ];
-    for (offset, value) in values.into_iter().enumerate() {
-        statement.raw_bind_parameter(first + offset, value)?;
-    }
+    let s = statement;
+    s.raw_bind_parameter(first, r.at_unix_ms)?;
+    s.raw_bind_parameter(first + 1, r.request_id.as_str())?;
+    s.raw_bind_parameter(first + 2, r.organization.as_deref())?;
+    s.raw_bind_parameter(first + 3, r.team.as_deref())?;
+    s.raw_bind_parameter(first + 4, r.project.as_deref())?;
+    s.raw_bind_parameter(first + 5, r.user.as_deref())?;
+    s.raw_bind_parameter(first + 6, r.key_id.as_deref())?;
+    s.raw_bind_parameter(first + 7, r.api.as_str())?;
+    s.raw_bind_parameter(first + 8, r.model.as_str())?;
+    s.raw_bind_parameter(first + 9, r.provider.as_deref())?;
+    s.raw_bind_parameter(first + 10, r.upstream_model.as_deref())?;
+    s.raw_bind_parameter(first + 11, r.status)?;
+    s.raw_bind_parameter(first + 12, stored(r.input_tokens))?;
+    s.raw_bind_parameter(first + 13, stored(r.output_tokens))?;
+    s.raw_bind_parameter(first + 14, stored(r.cached_input_tokens))?;
+    s.raw_bind_parameter(first + 15, stored(r.reasoning_tokens))?;
+    s.raw_bind_parameter(first + 16, r.cost_micros)?;
+    s.raw_bind_parameter(first + 17, r.usage_source.as_str())?;
+    const _: () = assert!(COLUMNS_PER_ROW == 18, "bind every column");
     Ok(())
 }
 
