@@ -218,9 +218,12 @@ impl Exchange {
 pub struct PromptSpans {
     /// How many messages there are (each costs framing tokens).
     pub messages: u64,
-    /// The byte range of every string the token count reads: each is the text itself (no
-    /// escapes), in body order.
+    /// The byte range of every string the token count reads that has no escapes (its bytes
+    /// are its text), in body order.
     pub texts: Vec<std::ops::Range<usize>>,
+    /// The strings the token count reads that had escapes (`\n`, `\"`, `\u…`), unescaped:
+    /// their bytes in the body are not their text, so they are kept as text.
+    pub unescaped: Vec<String>,
     /// `max_completion_tokens`, when a non-negative integer.
     pub max_completion_tokens: Option<u64>,
     /// `max_tokens`, when a non-negative integer.

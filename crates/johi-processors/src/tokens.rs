@@ -159,6 +159,11 @@ pub fn estimate_from_spans(tokenizer: Tokenizer, body: &[u8], spans: &PromptSpan
             total += count_text(tokenizer, text);
         }
     }
+    for text in &spans.unescaped {
+        if !text.starts_with("data:") {
+            total += count_text(tokenizer, text);
+        }
+    }
     Some(total)
 }
 

@@ -348,10 +348,12 @@ pub(super) struct Spans {
     len: usize,
     /// The ranges, in body order.
     texts: Vec<Range<usize>>,
+    /// Texts that had escapes, unescaped (no range can stand for them).
+    unescaped: Vec<String>,
     /// Messages in the (last) `messages` array.
     messages: u64,
-    /// False once a text had escapes: its bytes are not its text, so no range can stand for
-    /// it, and the estimate reads the body itself.
+    /// False once a lent text was not inside the body (never expected): the estimate then
+    /// reads the body itself.
     exact: bool,
 }
 
@@ -361,18 +363,19 @@ impl Spans {
             base: body.as_ptr() as usize,
             len: body.len(),
             texts: Vec::new(),
+            unescaped: Vec::new(),
             messages: 0,
             exact: true,
         }
     }
 
-    /// Notes a text: its range if serde lent it from the body, else (`None`: the text was
-    /// unescaped into a copy) the loss of exactness.
-    fn text(&mut self, lent: Option<&str>) {
-        let Some(s) = lent else {
-            self.exact = false;
-            return;
-        };
+    /// Notes a text that had escapes, which serde unescaped into a copy: kept as text.
+    fn unescaped(&mut self, s: &str) {
+        self.unescaped.push(s.to_owned());
+    }
+
+    /// Notes a text serde lent from the body: its range.
+    fn text(&mut self, s: &str) {
         let start = (s.as_ptr() as usize).wrapping_sub(self.base);
         if start <= self.len && s.len() <= self.len - start {
             self.texts.push(start..start + s.len());
@@ -384,8 +387,8 @@ impl Spans {
     /// Notes a string value read as a [`Scalar`].
     fn scalar(&mut self, value: &Scalar<'_>) {
         match value {
-            Scalar::Str(Cow::Borrowed(s)) => self.text(Some(s)),
-            Scalar::Str(Cow::Owned(_)) => self.text(None),
+            Scalar::Str(Cow::Borrowed(s)) => self.text(s),
+            Scalar::Str(Cow::Owned(s)) => self.unescaped(s),
             _ => {}
         }
     }
@@ -395,6 +398,7 @@ impl Spans {
         self.exact.then_some(PromptSpans {
             messages: self.messages,
             texts: self.texts,
+            unescaped: self.unescaped,
             max_completion_tokens: caps[0],
             max_tokens: caps[1],
         })
@@ -535,11 +539,11 @@ impl<'de> Visitor<'de> for ContentSeed<'_> {
         Ok(Content::Other)
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Content, E> {
-        self.0.text(Some(v));
+        self.0.text(v);
         Ok(Content::Text)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Content, E> {
-        self.0.text(None);
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+        self.0.unescaped(v);
         Ok(Content::Text)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
@@ -618,11 +622,11 @@ impl<'de> Visitor<'de> for Texts<'_> {
         Ok(())
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        self.0.text(Some(v));
+        self.0.text(v);
         Ok(())
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.0.text(None);
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.unescaped(v);
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
