@@ -239,8 +239,10 @@ const MAX_COALESCED: usize = 16 * 1024;
 /// A burst of events then costs one write to the client instead of one per event, while a
 /// live token stream (events milliseconds apart) still goes out event by event. The first
 /// event always goes out at once.
-struct StreamRelay {
-    upstream: DrivenBody,
+///
+/// Generic over the upstream body only so that tests can feed it frames directly.
+struct StreamRelay<B = DrivenBody> {
+    upstream: B,
     deadline: Pin<Box<Sleep>>,
     provider: String,
     total_ms: u64,
@@ -273,7 +275,7 @@ struct StreamRelay {
     translator: Option<Box<dyn StreamTranslate>>,
 }
 
-impl StreamRelay {
+impl<B> StreamRelay<B> {
     /// Ends the stream: records usage and the outcome, and returns the closing error event
     /// if the stream did not end properly.
     fn finish(&mut self, error: Option<GatewayError>) -> Option<Bytes> {
@@ -406,7 +408,11 @@ impl StreamRelay {
     }
 }
 
-impl HttpBody for StreamRelay {
+impl<B> HttpBody for StreamRelay<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     type Data = Bytes;
     type Error = Infallible;
 
@@ -486,5 +492,166 @@ impl HttpBody for StreamRelay {
 
     fn is_end_stream(&self) -> bool {
         self.completion.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    use http::HeaderMap;
+    use johi_core::{Api, Exchange};
+
+    use super::*;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// An upstream body that plays a script: `Some(chunk)` is a frame that has arrived,
+    /// `None` one poll with nothing arrived yet; the body ends after the last step.
+    struct Script(VecDeque<Option<&'static str>>);
+
+    impl HttpBody for Script {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            match self.0.pop_front() {
+                Some(Some(chunk)) => {
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(chunk.as_bytes())))))
+                }
+                Some(None) => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    fn relay_over(script: &[Option<&'static str>]) -> StreamRelay<Script> {
+        let pipeline = Arc::new(johi_pipeline::build(Vec::new()).expect("empty pipeline"));
+        let exchange = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::new());
+        StreamRelay {
+            upstream: Script(script.iter().copied().collect()),
+            deadline: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
+            provider: "mock".into(),
+            total_ms: 60_000,
+            scanner: StreamScanner::default(),
+            completion: Some(Completion::new(pipeline, exchange)),
+            status: StatusCode::OK,
+            attempts: 1,
+            flush_first: false,
+            held: Vec::new(),
+            held_len: 0,
+            ended: None,
+            framer: None,
+            strip_usage: false,
+            output_allowance: None,
+            cut: None,
+            translator: None,
+        }
+    }
+
+    fn poll(relay: &mut StreamRelay<Script>, waker: &Waker) -> Poll<Option<String>> {
+        let mut cx = Context::from_waker(waker);
+        Pin::new(relay).poll_frame(&mut cx).map(|frame| {
+            frame.map(|f| {
+                let Ok(frame) = f;
+                let data = frame.into_data().expect("a data frame");
+                String::from_utf8_lossy(&data).into_owned()
+            })
+        })
+    }
+
+    const FIRST: &str =
+        "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}],\"usage\":null}\n\n";
+    const SECOND: &str =
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n";
+    const USAGE: &str =
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    /// The first event of a burst goes out alone, and the relay then yields (having asked
+    /// to be polled again) so that hyper writes it before the rest is read; the rest of the
+    /// burst then goes out as one frame, and the stream ends cleanly after `[DONE]`.
+    #[tokio::test]
+    async fn the_first_event_of_a_burst_is_written_before_the_rest_is_read() {
+        let mut relay = relay_over(&[Some(FIRST), Some(SECOND), Some(USAGE), Some(DONE)]);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+
+        assert_eq!(poll(&mut relay, &waker), Poll::Ready(Some(FIRST.into())));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(poll(&mut relay, &waker), Poll::Pending);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "the yield must not leave the relay waiting for a wake-up that never comes"
+        );
+        assert_eq!(
+            poll(&mut relay, &waker),
+            Poll::Ready(Some(format!("{SECOND}{USAGE}{DONE}")))
+        );
+        assert_eq!(poll(&mut relay, &waker), Poll::Ready(None));
+        assert!(relay.completion.is_none(), "the exchange was completed");
+        assert_eq!(relay.scanner.usage().map(|u| u.input_tokens), Some(3));
+    }
+
+    /// Only the first event yields: events of a live stream (arriving one at a time) go out
+    /// as they come, each as soon as the upstream has nothing more.
+    #[tokio::test]
+    async fn only_the_first_event_yields() {
+        let mut relay = relay_over(&[
+            Some(FIRST),
+            None,
+            Some(SECOND),
+            None,
+            Some(USAGE),
+            Some(DONE),
+        ]);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        assert_eq!(poll(&mut relay, &waker), Poll::Ready(Some(FIRST.into())));
+        assert_eq!(poll(&mut relay, &waker), Poll::Pending, "the yield");
+        // Nothing has arrived: pending, on the upstream's wake-up this time.
+        assert_eq!(poll(&mut relay, &waker), Poll::Pending);
+        assert_eq!(poll(&mut relay, &waker), Poll::Ready(Some(SECOND.into())));
+        assert_eq!(
+            poll(&mut relay, &waker),
+            Poll::Ready(Some(format!("{USAGE}{DONE}")))
+        );
+        assert_eq!(poll(&mut relay, &waker), Poll::Ready(None));
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "one yield, for the first event"
+        );
+    }
+
+    /// A stream that ends without `[DONE]` still gets its first event at once, then the
+    /// closing error event.
+    #[tokio::test]
+    async fn a_stream_cut_after_its_first_event_is_closed_with_an_error_event() {
+        let mut relay = relay_over(&[Some(FIRST)]);
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        assert_eq!(poll(&mut relay, &waker), Poll::Ready(Some(FIRST.into())));
+        assert_eq!(poll(&mut relay, &waker), Poll::Pending);
+        let Poll::Ready(Some(closing)) = poll(&mut relay, &waker) else {
+            panic!("expected the closing error event");
+        };
+        assert!(closing.contains("without [DONE]"), "{closing}");
+        assert_eq!(poll(&mut relay, &waker), Poll::Ready(None));
     }
 }
