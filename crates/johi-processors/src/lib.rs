@@ -32,7 +32,6 @@ mod aws_chain;
 pub mod credentials;
 pub mod endpoint;
 pub mod enrich;
-mod json_key;
 pub mod limit;
 pub mod meter;
 pub mod route;

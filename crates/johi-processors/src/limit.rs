@@ -42,6 +42,9 @@ const MAX_TIPS: usize = 3;
 pub struct Limit {
     contract: Contract,
     rules: Vec<LimitRule>,
+    /// Whether any rule measures tokens or money: a gateway with request limits alone (or
+    /// none) never counts the prompt.
+    counts_tokens: bool,
     store: Arc<dyn LimitStore>,
     models: ModelRegistry,
 }
@@ -63,6 +66,9 @@ impl Limit {
         if rules.iter().any(|r| r.fallback.is_some()) {
             writes.push(Facet::Model);
         }
+        let counts_tokens = rules
+            .iter()
+            .any(|r| !matches!(r.measure, Measure::Requests | Measure::Concurrent));
         Limit {
             contract: Contract {
                 name: "limit",
@@ -73,6 +79,7 @@ impl Limit {
                 on_failure: FailureMode::FailClosed,
             },
             rules,
+            counts_tokens,
             store,
             models,
         }
@@ -248,33 +255,36 @@ fn report(ex: &mut Exchange, charged: &[(Measure, CounterState)]) {
         ),
         (&TOKENS_HEADERS, tightest(Measure::is_tokens)),
     ];
-    // Where each value ends in `text`; `None` for an absent reset.
-    let mut ends = [[None; 3]; 2];
+    // Each header's name and where its value ends in `text`, in order.
+    let mut values: [(Option<&HeaderName>, usize); 6] = [(None, 0); 6];
     let mut text = bytes::BytesMut::with_capacity(64);
     let mut digits = itoa::Buffer::new();
-    for ((_, state), ends) in reported.iter().zip(&mut ends) {
+    let mut slots = values.iter_mut();
+    for (names, state) in &reported {
         let Some(state) = state else { continue };
-        text.extend_from_slice(digits.format(state.limit).as_bytes());
-        ends[0] = Some(text.len());
-        text.extend_from_slice(digits.format(state.remaining()).as_bytes());
-        ends[1] = Some(text.len());
-        if let Some(reset) = state.resets_in {
-            text.extend_from_slice(digits.format(reset.as_secs().max(1)).as_bytes());
-            text.extend_from_slice(b"s");
-            ends[2] = Some(text.len());
+        let reset = state.resets_in.map(|d| d.as_secs().max(1));
+        let [limit, remaining, resets] = *names;
+        for (name, value, unit) in [
+            (limit, Some(state.limit), ""),
+            (remaining, Some(state.remaining()), ""),
+            (resets, reset, "s"),
+        ] {
+            let Some(value) = value else { continue };
+            let Some(slot) = slots.next() else { break };
+            text.extend_from_slice(digits.format(value).as_bytes());
+            text.extend_from_slice(unit.as_bytes());
+            *slot = (Some(name), text.len());
         }
     }
     let text = text.freeze();
     let mut start = 0;
-    for ((names, _), ends) in reported.iter().zip(ends) {
-        for (name, end) in names.iter().zip(ends) {
-            let Some(end) = end else { continue };
-            // Digits and `s` only: always a valid header value.
-            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
-                ex.response_headers.insert(name.clone(), value);
-            }
-            start = end;
+    for (name, end) in values {
+        let Some(name) = name else { break };
+        // Digits and `s` only: always a valid header value.
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+            ex.response_headers.insert(name.clone(), value);
         }
+        start = end;
     }
 }
 
@@ -409,14 +419,8 @@ impl Processor for Limit {
         // The models tried so far, filled at the first denial (most requests have none).
         let mut tried: Vec<String> = Vec::new();
         let mut hops: Vec<String> = Vec::new();
-        // Only token and money limits need the prompt counted; a gateway with request
-        // limits alone (or none) never tokenizes.
-        let counts_tokens = self
-            .rules
-            .iter()
-            .any(|r| !matches!(r.measure, Measure::Requests | Measure::Concurrent));
         loop {
-            let estimate = if counts_tokens {
+            let estimate = if self.counts_tokens {
                 estimate(ex)
             } else {
                 Usage::default()
@@ -493,5 +497,50 @@ impl Processor for Limit {
                 tracing::warn!(%error, "could not commit a limit reservation; it stands as estimated");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::HeaderMap;
+
+    use super::*;
+
+    /// The tightest requests and tokens limits are reported; a limit without a reset time
+    /// leaves out only its own reset header.
+    #[test]
+    fn reports_the_tightest_limits_in_openais_headers() {
+        let mut ex = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::new());
+        let state = |used, limit, resets_in| CounterState {
+            used,
+            limit,
+            resets_in,
+        };
+        report(
+            &mut ex,
+            &[
+                (Measure::Requests, state(3, 10, None)),
+                (
+                    Measure::TotalTokens,
+                    state(100, 1000, Some(Duration::from_secs(59))),
+                ),
+                (
+                    Measure::InputTokens,
+                    state(10, 50, Some(Duration::from_millis(300))),
+                ),
+                (Measure::Cost, state(0, 5, Some(Duration::from_secs(9)))),
+            ],
+        );
+        let h = |name: &str| ex.response_headers.get(name).map(|v| v.to_str().unwrap());
+        assert_eq!(h("x-ratelimit-limit-requests"), Some("10"));
+        assert_eq!(h("x-ratelimit-remaining-requests"), Some("7"));
+        assert_eq!(h("x-ratelimit-reset-requests"), None);
+        assert_eq!(h("x-ratelimit-limit-tokens"), Some("50"));
+        assert_eq!(h("x-ratelimit-remaining-tokens"), Some("40"));
+        assert_eq!(h("x-ratelimit-reset-tokens"), Some("1s"));
+        assert_eq!(ex.response_headers.len(), 5);
     }
 }

@@ -152,14 +152,14 @@ pub fn estimate_from_bytes(tokenizer: Tokenizer, api: Api, body: &[u8]) -> Optio
 /// (the spans do not belong to these bytes). As with [`estimate_from_bytes`], a key
 /// repeated inside a message is counted each time, which can only raise the estimate.
 pub fn estimate_from_spans(tokenizer: Tokenizer, body: &[u8], spans: &PromptSpans) -> Option<u64> {
+    let lent = spans
+        .texts
+        .iter()
+        .map(|range| std::str::from_utf8(body.get(range.clone())?).ok());
+    let unescaped = spans.unescaped.iter().map(|text| Some(text.as_str()));
     let mut total = spans.messages * PER_MESSAGE + REPLY_PRIMING;
-    for range in &spans.texts {
-        let text = std::str::from_utf8(body.get(range.clone())?).ok()?;
-        if !text.starts_with("data:") {
-            total += count_text(tokenizer, text);
-        }
-    }
-    for text in &spans.unescaped {
+    for text in lent.chain(unescaped) {
+        let text = text?;
         if !text.starts_with("data:") {
             total += count_text(tokenizer, text);
         }
@@ -176,7 +176,7 @@ mod raw {
     };
 
     use super::{count_text, Api, BodyEstimate, Tokenizer, PER_MESSAGE, REPLY_PRIMING};
-    use crate::json_key::Key;
+    use johi_providers::Str;
 
     /// The top-level object.
     pub(super) struct Top {
@@ -209,7 +209,7 @@ mod raw {
                 Api::Completions => "prompt",
                 Api::Embeddings => "input",
             };
-            while let Some(key) = map.next_key::<Key<'de>>()? {
+            while let Some(key) = map.next_key::<Str<'de>>()? {
                 match key.0.as_ref() {
                     "messages" if self.api == Api::ChatCompletions => {
                         messages = map.next_value_seed(Messages(texts))?;
@@ -358,7 +358,7 @@ mod raw {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
             let mut total = 0;
-            while let Some(key) = map.next_key::<Key<'de>>()? {
+            while let Some(key) = map.next_key::<Str<'de>>()? {
                 if matches!(key.0.as_ref(), "image_url" | "input_audio" | "file") {
                     map.next_value::<IgnoredAny>()?;
                 } else {

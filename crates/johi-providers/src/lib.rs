@@ -23,3 +23,4 @@ pub mod usage_filter;
 mod wire;
 
 pub use error::TranslateError;
+pub use wire::Str;

@@ -21,16 +21,18 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// A JSON string borrowed from the input when it has no escapes, owned otherwise.
+/// A JSON string borrowed from the input when it has no escapes, owned otherwise (also
+/// what the gateway's one-pass body readers read object keys as: serde's own `Cow<str>`
+/// always copies a key).
 ///
 /// `Cow<str>` alone always owns unless it is a field's whole type (serde's `borrow` special
 /// case does not reach into `Option<Cow<str>>`); this newtype borrows everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Str<'a>(pub Cow<'a, str>);
+pub struct Str<'a>(pub Cow<'a, str>);
 
 impl<'a> Str<'a> {
     /// The text.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         &self.0
     }
 }

@@ -72,7 +72,10 @@ pub async fn relay(
         // work on its output as on an OpenAI stream's.
         let translator = translated
             .then(|| {
-                codec::stream_translator(protocol, &client_model(ex), unix_now(), include_usage(ex))
+                // `stream_options.include_usage` (after `stream_usage` may have set it): a
+                // translated stream honours it with a final usage chunk.
+                let usage = ex.asks_for_stream_usage();
+                codec::stream_translator(protocol, &client_model(ex), unix_now(), usage)
             })
             .flatten();
         if let Some(headers) = builder.headers_mut() {
@@ -166,12 +169,6 @@ fn client_model(ex: &johi_core::Exchange) -> String {
         .clone()
         .or_else(|| ex.route.as_ref().map(|r| r.name.clone()))
         .unwrap_or_default()
-}
-
-/// The client's `stream_options.include_usage` (after `stream_usage` may have set it),
-/// which a translated stream honours with a final usage chunk.
-fn include_usage(ex: &johi_core::Exchange) -> bool {
-    ex.asks_for_stream_usage()
 }
 
 /// Seconds since the Unix epoch, the `created` stamp of a translated answer.

@@ -18,7 +18,7 @@ use johi_core::exchange::PromptSpans;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::ROLES;
-use crate::json_key::Key;
+use johi_providers::Str;
 
 /// What a chat request that passed the checks says of itself.
 #[derive(Debug, PartialEq)]
@@ -225,7 +225,7 @@ fn entries<'de, A: MapAccess<'de>>(
     mut map: A,
     mut field: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
 ) -> Result<(), A::Error> {
-    while let Some(Key(key)) = map.next_key()? {
+    while let Some(Str(key)) = map.next_key()? {
         if !field(&key, &mut map)? {
             map.next_value::<Walk>()?;
         }
