@@ -3,8 +3,8 @@
 //!
 //! Column names come only from [`Dimension::column`], a fixed list; every value a caller
 //! supplies (time bounds, filter values) is a bound parameter. So no query text is ever made
-//! from user input, and the two backends run the same statement but for the placeholder
-//! spelling.
+//! from user input. The two backends run the same statement but for the placeholder
+//! spelling and SQLite's way to a time range (see [`spend_sql`]).
 
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
@@ -245,7 +245,8 @@ pub(crate) enum Param {
     Text(String),
 }
 
-/// The placeholder spelling, the only difference between the backends' query text.
+/// The backends' query text differs in the placeholder spelling, and in how SQLite finds a
+/// time range (see [`spend_sql`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Sqlite,
@@ -268,7 +269,22 @@ pub(crate) struct Sql {
     pub params: Vec<Param>,
 }
 
+/// How long a stretch of time one SQLite mark covers (see [`mark_minute`]).
+const MARK_MS: i64 = 60_000;
+
+/// The minute a record made at `at_unix_ms` is marked under in SQLite's `johi_usage_marks`:
+/// the table that finds a time range's rows there, in place of an index on the usage table
+/// (see the SQLite store's docs). Floor division, so it holds before 1970 too.
+pub(crate) fn mark_minute(at_unix_ms: i64) -> i64 {
+    at_unix_ms.div_euclid(MARK_MS)
+}
+
 /// `SELECT <groups>, COUNT(*), SUM(...)... FROM johi_usage WHERE ... GROUP BY <groups>`.
+///
+/// In SQLite a query with a time bound reads the usage table through the marks of the
+/// minutes it spans: each mark names a range of row IDs, which SQLite reads by row ID. The
+/// time conditions then still apply to every row, so the answer is exact; the marks only
+/// narrow what is read.
 pub(crate) fn spend_sql(query: &SpendQuery, dialect: Dialect) -> Sql {
     let groups: Vec<&str> = query.group_by.iter().map(|d| d.column()).collect();
     let mut text = String::from("SELECT ");
@@ -281,7 +297,17 @@ pub(crate) fn spend_sql(query: &SpendQuery, dialect: Dialect) -> Sql {
         // SUM of BIGINT is NUMERIC in PostgreSQL; the cast keeps both backends on i64.
         let _ = write!(text, ", CAST(COALESCE(SUM({column}), 0) AS BIGINT)");
     }
-    text.push_str(" FROM johi_usage");
+    let bounded = query.from_unix_ms.is_some() || query.to_unix_ms.is_some();
+    if dialect == Dialect::Sqlite && bounded {
+        // CROSS JOIN fixes the marks as the outer loop; NOT INDEXED keeps the planner from
+        // building a throwaway index over the whole usage table (row IDs still work).
+        text.push_str(
+            " FROM johi_usage_marks CROSS JOIN johi_usage NOT INDEXED \
+             ON johi_usage.rowid BETWEEN first_row AND last_row",
+        );
+    } else {
+        text.push_str(" FROM johi_usage");
+    }
 
     let mut params = Vec::new();
     let mut conditions = Vec::new();
@@ -290,9 +316,15 @@ pub(crate) fn spend_sql(query: &SpendQuery, dialect: Dialect) -> Sql {
         conditions.push(format!("{condition} {}", dialect.placeholder(params.len())));
     };
     if let Some(from) = query.from_unix_ms {
+        if dialect == Dialect::Sqlite {
+            bind("minute >=", Param::Int(mark_minute(from)));
+        }
         bind("at_unix_ms >=", Param::Int(from));
     }
     if let Some(to) = query.to_unix_ms {
+        if dialect == Dialect::Sqlite {
+            bind("minute <=", Param::Int(mark_minute(to.saturating_sub(1))));
+        }
         bind("at_unix_ms <", Param::Int(to));
     }
     for (dimension, value) in &query.filter {
@@ -491,6 +523,13 @@ mod tests {
             .ends_with(" WHERE at_unix_ms >= $1 AND at_unix_ms < $2 AND organization = $3 GROUP BY project, user_id"));
         assert_eq!(sql.params.len(), 3);
         let sqlite = spend_sql(&query, Dialect::Sqlite);
-        assert!(sqlite.text.contains("organization = ?3"));
+        assert!(sqlite.text.ends_with(
+            " WHERE minute >= ?1 AND at_unix_ms >= ?2 AND minute <= ?3 AND at_unix_ms < ?4 \
+             AND organization = ?5 GROUP BY project, user_id"
+        ));
+        assert_eq!(
+            &sqlite.params[..4],
+            [Param::Int(0), Param::Int(10), Param::Int(0), Param::Int(20)]
+        );
     }
 }

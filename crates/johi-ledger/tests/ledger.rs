@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use johi_ledger::{Dimension, Ledger, LedgerError, SpendQuery, SpendRow, YearMonth};
-use support::{expected, mixed, record, Backend};
+use support::{expected, mixed, random, record, Backend};
 
 /// 2026-11-01T00:00:00Z.
 const NOV_2026: i64 = 1_793_491_200_000;
@@ -126,6 +126,140 @@ async fn spend_matches_the_records(backend: Backend) {
         assert_spend(&ledger, &records, range(from, to)).await;
     }
     ledger.shutdown().await.unwrap();
+}
+
+/// Records that reach the ledger out of time order, spread over hours and landing on minute
+/// edges, in several batches: every time range still finds exactly its records. (SQLite
+/// finds a range through per-minute marks of row IDs, which this is the test of.)
+async fn records_out_of_time_order_are_found(backend: Backend) {
+    let ledger = Ledger::open(backend.config.clone()).await.unwrap();
+    let mut next = random(0x9e37_79b9_7f4a_7c15);
+    let mut records = mixed(600, NOV_2026);
+    for (i, r) in records.iter_mut().enumerate() {
+        // A third exactly on a minute's edge or a millisecond before it, the rest anywhere
+        // in three hours; times jump back and forth within a batch and across batches.
+        let minute = NOV_2026 + next(180) as i64 * 60_000;
+        r.at_unix_ms = match i % 3 {
+            0 => minute,
+            1 => minute - 1,
+            _ => NOV_2026 + next(3 * 3_600_000) as i64,
+        };
+    }
+    for chunk in records.chunks(97) {
+        for r in chunk {
+            ledger.record(r.clone());
+        }
+        ledger.flush().await.unwrap();
+    }
+    let mut ranges = vec![(None, None), (Some(NOV_2026), Some(NOV_2026 + 60_000))];
+    for _ in 0..60 {
+        let from = NOV_2026 - 60_000 + next(4 * 3_600_000) as i64;
+        let to = from + next(90 * 60_000) as i64;
+        ranges.push((Some(from), Some(to)));
+        // Bounds on minute edges and a millisecond off them.
+        let edge = NOV_2026 + next(180) as i64 * 60_000;
+        ranges.push((Some(edge), Some(edge + 60_000 * next(5) as i64)));
+        ranges.push((Some(edge - 1), Some(edge + 1)));
+        ranges.push((None, Some(edge)));
+        ranges.push((Some(edge), None));
+    }
+    for (from, to) in ranges {
+        let query = SpendQuery {
+            from_unix_ms: from,
+            to_unix_ms: to,
+            group_by: vec![Dimension::Project],
+            ..SpendQuery::default()
+        };
+        assert_spend(&ledger, &records, query).await;
+    }
+    ledger.shutdown().await.unwrap();
+}
+
+/// A SQLite ledger written before the marks (the usage table indexed by time, no marks
+/// table) opens with every old row still found by time, loses the indexes, and records and
+/// finds new rows beside the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_ledger_from_before_the_marks_is_upgraded() {
+    let backend = Backend::sqlite("upgrade").await;
+    let johi_ledger::LedgerBackend::Sqlite { path } = &backend.config.backend else {
+        unreachable!()
+    };
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let old: Vec<_> = mixed(300, NOV_2026);
+    {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE johi_usage (at_unix_ms BIGINT NOT NULL, request_id TEXT NOT NULL, \
+             organization TEXT, team TEXT, project TEXT, user_id TEXT, key_id TEXT, \
+             api TEXT NOT NULL, model TEXT NOT NULL, provider TEXT, upstream_model TEXT, \
+             status INTEGER NOT NULL, input_tokens BIGINT NOT NULL, \
+             output_tokens BIGINT NOT NULL, cached_input_tokens BIGINT NOT NULL, \
+             reasoning_tokens BIGINT NOT NULL, cost_micros BIGINT NOT NULL, \
+             usage_source TEXT NOT NULL); \
+             CREATE INDEX johi_usage_at ON johi_usage (at_unix_ms); \
+             CREATE INDEX johi_usage_project_at ON johi_usage (project, at_unix_ms);",
+        )
+        .unwrap();
+        for r in &old {
+            conn.execute(
+                "INSERT INTO johi_usage VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                rusqlite::params![
+                    r.at_unix_ms,
+                    r.request_id,
+                    r.organization,
+                    r.team,
+                    r.project,
+                    r.user,
+                    r.key_id,
+                    r.api,
+                    r.model,
+                    r.provider,
+                    r.upstream_model,
+                    r.status,
+                    r.input_tokens as i64,
+                    r.output_tokens as i64,
+                    r.cached_input_tokens as i64,
+                    r.reasoning_tokens as i64,
+                    r.cost_micros,
+                    r.usage_source.as_str(),
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let ledger = Ledger::open(backend.config.clone()).await.unwrap();
+    let new = mixed(200, NOV_2026 + 120_000);
+    for r in &new {
+        ledger.record(r.clone());
+    }
+    ledger.flush().await.unwrap();
+    let all: Vec<_> = old.iter().chain(&new).cloned().collect();
+    for (from, to) in [
+        (None, None),
+        (Some(NOV_2026), Some(NOV_2026 + 60_000)),
+        (Some(NOV_2026 + 59_999), Some(NOV_2026 + 150_001)),
+        (Some(NOV_2026 + 120_000), None),
+        (None, Some(NOV_2026 + 100_000)),
+    ] {
+        let query = SpendQuery {
+            from_unix_ms: from,
+            to_unix_ms: to,
+            group_by: vec![Dimension::Project, Dimension::Model],
+            ..SpendQuery::default()
+        };
+        assert_spend(&ledger, &all, query).await;
+    }
+    ledger.shutdown().await.unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["johi_usage_marks_minute"]);
 }
 
 /// 10 000 records recorded without a flush are all in the store after `shutdown`, as seen by
@@ -395,4 +529,5 @@ backend_tests!(sqlite, postgres; {
     full_queue_drops_without_blocking(flavor = "current_thread"),
     failed_batches_are_reported_lost(flavor = "multi_thread", worker_threads = 2),
     batches_commit_without_a_flush(flavor = "multi_thread", worker_threads = 2),
+    records_out_of_time_order_are_found(flavor = "multi_thread", worker_threads = 2),
 });

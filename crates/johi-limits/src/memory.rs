@@ -103,9 +103,14 @@ pub(crate) fn state(
 #[async_trait]
 impl LimitStore for MemoryStore {
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
-        let keys: Vec<_> = charges
+        // Each charge's counter, its window's end, and what a rolling window carries over
+        // from its previous bucket (filled in under the lock).
+        let mut counters: Vec<_> = charges
             .iter()
-            .map(|c| counter_key(&c.spec, &c.scope_key, now))
+            .map(|c| {
+                let (key, end) = counter_key(&c.spec, &c.scope_key, now);
+                (key, end, 0)
+            })
             .collect();
         let mut state = self.lock();
         state.reservations += 1;
@@ -114,11 +119,10 @@ impl LimitStore for MemoryStore {
                 .counters
                 .retain(|_, c| c.expires_at.is_none_or(|at| at > now));
         }
-        let mut carried = Vec::with_capacity(charges.len());
-        for (index, (charge, (key, end))) in charges.iter().zip(&keys).enumerate() {
-            let previous = state.previous(&charge.spec, &charge.scope_key, now);
-            carried.push(previous);
-            let used = state.value(key, now).saturating_add(previous);
+        for (index, (charge, (key, end, previous))) in charges.iter().zip(&mut counters).enumerate()
+        {
+            *previous = state.previous(&charge.spec, &charge.scope_key, now);
+            let used = state.value(key, now).saturating_add(*previous);
             if charge.enforce && !fits(&charge.spec, used, charge.amount) {
                 return Ok(Decision::Denied {
                     index,
@@ -128,17 +132,19 @@ impl LimitStore for MemoryStore {
         }
         let mut states = Vec::with_capacity(charges.len());
         let mut entries = Vec::with_capacity(charges.len());
-        for ((charge, (key, end)), previous) in charges.iter().zip(keys).zip(carried) {
+        for (charge, (key, end, previous)) in charges.iter().zip(counters) {
             let kept = end.map(|end| keep_until(&charge.spec, end));
-            let counter = state.counters.entry(key.clone()).or_insert(Counter {
+            let fresh = Counter {
                 value: 0,
                 expires_at: kept,
-            });
+            };
+            // The key is cloned only for a counter met for the first time.
+            let counter = match state.counters.get_mut(&key) {
+                Some(counter) => counter,
+                None => state.counters.entry(key.clone()).or_insert(fresh),
+            };
             if counter.expires_at.is_some_and(|at| at <= now) {
-                *counter = Counter {
-                    value: 0,
-                    expires_at: kept,
-                };
+                *counter = fresh;
             }
             counter.value = counter.value.saturating_add(charge.amount);
             states.push(crate::memory::state(

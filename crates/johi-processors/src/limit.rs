@@ -240,13 +240,13 @@ const TOKENS_HEADERS: [HeaderName; 3] = [
 ///
 /// The (up to six) values are written into one buffer and the headers take slices of it:
 /// one allocation per response instead of one per header.
-fn report(ex: &mut Exchange, charged: &[(Measure, CounterState)]) {
+fn report(ex: &mut Exchange, charged: impl Iterator<Item = (Measure, CounterState)> + Clone) {
     let tightest = |pick: fn(Measure) -> bool| {
         charged
-            .iter()
+            .clone()
             .filter(|(m, _)| pick(*m))
             .min_by_key(|(_, s)| s.remaining())
-            .map(|(_, s)| *s)
+            .map(|(_, s)| s)
     };
     let reported = [
         (
@@ -332,7 +332,7 @@ impl Limit {
         match decision {
             Decision::Denied { index, state } => {
                 let (rule, charge) = (applied[index], &charges[index]);
-                report(ex, &[(rule.measure, state)]);
+                report(ex, std::iter::once((rule.measure, state)));
                 let retry_after_secs = state.resets_in.map(|d| d.as_secs().max(1));
                 let unit = if rule.measure == Measure::Cost {
                     "micro-dollars"
@@ -361,12 +361,8 @@ impl Limit {
                 reservation,
                 states,
             } => {
-                let charged: Vec<_> = applied
-                    .iter()
-                    .map(|r| r.measure)
-                    .zip(states.iter().copied())
-                    .collect();
-                report(ex, &charged);
+                let measures: Vec<Measure> = applied.iter().map(|r| r.measure).collect();
+                report(ex, measures.iter().copied().zip(states.iter().copied()));
                 let over: Vec<&str> = applied
                     .iter()
                     .zip(&states)
@@ -384,7 +380,7 @@ impl Limit {
                 }
                 ex.extensions.insert(Reserved {
                     reservation,
-                    measures: applied.iter().map(|r| r.measure).collect(),
+                    measures,
                     estimate,
                 });
                 Verdict::Continue
@@ -521,7 +517,7 @@ mod tests {
         };
         report(
             &mut ex,
-            &[
+            [
                 (Measure::Requests, state(3, 10, None)),
                 (
                     Measure::TotalTokens,
@@ -532,7 +528,8 @@ mod tests {
                     state(10, 50, Some(Duration::from_millis(300))),
                 ),
                 (Measure::Cost, state(0, 5, Some(Duration::from_secs(9)))),
-            ],
+            ]
+            .into_iter(),
         );
         let h = |name: &str| ex.response_headers.get(name).map(|v| v.to_str().unwrap());
         assert_eq!(h("x-ratelimit-limit-requests"), Some("10"));

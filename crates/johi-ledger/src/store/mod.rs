@@ -9,14 +9,11 @@ use crate::{LedgerBackend, LedgerError, UsageRecord};
 mod postgres;
 mod sqlite;
 
-/// The schema, the same text for both backends (SQLite maps `BIGINT` to `INTEGER`).
-/// Idempotent, so every start runs it.
-///
-/// Both indexes grow at their end (time, and time within a project), so a batch dirties a
-/// few pages. An index on `request_id` (random text) would dirty a page per record and
-/// cost more CPU than the rest of the write put together (measured with the load
-/// benchmark): a request is found by time range and request ID instead.
-const SCHEMA: &str = "
+/// The usage table, the same text for both backends (SQLite maps `BIGINT` to `INTEGER`).
+/// Idempotent, so every start runs it. How each backend finds a time range in it differs:
+/// PostgreSQL indexes it ([`POSTGRES_INDEXES`]), SQLite keeps marks instead (see
+/// [`sqlite`]'s module docs).
+const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS johi_usage (
     at_unix_ms BIGINT NOT NULL,
     request_id TEXT NOT NULL,
@@ -37,6 +34,14 @@ CREATE TABLE IF NOT EXISTS johi_usage (
     cost_micros BIGINT NOT NULL,
     usage_source TEXT NOT NULL
 );
+";
+
+/// PostgreSQL's indexes on [`TABLE`]. Both grow at their end (time, and time within a
+/// project), so a batch dirties a few pages. An index on `request_id` (random text) would
+/// dirty a page per record and cost more CPU than the rest of the write put together
+/// (measured with the load benchmark): a request is found by time range and request ID
+/// instead.
+const POSTGRES_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS johi_usage_at ON johi_usage (at_unix_ms);
 CREATE INDEX IF NOT EXISTS johi_usage_project_at ON johi_usage (project, at_unix_ms);
 ";

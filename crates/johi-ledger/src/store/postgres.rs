@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::{stored, COLUMNS, SCHEMA};
+use super::{stored, COLUMNS, POSTGRES_INDEXES, TABLE};
 use crate::query::{spend_sql, Dialect, Param, SpendQuery, SpendRow, SUMS};
 use crate::{LedgerError, UsageRecord};
 
@@ -46,7 +46,8 @@ pub(crate) async fn open(url: &str) -> Result<(Writer, Reader), LedgerError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await?;
-    tx.batch_execute(SCHEMA).await?;
+    tx.batch_execute(TABLE).await?;
+    tx.batch_execute(POSTGRES_INDEXES).await?;
     tx.commit().await?;
     let insert = prepare_insert(&client).await?;
     let reader = Reader {

@@ -1,15 +1,25 @@
 //! SQLite: one file in WAL mode, a writer connection and a reader connection, every call on
 //! the blocking pool so a slow disk never holds a runtime thread.
+//!
+//! The usage table has no index. Each row is one insert into one B-tree that only grows at
+//! its end; two indexes (on time, and on project and time) made that three inserts and about
+//! a third of the ledger's CPU per request. A time range is found through
+//! `johi_usage_marks` instead: the writer numbers a batch's rows itself and notes, per run of
+//! consecutive rows made in the same minute, that minute and the rows' first and last row
+//! ID. A batch adds one or two marks, whatever its size. A query reads the marks of the
+//! minutes it spans and then those rows by row ID, checking every row's own time
+//! ([`spend_sql`]). A ledger written before the marks gets one mark per existing row when it
+//! is first opened, and loses the indexes.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::ToSqlOutput;
-use rusqlite::{params_from_iter, Connection, ToSql};
+use rusqlite::{params, params_from_iter, Connection, ToSql, TransactionBehavior};
 
-use super::{stored, COLUMNS, SCHEMA};
-use crate::query::{spend_sql, Dialect, Param, SpendQuery, SpendRow, SUMS};
+use super::{stored, COLUMNS, TABLE};
+use crate::query::{mark_minute, spend_sql, Dialect, Param, SpendQuery, SpendRow, SUMS};
 use crate::{LedgerError, UsageRecord};
 
 /// How long a connection waits for the other's lock (a WAL checkpoint) before failing.
@@ -26,6 +36,26 @@ pub(crate) struct Writer {
 pub(crate) struct Reader {
     conn: Shared,
 }
+
+/// The marks table (see the module docs) and its index, which grows at its end too.
+const MARKS: &str = "
+CREATE TABLE IF NOT EXISTS johi_usage_marks (
+    minute INTEGER NOT NULL,
+    first_row INTEGER NOT NULL,
+    last_row INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS johi_usage_marks_minute ON johi_usage_marks (minute);
+";
+
+/// For a ledger written before the marks: a mark per existing row (the minute floored as
+/// [`mark_minute`] does), then the indexes the marks replace are dropped.
+const MIGRATE_TO_MARKS: &str = "
+INSERT INTO johi_usage_marks (minute, first_row, last_row)
+    SELECT (at_unix_ms - (((at_unix_ms % 60000) + 60000) % 60000)) / 60000, rowid, rowid
+    FROM johi_usage;
+DROP INDEX IF EXISTS johi_usage_at;
+DROP INDEX IF EXISTS johi_usage_project_at;
+";
 
 /// Runs `f` on the blocking pool with the connection.
 async fn blocking<T, F>(conn: &Shared, f: F) -> Result<T, LedgerError>
@@ -55,7 +85,7 @@ pub(crate) async fn open(path: PathBuf) -> Result<(Writer, Reader), LedgerError>
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let writer = connect(&path)?;
+        let mut writer = connect(&path)?;
         // WAL: readers and the writer do not block each other. FULL: a committed batch
         // survives a power cut, not only a crash (one fsync per batch, not per record).
         let mode: String =
@@ -64,7 +94,7 @@ pub(crate) async fn open(path: PathBuf) -> Result<(Writer, Reader), LedgerError>
             tracing::warn!(path = %path.display(), mode, "ledger: SQLite refused WAL mode; readers will wait for the writer");
         }
         writer.pragma_update(None, "synchronous", "FULL")?;
-        writer.execute_batch(SCHEMA)?;
+        create_schema(&mut writer)?;
         let reader = connect(&path)?;
         Ok((writer, reader))
     })
@@ -77,6 +107,24 @@ pub(crate) async fn open(path: PathBuf) -> Result<(Writer, Reader), LedgerError>
             conn: Arc::new(Mutex::new(reader)),
         },
     ))
+}
+
+/// Creates the table and the marks, and gives a ledger from before the marks its marks; in
+/// one transaction, so a crash half-way leaves the old ledger as it was.
+fn create_schema(conn: &mut Connection) -> Result<(), LedgerError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(TABLE)?;
+    let had_marks: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'johi_usage_marks')",
+        [],
+        |row| row.get(0),
+    )?;
+    tx.execute_batch(MARKS)?;
+    if !had_marks {
+        tx.execute_batch(MIGRATE_TO_MARKS)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl Writer {
@@ -132,8 +180,29 @@ fn bind(
     Ok(())
 }
 
+/// The marks for `batch`, whose rows are numbered from `first_row`: `(minute, first row,
+/// last row)` per run of consecutive records made in the same minute.
+fn marks(batch: &[UsageRecord], first_row: i64) -> Vec<(i64, i64, i64)> {
+    let mut marks: Vec<(i64, i64, i64)> = Vec::new();
+    for (row, record) in (first_row..).zip(batch) {
+        let minute = mark_minute(record.at_unix_ms);
+        match marks.last_mut() {
+            Some((m, _, last)) if *m == minute => *last = row,
+            _ => marks.push((minute, row, row)),
+        }
+    }
+    marks
+}
+
 fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    // Immediate: the write lock from the start, so nobody else inserts in between. SQLite
+    // numbers a new row one past the largest row ID (checked below: the marks depend on it).
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let first_row: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(rowid), 0) + 1 FROM johi_usage",
+        [],
+        |row| row.get(0),
+    )?;
     {
         let mut chunks = batch.chunks_exact(ROWS_PER_STATEMENT);
         let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_STATEMENT))?;
@@ -147,6 +216,22 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> 
         for record in chunks.remainder() {
             bind(&mut one, 1, record)?;
             one.raw_execute()?;
+        }
+    }
+    let rows = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+    if !batch.is_empty() && tx.last_insert_rowid() != first_row.saturating_add(rows - 1) {
+        // Rolled back (the transaction is dropped) and retried by the writer.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
+            Some("ledger: the batch's rows were not numbered in sequence".into()),
+        ));
+    }
+    {
+        let mut mark = tx.prepare_cached(
+            "INSERT INTO johi_usage_marks (minute, first_row, last_row) VALUES (?1, ?2, ?3)",
+        )?;
+        for (minute, first, last) in marks(batch, first_row) {
+            mark.execute(params![minute, first, last])?;
         }
     }
     tx.commit()
@@ -186,6 +271,79 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::Dimension;
+
+    /// Every time-bounded spend query reads the marks through their index and the usage
+    /// rows by row ID: never a scan of the usage table, nor an index SQLite builds for the
+    /// query (which would read the whole table).
+    #[test]
+    fn time_bounded_queries_read_rows_by_id() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        create_schema(&mut conn).unwrap();
+        for (from, to) in [(Some(1), Some(2)), (Some(1), None), (None, Some(2))] {
+            for filter in [vec![], vec![(Dimension::Project, "search".to_owned())]] {
+                let query = SpendQuery {
+                    from_unix_ms: from,
+                    to_unix_ms: to,
+                    group_by: vec![Dimension::Project, Dimension::Model],
+                    filter,
+                };
+                let sql = spend_sql(&query, Dialect::Sqlite);
+                let mut plan = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+                    .unwrap();
+                let steps: Vec<String> = plan
+                    .query_map(params_from_iter(&sql.params), |row| row.get(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let reads: Vec<&String> = steps
+                    .iter()
+                    .filter(|s| s.starts_with("SEARCH") || s.starts_with("SCAN"))
+                    .collect();
+                assert_eq!(reads.len(), 2, "{steps:?}");
+                assert!(
+                    reads[0]
+                        .starts_with("SEARCH johi_usage_marks USING INDEX johi_usage_marks_minute"),
+                    "{steps:?}"
+                );
+                assert_eq!(
+                    reads[1], "SEARCH johi_usage USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+                    "{steps:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_mark_per_run_of_records_in_one_minute() {
+        let at = |at_unix_ms| UsageRecord {
+            at_unix_ms,
+            request_id: String::new(),
+            organization: None,
+            team: None,
+            project: None,
+            user: None,
+            key_id: None,
+            api: String::new(),
+            model: String::new(),
+            provider: None,
+            upstream_model: None,
+            status: 200,
+            input_tokens: 0,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            cost_micros: 0,
+            usage_source: crate::UsageSource::None,
+        };
+        let batch = [at(60_000), at(119_999), at(120_000), at(60_001), at(-1)];
+        assert_eq!(
+            marks(&batch, 7),
+            [(1, 7, 8), (2, 9, 9), (1, 10, 10), (-1, 11, 11)]
+        );
+        assert!(marks(&[], 1).is_empty());
+    }
 
     #[test]
     fn the_insert_statement_has_one_parameter_per_column_and_row() {

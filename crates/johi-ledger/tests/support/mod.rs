@@ -108,17 +108,22 @@ pub fn record(
     }
 }
 
-/// `n` varied records from `start`, three per millisecond timestamp (so range edges fall on
-/// several records at once), spread over organisations, teams, projects, users, keys, models
-/// and providers, some of them unattributed.
-pub fn mixed(n: usize, start: i64) -> Vec<UsageRecord> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move |k: u64| {
+/// A small deterministic generator from `seed`: each call gives a number below its argument.
+pub fn random(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |k: u64| {
         state = state
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         (state >> 33) % k
-    };
+    }
+}
+
+/// `n` varied records from `start`, three per millisecond timestamp (so range edges fall on
+/// several records at once), spread over organisations, teams, projects, users, keys, models
+/// and providers, some of them unattributed.
+pub fn mixed(n: usize, start: i64) -> Vec<UsageRecord> {
+    let mut next = random(0x2545_f491_4f6c_dd1d);
     let mut pick =
         |options: &[Option<&str>]| options[next(options.len() as u64) as usize].map(str::to_owned);
     (0..n)
