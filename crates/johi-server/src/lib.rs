@@ -428,10 +428,23 @@ async fn open_ledger(settings: &LedgerSettings) -> Result<Ledger, StartError> {
 
 /// Polls the config file and reloads it when its content changes. (Polling, rather than
 /// inotify, also sees Kubernetes ConfigMap updates, which swap a symlink.)
+///
+/// A poll reads only the file's metadata ([`FileStamp`]); the file itself (which can be
+/// megabytes with many keys) is read and compared when the stamp changed, and at least every
+/// [`FULL_READ_EVERY`] polls in case an edit left size, time and inode as they were.
 async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>) {
+    let mut last_stamp = FileStamp::of(&loader.path).await;
+    let mut polls_since_read = 0u32;
     loop {
         let interval = shared.runtime.load().config.server.reload_poll_interval;
         tokio::time::sleep(interval).await;
+        let stamp = FileStamp::of(&loader.path).await;
+        polls_since_read += 1;
+        if stamp == last_stamp && polls_since_read < FULL_READ_EVERY {
+            continue;
+        }
+        last_stamp = stamp;
+        polls_since_read = 0;
         let Ok(text) = tokio::fs::read_to_string(&loader.path).await else {
             continue;
         };
@@ -439,6 +452,38 @@ async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>) {
             continue;
         }
         let _ = reload(&loader, &shared).await;
+    }
+}
+
+/// Polls between two full reads of an unchanged-looking config file.
+const FULL_READ_EVERY: u32 = 60;
+
+/// What a config poll compares: the file's size, modification time and (on Unix) device
+/// and inode, all following symlinks. A write changes the time (or the size); a file
+/// replaced by a rename or a swapped symlink changes the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: (u64, u64),
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path`; `None` while it cannot be read.
+    async fn of(path: &std::path::Path) -> Option<FileStamp> {
+        let meta = tokio::fs::metadata(path).await.ok()?;
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let inode = (0, 0);
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        })
     }
 }
 
@@ -510,5 +555,36 @@ impl RunningGateway {
         if let Some((_, admin)) = self.admin {
             let _ = admin.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileStamp;
+
+    /// The watcher reads the file only when its stamp moves: a stamp must move for a write
+    /// that changes the size and for a file replaced by a rename (a ConfigMap's symlink swap
+    /// works the same way), and stay put while nothing happens.
+    #[tokio::test]
+    async fn a_file_stamp_moves_when_the_file_is_rewritten_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("johi.yaml");
+        std::fs::write(&path, "server: {}\n").unwrap();
+        let first = FileStamp::of(&path).await;
+        assert!(first.is_some());
+        assert_eq!(FileStamp::of(&path).await, first);
+
+        std::fs::write(&path, "server: { }\n").unwrap();
+        let grown = FileStamp::of(&path).await;
+        assert_ne!(grown, first);
+
+        // Same size, same content, same time if the clock is coarse: only the inode differs.
+        let other = dir.path().join("johi.yaml.new");
+        std::fs::write(&other, "server: { }\n").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert_ne!(FileStamp::of(&path).await, grown);
+
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(FileStamp::of(&path).await, None);
     }
 }
