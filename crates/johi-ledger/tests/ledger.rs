@@ -185,7 +185,12 @@ async fn an_sqlite_ledger_from_before_the_marks_is_upgraded() {
         unreachable!()
     };
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let old: Vec<_> = mixed(300, NOV_2026);
+    // 300 rows over 100 s (minute 0 to row 179, then minute 1), a few of the first minute's
+    // rows stamped in the second one: nine runs of one minute each.
+    let mut old: Vec<_> = mixed(300, NOV_2026);
+    for r in old.iter_mut().step_by(50) {
+        r.at_unix_ms = NOV_2026 + 61_000;
+    }
     {
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.execute_batch(
@@ -260,6 +265,15 @@ async fn an_sqlite_ledger_from_before_the_marks_is_upgraded() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(indexes, ["johi_usage_marks_minute"]);
+    // One mark per run, not per row.
+    let old_marks: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM johi_usage_marks WHERE last_row <= 300",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_marks, 9);
 }
 
 /// 10 000 records recorded without a flush are all in the store after `shutdown`, as seen by

@@ -4,12 +4,12 @@
 //! The usage table has no index. Each row is one insert into one B-tree that only grows at
 //! its end; two indexes (on time, and on project and time) made that three inserts and about
 //! a third of the ledger's CPU per request. A time range is found through
-//! `johi_usage_marks` instead: the writer numbers a batch's rows itself and notes, per run of
-//! consecutive rows made in the same minute, that minute and the rows' first and last row
-//! ID. A batch adds one or two marks, whatever its size. A query reads the marks of the
+//! `johi_usage_marks` instead: the writer knows the row IDs a batch gets (SQLite gives a new
+//! row the largest ID plus one; checked) and notes, per run of consecutive rows made in the
+//! same minute, that minute and the rows' first and last row ID. A batch adds one or two marks, whatever its size. A query reads the marks of the
 //! minutes it spans and then those rows by row ID, checking every row's own time
-//! ([`spend_sql`]). A ledger written before the marks gets one mark per existing row when it
-//! is first opened, and loses the indexes.
+//! ([`spend_sql`]). A ledger written before the marks gets marks for its rows the same way
+//! when it is first opened ([`MIGRATE_TO_MARKS`]), and loses the indexes.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,12 +47,24 @@ CREATE TABLE IF NOT EXISTS johi_usage_marks (
 CREATE INDEX IF NOT EXISTS johi_usage_marks_minute ON johi_usage_marks (minute);
 ";
 
-/// For a ledger written before the marks: a mark per existing row (the minute floored as
-/// [`mark_minute`] does), then the indexes the marks replace are dropped.
+/// For a ledger written before the marks: a mark per run of consecutive rows (in row ID
+/// order) in the same minute, floored as [`mark_minute`] does; then the indexes the marks
+/// replace are dropped. A run is found as rows whose position overall minus their position
+/// within their minute is the same (rows were written in batches, roughly in time order, so
+/// runs are long and marks few).
 const MIGRATE_TO_MARKS: &str = "
 INSERT INTO johi_usage_marks (minute, first_row, last_row)
-    SELECT (at_unix_ms - (((at_unix_ms % 60000) + 60000) % 60000)) / 60000, rowid, rowid
-    FROM johi_usage;
+    SELECT minute, MIN(rowid), MAX(rowid)
+    FROM (
+        SELECT rowid, minute,
+            ROW_NUMBER() OVER (ORDER BY rowid)
+                - ROW_NUMBER() OVER (PARTITION BY minute ORDER BY rowid) AS run
+        FROM (
+            SELECT rowid, (at_unix_ms - (((at_unix_ms % 60000) + 60000) % 60000)) / 60000 AS minute
+            FROM johi_usage
+        )
+    )
+    GROUP BY minute, run;
 DROP INDEX IF EXISTS johi_usage_at;
 DROP INDEX IF EXISTS johi_usage_project_at;
 ";
