@@ -152,19 +152,41 @@ pub fn estimate_from_bytes(tokenizer: Tokenizer, api: Api, body: &[u8]) -> Optio
 /// (the spans do not belong to these bytes). As with [`estimate_from_bytes`], a key
 /// repeated inside a message is counted each time, which can only raise the estimate.
 pub fn estimate_from_spans(tokenizer: Tokenizer, body: &[u8], spans: &PromptSpans) -> Option<u64> {
-    let lent = spans
-        .texts
-        .iter()
-        .map(|range| std::str::from_utf8(body.get(range.clone())?).ok());
-    let unescaped = spans.unescaped.iter().map(|text| Some(text.as_str()));
     let mut total = spans.messages * PER_MESSAGE + REPLY_PRIMING;
-    for text in lent.chain(unescaped) {
-        let text = text?;
+    for range in &spans.texts {
+        let text = body.get(range.clone())?;
+        if !text.starts_with(b"data:") {
+            total += count_utf8(tokenizer, text)?;
+        }
+    }
+    for text in &spans.unescaped {
         if !text.starts_with("data:") {
             total += count_text(tokenizer, text);
         }
     }
     Some(total)
+}
+
+/// [`count_text`] for bytes validation already found to be UTF-8. The estimate counts
+/// characters straight from the bytes (every byte that is not a continuation byte starts
+/// one) rather than validating them a second time; a tokenizer needs the text. `None` if it
+/// does and the bytes are not UTF-8.
+fn count_utf8(tokenizer: Tokenizer, text: &[u8]) -> Option<u64> {
+    if tokenizer == Tokenizer::Estimate {
+        // 0x80..=0xBF, the continuation bytes, are the bytes below -0x40 as i8. Counted in
+        // `u8`s over runs of 255 bytes, which the compiler turns into vector code.
+        let chars: usize = text
+            .chunks(255)
+            .map(|run| {
+                let starts = run
+                    .iter()
+                    .fold(0u8, |n, &b| n + u8::from((b as i8) >= -0x40));
+                usize::from(starts)
+            })
+            .sum();
+        return Some((chars as u64).div_ceil(4));
+    }
+    Some(count_text(tokenizer, std::str::from_utf8(text).ok()?))
 }
 
 /// The one-pass readers behind [`estimate_from_bytes`].
@@ -406,6 +428,22 @@ fn visit_text(v: &Value, f: &mut impl FnMut(&str)) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The estimate counted from bytes equals the one counted from the text, for ASCII and
+    /// for 2-, 3- and 4-byte characters at every length and offset.
+    #[test]
+    fn the_estimate_from_bytes_counts_characters_as_the_text_does() {
+        let alphabet = ["a", "é", "ж", "€", "中", "𝄞", "😀", " ", "\n"];
+        let mut text = String::new();
+        for i in 0..400 {
+            text.push_str(alphabet[(i * 7 + i / 3) % alphabet.len()]);
+            assert_eq!(
+                count_utf8(Tokenizer::Estimate, text.as_bytes()),
+                Some(count_text(Tokenizer::Estimate, &text)),
+                "{text:?}"
+            );
+        }
+    }
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
