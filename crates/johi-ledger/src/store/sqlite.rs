@@ -6,10 +6,11 @@
 //! a third of the ledger's CPU per request. A time range is found through
 //! `johi_usage_marks` instead: the writer knows the row IDs a batch gets (SQLite gives a new
 //! row the largest ID plus one; checked) and notes, per run of consecutive rows made in the
-//! same minute, that minute and the rows' first and last row ID. A batch adds one or two marks, whatever its size. A query reads the marks of the
-//! minutes it spans and then those rows by row ID, checking every row's own time
-//! ([`spend_sql`]). A ledger written before the marks gets marks for its rows the same way
-//! when it is first opened ([`MIGRATE_TO_MARKS`]), and loses the indexes.
+//! same minute, that minute and the rows' first and last row ID. A batch adds one or two
+//! marks, whatever its size. A query reads the marks of the minutes it spans and then those
+//! rows by row ID, checking every row's own time ([`spend_sql`]). A ledger written before
+//! the marks gets marks for its rows the same way when it is first opened
+//! ([`MIGRATE_TO_MARKS`]), and loses the indexes.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
