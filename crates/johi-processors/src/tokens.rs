@@ -80,10 +80,16 @@ fn cache() -> &'static CountCache {
     })
 }
 
+/// The documented estimate for a model without a known tokenizer: a token per four
+/// characters, rounded up.
+fn estimate_from_chars(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
+}
+
 /// Tokens in `text` under `tokenizer`.
 pub fn count_text(tokenizer: Tokenizer, text: &str) -> u64 {
     let Some(bpe) = encoding(tokenizer) else {
-        return (text.chars().count() as u64).div_ceil(4);
+        return estimate_from_chars(text.chars().count());
     };
     if text.len() < CACHE_MIN_BYTES {
         return bpe.encode_ordinary(text).len() as u64;
@@ -184,7 +190,7 @@ fn count_utf8(tokenizer: Tokenizer, text: &[u8]) -> Option<u64> {
                 usize::from(starts)
             })
             .sum();
-        return Some((chars as u64).div_ceil(4));
+        return Some(estimate_from_chars(chars));
     }
     Some(count_text(tokenizer, std::str::from_utf8(text).ok()?))
 }
