@@ -190,6 +190,9 @@ pub struct RunningGateway {
 /// Loads `config_path` and starts serving. `registry` supplies the processors (use
 /// [`Registry::with_builtins`]; tests add their own).
 pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGateway, StartError> {
+    // The stamp before the read: an edit landing after it moves the stamp, so the watcher
+    // (which may first run much later) cannot mistake an edited file for the one loaded.
+    let stamp = FileStamp::of(config_path).await;
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| StartError::Config(vec![format!("{}: {e}", config_path.display())]))?;
     let config = johi_config::load(config_path).map_err(|e| StartError::Config(e.0))?;
@@ -317,7 +320,7 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         }
         tracing::info!("shutdown complete");
     });
-    let watcher = tokio::spawn(watch_config(loader.clone(), shared.clone()));
+    let watcher = tokio::spawn(watch_config(loader.clone(), shared.clone(), stamp));
     tracing::info!(%addr, tls = server.tls.is_some(), "johi listening");
     Ok(RunningGateway {
         addr,
@@ -432,8 +435,10 @@ async fn open_ledger(settings: &LedgerSettings) -> Result<Ledger, StartError> {
 /// A poll reads only the file's metadata ([`FileStamp`]); the file itself (which can be
 /// megabytes with many keys) is read and compared when the stamp changed, and at least every
 /// [`FULL_READ_EVERY`] polls in case an edit left size, time and inode as they were.
-async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>) {
-    let mut last_stamp = FileStamp::of(&loader.path).await;
+///
+/// `loaded` is the stamp taken before the running config was read.
+async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>, loaded: Option<FileStamp>) {
+    let mut last_stamp = loaded;
     let mut polls_since_read = 0u32;
     loop {
         let interval = shared.runtime.load().config.server.reload_poll_interval;

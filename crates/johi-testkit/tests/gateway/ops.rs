@@ -75,6 +75,25 @@ async fn a_changed_file_is_reloaded_and_a_bad_one_refused() {
     );
 }
 
+/// An edit made before the watcher first runs (start returns, the file is rewritten at once)
+/// is still seen: the watcher compares against the file as it was when the config was read,
+/// not as it was when the watcher got round to looking.
+#[tokio::test]
+async fn an_edit_right_after_start_is_picked_up() {
+    let h = Harness::start(BASIC).await;
+    // No await between start and the write: on this current-thread runtime the watcher task
+    // has not run yet.
+    h.write_config(&BASIC.replace(
+        "  e: { targets: [{ provider: mock, model: mock-embed }] }",
+        "  e: { targets: [{ provider: mock, model: mock-embed }] }\n  m3: { targets: [{ provider: mock, model: mock-large }] }",
+    ));
+    assert_eq!(
+        eventually(&h, &["m", "e", "m3"]).await,
+        ["m", "e", "m3"],
+        "picked up by the file watcher"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_drains_a_stream_in_flight() {
     let h = Harness::start(BASIC).await;
