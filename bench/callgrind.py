@@ -14,7 +14,8 @@ the ledger's file writes) is not counted: use it to compare code, and bench/run.
 
 Each argument is name:port:config (the config must listen on that port and route
 `bench-model` to the mock on 127.0.0.1:18001, as bench/johi.yaml does). Needs valgrind.
-`STREAM=1` counts streaming requests instead (the benchmark's streaming body).
+`STREAM=1` counts streaming requests instead (the benchmark's streaming body);
+`BENCH_AUTHORIZATION="Bearer <jwt>"` sends another credential than the benchmark's key.
 """
 
 import http.client
@@ -31,7 +32,10 @@ sys.path.insert(0, HERE)
 import bench  # noqa: E402  (the benchmark's request body)
 
 JOHI = os.environ.get("JOHI_BIN", os.path.join(ROOT, "target", "release", "johi"))
-KEY = "Bearer sk-johi-bench-0000000000000000000000000000000000000"
+# BENCH_AUTHORIZATION replaces the benchmark's API key, e.g. with a JWT for an auth.jwt config.
+KEY = os.environ.get(
+    "BENCH_AUTHORIZATION", "Bearer sk-johi-bench-0000000000000000000000000000000000000"
+)
 MOCK_PORT = 18001
 # STREAM=1: the benchmark's streaming request instead (the whole stream is read each time).
 STREAM = os.environ.get("STREAM") == "1"

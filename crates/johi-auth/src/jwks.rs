@@ -63,6 +63,9 @@ struct SetKey {
 /// The usable keys of one JWKS document.
 pub struct KeySet {
     keys: Vec<SetKey>,
+    /// The SHA-256 of the document: a refetch that brings the same document keeps the set
+    /// held (and the tokens it verified stay in the verifier's cache).
+    document: [u8; 32],
 }
 
 impl std::fmt::Debug for KeySet {
@@ -101,7 +104,9 @@ impl KeySet {
                     .into(),
             );
         }
-        Ok(KeySet { keys })
+        let mut document = [0u8; 32];
+        document.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, json).as_ref());
+        Ok(KeySet { keys, document })
     }
 
     /// The number of usable keys.
@@ -289,7 +294,14 @@ impl RemoteJwks {
             Ok(Ok(set)) => {
                 tracing::debug!(url = %self.url, keys = set.len(), "JWKS fetched");
                 if let Ok(mut current) = self.current.write() {
-                    *current = Some(Arc::new(set));
+                    // The same document again (most refreshes) keeps the set held, so the
+                    // tokens it verified need no new check.
+                    if current
+                        .as_ref()
+                        .is_none_or(|held| held.document != set.document)
+                    {
+                        *current = Some(Arc::new(set));
+                    }
                 }
             }
             Ok(Err(error)) => {

@@ -7,7 +7,9 @@
 //! signature; `exp` (required) and `nbf` within the leeway; `iss` and `aud` equal to the
 //! configured ones; and tenant claims that name tenants the config declares.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use johi_core::{AuthMethod, Identity, RouteSet};
@@ -15,7 +17,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::jwks::{KeySet, Lookup, RemoteJwks};
-use crate::tenants::{intersect_models, TenantIndex};
+use crate::key::KeyHash;
+use crate::tenants::{intersect_models, TenantIndex, TenantVersion};
 
 /// The algorithms Johi verifies, by their JOSE names.
 pub const ALGORITHMS: [(&str, Algorithm); 3] = [
@@ -77,7 +80,14 @@ pub struct JwtSettings {
     pub claims: ClaimNames,
     /// The tenants a token may name.
     pub tenants: TenantIndex,
+    /// How many verified tokens are remembered ([`DEFAULT_CACHE_SIZE`] by default); 0
+    /// verifies every token every time.
+    pub cache_size: usize,
 }
+
+/// Default `auth.jwt.cache_size`: a few megabytes at most, enough for every token of a
+/// busy deployment's callers within their lifetimes.
+pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 
 /// Why a token was refused. Only logs and tests see it: the client gets one
 /// [`johi_core::AuthFailure::Invalid`] for all, so a probe learns nothing.
@@ -127,6 +137,37 @@ impl JwtRejection {
 pub struct JwtVerifier {
     settings: JwtSettings,
     secret: Option<DecodingKey>,
+    /// Tokens that passed every check; a reload builds a new verifier, and so a new cache.
+    verified: Mutex<HashMap<KeyHash, Verified, foldhash::fast::RandomState>>,
+    /// Full checks made (cache misses), for tests and diagnostics.
+    full_checks: AtomicU64,
+}
+
+/// What a full check of a token found (see [`Verified`] for the fields).
+struct Checked {
+    identity: Arc<Identity>,
+    valid_until: f64,
+    keys: Option<Arc<KeySet>>,
+}
+
+/// A token that passed every check, remembered by its SHA-256 digest so that the same
+/// token presented again costs a digest and a lookup instead of a signature check (tens of
+/// µs for RS256 or ES256) and a claims parse. The digest, not the token, is the key: a
+/// lookup compares digests, so its timing says nothing about a stored token's bytes.
+struct Verified {
+    identity: Arc<Identity>,
+    /// The token's `exp` plus the leeway, in seconds since the epoch: when it stops being
+    /// served from here (and would be refused by a full check).
+    valid_until: f64,
+    /// For a fetched JWKS, the key set that verified the token: the entry holds only while
+    /// that set is still the one in use, so a rotation that withdraws a key withdraws the
+    /// tokens it signed at once. `None` for a secret or a JWKS file, which change only with
+    /// a reload (and a new verifier).
+    keys: Option<Arc<KeySet>>,
+    /// The tenants the claims were mapped against (taken before the check): the entry
+    /// holds only while they are unchanged, so a team deleted or narrowed through the admin
+    /// API applies to tokens already seen from the next request.
+    tenants: TenantVersion,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -142,16 +183,25 @@ impl std::fmt::Debug for JwtVerifier {
 /// mistaken for each other.
 pub fn looks_like_jwt(token: &str) -> bool {
     let mut parts = token.split('.');
-    let b64url = |p: &str| {
-        p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s), None) => {
-            !h.is_empty() && !p.is_empty() && b64url(h) && b64url(p) && b64url(s)
+        (Some(h), Some(p), Some(_), None) if !h.is_empty() && !p.is_empty() => {
+            base64url_and_dots(token.as_bytes())
         }
         _ => false,
     }
+}
+
+/// Whether every byte is a dot or in the base64url alphabet (`A–Z a–z 0–9 - _`). Written
+/// as branch-free range checks folded over the bytes, which the compiler turns into
+/// vector code: a token is hundreds of bytes, checked on every request.
+fn base64url_and_dots(bytes: &[u8]) -> bool {
+    let outside = bytes.iter().fold(0u8, |outside, &b| {
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        let digit = b.wrapping_sub(b'0') < 10;
+        let allowed = letter | digit | (b == b'-') | (b == b'_') | (b == b'.');
+        outside | u8::from(!allowed)
+    });
+    outside == 0
 }
 
 impl JwtVerifier {
@@ -161,7 +211,12 @@ impl JwtVerifier {
             JwtKeys::Secret(secret) => Some(DecodingKey::from_secret(secret)),
             JwtKeys::Static(_) | JwtKeys::Remote(_) => None,
         };
-        JwtVerifier { settings, secret }
+        JwtVerifier {
+            settings,
+            secret,
+            verified: Mutex::default(),
+            full_checks: AtomicU64::new(0),
+        }
     }
 
     /// The settings it checks against.
@@ -176,15 +231,96 @@ impl JwtVerifier {
         }
     }
 
-    /// The identity `token` speaks for, as of `now`, or why it is refused.
-    pub async fn verify(&self, token: &str, now: SystemTime) -> Result<Identity, JwtRejection> {
+    /// The identity `token` speaks for, as of `now`, or why it is refused. A token that
+    /// passed before is answered from the cache of verified tokens while its `exp` holds
+    /// (and, for a fetched JWKS, while the key set that verified it is still held).
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<Arc<Identity>, JwtRejection> {
+        if self.settings.cache_size == 0 {
+            return self.verify_fully(token, now).await.map(|v| v.identity);
+        }
+        let digest = KeyHash::of(token);
+        if let Some(identity) = self.cached(&digest, now) {
+            return Ok(identity);
+        }
+        // Before the check: a change while it runs leaves the entry already out of date.
+        let tenants = self.settings.tenants.version();
+        let verified = self.verify_fully(token, now).await?;
+        let identity = verified.identity.clone();
+        self.remember(digest, verified, tenants, now);
+        Ok(identity)
+    }
+
+    /// How many verified tokens the cache holds (for tests and diagnostics).
+    pub fn cached_tokens(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// How many tokens were checked in full (not answered from the cache) so far.
+    pub fn full_checks(&self) -> u64 {
+        self.full_checks.load(Ordering::Relaxed)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<KeyHash, Verified, foldhash::fast::RandomState>> {
+        // A panic while holding the lock leaves at worst a missing entry: keep using it.
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The identity of a token verified before, if its entry still holds at `now`.
+    fn cached(&self, digest: &KeyHash, now: SystemTime) -> Option<Arc<Identity>> {
+        let now = seconds(now);
+        let entries = self.lock();
+        let entry = entries.get(digest)?;
+        if now > entry.valid_until || !self.settings.tenants.is_version(&entry.tenants) {
+            return None;
+        }
+        if let (Some(verified_by), JwtKeys::Remote(remote)) = (&entry.keys, &self.settings.keys) {
+            if !remote
+                .keys()
+                .is_some_and(|held| Arc::ptr_eq(&held, verified_by))
+            {
+                return None;
+            }
+        }
+        Some(entry.identity.clone())
+    }
+
+    /// Remembers a verified token. A full cache first drops the entries past their time,
+    /// then, if still full, everything (simpler than an LRU, and a token dropped costs
+    /// only one more full check).
+    fn remember(&self, digest: KeyHash, checked: Checked, tenants: TenantVersion, now: SystemTime) {
+        let verified = Verified {
+            identity: checked.identity,
+            valid_until: checked.valid_until,
+            keys: checked.keys,
+            tenants,
+        };
+        let now = seconds(now);
+        let mut entries = self.lock();
+        if entries.len() >= self.settings.cache_size && !entries.contains_key(&digest) {
+            entries.retain(|_, e| e.valid_until >= now);
+            if entries.len() >= self.settings.cache_size {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, verified);
+    }
+
+    /// Every check, with no cache: header, key, signature, claims.
+    async fn verify_fully(&self, token: &str, now: SystemTime) -> Result<Checked, JwtRejection> {
+        self.full_checks.fetch_add(1, Ordering::Relaxed);
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRejection::Malformed)?;
         let alg = header.alg;
         if !self.settings.algorithms.contains(&alg) {
             return Err(JwtRejection::Algorithm);
         }
         let kid = header.kid.as_deref();
-        let held;
+        let mut held = None;
         let key = match &self.settings.keys {
             JwtKeys::Secret(_) => match (&self.secret, alg) {
                 (Some(secret), Algorithm::HS256) => secret,
@@ -204,7 +340,12 @@ impl JwtVerifier {
                 }
             }
         };
-        self.check(token, key, alg, now)
+        let (identity, valid_until) = self.check(token, key, alg, now)?;
+        Ok(Checked {
+            identity: Arc::new(identity),
+            valid_until,
+            keys: held,
+        })
     }
 
     /// The slow path of a key rotation: refetch the set (rate-limited) and try again.
@@ -215,23 +356,29 @@ impl JwtVerifier {
         kid: Option<&str>,
         alg: Algorithm,
         now: SystemTime,
-    ) -> Result<Identity, JwtRejection> {
+    ) -> Result<Checked, JwtRejection> {
         let set = remote
             .refetch_for(kid.unwrap_or_default())
             .await
             .ok_or(JwtRejection::UnknownKey)?;
         let key = found(set.find(kid, alg))?;
-        self.check(token, key, alg, now)
+        let (identity, valid_until) = self.check(token, key, alg, now)?;
+        Ok(Checked {
+            identity: Arc::new(identity),
+            valid_until,
+            keys: Some(set),
+        })
     }
 
-    /// Signature and claims.
+    /// Signature and claims: the identity, and until when (`exp` plus the leeway, in
+    /// seconds since the epoch) the token holds.
     fn check(
         &self,
         token: &str,
         key: &DecodingKey,
         alg: Algorithm,
         now: SystemTime,
-    ) -> Result<Identity, JwtRejection> {
+    ) -> Result<(Identity, f64), JwtRejection> {
         let mut validation = Validation::new(alg);
         // Time, issuer and audience are checked below against the caller's clock, with
         // one leeway and one set of rules; the library checks the signature and `alg`.
@@ -246,15 +393,12 @@ impl JwtVerifier {
             })?
             .claims;
         let s = &self.settings;
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let now = seconds(now);
         let leeway = s.leeway.as_secs_f64();
-        match claims.get("exp").and_then(Value::as_f64) {
-            Some(exp) if now <= exp + leeway => {}
+        let valid_until = match claims.get("exp").and_then(Value::as_f64) {
+            Some(exp) if now <= exp + leeway => exp + leeway,
             _ => return Err(JwtRejection::Expired),
-        }
+        };
         match claims.get("nbf") {
             None => {}
             Some(nbf) => match nbf.as_f64() {
@@ -273,7 +417,7 @@ impl JwtVerifier {
         if !audience_ok {
             return Err(JwtRejection::Audience);
         }
-        self.identity(&claims)
+        Ok((self.identity(&claims)?, valid_until))
     }
 
     /// The claims, mapped through config to a tenant the config declares.
@@ -316,6 +460,13 @@ impl JwtVerifier {
             allowed_routes: RouteSet::ALL,
         })
     }
+}
+
+/// `now` in seconds since the epoch, as JWT time claims count.
+fn seconds(now: SystemTime) -> f64 {
+    now.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 fn found(lookup: Lookup<'_>) -> Result<&DecodingKey, JwtRejection> {

@@ -60,6 +60,7 @@ fn settings(algorithms: Vec<Algorithm>, keys: JwtKeys) -> JwtSettings {
             allowed_models: Some("models".into()),
         },
         tenants: tenants(),
+        cache_size: DEFAULT_CACHE_SIZE,
     }
 }
 
@@ -451,4 +452,151 @@ async fn the_background_refresh_picks_up_new_keys_without_a_request_waiting() {
         weak.upgrade().is_none(),
         "the refresh task holds no strong reference"
     );
+}
+
+#[tokio::test]
+async fn a_verified_token_is_served_from_the_cache_until_it_expires() {
+    let v = hs_verifier();
+    let mut c = claims();
+    c["exp"] = json!(unix_now() + 5);
+    let token = hs(&c);
+    let now = SystemTime::now();
+    let first = v.verify(&token, now).await.unwrap();
+    assert_eq!((v.full_checks(), v.cached_tokens()), (1, 1));
+    let again = v
+        .verify(&token, now + Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the same identity, shared");
+    assert_eq!(v.full_checks(), 1, "no second signature check");
+    // Past exp plus the 30 s leeway, the entry no longer answers: the full check refuses.
+    assert_eq!(
+        v.verify(&token, now + Duration::from_secs(40))
+            .await
+            .unwrap_err(),
+        JwtRejection::Expired
+    );
+    assert_eq!(v.full_checks(), 2);
+}
+
+#[tokio::test]
+async fn a_token_changed_in_any_byte_is_checked_in_full() {
+    let v = hs_verifier();
+    let token = hs(&claims());
+    v.verify(&token, SystemTime::now()).await.unwrap();
+    // The same claims and header under another signature, and the same signature under
+    // other claims: neither is the cached token.
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{signed}.{flipped}{}", &signature[1..]);
+    assert_eq!(rejection(&v, &forged).await, JwtRejection::Signature);
+    let mut c = claims();
+    c["org"] = json!("globex");
+    let other_claims = format!("{}.{}", hs(&c).rsplit_once('.').unwrap().0, signature);
+    assert_eq!(rejection(&v, &other_claims).await, JwtRejection::Signature);
+    assert_eq!((v.full_checks(), v.cached_tokens()), (3, 1));
+}
+
+#[tokio::test]
+async fn the_cache_is_bounded_and_can_be_turned_off() {
+    let mut small = settings(vec![Algorithm::HS256], JwtKeys::Secret(SECRET.to_vec()));
+    small.cache_size = 2;
+    let v = JwtVerifier::new(small);
+    for user in ["a", "b", "c", "d", "e"] {
+        let mut c = claims();
+        c["email"] = json!(user);
+        v.verify(&hs(&c), SystemTime::now()).await.unwrap();
+        assert!(v.cached_tokens() <= 2);
+    }
+    let mut off = settings(vec![Algorithm::HS256], JwtKeys::Secret(SECRET.to_vec()));
+    off.cache_size = 0;
+    let v = JwtVerifier::new(off);
+    let token = hs(&claims());
+    for _ in 0..3 {
+        v.verify(&token, SystemTime::now()).await.unwrap();
+    }
+    assert_eq!((v.full_checks(), v.cached_tokens()), (3, 0));
+}
+
+#[tokio::test]
+async fn a_rotation_that_withdraws_a_key_withdraws_the_cached_tokens_it_signed() {
+    let (old, new) = (ec_key("k1"), ec_key("k2"));
+    let server = JwksServer::start(jwks(&[&old.jwk])).await;
+    let remote = Arc::new(
+        RemoteJwks::new(
+            server.url.clone(),
+            Duration::from_millis(200),
+            Duration::from_secs(3600),
+        )
+        .unwrap(),
+    );
+    let v = JwtVerifier::new(settings(vec![Algorithm::ES256], JwtKeys::Remote(remote)));
+    v.start().await;
+    let token = sign(Algorithm::ES256, Some("k1"), &claims(), &old.encoding);
+    v.verify(&token, SystemTime::now()).await.unwrap();
+    v.verify(&token, SystemTime::now()).await.unwrap();
+    assert_eq!(v.full_checks(), 1, "the second answer came from the cache");
+
+    // Refreshes that bring the same document keep the set, and the cached token with it.
+    let hits = server.hits();
+    while server.hits() < hits + 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    v.verify(&token, SystemTime::now()).await.unwrap();
+    assert_eq!(
+        v.full_checks(),
+        1,
+        "an unchanged JWKS does not empty the cache"
+    );
+
+    // The provider withdraws k1; the background refresh picks that up.
+    server.serve(200, jwks(&[&new.jwk]));
+    let hits = server.hits();
+    while server.hits() < hits + 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        rejection(&v, &token).await,
+        JwtRejection::UnknownKey,
+        "a cached token whose key is gone is refused"
+    );
+    let fresh = sign(Algorithm::ES256, Some("k2"), &claims(), &new.encoding);
+    assert!(v.verify(&fresh, SystemTime::now()).await.is_ok());
+}
+
+#[test]
+fn the_token_shape_check_accepts_exactly_base64url_and_dots() {
+    for b in 0..=u8::MAX {
+        let expected = b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+        assert_eq!(base64url_and_dots(&[b]), expected, "byte {b:#04x}");
+        // Also deep inside a long run, where the vector code handles it.
+        let mut long = vec![b'a'; 300];
+        long[257] = b;
+        assert_eq!(base64url_and_dots(&long), expected, "byte {b:#04x} at 257");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_change_sends_cached_tokens_through_the_full_check() {
+    let v = hs_verifier();
+    let token = hs(&claims());
+    let identity = v.verify(&token, SystemTime::now()).await.unwrap();
+    assert_eq!(identity.allowed_models, Some(vec!["m".into(), "e".into()]));
+    v.verify(&token, SystemTime::now()).await.unwrap();
+    assert_eq!(v.full_checks(), 1);
+
+    // The team is narrowed at run time (the admin API replaces the index every clone sees).
+    let mut next = TenantIndex::default();
+    next.insert("acme".into(), None);
+    next.insert("acme/search".into(), Some(vec!["e".into()]));
+    v.settings().tenants.replace(&next);
+    let identity = v.verify(&token, SystemTime::now()).await.unwrap();
+    assert_eq!(identity.allowed_models, Some(vec!["e".into()]));
+    assert_eq!(v.full_checks(), 2);
+
+    // And deleted: the same token is refused.
+    let mut without = TenantIndex::default();
+    without.insert("acme".into(), None);
+    v.settings().tenants.replace(&without);
+    assert_eq!(rejection(&v, &token).await, JwtRejection::Tenant);
 }

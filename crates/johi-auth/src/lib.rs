@@ -203,7 +203,7 @@ impl Authenticator {
         match presented_key(headers)? {
             Some(token) => match &self.jwt {
                 Some(jwt) if jwt::looks_like_jwt(token) => match jwt.verify(token, now).await {
-                    Ok(identity) => Ok(Arc::new(identity)),
+                    Ok(identity) => Ok(identity),
                     Err(rejection) => {
                         tracing::debug!(reason = rejection.as_str(), "JWT refused");
                         Err(AuthFailure::Invalid)

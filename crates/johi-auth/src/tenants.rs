@@ -57,6 +57,24 @@ impl TenantIndex {
     }
 }
 
+/// The index's contents at one moment: held by the JWT verifier's cache to tell whether
+/// the tenants changed (a team deleted, an allowance narrowed) since a token was mapped.
+/// Holding the map keeps its address from being reused, so the comparison cannot be fooled.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantVersion(Arc<Owners>);
+
+impl TenantIndex {
+    /// The contents as of now.
+    pub(crate) fn version(&self) -> TenantVersion {
+        TenantVersion(self.owners.load_full())
+    }
+
+    /// Whether the contents are still those of `version`.
+    pub(crate) fn is_version(&self, version: &TenantVersion) -> bool {
+        Arc::ptr_eq(&self.owners.load(), &version.0)
+    }
+}
+
 impl FromIterator<(String, Option<Vec<String>>)> for TenantIndex {
     /// Builds an index in one go (no copy per path, unlike [`TenantIndex::insert`]).
     fn from_iter<I: IntoIterator<Item = (String, Option<Vec<String>>)>>(paths: I) -> Self {

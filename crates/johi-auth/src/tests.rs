@@ -401,6 +401,7 @@ async fn a_bearer_token_of_a_jwts_shape_is_checked_as_a_jwt_and_any_other_as_a_k
             allowed_models: None,
         },
         tenants,
+        cache_size: crate::jwt::DEFAULT_CACHE_SIZE,
     });
     let auth = authenticator(RouteSet::NONE.with(Route::Models)).with_jwt(verifier);
     let exp = SystemTime::now()

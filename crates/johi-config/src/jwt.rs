@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use johi_auth::jwks::{KeySet, RemoteJwks};
-use johi_auth::jwt::{ClaimNames, JwtKeys, ALGORITHMS};
+use johi_auth::jwt::{ClaimNames, JwtKeys, ALGORITHMS, DEFAULT_CACHE_SIZE};
 use johi_auth::{JwtSettings, JwtVerifier};
 use jsonwebtoken::Algorithm;
 
@@ -75,6 +75,7 @@ pub(crate) fn jwt(
         leeway,
         claims,
         tenants,
+        cache_size: raw.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
     };
     Some((JwtVerifier::new(settings), restricts))
 }

@@ -382,6 +382,8 @@ pub struct RawJwt {
     pub leeway: Option<Duration>,
     /// Which claims name the tenant and user.
     pub claims: Option<RawJwtClaims>,
+    /// How many verified tokens are remembered (0: verify every token every time).
+    pub cache_size: Option<usize>,
 }
 
 /// `auth.jwt.claims:` — claim names.

@@ -351,9 +351,10 @@ audit: { path: "{dir}/audit.jsonl" }
                 ),
             );
         let h = Harness::start(&config).await;
-        let ask = |h: &Harness| {
-            post(h, "/v1/chat/completions", &chat("m")).bearer_auth(token(&key, &claims("labs")))
-        };
+        // One token throughout, as a client would send it: the verifier remembers it once
+        // it passes, and a tenant change must still apply to it.
+        let labs = token(&key, &claims("labs"));
+        let ask = |h: &Harness| post(h, "/v1/chat/completions", &chat("m")).bearer_auth(&labs);
         assert_eq!(ask(&h).send().await.unwrap().status(), 401);
 
         let created = h
@@ -372,7 +373,7 @@ audit: { path: "{dir}/audit.jsonl" }
             "/v1/embeddings",
             &json!({"model": "e", "input": "hello"}),
         )
-        .bearer_auth(token(&key, &claims("labs")))
+        .bearer_auth(&labs)
         .send()
         .await
         .unwrap();
