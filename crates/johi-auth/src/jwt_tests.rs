@@ -429,10 +429,10 @@ async fn a_rotated_key_is_fetched_once_per_interval_and_an_outage_keeps_the_old_
         .is_ok());
 }
 
-#[tokio::test]
-async fn the_background_refresh_picks_up_new_keys_without_a_request_waiting() {
-    let (old, new) = (ec_key("k1"), ec_key("k2"));
-    let server = JwksServer::start(jwks(&[&old.jwk])).await;
+/// A JWKS server holding `key`, and a remote set over it refreshed every 200 ms (refetches
+/// for unknown kids: at most hourly).
+async fn refreshing_every_200ms(key: &EcKey) -> (JwksServer, Arc<RemoteJwks>) {
+    let server = JwksServer::start(jwks(&[&key.jwk])).await;
     let remote = Arc::new(
         RemoteJwks::new(
             server.url.clone(),
@@ -441,6 +441,13 @@ async fn the_background_refresh_picks_up_new_keys_without_a_request_waiting() {
         )
         .unwrap(),
     );
+    (server, remote)
+}
+
+#[tokio::test]
+async fn the_background_refresh_picks_up_new_keys_without_a_request_waiting() {
+    let (old, new) = (ec_key("k1"), ec_key("k2"));
+    let (server, remote) = refreshing_every_200ms(&old).await;
     remote.start().await;
     server.serve(200, jwks(&[&old.jwk, &new.jwk]));
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -521,15 +528,7 @@ async fn the_cache_is_bounded_and_can_be_turned_off() {
 #[tokio::test]
 async fn a_rotation_that_withdraws_a_key_withdraws_the_cached_tokens_it_signed() {
     let (old, new) = (ec_key("k1"), ec_key("k2"));
-    let server = JwksServer::start(jwks(&[&old.jwk])).await;
-    let remote = Arc::new(
-        RemoteJwks::new(
-            server.url.clone(),
-            Duration::from_millis(200),
-            Duration::from_secs(3600),
-        )
-        .unwrap(),
-    );
+    let (server, remote) = refreshing_every_200ms(&old).await;
     let v = JwtVerifier::new(settings(vec![Algorithm::ES256], JwtKeys::Remote(remote)));
     v.start().await;
     let token = sign(Algorithm::ES256, Some("k1"), &claims(), &old.encoding);
