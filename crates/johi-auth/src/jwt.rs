@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use johi_core::{AuthMethod, Identity, RouteSet};
@@ -138,10 +138,15 @@ pub struct JwtVerifier {
     settings: JwtSettings,
     secret: Option<DecodingKey>,
     /// Tokens that passed every check; a reload builds a new verifier, and so a new cache.
-    verified: Mutex<HashMap<KeyHash, Verified, foldhash::fast::RandomState>>,
+    /// Behind a read-write lock: lookups (every request) share it, only a full check that
+    /// passed writes.
+    verified: RwLock<VerifiedTokens>,
     /// Full checks made (cache misses), for tests and diagnostics.
     full_checks: AtomicU64,
 }
+
+/// The verified tokens, by digest.
+type VerifiedTokens = HashMap<KeyHash, Verified, foldhash::fast::RandomState>;
 
 /// What a full check of a token found (see [`Verified`] for the fields).
 struct Checked {
@@ -214,7 +219,7 @@ impl JwtVerifier {
         JwtVerifier {
             settings,
             secret,
-            verified: Mutex::default(),
+            verified: RwLock::default(),
             full_checks: AtomicU64::new(0),
         }
     }
@@ -256,7 +261,7 @@ impl JwtVerifier {
 
     /// How many verified tokens the cache holds (for tests and diagnostics).
     pub fn cached_tokens(&self) -> usize {
-        self.lock().len()
+        self.read().len()
     }
 
     /// How many tokens were checked in full (not answered from the cache) so far.
@@ -264,17 +269,21 @@ impl JwtVerifier {
         self.full_checks.load(Ordering::Relaxed)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<KeyHash, Verified, foldhash::fast::RandomState>> {
+    fn read(&self) -> RwLockReadGuard<'_, VerifiedTokens> {
         // A panic while holding the lock leaves at worst a missing entry: keep using it.
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+        self.verified.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, VerifiedTokens> {
+        self.verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The identity of a token verified before, if its entry still holds at `now`.
     fn cached(&self, digest: &KeyHash, now: SystemTime) -> Option<Arc<Identity>> {
         let now = seconds(now);
-        let entries = self.lock();
+        let entries = self.read();
         let entry = entries.get(digest)?;
         if now > entry.valid_until || !self.settings.tenants.is_version(&entry.tenants) {
             return None;
@@ -301,7 +310,7 @@ impl JwtVerifier {
             tenants,
         };
         let now = seconds(now);
-        let mut entries = self.lock();
+        let mut entries = self.write();
         if entries.len() >= self.settings.cache_size && !entries.contains_key(&digest) {
             entries.retain(|_, e| e.valid_until >= now);
             if entries.len() >= self.settings.cache_size {

@@ -599,3 +599,26 @@ async fn a_tenant_change_sends_cached_tokens_through_the_full_check() {
     v.settings().tenants.replace(&without);
     assert_eq!(rejection(&v, &token).await, JwtRejection::Tenant);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_share_the_cache() {
+    let v = Arc::new(hs_verifier());
+    let token = Arc::new(hs(&claims()));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (v, token) = (v.clone(), token.clone());
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let identity = v.verify(&token, SystemTime::now()).await.unwrap();
+                    assert_eq!(identity.organization.as_deref(), Some("acme"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(v.cached_tokens(), 1);
+    // Requests that missed at the same moment each check in full; the other 1 280 − n hit.
+    assert!((1..=64).contains(&v.full_checks()), "{}", v.full_checks());
+}
