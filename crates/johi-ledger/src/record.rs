@@ -1,5 +1,6 @@
 //! What one request costs: the row the ledger stores.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -25,8 +26,9 @@ pub struct UsageRecord {
     pub user: Option<String>,
     /// The ID (never the secret) of the API key used.
     pub key_id: Option<String>,
-    /// Operation: `chat.completions`, `completions`, `embeddings`, `messages`.
-    pub api: String,
+    /// Operation: `chat.completions`, `completions`, `embeddings`, `messages` (a static name,
+    /// borrowed: no allocation per record).
+    pub api: Cow<'static, str>,
     /// The logical model the client asked for (what budgets and prices are keyed on).
     pub model: String,
     /// Provider that served the last attempt, if one was reached.

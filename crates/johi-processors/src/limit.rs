@@ -470,20 +470,38 @@ impl Processor for Limit {
             }
             (None, None) => Usage::default(),
         };
-        let actual: Vec<u64> = reserved
-            .measures
-            .iter()
-            .map(|m| amount(*m, &spent, ex))
-            .collect();
+        // The amounts spent, one per charged limit: on the stack for the usual few limits.
+        let mut few = [0u64; 8];
+        let many: Vec<u64>;
+        let actual: &[u64] = match few.get_mut(..reserved.measures.len()) {
+            Some(slots) => {
+                for (slot, measure) in slots.iter_mut().zip(&reserved.measures) {
+                    *slot = amount(*measure, &spent, ex);
+                }
+                slots
+            }
+            None => {
+                many = reserved
+                    .measures
+                    .iter()
+                    .map(|m| amount(*m, &spent, ex))
+                    .collect();
+                &many
+            }
+        };
         // An in-memory store commits right here, Redis queues it for its next round trip
         // (see `LimitStore::commit_detached`); any other store on a task of its own.
-        if let Some(result) = self.store.commit_detached(&reserved.reservation, &actual) {
+        if let Some(result) = self.store.commit_detached(&reserved.reservation, actual) {
             if let Err(error) = result {
                 tracing::warn!(%error, "could not commit a limit reservation; it stands as estimated");
             }
             return;
         }
-        let (store, reservation) = (self.store.clone(), reserved.reservation.clone());
+        let (store, reservation, actual) = (
+            self.store.clone(),
+            reserved.reservation.clone(),
+            actual.to_vec(),
+        );
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!("limit commit outside a runtime; the reservation stands as estimated");
             return;

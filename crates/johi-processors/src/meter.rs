@@ -91,7 +91,7 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
         project: identity.and_then(|i| i.project.clone()),
         user: identity.and_then(|i| i.user.clone()),
         key_id: identity.and_then(|i| i.credential_id.clone()),
-        api: ex.api.as_str().to_owned(),
+        api: ex.api.as_str().into(),
         model: ex.model.clone().unwrap_or_default(),
         provider: Some(target.provider.name.clone()),
         upstream_model: Some(target.model.clone()),

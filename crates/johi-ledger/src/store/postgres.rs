@@ -89,7 +89,7 @@ impl Writer {
         let project = column(batch, |r| r.project.as_deref());
         let user = column(batch, |r| r.user.as_deref());
         let key_id = column(batch, |r| r.key_id.as_deref());
-        let api = column(batch, |r| r.api.as_str());
+        let api = column(batch, |r| r.api.as_ref());
         let model = column(batch, |r| r.model.as_str());
         let provider = column(batch, |r| r.provider.as_deref());
         let upstream_model = column(batch, |r| r.upstream_model.as_deref());

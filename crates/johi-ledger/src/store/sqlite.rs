@@ -161,7 +161,12 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
-/// Binds `record` to the parameters starting at `first` (1-based), in [`COLUMNS`] order.
+/// Binds `record` to the parameters starting at `first` (1-based), in [`COLUMNS`] order,
+/// skipping every parameter that already holds the value: `held` is the record the previous
+/// execution of the statement bound there (`None`: bind every column, NULLs included, as on
+/// a statement just taken from the cache). SQLite keeps bindings across executions, and consecutive
+/// records mostly share their tenant, key, model and provider: a text bind copies the
+/// string into SQLite and frees the one it replaces, the largest part of a record's cost.
 ///
 /// One typed call per column rather than a loop over `&dyn ToSql`: this runs for every
 /// record, and the typed calls compile to the matching `sqlite3_bind_*` directly.
@@ -169,27 +174,100 @@ fn bind(
     statement: &mut rusqlite::Statement<'_>,
     first: usize,
     r: &UsageRecord,
+    held: Option<&UsageRecord>,
 ) -> rusqlite::Result<()> {
     let s = statement;
-    s.raw_bind_parameter(first, r.at_unix_ms)?;
-    s.raw_bind_parameter(first + 1, r.request_id.as_str())?;
-    s.raw_bind_parameter(first + 2, r.organization.as_deref())?;
-    s.raw_bind_parameter(first + 3, r.team.as_deref())?;
-    s.raw_bind_parameter(first + 4, r.project.as_deref())?;
-    s.raw_bind_parameter(first + 5, r.user.as_deref())?;
-    s.raw_bind_parameter(first + 6, r.key_id.as_deref())?;
-    s.raw_bind_parameter(first + 7, r.api.as_str())?;
-    s.raw_bind_parameter(first + 8, r.model.as_str())?;
-    s.raw_bind_parameter(first + 9, r.provider.as_deref())?;
-    s.raw_bind_parameter(first + 10, r.upstream_model.as_deref())?;
-    s.raw_bind_parameter(first + 11, r.status)?;
-    s.raw_bind_parameter(first + 12, stored(r.input_tokens))?;
-    s.raw_bind_parameter(first + 13, stored(r.output_tokens))?;
-    s.raw_bind_parameter(first + 14, stored(r.cached_input_tokens))?;
-    s.raw_bind_parameter(first + 15, stored(r.reasoning_tokens))?;
-    s.raw_bind_parameter(first + 16, r.cost_micros)?;
-    s.raw_bind_parameter(first + 17, r.usage_source.as_str())?;
+    let nullable = |f: fn(&UsageRecord) -> Option<&str>| held.map(f);
+    put(s, first, r.at_unix_ms, held.map(|h| h.at_unix_ms))?;
+    put(
+        s,
+        first + 1,
+        r.request_id.as_str(),
+        held.map(|h| h.request_id.as_str()),
+    )?;
+    put(
+        s,
+        first + 2,
+        r.organization.as_deref(),
+        nullable(|h| h.organization.as_deref()),
+    )?;
+    put(
+        s,
+        first + 3,
+        r.team.as_deref(),
+        nullable(|h| h.team.as_deref()),
+    )?;
+    put(
+        s,
+        first + 4,
+        r.project.as_deref(),
+        nullable(|h| h.project.as_deref()),
+    )?;
+    put(
+        s,
+        first + 5,
+        r.user.as_deref(),
+        nullable(|h| h.user.as_deref()),
+    )?;
+    put(
+        s,
+        first + 6,
+        r.key_id.as_deref(),
+        nullable(|h| h.key_id.as_deref()),
+    )?;
+    put(s, first + 7, r.api.as_ref(), held.map(|h| h.api.as_ref()))?;
+    put(
+        s,
+        first + 8,
+        r.model.as_str(),
+        held.map(|h| h.model.as_str()),
+    )?;
+    put(
+        s,
+        first + 9,
+        r.provider.as_deref(),
+        nullable(|h| h.provider.as_deref()),
+    )?;
+    let upstream_model = nullable(|h| h.upstream_model.as_deref());
+    put(s, first + 10, r.upstream_model.as_deref(), upstream_model)?;
+    put(s, first + 11, r.status, held.map(|h| h.status))?;
+    put(
+        s,
+        first + 12,
+        stored(r.input_tokens),
+        held.map(|h| stored(h.input_tokens)),
+    )?;
+    put(
+        s,
+        first + 13,
+        stored(r.output_tokens),
+        held.map(|h| stored(h.output_tokens)),
+    )?;
+    let cached = held.map(|h| stored(h.cached_input_tokens));
+    put(s, first + 14, stored(r.cached_input_tokens), cached)?;
+    let reasoning = held.map(|h| stored(h.reasoning_tokens));
+    put(s, first + 15, stored(r.reasoning_tokens), reasoning)?;
+    put(s, first + 16, r.cost_micros, held.map(|h| h.cost_micros))?;
+    put(
+        s,
+        first + 17,
+        r.usage_source.as_str(),
+        held.map(|h| h.usage_source.as_str()),
+    )?;
     const _: () = assert!(COLUMNS_PER_ROW == 18, "bind every column");
+    Ok(())
+}
+
+/// Binds `value` to parameter `index` unless the parameter already holds it (`held`).
+fn put<T: ToSql + PartialEq>(
+    statement: &mut rusqlite::Statement<'_>,
+    index: usize,
+    value: T,
+    held: Option<T>,
+) -> rusqlite::Result<()> {
+    if held.as_ref() != Some(&value) {
+        statement.raw_bind_parameter(index, value)?;
+    }
     Ok(())
 }
 
@@ -217,18 +295,25 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> 
         |row| row.get(0),
     )?;
     {
+        // What a statement from the cache holds is not relied on: each starts by binding
+        // every column.
         let mut chunks = batch.chunks_exact(ROWS_PER_STATEMENT);
         let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_STATEMENT))?;
+        let mut held: Option<&[UsageRecord]> = None;
         for chunk in &mut chunks {
             for (i, record) in chunk.iter().enumerate() {
-                bind(&mut many, 1 + i * COLUMNS_PER_ROW, record)?;
+                let previous = held.map(|h| &h[i]);
+                bind(&mut many, 1 + i * COLUMNS_PER_ROW, record, previous)?;
             }
             many.raw_execute()?;
+            held = Some(chunk);
         }
         let mut one = tx.prepare_cached(&insert_sql(1))?;
+        let mut held: Option<&UsageRecord> = None;
         for record in chunks.remainder() {
-            bind(&mut one, 1, record)?;
+            bind(&mut one, 1, record, held)?;
             one.raw_execute()?;
+            held = Some(record);
         }
     }
     let rows = i64::try_from(batch.len()).unwrap_or(i64::MAX);
@@ -338,7 +423,7 @@ mod tests {
             project: None,
             user: None,
             key_id: None,
-            api: String::new(),
+            api: "".into(),
             model: String::new(),
             provider: None,
             upstream_model: None,
@@ -356,6 +441,110 @@ mod tests {
             [(1, 7, 8), (2, 9, 9), (1, 10, 10), (-1, 11, 11)]
         );
         assert!(marks(&[], 1).is_empty());
+    }
+
+    /// A parameter keeps its value from the statement's previous execution only when the
+    /// record in that slot has the same value: every column of every record reads back as
+    /// written, whatever changes from record to record (text, NULL and back, numbers), over
+    /// full 16-row statements and the single-row rest, in two batches (the second on the
+    /// cached statements).
+    #[test]
+    fn every_column_reads_back_as_written_when_binds_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connect(&dir.path().join("ledger.db")).unwrap();
+        create_schema(&mut conn).unwrap();
+        // Field k of record i changes every (k + 2) records, so slots see runs of equal
+        // values and changes at different moments; odd runs of the nullable ones are NULL.
+        let varying = |i: usize, k: usize| (i / (k + 2)) % 3;
+        let text = |i: usize, k: usize, name: &str| {
+            let v = varying(i, k);
+            (v != 1).then(|| format!("{name}-{v}"))
+        };
+        let record = |i: usize| UsageRecord {
+            at_unix_ms: 1_700_000_000_000 + varying(i, 0) as i64,
+            request_id: format!("req-{}", varying(i, 1)),
+            organization: text(i, 2, "org"),
+            team: text(i, 3, "team"),
+            project: text(i, 4, "project"),
+            user: text(i, 5, "user"),
+            key_id: text(i, 6, "key"),
+            api: format!("api-{}", varying(i, 7)).into(),
+            model: format!("model-{}", varying(i, 8)),
+            provider: text(i, 9, "provider"),
+            upstream_model: text(i, 10, "upstream"),
+            status: 200 + varying(i, 11) as u16,
+            input_tokens: varying(i, 12) as u64,
+            output_tokens: varying(i, 13) as u64,
+            cached_input_tokens: varying(i, 14) as u64,
+            reasoning_tokens: varying(i, 15) as u64,
+            cost_micros: varying(i, 16) as i64,
+            usage_source: [
+                crate::UsageSource::Reported,
+                crate::UsageSource::Counted,
+                crate::UsageSource::None,
+            ][varying(i, 17)],
+        };
+        let records: Vec<UsageRecord> = (0..100).map(record).collect();
+        insert(&mut conn, &records[..53]).unwrap();
+        insert(&mut conn, &records[53..]).unwrap();
+
+        let show = |r: &UsageRecord| {
+            format!(
+                "{} {} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {} {} {} {} {} {} {}",
+                r.at_unix_ms,
+                r.request_id,
+                r.organization,
+                r.team,
+                r.project,
+                r.user,
+                r.key_id,
+                r.api,
+                r.model,
+                r.provider,
+                r.upstream_model,
+                r.status,
+                r.input_tokens,
+                r.output_tokens,
+                r.cached_input_tokens,
+                r.reasoning_tokens,
+                r.cost_micros,
+                r.usage_source.as_str()
+            )
+        };
+        let mut statement = conn
+            .prepare(&format!("SELECT {COLUMNS} FROM johi_usage ORDER BY rowid"))
+            .unwrap();
+        let stored: Vec<String> = statement
+            .query_map([], |row| {
+                let t = |i| row.get::<_, Option<String>>(i);
+                let n = |i| row.get::<_, i64>(i);
+                Ok(format!(
+                    "{} {} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {} {} {} {} {} {} {}",
+                    n(0)?,
+                    row.get::<_, String>(1)?,
+                    t(2)?,
+                    t(3)?,
+                    t(4)?,
+                    t(5)?,
+                    t(6)?,
+                    row.get::<_, String>(7)?,
+                    row.get::<_, String>(8)?,
+                    t(9)?,
+                    t(10)?,
+                    n(11)?,
+                    n(12)?,
+                    n(13)?,
+                    n(14)?,
+                    n(15)?,
+                    n(16)?,
+                    row.get::<_, String>(17)?
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let written: Vec<String> = records.iter().map(show).collect();
+        assert_eq!(stored, written);
     }
 
     #[test]

@@ -151,6 +151,40 @@ async fn a_token_budget_holds_exactly_the_providers_usage() {
     );
 }
 
+/// More limits on one request than the commit keeps on its stack (eight): every one is
+/// still charged the provider's usage. Limit `k{i}` allows 100 000 + i tokens; had any one
+/// kept the reservation (the request's estimate, tens of tokens above its usage), it would
+/// be the tightest and show in the probe's remaining allowance.
+#[tokio::test]
+async fn a_request_under_many_limits_commits_each_of_them() {
+    let limits: Vec<String> = (0..9)
+        .map(|i| {
+            format!(
+                "  - {{ id: k{i}, scope: key, window: day, measure: total_tokens, limit: {} }}",
+                100_000 + i
+            )
+        })
+        .collect();
+    let h = Harness::start(&config(&limits.join("\n"))).await;
+    let first = chat("one two three", 50);
+    let r = send(&h, KEY, &first).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let spent = body["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(
+        estimate(&first, 50) > spent + 9,
+        "the estimate is well above the usage"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let probe = chat("probe", 50);
+    let r = send(&h, KEY, &probe).await;
+    let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(remaining, 100_000 - spent - estimate(&probe, 50));
+}
+
 #[tokio::test]
 async fn a_money_budget_runs_out_with_insufficient_quota() {
     // $0.002 = 2000 micro-dollars; each call costs about 10 prompt tokens × $2.50/M plus
