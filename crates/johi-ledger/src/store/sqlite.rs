@@ -176,99 +176,75 @@ fn bind(
     r: &UsageRecord,
     held: Option<&UsageRecord>,
 ) -> rusqlite::Result<()> {
-    let s = statement;
-    let nullable = |f: fn(&UsageRecord) -> Option<&str>| held.map(f);
-    put(s, first, r.at_unix_ms, held.map(|h| h.at_unix_ms))?;
-    put(
-        s,
-        first + 1,
-        r.request_id.as_str(),
-        held.map(|h| h.request_id.as_str()),
-    )?;
-    put(
-        s,
-        first + 2,
-        r.organization.as_deref(),
-        nullable(|h| h.organization.as_deref()),
-    )?;
-    put(
-        s,
-        first + 3,
-        r.team.as_deref(),
-        nullable(|h| h.team.as_deref()),
-    )?;
-    put(
-        s,
-        first + 4,
-        r.project.as_deref(),
-        nullable(|h| h.project.as_deref()),
-    )?;
-    put(
-        s,
-        first + 5,
-        r.user.as_deref(),
-        nullable(|h| h.user.as_deref()),
-    )?;
-    put(
-        s,
-        first + 6,
-        r.key_id.as_deref(),
-        nullable(|h| h.key_id.as_deref()),
-    )?;
-    put(s, first + 7, r.api.as_ref(), held.map(|h| h.api.as_ref()))?;
-    put(
-        s,
-        first + 8,
-        r.model.as_str(),
-        held.map(|h| h.model.as_str()),
-    )?;
-    put(
-        s,
-        first + 9,
-        r.provider.as_deref(),
-        nullable(|h| h.provider.as_deref()),
-    )?;
-    let upstream_model = nullable(|h| h.upstream_model.as_deref());
-    put(s, first + 10, r.upstream_model.as_deref(), upstream_model)?;
-    put(s, first + 11, r.status, held.map(|h| h.status))?;
-    put(
-        s,
-        first + 12,
-        stored(r.input_tokens),
-        held.map(|h| stored(h.input_tokens)),
-    )?;
-    put(
-        s,
-        first + 13,
-        stored(r.output_tokens),
-        held.map(|h| stored(h.output_tokens)),
-    )?;
-    let cached = held.map(|h| stored(h.cached_input_tokens));
-    put(s, first + 14, stored(r.cached_input_tokens), cached)?;
-    let reasoning = held.map(|h| stored(h.reasoning_tokens));
-    put(s, first + 15, stored(r.reasoning_tokens), reasoning)?;
-    put(s, first + 16, r.cost_micros, held.map(|h| h.cost_micros))?;
-    put(
-        s,
-        first + 17,
-        r.usage_source.as_str(),
-        held.map(|h| h.usage_source.as_str()),
-    )?;
+    let mut slots = Slots {
+        statement,
+        first,
+        record: r,
+        held,
+    };
+    slots.int(0, |r| r.at_unix_ms)?;
+    slots.text(1, |r| &r.request_id)?;
+    slots.nullable(2, |r| r.organization.as_deref())?;
+    slots.nullable(3, |r| r.team.as_deref())?;
+    slots.nullable(4, |r| r.project.as_deref())?;
+    slots.nullable(5, |r| r.user.as_deref())?;
+    slots.nullable(6, |r| r.key_id.as_deref())?;
+    slots.text(7, |r| &r.api)?;
+    slots.text(8, |r| &r.model)?;
+    slots.nullable(9, |r| r.provider.as_deref())?;
+    slots.nullable(10, |r| r.upstream_model.as_deref())?;
+    slots.int(11, |r| i64::from(r.status))?;
+    slots.int(12, |r| stored(r.input_tokens))?;
+    slots.int(13, |r| stored(r.output_tokens))?;
+    slots.int(14, |r| stored(r.cached_input_tokens))?;
+    slots.int(15, |r| stored(r.reasoning_tokens))?;
+    slots.int(16, |r| r.cost_micros)?;
+    slots.text(17, |r| r.usage_source.as_str())?;
     const _: () = assert!(COLUMNS_PER_ROW == 18, "bind every column");
     Ok(())
 }
 
-/// Binds `value` to parameter `index` unless the parameter already holds it (`held`).
-fn put<T: ToSql + PartialEq>(
-    statement: &mut rusqlite::Statement<'_>,
-    index: usize,
-    value: T,
-    held: Option<T>,
-) -> rusqlite::Result<()> {
-    if held.as_ref() != Some(&value) {
-        statement.raw_bind_parameter(index, value)?;
+/// One record's parameters in a statement, and what the previous execution left in them.
+struct Slots<'a, 's> {
+    statement: &'a mut rusqlite::Statement<'s>,
+    first: usize,
+    record: &'a UsageRecord,
+    held: Option<&'a UsageRecord>,
+}
+
+impl Slots<'_, '_> {
+    fn int(&mut self, column: usize, field: fn(&UsageRecord) -> i64) -> rusqlite::Result<()> {
+        self.put(column, field)
     }
-    Ok(())
+
+    fn text(&mut self, column: usize, field: fn(&UsageRecord) -> &str) -> rusqlite::Result<()> {
+        self.put(column, field)
+    }
+
+    fn nullable(
+        &mut self,
+        column: usize,
+        field: fn(&UsageRecord) -> Option<&str>,
+    ) -> rusqlite::Result<()> {
+        self.put(column, field)
+    }
+
+    /// Binds the record's `field` to its parameter unless the parameter already holds it.
+    fn put<'r, T: ToSql + PartialEq + 'r>(
+        &mut self,
+        column: usize,
+        field: fn(&'r UsageRecord) -> T,
+    ) -> rusqlite::Result<()>
+    where
+        Self: 'r,
+    {
+        let value = field(self.record);
+        if self.held.map(field).as_ref() != Some(&value) {
+            self.statement
+                .raw_bind_parameter(self.first + column, value)?;
+        }
+        Ok(())
+    }
 }
 
 /// The marks for `batch`, whose rows are numbered from `first_row`: `(minute, first row,
@@ -488,63 +464,38 @@ mod tests {
         insert(&mut conn, &records[..53]).unwrap();
         insert(&mut conn, &records[53..]).unwrap();
 
-        let show = |r: &UsageRecord| {
-            format!(
-                "{} {} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {} {} {} {} {} {} {}",
-                r.at_unix_ms,
-                r.request_id,
-                r.organization,
-                r.team,
-                r.project,
-                r.user,
-                r.key_id,
-                r.api,
-                r.model,
-                r.provider,
-                r.upstream_model,
-                r.status,
-                r.input_tokens,
-                r.output_tokens,
-                r.cached_input_tokens,
-                r.reasoning_tokens,
-                r.cost_micros,
-                r.usage_source.as_str()
-            )
-        };
         let mut statement = conn
             .prepare(&format!("SELECT {COLUMNS} FROM johi_usage ORDER BY rowid"))
             .unwrap();
-        let stored: Vec<String> = statement
+        let stored: Vec<UsageRecord> = statement
             .query_map([], |row| {
-                let t = |i| row.get::<_, Option<String>>(i);
-                let n = |i| row.get::<_, i64>(i);
-                Ok(format!(
-                    "{} {} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {} {} {} {} {} {} {}",
-                    n(0)?,
-                    row.get::<_, String>(1)?,
-                    t(2)?,
-                    t(3)?,
-                    t(4)?,
-                    t(5)?,
-                    t(6)?,
-                    row.get::<_, String>(7)?,
-                    row.get::<_, String>(8)?,
-                    t(9)?,
-                    t(10)?,
-                    n(11)?,
-                    n(12)?,
-                    n(13)?,
-                    n(14)?,
-                    n(15)?,
-                    n(16)?,
-                    row.get::<_, String>(17)?
-                ))
+                let count = |i| row.get::<_, i64>(i).map(|v| v as u64);
+                let source: String = row.get(17)?;
+                Ok(UsageRecord {
+                    at_unix_ms: row.get(0)?,
+                    request_id: row.get(1)?,
+                    organization: row.get(2)?,
+                    team: row.get(3)?,
+                    project: row.get(4)?,
+                    user: row.get(5)?,
+                    key_id: row.get(6)?,
+                    api: row.get::<_, String>(7)?.into(),
+                    model: row.get(8)?,
+                    provider: row.get(9)?,
+                    upstream_model: row.get(10)?,
+                    status: row.get(11)?,
+                    input_tokens: count(12)?,
+                    output_tokens: count(13)?,
+                    cached_input_tokens: count(14)?,
+                    reasoning_tokens: count(15)?,
+                    cost_micros: row.get(16)?,
+                    usage_source: source.parse().unwrap(),
+                })
             })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let written: Vec<String> = records.iter().map(show).collect();
-        assert_eq!(stored, written);
+        assert_eq!(stored, records);
     }
 
     #[test]
