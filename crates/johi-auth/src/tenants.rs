@@ -2,6 +2,7 @@
 //! `organization[/team[/project]]` paths exist, and the model allowance each inherits.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -22,6 +23,9 @@ type Owners = HashMap<String, Option<Vec<String>>>;
 #[derive(Debug, Clone, Default)]
 pub struct TenantIndex {
     owners: Arc<ArcSwap<Owners>>,
+    /// Bumped after every change of `owners`, shared by the clones: what the JWT cache
+    /// compares to tell whether a token's mapping may be out of date.
+    generation: Arc<AtomicU64>,
 }
 
 impl TenantIndex {
@@ -32,11 +36,13 @@ impl TenantIndex {
         let mut owners = Owners::clone(&self.owners.load());
         owners.insert(path, allowed_models);
         self.owners.store(Arc::new(owners));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Makes every clone of this index see `other`'s paths from the next lookup.
     pub fn replace(&self, other: &TenantIndex) {
         self.owners.store(other.owners.load_full());
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The inherited allowance of the owner path, or `None` if the path is not declared.
@@ -57,21 +63,23 @@ impl TenantIndex {
     }
 }
 
-/// The index's contents at one moment: held by the JWT verifier's cache to tell whether
-/// the tenants changed (a team deleted, an allowance narrowed) since a token was mapped.
-/// Holding the map keeps its address from being reused, so the comparison cannot be fooled.
-#[derive(Debug, Clone)]
-pub(crate) struct TenantVersion(Arc<Owners>);
+/// Which change of the index a lookup saw: held by the JWT verifier's cache to tell whether
+/// the tenants changed (a team deleted, an allowance narrowed) since a token was mapped. A
+/// number, not the map: a cache entry must not keep an old tenant tree alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TenantVersion(u64);
 
 impl TenantIndex {
-    /// The contents as of now.
+    /// The version as of now. Taken before a lookup: a change landing between the two
+    /// leaves the version behind, so the entry made from the lookup is already stale (never
+    /// the other way round, since a change stores the map before it bumps the number).
     pub(crate) fn version(&self) -> TenantVersion {
-        TenantVersion(self.owners.load_full())
+        TenantVersion(self.generation.load(Ordering::Acquire))
     }
 
-    /// Whether the contents are still those of `version`.
+    /// Whether the index is unchanged since `version`.
     pub(crate) fn is_version(&self, version: &TenantVersion) -> bool {
-        Arc::ptr_eq(&self.owners.load(), &version.0)
+        self.version() == *version
     }
 }
 
@@ -80,6 +88,7 @@ impl FromIterator<(String, Option<Vec<String>>)> for TenantIndex {
     fn from_iter<I: IntoIterator<Item = (String, Option<Vec<String>>)>>(paths: I) -> Self {
         TenantIndex {
             owners: Arc::new(ArcSwap::from_pointee(paths.into_iter().collect())),
+            generation: Arc::default(),
         }
     }
 }
