@@ -525,6 +525,20 @@ async fn the_cache_is_bounded_and_can_be_turned_off() {
     assert_eq!((v.full_checks(), v.cached_tokens()), (3, 0));
 }
 
+/// Waits until the server has answered two more fetches, so at least one whole refresh
+/// ran after the call (at most 10 s: a refresh that never comes fails the test).
+async fn two_more_fetches(server: &JwksServer) {
+    let target = server.hits() + 2;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.hits() < target {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the JWKS was not refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_rotation_that_withdraws_a_key_withdraws_the_cached_tokens_it_signed() {
     let (old, new) = (ec_key("k1"), ec_key("k2"));
@@ -537,10 +551,7 @@ async fn a_rotation_that_withdraws_a_key_withdraws_the_cached_tokens_it_signed()
     assert_eq!(v.full_checks(), 1, "the second answer came from the cache");
 
     // Refreshes that bring the same document keep the set, and the cached token with it.
-    let hits = server.hits();
-    while server.hits() < hits + 2 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    two_more_fetches(&server).await;
     v.verify(&token, SystemTime::now()).await.unwrap();
     assert_eq!(
         v.full_checks(),
@@ -550,10 +561,7 @@ async fn a_rotation_that_withdraws_a_key_withdraws_the_cached_tokens_it_signed()
 
     // The provider withdraws k1; the background refresh picks that up.
     server.serve(200, jwks(&[&new.jwk]));
-    let hits = server.hits();
-    while server.hits() < hits + 2 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    two_more_fetches(&server).await;
     assert_eq!(
         rejection(&v, &token).await,
         JwtRejection::UnknownKey,
