@@ -237,8 +237,9 @@ impl JwtVerifier {
     }
 
     /// The identity `token` speaks for, as of `now`, or why it is refused. A token that
-    /// passed before is answered from the cache of verified tokens while its `exp` holds
-    /// (and, for a fetched JWKS, while the key set that verified it is still held).
+    /// passed before is answered from the cache of verified tokens while its `exp` holds,
+    /// the tenants are unchanged and, for a fetched JWKS, the key set that verified it is
+    /// still held (see [`Verified`]).
     pub async fn verify(
         &self,
         token: &str,
@@ -253,9 +254,9 @@ impl JwtVerifier {
         }
         // Before the check: a change while it runs leaves the entry already out of date.
         let tenants = self.settings.tenants.version();
-        let verified = self.verify_fully(token, now).await?;
-        let identity = verified.identity.clone();
-        self.remember(digest, verified, tenants, now);
+        let checked = self.verify_fully(token, now).await?;
+        let identity = checked.identity.clone();
+        self.remember(digest, checked, tenants, now);
         Ok(identity)
     }
 
