@@ -239,7 +239,7 @@ impl JwtVerifier {
     /// The identity `token` speaks for, as of `now`, or why it is refused. A token that
     /// passed before is answered from the cache of verified tokens while its `exp` holds,
     /// the tenants are unchanged and, for a fetched JWKS, the key set that verified it is
-    /// still held (see [`Verified`]).
+    /// still held.
     pub async fn verify(
         &self,
         token: &str,
