@@ -258,6 +258,28 @@ mod tests {
         .unwrap();
         assert!(cfg.auth.restricts_models, "the team limits models");
         assert!(cfg.pipeline.iter().any(|e| e.name == "authorize"));
+        let jwt = cfg.auth.authenticator.jwt().unwrap();
+        assert_eq!(jwt.settings().cache_size, super::DEFAULT_CACHE_SIZE);
+        let uncached = config(
+            "  jwt: { issuer: https://idp/, audience: johi, hs256_secret: \"${JWT_SECRET}\", cache_size: 0, claims: { organization: org } }\n",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            uncached
+                .auth
+                .authenticator
+                .jwt()
+                .unwrap()
+                .settings()
+                .cache_size,
+            0
+        );
+        assert!(config(
+            "  jwt: { issuer: https://idp/, audience: johi, hs256_secret: \"${JWT_SECRET}\", cache_size: -1, claims: { organization: org } }\n",
+            "",
+        )
+        .is_err(), "a negative size is refused at load");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("jwks.json"),

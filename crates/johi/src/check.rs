@@ -90,8 +90,12 @@ fn print_auth(config: &johi_config::Config) {
             johi_auth::jwt::JwtKeys::Remote(_) => "a JWKS URL".to_owned(),
         };
         let algorithms: Vec<_> = s.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        let cache = match s.cache_size {
+            0 => "every token checked in full".to_owned(),
+            n => format!("up to {n} verified tokens remembered"),
+        };
         println!(
-            "  jwt: issuer {}, audience {}, {} verified with {keys}",
+            "  jwt: issuer {}, audience {}, {} verified with {keys}; {cache}",
             s.issuer,
             s.audience,
             algorithms.join("/")
