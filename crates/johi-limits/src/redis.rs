@@ -478,9 +478,13 @@ impl LimitStore for RedisStore {
         let carried = self.shared.take();
         let mut cmd = evalsha(&self.reserve, 2 * (carried.len() + charges.len()));
         push_correction_keys(&mut cmd, &options.prefix, &carried);
-        // One random lease id per reservation; each gauge entry gets its own member in case
-        // one gauge is charged twice.
-        let lease_id = format!("{:032x}", fastrand::u128(..));
+        // One random lease id per reservation that charges a gauge (none otherwise); each
+        // gauge entry gets its own member in case one gauge is charged twice.
+        let lease_id = charges
+            .iter()
+            .any(|c| c.spec.window.is_none())
+            .then(|| format!("{:032x}", fastrand::u128(..)))
+            .unwrap_or_default();
         let mut buf = String::new();
         let mut entries = Vec::with_capacity(charges.len());
         let mut weights = Vec::with_capacity(charges.len());
