@@ -480,11 +480,11 @@ impl LimitStore for RedisStore {
         push_correction_keys(&mut cmd, &options.prefix, &carried);
         // One random lease id per reservation that charges a gauge (none otherwise); each
         // gauge entry gets its own member in case one gauge is charged twice.
-        let lease_id = charges
-            .iter()
-            .any(|c| c.spec.window.is_none())
-            .then(|| format!("{:032x}", fastrand::u128(..)))
-            .unwrap_or_default();
+        let lease_id = if charges.iter().any(|c| c.spec.window.is_none()) {
+            format!("{:032x}", fastrand::u128(..))
+        } else {
+            String::new()
+        };
         let mut buf = String::new();
         let mut entries = Vec::with_capacity(charges.len());
         let mut weights = Vec::with_capacity(charges.len());
