@@ -3,8 +3,13 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// One request's metered usage, as the completion hook saw it.
+///
+/// Names (tenants, key, model, provider) are shared `Arc<str>`s: consecutive records name
+/// the same few, and a record waits in the writer's queue for up to a flush interval, so
+/// sharing them keeps that queue small and its memory warm.
 ///
 /// Money is integer micro-units of the price currency (1 USD = 1 000 000), never a float, so
 /// that sums over millions of requests are exact and a chargeback adds up to the cent.
@@ -17,24 +22,24 @@ pub struct UsageRecord {
     /// in the ledger: it is an index, not a key.
     pub request_id: String,
     /// Organisation the request is attributed to.
-    pub organization: Option<String>,
+    pub organization: Option<Arc<str>>,
     /// Team within the organisation.
-    pub team: Option<String>,
+    pub team: Option<Arc<str>>,
     /// Project within the team; the unit of chargeback.
-    pub project: Option<String>,
+    pub project: Option<Arc<str>>,
     /// End user, as identified by the caller.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// The ID (never the secret) of the API key used.
-    pub key_id: Option<String>,
+    pub key_id: Option<Arc<str>>,
     /// Operation: `chat.completions`, `completions`, `embeddings`, `messages` (a static name,
     /// borrowed: no allocation per record).
     pub api: Cow<'static, str>,
     /// The logical model the client asked for (what budgets and prices are keyed on).
-    pub model: String,
+    pub model: Arc<str>,
     /// Provider that served the last attempt, if one was reached.
-    pub provider: Option<String>,
+    pub provider: Option<Arc<str>>,
     /// The provider's own model name for the last attempt.
-    pub upstream_model: Option<String>,
+    pub upstream_model: Option<Arc<str>>,
     /// HTTP status returned to the client (499 if the client went away).
     pub status: u16,
     /// Prompt tokens, cached ones included.

@@ -9,6 +9,9 @@
 //! Requests refused before any provider was called (401, 403, 429, 400) spent nothing and
 //! are not recorded here; the audit log has them.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use johi_core::exchange::Outcome;
@@ -86,15 +89,17 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
     Some(UsageRecord {
         at_unix_ms,
         request_id: ex.request_id.clone(),
-        organization: ex.organization.clone(),
-        team: identity.and_then(|i| i.team.clone()),
-        project: identity.and_then(|i| i.project.clone()),
-        user: identity.and_then(|i| i.user.clone()),
-        key_id: identity.and_then(|i| i.credential_id.clone()),
+        organization: ex.organization.as_deref().map(shared),
+        team: identity.and_then(|i| i.team.as_deref()).map(shared),
+        project: identity.and_then(|i| i.project.as_deref()).map(shared),
+        user: identity.and_then(|i| i.user.as_deref()).map(shared),
+        key_id: identity
+            .and_then(|i| i.credential_id.as_deref())
+            .map(shared),
         api: ex.api.as_str().into(),
-        model: ex.model.clone().unwrap_or_default(),
-        provider: Some(target.provider.name.clone()),
-        upstream_model: Some(target.model.clone()),
+        model: shared(ex.model.as_deref().unwrap_or_default()),
+        provider: Some(shared(&target.provider.name)),
+        upstream_model: Some(shared(&target.model)),
         status: outcome.status.as_u16(),
         input_tokens: usage.input_tokens,
         output_tokens: usage.output_tokens,
@@ -102,6 +107,33 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
         reasoning_tokens: usage.reasoning_tokens,
         cost_micros: i64::try_from(cost).unwrap_or(i64::MAX),
         usage_source: source,
+    })
+}
+
+/// Most distinct names one thread keeps for sharing; past it the set starts over.
+const SHARED_NAMES: usize = 4096;
+
+thread_local! {
+    /// The names this thread's records used lately, each allocated once: a record takes a
+    /// reference to the name (an atomic increment) instead of a copy (an allocation), and
+    /// the records waiting in the ledger's queue share a few warm strings.
+    static NAMES: RefCell<HashSet<Arc<str>, foldhash::fast::RandomState>> =
+        RefCell::new(HashSet::default());
+}
+
+/// `name` as a shared string (see [`NAMES`]).
+fn shared(name: &str) -> Arc<str> {
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(known) = names.get(name) {
+            return known.clone();
+        }
+        if names.len() >= SHARED_NAMES {
+            names.clear();
+        }
+        let new: Arc<str> = Arc::from(name);
+        names.insert(new.clone());
+        new
     })
 }
 
@@ -114,5 +146,26 @@ impl Processor for Meter {
         if let (Some(ledger), Some(record)) = (&self.ledger, usage_record(ex, outcome)) {
             ledger.record(record);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{shared, SHARED_NAMES};
+
+    /// A name is allocated once and shared after; the set is bounded and starts over when
+    /// full, still answering with the right text.
+    #[test]
+    fn names_are_shared_and_the_set_is_bounded() {
+        let a = shared("acme");
+        assert!(Arc::ptr_eq(&a, &shared("acme")));
+        assert!(!Arc::ptr_eq(&a, &shared("globex")));
+        for i in 0..SHARED_NAMES + 10 {
+            assert_eq!(&*shared(&format!("key-{i}")), format!("key-{i}"));
+        }
+        assert_eq!(&*shared("acme"), "acme");
+        assert!(super::NAMES.with(|names| names.borrow().len()) <= SHARED_NAMES);
     }
 }

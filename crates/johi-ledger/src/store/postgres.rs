@@ -90,7 +90,7 @@ impl Writer {
         let user = column(batch, |r| r.user.as_deref());
         let key_id = column(batch, |r| r.key_id.as_deref());
         let api = column(batch, |r| r.api.as_ref());
-        let model = column(batch, |r| r.model.as_str());
+        let model = column(batch, |r| &*r.model);
         let provider = column(batch, |r| r.provider.as_deref());
         let upstream_model = column(batch, |r| r.upstream_model.as_deref());
         let status = column(batch, |r| i32::from(r.status));

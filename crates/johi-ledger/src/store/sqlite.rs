@@ -400,7 +400,7 @@ mod tests {
             user: None,
             key_id: None,
             api: "".into(),
-            model: String::new(),
+            model: "".into(),
             provider: None,
             upstream_model: None,
             status: 200,
@@ -434,7 +434,7 @@ mod tests {
         let varying = |i: usize, k: usize| (i / (k + 2)) % 3;
         let text = |i: usize, k: usize, name: &str| {
             let v = varying(i, k);
-            (v != 1).then(|| format!("{name}-{v}"))
+            (v != 1).then(|| format!("{name}-{v}").into())
         };
         let record = |i: usize| UsageRecord {
             at_unix_ms: 1_700_000_000_000 + varying(i, 0) as i64,
@@ -445,7 +445,7 @@ mod tests {
             user: text(i, 5, "user"),
             key_id: text(i, 6, "key"),
             api: format!("api-{}", varying(i, 7)).into(),
-            model: format!("model-{}", varying(i, 8)),
+            model: format!("model-{}", varying(i, 8)).into(),
             provider: text(i, 9, "provider"),
             upstream_model: text(i, 10, "upstream"),
             status: 200 + varying(i, 11) as u16,

@@ -1,6 +1,7 @@
 //! The two real backends the shared cases run against, and the fixtures they use.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use johi_ledger::{
     Dimension, LedgerBackend, LedgerConfig, SpendQuery, SpendRow, UsageRecord, UsageSource,
@@ -89,9 +90,9 @@ pub fn record(
     UsageRecord {
         at_unix_ms,
         request_id: format!("req_{at_unix_ms}"),
-        organization: organization.map(str::to_owned),
-        team: team.map(str::to_owned),
-        project: project.map(str::to_owned),
+        organization: organization.map(Into::into),
+        team: team.map(Into::into),
+        project: project.map(Into::into),
         user: None,
         key_id: None,
         api: "chat.completions".into(),
@@ -124,8 +125,9 @@ pub fn random(seed: u64) -> impl FnMut(u64) -> u64 {
 /// and providers, some of them unattributed.
 pub fn mixed(n: usize, start: i64) -> Vec<UsageRecord> {
     let mut next = random(0x2545_f491_4f6c_dd1d);
-    let mut pick =
-        |options: &[Option<&str>]| options[next(options.len() as u64) as usize].map(str::to_owned);
+    let mut pick = |options: &[Option<&str>]| {
+        options[next(options.len() as u64) as usize].map(Arc::<str>::from)
+    };
     (0..n)
         .map(|i| {
             let organization = pick(&[Some("acme"), Some("beta"), None]);
@@ -145,8 +147,8 @@ pub fn mixed(n: usize, start: i64) -> Vec<UsageRecord> {
                 user,
                 key_id,
                 api: "chat.completions".into(),
-                model: model.unwrap_or_default(),
-                upstream_model: provider.as_ref().map(|p| format!("{p}-upstream")),
+                model: model.unwrap_or_else(|| "".into()),
+                upstream_model: provider.as_ref().map(|p| format!("{p}-upstream").into()),
                 provider,
                 status: if i % 17 == 0 { 500 } else { 200 },
                 input_tokens: input,
@@ -165,15 +167,16 @@ pub fn mixed(n: usize, start: i64) -> Vec<UsageRecord> {
 }
 
 fn value(record: &UsageRecord, dimension: Dimension) -> Option<String> {
-    match dimension {
-        Dimension::Organization => record.organization.clone(),
-        Dimension::Team => record.team.clone(),
-        Dimension::Project => record.project.clone(),
-        Dimension::User => record.user.clone(),
-        Dimension::Key => record.key_id.clone(),
-        Dimension::Model => Some(record.model.clone()),
-        Dimension::Provider => record.provider.clone(),
-    }
+    let name = match dimension {
+        Dimension::Organization => record.organization.as_deref(),
+        Dimension::Team => record.team.as_deref(),
+        Dimension::Project => record.project.as_deref(),
+        Dimension::User => record.user.as_deref(),
+        Dimension::Key => record.key_id.as_deref(),
+        Dimension::Model => Some(&*record.model),
+        Dimension::Provider => record.provider.as_deref(),
+    };
+    name.map(str::to_owned)
 }
 
 /// What `spend(query)` must return, computed from the records in memory.
