@@ -229,8 +229,15 @@ impl std::error::Error for ConfigErrors {}
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+    load_text(path, &text)
+}
+
+/// [`load`] for a caller that has already read the file at `path` (the server keeps the
+/// text to tell later whether the file changed): one read, and the text kept is the text
+/// parsed.
+pub fn load_text(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&text, &base, &|name| std::env::var(name).ok())
+    parse(text, &base, &|name| std::env::var(name).ok())
 }
 
 /// Parses config text; `env` resolves `${VAR}` references (injected for tests).

@@ -195,7 +195,7 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
     let stamp = FileStamp::of(config_path).await;
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| StartError::Config(vec![format!("{}: {e}", config_path.display())]))?;
-    let config = johi_config::load(config_path).map_err(|e| StartError::Config(e.0))?;
+    let config = johi_config::load_text(config_path, &text).map_err(|e| StartError::Config(e.0))?;
 
     let mock = match config.dev.mock_upstream {
         Some(addr) => Some(
@@ -456,7 +456,7 @@ async fn watch_config(loader: Arc<Loader>, shared: Arc<Shared>, loaded: Option<F
         if *loader.last_text.lock().await == text {
             continue;
         }
-        let _ = reload(&loader, &shared).await;
+        let _ = apply(&loader, &shared, Ok(text)).await;
     }
 }
 
@@ -494,12 +494,30 @@ impl FileStamp {
 
 /// Reloads the config file; an invalid one is refused and logged, the old one keeps serving.
 async fn reload(loader: &Loader, shared: &Shared) -> Result<(), Vec<String>> {
-    let text = tokio::fs::read_to_string(&loader.path)
-        .await
-        .unwrap_or_default();
-    *loader.last_text.lock().await = text;
+    let text = tokio::fs::read_to_string(&loader.path).await;
+    apply(loader, shared, text).await
+}
+
+/// Applies the config file's `text` as just read (or the read's error): the one read both
+/// kept, to compare later polls against, and parsed.
+async fn apply(
+    loader: &Loader,
+    shared: &Shared,
+    text: std::io::Result<String>,
+) -> Result<(), Vec<String>> {
+    let parsed = match text {
+        Ok(text) => {
+            let parsed = johi_config::load_text(&loader.path, &text).map_err(|e| e.0);
+            *loader.last_text.lock().await = text;
+            parsed
+        }
+        Err(e) => {
+            loader.last_text.lock().await.clear();
+            Err(vec![format!("{}: {e}", loader.path.display())])
+        }
+    };
     let result = async {
-        let config = johi_config::load(&loader.path).map_err(|e| e.0)?;
+        let config = parsed?;
         let current = shared.runtime.load();
         if config.server.listen != current.config.server.listen
             || config.server.tls != current.config.server.tls
