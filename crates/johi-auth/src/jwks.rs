@@ -20,6 +20,8 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::key::KeyHash;
+
 /// Largest JWKS document accepted from a URL; real ones are a few kilobytes.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// How long one JWKS fetch may take, connection included.
@@ -65,7 +67,7 @@ pub struct KeySet {
     keys: Vec<SetKey>,
     /// The SHA-256 of the document: a refetch that brings the same document keeps the set
     /// held (and the tokens it verified stay in the verifier's cache).
-    document: [u8; 32],
+    document: KeyHash,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -104,9 +106,10 @@ impl KeySet {
                     .into(),
             );
         }
-        let mut document = [0u8; 32];
-        document.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, json).as_ref());
-        Ok(KeySet { keys, document })
+        Ok(KeySet {
+            keys,
+            document: KeyHash::of_bytes(json),
+        })
     }
 
     /// The number of usable keys.

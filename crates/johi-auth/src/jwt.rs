@@ -148,13 +148,6 @@ pub struct JwtVerifier {
 /// The verified tokens, by digest.
 type VerifiedTokens = HashMap<KeyHash, Verified, foldhash::fast::RandomState>;
 
-/// What a full check of a token found (see [`Verified`] for the fields).
-struct Checked {
-    identity: Arc<Identity>,
-    valid_until: f64,
-    keys: Option<Arc<KeySet>>,
-}
-
 /// A token that passed every check, remembered by its SHA-256 digest so that the same
 /// token presented again costs a digest and a lookup instead of a signature check (tens of
 /// µs for RS256 or ES256) and a claims parse. The digest, not the token, is the key: a
@@ -169,7 +162,7 @@ struct Verified {
     /// tokens it signed at once. `None` for a secret or a JWKS file, which change only with
     /// a reload (and a new verifier).
     keys: Option<Arc<KeySet>>,
-    /// The tenants the claims were mapped against (taken before the check): the entry
+    /// The tenants the claims were mapped against (read before the check): the entry
     /// holds only while they are unchanged, so a team deleted or narrowed through the admin
     /// API applies to tokens already seen from the next request.
     tenants: TenantVersion,
@@ -252,11 +245,9 @@ impl JwtVerifier {
         if let Some(identity) = self.cached(&digest, now) {
             return Ok(identity);
         }
-        // Before the check: a change while it runs leaves the entry already out of date.
-        let tenants = self.settings.tenants.version();
-        let checked = self.verify_fully(token, now).await?;
-        let identity = checked.identity.clone();
-        self.remember(digest, checked, tenants, now);
+        let verified = self.verify_fully(token, now).await?;
+        let identity = verified.identity.clone();
+        self.remember(digest, verified, now);
         Ok(identity)
     }
 
@@ -303,13 +294,7 @@ impl JwtVerifier {
     /// Remembers a verified token. A full cache first drops the entries past their time,
     /// then, if still full, everything (simpler than an LRU, and a token dropped costs
     /// only one more full check).
-    fn remember(&self, digest: KeyHash, checked: Checked, tenants: TenantVersion, now: SystemTime) {
-        let verified = Verified {
-            identity: checked.identity,
-            valid_until: checked.valid_until,
-            keys: checked.keys,
-            tenants,
-        };
+    fn remember(&self, digest: KeyHash, verified: Verified, now: SystemTime) {
         let now = seconds(now);
         let mut entries = self.write();
         if entries.len() >= self.settings.cache_size && !entries.contains_key(&digest) {
@@ -322,8 +307,11 @@ impl JwtVerifier {
     }
 
     /// Every check, with no cache: header, key, signature, claims.
-    async fn verify_fully(&self, token: &str, now: SystemTime) -> Result<Checked, JwtRejection> {
+    async fn verify_fully(&self, token: &str, now: SystemTime) -> Result<Verified, JwtRejection> {
         self.full_checks.fetch_add(1, Ordering::Relaxed);
+        // Before the check: a tenant change while it runs leaves the result already out of
+        // date for the cache, never wrongly current.
+        let tenants = self.settings.tenants.version();
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRejection::Malformed)?;
         let alg = header.alg;
         if !self.settings.algorithms.contains(&alg) {
@@ -344,17 +332,18 @@ impl JwtVerifier {
                     Some(Lookup::NoKey) => return Err(JwtRejection::UnknownKey),
                     Some(Lookup::UnknownKid) | None => {
                         return self
-                            .verify_after_refetch(token, remote, kid, alg, now)
+                            .verify_after_refetch(token, remote, kid, alg, now, tenants)
                             .await;
                     }
                 }
             }
         };
         let (identity, valid_until) = self.check(token, key, alg, now)?;
-        Ok(Checked {
+        Ok(Verified {
             identity: Arc::new(identity),
             valid_until,
             keys: held,
+            tenants,
         })
     }
 
@@ -366,17 +355,19 @@ impl JwtVerifier {
         kid: Option<&str>,
         alg: Algorithm,
         now: SystemTime,
-    ) -> Result<Checked, JwtRejection> {
+        tenants: TenantVersion,
+    ) -> Result<Verified, JwtRejection> {
         let set = remote
             .refetch_for(kid.unwrap_or_default())
             .await
             .ok_or(JwtRejection::UnknownKey)?;
         let key = found(set.find(kid, alg))?;
         let (identity, valid_until) = self.check(token, key, alg, now)?;
-        Ok(Checked {
+        Ok(Verified {
             identity: Arc::new(identity),
             valid_until,
             keys: Some(set),
+            tenants,
         })
     }
 

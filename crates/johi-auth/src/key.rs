@@ -21,8 +21,13 @@ pub struct KeyHash([u8; 32]);
 impl KeyHash {
     /// The digest of `key`.
     pub fn of(key: &str) -> KeyHash {
+        KeyHash::of_bytes(key.as_bytes())
+    }
+
+    /// The digest of `bytes` (a JWKS document, to tell a refetch of the same one).
+    pub fn of_bytes(bytes: &[u8]) -> KeyHash {
         let mut out = [0u8; 32];
-        out.copy_from_slice(digest(&SHA256, key.as_bytes()).as_ref());
+        out.copy_from_slice(digest(&SHA256, bytes).as_ref());
         KeyHash(out)
     }
 
