@@ -13,7 +13,7 @@
 //! ([`MIGRATE_TO_MARKS`]), and loses the indexes.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::ToSqlOutput;
@@ -152,6 +152,11 @@ const ROWS_PER_STATEMENT: usize = 16;
 /// Columns per record, as in [`COLUMNS`].
 const COLUMNS_PER_ROW: usize = 18;
 
+/// The two insert statements' text, built once: [`insert`] looks its statements up by it
+/// in the connection's cache for every batch.
+static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_STATEMENT));
+static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+
 /// `INSERT INTO johi_usage (…) VALUES (?, …), (?, …)…` for `rows` records.
 fn insert_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; COLUMNS_PER_ROW].join(", "));
@@ -265,16 +270,14 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> 
     // Immediate: the write lock from the start, so nobody else inserts in between. SQLite
     // numbers a new row one past the largest row ID (checked below: the marks depend on it).
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let first_row: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(rowid), 0) + 1 FROM johi_usage",
-        [],
-        |row| row.get(0),
-    )?;
+    let first_row: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(rowid), 0) + 1 FROM johi_usage")?
+        .query_row([], |row| row.get(0))?;
     {
         // What a statement from the cache holds is not relied on: each starts by binding
         // every column.
         let mut chunks = batch.chunks_exact(ROWS_PER_STATEMENT);
-        let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_STATEMENT))?;
+        let mut many = tx.prepare_cached(&INSERT_MANY)?;
         let mut held: Option<&[UsageRecord]> = None;
         for chunk in &mut chunks {
             for (i, record) in chunk.iter().enumerate() {
@@ -284,7 +287,7 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> 
             many.raw_execute()?;
             held = Some(chunk);
         }
-        let mut one = tx.prepare_cached(&insert_sql(1))?;
+        let mut one = tx.prepare_cached(&INSERT_ONE)?;
         let mut held: Option<&UsageRecord> = None;
         for record in chunks.remainder() {
             bind(&mut one, 1, record, held)?;
