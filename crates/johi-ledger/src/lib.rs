@@ -4,7 +4,8 @@
 //!
 //! # Recording never waits
 //! The gateway calls [`Ledger::record`] from a request's completion hook, which must not
-//! block or await: `record` puts the record on a bounded queue with `try_send` and returns.
+//! block or await: `record` pushes the record onto a bounded queue (one short lock, no
+//! allocation) and returns.
 //! If the writer has fallen `buffer` records behind, the record is dropped and counted
 //! ([`Ledger::dropped`]), with an error logged at most every ten seconds: a slow database
 //! costs usage data, never request latency.
@@ -42,8 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod chargeback;
@@ -61,7 +61,7 @@ pub use query::{
 };
 pub use record::{UnknownUsageSource, UsageRecord, UsageSource};
 
-use writer::Msg;
+use writer::{Marker, Queue, Refused};
 
 /// Default records per transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 512;
@@ -143,10 +143,7 @@ pub struct Ledger {
 }
 
 struct Shared {
-    tx: mpsc::Sender<Msg>,
-    /// Wakes the writer before its batch is due.
-    nudge: Arc<Notify>,
-    batch_size: usize,
+    queue: Arc<Queue>,
     dropped: AtomicU64,
     lost: Arc<AtomicU64>,
     /// When a drop was last logged, as `DROP_LOG_INTERVAL`s since `opened` plus one (0: never).
@@ -154,6 +151,13 @@ struct Shared {
     opened: std::time::Instant,
     reader: store::Reader,
     task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    /// The last handle is gone: the writer writes what waits and stops.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 impl fmt::Debug for Ledger {
@@ -171,12 +175,7 @@ impl Ledger {
     pub async fn open(config: LedgerConfig) -> Result<Ledger, LedgerError> {
         let (store, reader) = store::open(&config.backend).await?;
         let batch_size = config.batch_size.max(1);
-        let writer::Started {
-            tx,
-            nudge,
-            lost,
-            task,
-        } = writer::start(
+        let writer::Started { queue, lost, task } = writer::start(
             store,
             batch_size,
             config.flush_interval,
@@ -184,9 +183,7 @@ impl Ledger {
         );
         Ok(Ledger {
             shared: Arc::new(Shared {
-                tx,
-                nudge,
-                batch_size,
+                queue,
                 dropped: AtomicU64::new(0),
                 lost,
                 drop_logged: AtomicU64::new(0),
@@ -202,18 +199,9 @@ impl Ledger {
     /// [`Ledger::dropped`].
     pub fn record(&self, record: UsageRecord) {
         let shared = &*self.shared;
-        match shared.tx.try_send(Msg::Record(record)) {
-            Ok(()) => {
-                let queued = shared.tx.max_capacity() - shared.tx.capacity();
-                if queued >= shared.batch_size {
-                    shared.nudge.notify_one();
-                }
-            }
-            Err(error) => {
-                let dropped = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                let stopped = matches!(error, TrySendError::Closed(_));
-                self.log_drop(dropped, stopped);
-            }
+        if let Err(refused) = shared.queue.push(record) {
+            let dropped = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.log_drop(dropped, matches!(refused, Refused::Closed));
         }
     }
 
@@ -254,7 +242,10 @@ impl Ledger {
     /// Fails with [`LedgerError::Lost`] if records were lost since the last flush.
     pub async fn flush(&self) -> Result<(), LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.marker(Msg::Flush(reply)).await?;
+        self.shared
+            .queue
+            .mark(Marker::Flush(reply))
+            .map_err(|_| LedgerError::Closed)?;
         answer.await.map_err(|_| LedgerError::Closed)?
     }
 
@@ -262,7 +253,7 @@ impl Ledger {
     /// records are dropped and counted. Calling it on a ledger already shut down is a no-op.
     pub async fn shutdown(self) -> Result<(), LedgerError> {
         let (reply, answer) = oneshot::channel();
-        let outcome = match self.marker(Msg::Stop(reply)).await {
+        let outcome = match self.shared.queue.mark(Marker::Stop(reply)) {
             Ok(()) => answer.await.map_err(|_| LedgerError::Closed)?,
             Err(_) => Ok(()),
         };
@@ -276,18 +267,6 @@ impl Ledger {
             task.await?;
         }
         outcome
-    }
-
-    /// Queues a flush or stop marker (waiting for room, unlike a record) and wakes the
-    /// writer so it does not sit out the rest of its interval.
-    async fn marker(&self, msg: Msg) -> Result<(), LedgerError> {
-        self.shared
-            .tx
-            .send(msg)
-            .await
-            .map_err(|_| LedgerError::Closed)?;
-        self.shared.nudge.notify_one();
-        Ok(())
     }
 
     /// Sums requests, tokens and cost per group. Rows are sorted by their group values

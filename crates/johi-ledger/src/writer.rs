@@ -1,15 +1,20 @@
-//! The batch writer: the one task that takes records off the queue and commits them.
+//! The queue and the batch writer: records wait in one vector behind a lock, and one task
+//! takes them all at once and commits them.
 //!
-//! It wakes once when a batch opens, then sleeps until the batch is due (`flush_interval`
-//! after its first record) or is nudged (the queue holds a full batch, or someone is waiting
-//! on a flush or shutdown); then it drains the queue in order, committing a transaction per
-//! `batch_size` records. Under load that is a few wake-ups per interval, not one per record.
+//! A record is pushed with one short lock and no allocation (the vector keeps its
+//! capacity from batch to batch). The writer is woken when a batch opens (its first record),
+//! fills (`batch_size` records), or a flush, shutdown or close arrives; otherwise it sleeps
+//! until the batch is due (`flush_interval` after its first record). It then swaps the
+//! whole vector for an empty one and commits it, a transaction per `batch_size` records.
+//! Under load that is a few wake-ups per interval and no per-record work on the writer's
+//! side: a channel would have moved every record twice (in, then out into a batch) and
+//! woken nobody more often.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -26,133 +31,259 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Whoever waits for a flush or shutdown: told whether everything before it was committed.
 pub(crate) type Reply = oneshot::Sender<Result<(), LedgerError>>;
 
-/// What travels through the queue. Markers share the records' queue so that "everything
-/// before the marker" is exactly what the writer has taken when it sees the marker.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "records are nearly every message; boxing them would allocate per request"
-)]
-pub(crate) enum Msg {
-    Record(UsageRecord),
+/// A request to the writer that waits for everything queued before it.
+pub(crate) enum Marker {
+    /// Commit everything queued, then answer.
     Flush(Reply),
+    /// Commit everything queued, answer, and stop; later records are refused.
     Stop(Reply),
+}
+
+/// Why [`Queue::push`] refused a record.
+pub(crate) enum Refused {
+    /// `buffer` records are already waiting: the writer is behind.
+    Full,
+    /// The ledger was shut down (or every handle dropped).
+    Closed,
+}
+
+/// Records and markers waiting for the writer.
+pub(crate) struct Queue {
+    waiting: Mutex<Waiting>,
+    /// Wakes the writer: a batch opened or filled, or a marker or the close arrived.
+    nudge: Notify,
+    batch_size: usize,
+    /// Most records waiting at once; more are refused ([`Refused::Full`]).
+    buffer: usize,
+}
+
+struct Waiting {
+    records: Vec<UsageRecord>,
+    /// When the oldest waiting record arrived: its batch is due a flush interval later.
+    since: Option<Instant>,
+    /// Flushes and stops, answered once everything queued before them is committed.
+    markers: Vec<Marker>,
+    /// No record or marker is taken any more; the writer writes what waits and stops.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        // Every change under the lock is a push or a swap: a panic cannot leave it torn.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a record, or drops it (outside the lock) and says why.
+    pub(crate) fn push(&self, record: UsageRecord) -> Result<(), Refused> {
+        let mut waiting = self.lock();
+        let refused = if waiting.closed {
+            Some(Refused::Closed)
+        } else if waiting.records.len() >= self.buffer {
+            Some(Refused::Full)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            drop(waiting);
+            drop(record);
+            return Err(refused);
+        }
+        waiting.records.push(record);
+        let queued = waiting.records.len();
+        if queued == 1 {
+            waiting.since = Some(Instant::now());
+        }
+        drop(waiting);
+        // The first record starts the batch's clock; a full batch is written at once.
+        if queued == 1 || queued == self.batch_size {
+            self.nudge.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues a marker; gives it back if the queue is closed (the writer has stopped or is
+    /// stopping, so nobody would answer it). A stop closes the queue.
+    pub(crate) fn mark(&self, marker: Marker) -> Result<(), Marker> {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            return Err(marker);
+        }
+        waiting.closed = matches!(marker, Marker::Stop(_));
+        waiting.markers.push(marker);
+        drop(waiting);
+        self.nudge.notify_one();
+        Ok(())
+    }
+
+    /// Closes the queue without a stop marker (the last handle is gone): the writer still
+    /// writes what waits.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.nudge.notify_one();
+    }
 }
 
 /// The senders' side of a started writer.
 pub(crate) struct Started {
-    pub tx: mpsc::Sender<Msg>,
-    /// Wakes the writer before its batch is due.
-    pub nudge: Arc<Notify>,
+    pub queue: Arc<Queue>,
     /// Records given up on after every retry, in total.
     pub lost: Arc<AtomicU64>,
     /// The writer task, waited for by [`Ledger::shutdown`](crate::Ledger::shutdown).
     pub task: JoinHandle<()>,
 }
 
-/// Spawns the writer on a queue of `buffer` records.
+/// Spawns the writer over a queue of at most `buffer` records.
 pub(crate) fn start(
     store: store::Writer,
     batch_size: usize,
     flush_interval: Duration,
     buffer: usize,
 ) -> Started {
-    let (tx, rx) = mpsc::channel(buffer);
-    let nudge = Arc::new(Notify::new());
+    let queue = Arc::new(Queue {
+        waiting: Mutex::new(Waiting {
+            records: Vec::with_capacity(batch_size.min(buffer)),
+            since: None,
+            markers: Vec::new(),
+            closed: false,
+        }),
+        nudge: Notify::new(),
+        batch_size,
+        buffer,
+    });
     let lost = Arc::new(AtomicU64::new(0));
     let writer = Writer {
         store,
-        rx,
-        nudge: nudge.clone(),
+        queue: queue.clone(),
         batch_size,
         flush_interval,
         lost: lost.clone(),
         unreported: 0,
-        batch: Vec::with_capacity(batch_size),
     };
     let task = tokio::spawn(writer.run());
-    Started {
-        tx,
-        nudge,
-        lost,
-        task,
-    }
+    Started { queue, lost, task }
 }
 
 /// The writer task's state.
 struct Writer {
     store: store::Writer,
-    rx: mpsc::Receiver<Msg>,
-    nudge: Arc<Notify>,
+    queue: Arc<Queue>,
     batch_size: usize,
     flush_interval: Duration,
     /// Records given up on, in total (shared with [`Ledger::lost`](crate::Ledger::lost)).
     lost: Arc<AtomicU64>,
     /// Records given up on since the last flush or shutdown reported it.
     unreported: u64,
-    batch: Vec<UsageRecord>,
+}
+
+/// What the writer takes from the queue in one go.
+struct Taken {
+    records: Vec<UsageRecord>,
+    markers: Vec<Marker>,
+    closed: bool,
+}
+
+/// Closes the queue when the writer ends, however it ends (a panic included), and drops
+/// the markers nobody will answer: their waiters learn the ledger is closed instead of
+/// waiting forever.
+struct CloseOnExit(Arc<Queue>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        let mut waiting = self.0.lock();
+        waiting.closed = true;
+        waiting.markers.clear();
+    }
 }
 
 impl Writer {
-    /// Runs until a stop marker, or until every [`Ledger`](crate::Ledger) handle is gone; in
-    /// both cases everything queued is written first.
+    /// Runs until the queue is closed (a stop marker, or every [`Ledger`](crate::Ledger)
+    /// handle gone); everything queued before that is written first.
     async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
-            let due = Instant::now() + self.flush_interval;
-            if let Some(reply) = self.handle(first).await {
-                return self.stop(reply).await;
-            }
-            if !self.batch.is_empty() {
-                tokio::select! {
-                    () = tokio::time::sleep_until(due) => {}
-                    () = self.nudge.notified() => {}
+        let _close = CloseOnExit(self.queue.clone());
+        let mut spare = Vec::with_capacity(self.batch_size);
+        loop {
+            let Taken {
+                mut records,
+                markers,
+                closed,
+            } = self.take(spare).await;
+            self.write_all(&mut records).await;
+            // Keep the vector for the next batch unless a backlog grew it far past one.
+            spare = if records.capacity() <= self.batch_size.saturating_mul(4) {
+                records
+            } else {
+                Vec::with_capacity(self.batch_size)
+            };
+            let mut stops = Vec::new();
+            for marker in markers {
+                match marker {
+                    Marker::Flush(reply) => {
+                        let _ = reply.send(self.outcome());
+                    }
+                    Marker::Stop(reply) => stops.push(reply),
                 }
             }
-            while let Ok(msg) = self.rx.try_recv() {
-                if let Some(reply) = self.handle(msg).await {
-                    return self.stop(reply).await;
-                }
-            }
-            self.write_batch().await;
-        }
-        // Every handle was dropped without a shutdown: still write what was queued.
-        self.write_batch().await;
-    }
-
-    /// Takes one message; returns the reply of a stop marker.
-    async fn handle(&mut self, msg: Msg) -> Option<Reply> {
-        match msg {
-            Msg::Record(record) => {
-                self.batch.push(record);
-                if self.batch.len() >= self.batch_size {
-                    self.write_batch().await;
-                }
-                None
-            }
-            Msg::Flush(reply) => {
-                self.write_batch().await;
+            // A stop is answered after every flush queued with it; a loss not yet reported
+            // goes to the first stop.
+            for reply in stops {
                 let _ = reply.send(self.outcome());
-                None
             }
-            Msg::Stop(reply) => Some(reply),
+            if closed {
+                return;
+            }
         }
     }
 
-    /// Closes the queue (later records are dropped and counted by the senders), writes
-    /// everything still in it, and answers every stop marker found on the way.
-    async fn stop(mut self, reply: Reply) {
-        self.rx.close();
-        let mut replies = vec![reply];
-        while let Some(msg) = self.rx.recv().await {
-            if let Some(reply) = self.handle(msg).await {
-                replies.push(reply);
+    /// Waits until the open batch is full or due, or a marker or the close arrived, then
+    /// takes everything waiting, leaving `spare` (empty) in its place.
+    async fn take(&self, spare: Vec<UsageRecord>) -> Taken {
+        let mut spare = Some(spare);
+        loop {
+            // A `notify_one` while nobody waits is kept for the next wait, so a nudge between
+            // the check and the wait below is not lost.
+            let nudged = self.queue.nudge.notified();
+            let due = {
+                let mut waiting = self.queue.lock();
+                let due = waiting.since.map(|since| since + self.flush_interval);
+                let ready = waiting.closed
+                    || !waiting.markers.is_empty()
+                    || waiting.records.len() >= self.batch_size
+                    || due.is_some_and(|due| due <= Instant::now());
+                if ready {
+                    let records =
+                        std::mem::replace(&mut waiting.records, spare.take().unwrap_or_default());
+                    waiting.since = None;
+                    return Taken {
+                        records,
+                        markers: std::mem::take(&mut waiting.markers),
+                        closed: waiting.closed,
+                    };
+                }
+                due
+            };
+            match due {
+                Some(due) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => {}
+                        () = nudged => {}
+                    }
+                }
+                None => nudged.await,
             }
         }
-        self.write_batch().await;
-        // A loss is reported once, to the first to ask.
-        let mut outcome = self.outcome();
-        for reply in replies {
-            let _ = reply.send(std::mem::replace(&mut outcome, Ok(())));
+    }
+
+    /// Commits `records` a transaction per `batch_size` records, in order, and leaves the
+    /// vector empty.
+    async fn write_all(&mut self, records: &mut Vec<UsageRecord>) {
+        while records.len() > self.batch_size {
+            // Only when the writer fell behind by more than a batch.
+            let rest = records.split_off(self.batch_size);
+            let batch = std::mem::replace(records, rest);
+            self.write_batch(batch).await;
         }
+        let batch = std::mem::take(records);
+        *records = self.write_batch(batch).await;
     }
 
     /// Whether anything was lost since the last report; resets the count.
@@ -163,20 +294,18 @@ impl Writer {
         }
     }
 
-    /// Commits the open batch, retrying with backoff; after the last try the records are
-    /// counted lost and logged, never dropped silently.
-    async fn write_batch(&mut self) {
-        if self.batch.is_empty() {
-            return;
+    /// Commits one batch, retrying with backoff; after the last try the records are
+    /// counted lost and logged, never dropped silently. Gives the vector back, emptied, for
+    /// the next batch.
+    async fn write_batch(&mut self, batch: Vec<UsageRecord>) -> Vec<UsageRecord> {
+        if batch.is_empty() {
+            return batch;
         }
-        let batch = Arc::new(std::mem::replace(
-            &mut self.batch,
-            Vec::with_capacity(self.batch_size),
-        ));
+        let batch = Arc::new(batch);
         let mut delay = FIRST_RETRY_DELAY;
         for attempt in 1..=WRITE_ATTEMPTS {
             let error = match self.store.write(batch.clone()).await {
-                Ok(()) => return,
+                Ok(()) => break,
                 Err(error) => error,
             };
             if attempt < WRITE_ATTEMPTS {
@@ -190,5 +319,9 @@ impl Writer {
                 self.unreported += count;
             }
         }
+        // The store's copy of the handle is gone once its write returned.
+        let mut emptied = Arc::try_unwrap(batch).unwrap_or_default();
+        emptied.clear();
+        emptied
     }
 }

@@ -299,6 +299,52 @@ async fn shutdown_loses_nothing(backend: Backend) {
     reopened.shutdown().await.unwrap();
 }
 
+/// Dropping every handle without `shutdown` still writes what was queued: the writer sees
+/// the queue closed, writes it at once (not when the batch is due, an hour later), and stops.
+async fn dropping_every_handle_writes_what_was_queued(backend: Backend) {
+    let mut config = backend.config.clone();
+    config.flush_interval = Duration::from_secs(3600);
+    let ledger = Ledger::open(config).await.unwrap();
+    let records = mixed(100, NOV_2026);
+    for r in &records {
+        ledger.record(r.clone());
+    }
+    drop(ledger);
+    let reopened = Ledger::open(backend.config.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let total = reopened.spend(&SpendQuery::default()).await.unwrap();
+        if total[0].requests == 100 {
+            assert_eq!(total, expected(&records, &SpendQuery::default()));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} written",
+            total[0].requests
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reopened.shutdown().await.unwrap();
+}
+
+/// A backlog of several batches (queued while the writer could not run) is written whole,
+/// a transaction per batch, in order, by one flush.
+async fn a_backlog_is_written_batch_by_batch(backend: Backend) {
+    let mut config = backend.config.clone();
+    config.batch_size = 10;
+    let ledger = Ledger::open(config).await.unwrap();
+    let records = mixed(95, NOV_2026);
+    // A current-thread runtime: the writer runs only once this task awaits.
+    for r in &records {
+        ledger.record(r.clone());
+    }
+    ledger.flush().await.unwrap();
+    assert_spend(&ledger, &records, SpendQuery::default()).await;
+    assert_eq!((ledger.dropped(), ledger.lost()), (0, 0));
+    ledger.shutdown().await.unwrap();
+}
+
 /// Many tasks recording at once: every record counted exactly once.
 async fn concurrent_recording_is_exact(backend: Backend) {
     let mut config = backend.config.clone();
@@ -544,4 +590,6 @@ backend_tests!(sqlite, postgres; {
     failed_batches_are_reported_lost(flavor = "multi_thread", worker_threads = 2),
     batches_commit_without_a_flush(flavor = "multi_thread", worker_threads = 2),
     records_out_of_time_order_are_found(flavor = "multi_thread", worker_threads = 2),
+    dropping_every_handle_writes_what_was_queued(flavor = "multi_thread", worker_threads = 2),
+    a_backlog_is_written_batch_by_batch(flavor = "current_thread"),
 });
