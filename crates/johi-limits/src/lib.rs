@@ -141,6 +141,18 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Checks every enforced charge against its limit and, if all fit, applies all charges.
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError>;
 
+    /// Reserves without the caller awaiting, when the store can decide at once: `Some` with
+    /// what [`LimitStore::reserve`] would answer, or `None` when the caller must await
+    /// `reserve` (a store across the network). [`MemoryStore`] decides at once, which spares
+    /// every request the boxed future an awaited call costs.
+    fn reserve_now(
+        &self,
+        _charges: &[Charge],
+        _now: SystemTime,
+    ) -> Option<Result<Decision, StoreError>> {
+        None
+    }
+
     /// Replaces each reserved amount by the real one (`actual` aligned with the entries):
     /// the counter moves by `actual - reserved`. Gauges are released.
     async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError>;

@@ -71,6 +71,67 @@ impl MemoryStore {
         }
     }
 
+    /// Checks and charges in one step under the lock (see [`LimitStore::reserve`]).
+    fn decide(&self, charges: &[Charge], now: SystemTime) -> Decision {
+        // The reservation's entries, each naming its counter, built before the lock is taken.
+        let entries: Vec<ReservedEntry> = charges
+            .iter()
+            .map(|charge| {
+                let (counter, expires_at) = counter_key(&charge.spec, &charge.scope_key, now);
+                ReservedEntry {
+                    counter,
+                    amount: charge.amount,
+                    gauge: charge.spec.window.is_none(),
+                    expires_at,
+                    lease: None,
+                }
+            })
+            .collect();
+        let mut states = Vec::with_capacity(charges.len());
+        let mut state = self.lock();
+        state.reservations += 1;
+        if state.reservations.is_multiple_of(SWEEP_EVERY) {
+            state
+                .counters
+                .retain(|_, c| c.expires_at.is_none_or(|at| at > now));
+        }
+        // What each counter holds (with a rolling window's share of its previous bucket):
+        // every enforced charge must fit before any is made.
+        for (index, (charge, entry)) in charges.iter().zip(&entries).enumerate() {
+            let previous = state.previous(&charge.spec, &charge.scope_key, now);
+            let used = state.value(&entry.counter, now).saturating_add(previous);
+            let held = crate::memory::state(&charge.spec, used, entry.expires_at, now);
+            if charge.enforce && !fits(&charge.spec, used, charge.amount) {
+                return Decision::Denied { index, state: held };
+            }
+            states.push(held);
+        }
+        for ((charge, entry), reported) in charges.iter().zip(&entries).zip(&mut states) {
+            let fresh = Counter {
+                value: 0,
+                expires_at: entry.expires_at.map(|end| keep_until(&charge.spec, end)),
+            };
+            // The key is cloned only for a counter met for the first time.
+            let counter = match state.counters.get_mut(&entry.counter) {
+                Some(counter) => counter,
+                None => state.counters.entry(entry.counter.clone()).or_insert(fresh),
+            };
+            // An ended window's counter starts over (it read as 0 above).
+            if counter.expires_at.is_some_and(|at| at <= now) {
+                *counter = fresh;
+            }
+            counter.value = counter.value.saturating_add(charge.amount);
+            reported.used = reported.used.saturating_add(charge.amount);
+        }
+        Decision::Granted {
+            reservation: Reservation {
+                entries,
+                fallback: false,
+            },
+            states,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a counter half-updated (every update
         // is one assignment), so a poisoned lock is safe to keep using.
@@ -103,71 +164,15 @@ pub(crate) fn state(
 #[async_trait]
 impl LimitStore for MemoryStore {
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
-        // Each charge's counter, its window's end, and what a rolling window carries over
-        // from its previous bucket (filled in under the lock).
-        let mut counters: Vec<_> = charges
-            .iter()
-            .map(|c| {
-                let (key, end) = counter_key(&c.spec, &c.scope_key, now);
-                (key, end, 0)
-            })
-            .collect();
-        let mut state = self.lock();
-        state.reservations += 1;
-        if state.reservations.is_multiple_of(SWEEP_EVERY) {
-            state
-                .counters
-                .retain(|_, c| c.expires_at.is_none_or(|at| at > now));
-        }
-        for (index, (charge, (key, end, previous))) in charges.iter().zip(&mut counters).enumerate()
-        {
-            *previous = state.previous(&charge.spec, &charge.scope_key, now);
-            let used = state.value(key, now).saturating_add(*previous);
-            if charge.enforce && !fits(&charge.spec, used, charge.amount) {
-                return Ok(Decision::Denied {
-                    index,
-                    state: crate::memory::state(&charge.spec, used, *end, now),
-                });
-            }
-        }
-        let mut states = Vec::with_capacity(charges.len());
-        let mut entries = Vec::with_capacity(charges.len());
-        for (charge, (key, end, previous)) in charges.iter().zip(counters) {
-            let kept = end.map(|end| keep_until(&charge.spec, end));
-            let fresh = Counter {
-                value: 0,
-                expires_at: kept,
-            };
-            // The key is cloned only for a counter met for the first time.
-            let counter = match state.counters.get_mut(&key) {
-                Some(counter) => counter,
-                None => state.counters.entry(key.clone()).or_insert(fresh),
-            };
-            if counter.expires_at.is_some_and(|at| at <= now) {
-                *counter = fresh;
-            }
-            counter.value = counter.value.saturating_add(charge.amount);
-            states.push(crate::memory::state(
-                &charge.spec,
-                counter.value.saturating_add(previous),
-                end,
-                now,
-            ));
-            entries.push(ReservedEntry {
-                counter: key,
-                amount: charge.amount,
-                gauge: charge.spec.window.is_none(),
-                expires_at: end,
-                lease: None,
-            });
-        }
-        Ok(Decision::Granted {
-            reservation: Reservation {
-                entries,
-                fallback: false,
-            },
-            states,
-        })
+        Ok(self.decide(charges, now))
+    }
+
+    fn reserve_now(
+        &self,
+        charges: &[Charge],
+        now: SystemTime,
+    ) -> Option<Result<Decision, StoreError>> {
+        Some(Ok(self.decide(charges, now)))
     }
 
     async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError> {

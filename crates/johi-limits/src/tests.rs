@@ -100,3 +100,29 @@ async fn an_in_memory_commit_happens_at_once_without_a_task() {
     ));
     assert_eq!(store.current(&tokens, "key:a", now).await.unwrap(), 25);
 }
+
+/// The memory store decides a reservation without a future, as `reserve` would (granted,
+/// then denied at the limit, counting what it granted); Redis leaves it to `reserve`.
+#[tokio::test]
+async fn only_the_memory_store_reserves_without_awaiting() {
+    use crate::{Decision, LimitStore};
+    let store = crate::MemoryStore::new();
+    let requests = spec("now", Some(Window::Hour), 2);
+    let now = t0();
+    let one = [charge(&requests, "key:a", 1)];
+    for _ in 0..2 {
+        assert!(matches!(
+            store.reserve_now(&one, now),
+            Some(Ok(Decision::Granted { .. }))
+        ));
+    }
+    assert!(matches!(
+        store.reserve_now(&one, now),
+        Some(Ok(Decision::Denied { index: 0, .. }))
+    ));
+    assert_eq!(store.current(&requests, "key:a", now).await.unwrap(), 2);
+
+    let server = crate::testing::RedisServer::start().await;
+    let redis = server.store(crate::testing::patient()).await;
+    assert!(redis.reserve_now(&one, now).is_none());
+}

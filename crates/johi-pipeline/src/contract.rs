@@ -154,6 +154,13 @@ pub trait Processor: Send + Sync + 'static {
         &[]
     }
 
+    /// Whether [`Processor::on_request`] does anything. A processor that acts only in its
+    /// completion hook (audit, metering) answers `false`, and the runner leaves its stage
+    /// out of the request phase: every call there costs a boxed future.
+    fn has_request_phase(&self) -> bool {
+        true
+    }
+
     /// Request phase: inspect or change the exchange, or stop it.
     async fn on_request(&self, _exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {
         Ok(Verdict::Continue)

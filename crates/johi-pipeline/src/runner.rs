@@ -50,7 +50,13 @@ pub enum Executed<R> {
 impl Pipeline {
     pub(crate) fn new(stages: Vec<Stage>) -> Self {
         let (mut once, mut per_attempt) = (Vec::new(), Vec::new());
-        for (i, stage) in stages.iter().enumerate() {
+        // A stage without a request phase is left out of both lists; its completion hook
+        // still runs (`complete` walks every stage).
+        let acting = stages
+            .iter()
+            .enumerate()
+            .filter(|(_, stage)| stage.processor.has_request_phase());
+        for (i, stage) in acting {
             match stage.processor.contract().retry {
                 RetryScope::Once => once.push(i),
                 RetryScope::EveryAttempt | RetryScope::WhenExpired => per_attempt.push(i),

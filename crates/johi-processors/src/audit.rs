@@ -332,6 +332,10 @@ impl Processor for Audit {
         &self.contract
     }
 
+    fn has_request_phase(&self) -> bool {
+        false
+    }
+
     fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
         let Some(sink) = &self.sink else { return };
         let target = ex.target();

@@ -426,7 +426,12 @@ impl Processor for Limit {
                 set_hops(ex, &hops);
                 return Ok(Verdict::Continue);
             }
-            let decision = match self.store.reserve(&charges, SystemTime::now()).await {
+            let now = SystemTime::now();
+            let decided = match self.store.reserve_now(&charges, now) {
+                Some(decided) => decided,
+                None => self.store.reserve(&charges, now).await,
+            };
+            let decision = match decided {
                 Ok(decision) => decision,
                 Err(error) => {
                     tracing::debug!(%error, "limit store unavailable; failing closed");

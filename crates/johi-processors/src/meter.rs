@@ -142,6 +142,10 @@ impl Processor for Meter {
         &self.contract
     }
 
+    fn has_request_phase(&self) -> bool {
+        false
+    }
+
     fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
         if let (Some(ledger), Some(record)) = (&self.ledger, usage_record(ex, outcome)) {
             ledger.record(record);

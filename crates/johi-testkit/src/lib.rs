@@ -198,6 +198,8 @@ pub struct Counting {
     pub runs: Arc<AtomicUsize>,
     /// Completion hooks so far.
     pub completions: Arc<AtomicUsize>,
+    /// What [`Processor::has_request_phase`] answers.
+    request_phase: bool,
 }
 
 impl Counting {
@@ -220,7 +222,17 @@ impl Counting {
             },
             runs: Arc::new(AtomicUsize::new(0)),
             completions: Arc::new(AtomicUsize::new(0)),
+            request_phase: true,
         }
+    }
+
+    /// An observer that says it has no request phase (as audit and metering do): the
+    /// runner must never call its `on_request` (which would still count), only its hook.
+    pub fn completion_only(name: &'static str) -> Counting {
+        let mut counting = Counting::new(name, RetryScope::Once);
+        counting.contract.category = Category::Observe;
+        counting.request_phase = false;
+        counting
     }
 
     /// Runs so far.
@@ -233,6 +245,10 @@ impl Counting {
 impl Processor for Counting {
     fn contract(&self) -> &Contract {
         &self.contract
+    }
+
+    fn has_request_phase(&self) -> bool {
+        self.request_phase
     }
 
     async fn on_request(&self, _exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {

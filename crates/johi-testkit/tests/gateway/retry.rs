@@ -19,7 +19,7 @@ models:
   both:  { targets: [{ provider: flaky, model: a }, { provider: flaky, model: b }] }
   once:  { targets: [{ provider: flaky, model: a }, { provider: good, model: b, weight: 0 }], max_attempts: 1 }
 audit: { path: "{dir}/audit.jsonl" }
-pipeline: [enrich, validate, once_counter, route, endpoint, attempt_counter, translate, credentials, audit]
+pipeline: [enrich, validate, once_counter, route, endpoint, attempt_counter, translate, credentials, audit, hook_counter]
 "#;
 
 struct Setup {
@@ -27,6 +27,9 @@ struct Setup {
     once: Arc<std::sync::atomic::AtomicUsize>,
     per_attempt: Arc<std::sync::atomic::AtomicUsize>,
     completions: Arc<std::sync::atomic::AtomicUsize>,
+    /// A completion-only observer's request-phase runs (must stay 0) and hooks.
+    hook_runs: Arc<std::sync::atomic::AtomicUsize>,
+    hook_completions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 async fn setup() -> Setup {
@@ -37,11 +40,15 @@ async fn setup() -> Setup {
         per_attempt.runs.clone(),
         once.completions.clone(),
     );
+    let hook = Counting::completion_only("hook_counter");
+    let (hook_runs, hook_completions) = (hook.runs.clone(), hook.completions.clone());
+    let hook = Arc::new(hook);
     let once = Arc::new(once);
     let per_attempt = Arc::new(per_attempt);
     let mut registry = johi_testkit::johi_server::Registry::with_builtins();
     registry.register("once_counter", move |_| once.clone());
     registry.register("attempt_counter", move |_| per_attempt.clone());
+    registry.register("hook_counter", move |_| hook.clone());
     let down = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,6 +60,8 @@ async fn setup() -> Setup {
         once: once_runs,
         per_attempt: attempt_runs,
         completions,
+        hook_runs,
+        hook_completions,
     }
 }
 
@@ -149,4 +158,25 @@ async fn max_attempts_and_non_retryable_errors_stop_the_loop() {
         1,
         "a 400 is the client's fault: not retried"
     );
+}
+
+/// A processor without a request phase is never called on the request path, on any
+/// attempt, yet its completion hook runs once per request.
+#[tokio::test]
+async fn a_completion_only_observer_is_left_out_of_the_request_phase() {
+    let s = setup().await;
+    assert_eq!(
+        s.h.post("/v1/chat/completions", &ask("r")).await.status(),
+        200
+    );
+    let r = s.h.post("/v1/chat/completions", &ask("both")).await;
+    assert_eq!(r.status(), 503);
+    drop(r);
+    assert_eq!(n(&s.hook_runs), 0, "on_request was called");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while n(&s.hook_completions) < 2 {
+        assert!(std::time::Instant::now() < deadline, "hooks did not run");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(n(&s.hook_completions), 2);
 }
