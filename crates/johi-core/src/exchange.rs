@@ -1,6 +1,6 @@
 //! The typed per-request context that processors read and write.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +26,7 @@ pub struct Exchange {
     /// The client's headers, as received. Never forwarded wholesale.
     pub inbound_headers: HeaderMap,
     /// Request ID: the client's `x-request-id` if well-formed, else generated.
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// W3C trace context for this hop.
     pub trace: Option<TraceContext>,
     /// Headers sent upstream on every attempt (enrichment).
@@ -115,6 +115,10 @@ pub struct UpstreamRequest {
     pub body: Bytes,
 }
 
+/// The request ID before enrichment sets one: shared, so that making an exchange does not
+/// allocate an empty string.
+static NO_REQUEST_ID: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+
 impl Exchange {
     /// A new exchange for a request whose body has been read.
     pub fn new(api: Api, inbound_headers: HeaderMap, raw_body: Bytes) -> Self {
@@ -122,7 +126,7 @@ impl Exchange {
             api,
             started: Instant::now(),
             inbound_headers,
-            request_id: String::new(),
+            request_id: NO_REQUEST_ID.clone(),
             trace: None,
             upstream_headers: HeaderMap::new(),
             // Room for the gateway's own headers with limits on (request ID, trace,

@@ -19,8 +19,8 @@ pub struct UsageRecord {
     /// chargeback month are taken on this.
     pub at_unix_ms: i64,
     /// The request ID (the response's `x-request-id`), to join with the audit log. Not unique
-    /// in the ledger: it is an index, not a key.
-    pub request_id: String,
+    /// in the ledger: it is an index, not a key. Shared with the request that made it.
+    pub request_id: Arc<str>,
     /// Organisation the request is attributed to.
     pub organization: Option<Arc<str>>,
     /// Team within the organisation.

@@ -1,10 +1,12 @@
 //! Request enrichment: request ID, W3C trace context, organisation and service tier —
 //! passed upstream as headers and echoed to the client on every response.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use johi_config::EnrichConfig;
-use johi_core::trace::{random_hex, TraceContext};
+use johi_core::trace::{fill_random_hex, TraceContext};
 use johi_core::{Exchange, Facet, FacetSet};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
@@ -47,10 +49,16 @@ impl Enrich {
 /// The request ID for a request with these headers: the client's `x-request-id` if it is
 /// acceptable, else a new `req_<24 hex>`. Also used by the server for answers given before
 /// the pipeline runs (a body over the limit, an unknown route), so every answer has one.
-pub fn request_id(headers: &HeaderMap) -> String {
+pub fn request_id(headers: &HeaderMap) -> Arc<str> {
     match headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        Some(id) if acceptable_request_id(id) => id.to_owned(),
-        _ => format!("req_{}", random_hex(12)),
+        Some(id) if acceptable_request_id(id) => Arc::from(id),
+        _ => {
+            // `req_` and 24 random hex digits, written on the stack: the ID's one allocation
+            // is the shared string the audit record and the ledger take references to.
+            let mut id = *b"req_000000000000000000000000";
+            fill_random_hex(&mut id[4..]);
+            Arc::from(std::str::from_utf8(&id).unwrap_or("req_unknown"))
+        }
     }
 }
 
@@ -163,7 +171,7 @@ mod tests {
                 default_service_tier: Some("standard".into()),
             },
         );
-        assert_eq!(ex.request_id, "abc-123");
+        assert_eq!(&*ex.request_id, "abc-123");
         assert_eq!(ex.organization.as_deref(), Some("org-acme"));
         let tp = ex.upstream_headers["traceparent"].to_str().unwrap();
         assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));

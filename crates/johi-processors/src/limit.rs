@@ -27,6 +27,7 @@ use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
 use serde_json::Value;
+use smallvec::SmallVec;
 
 /// Header naming soft limits the request went over (it was served anyway).
 pub const LIMIT_WARNING: HeaderName = HeaderName::from_static("x-johi-limit-warning");
@@ -37,6 +38,10 @@ pub const BUDGET_FALLBACK: HeaderName = HeaderName::from_static("x-johi-budget-f
 
 /// How many budget tips one request may follow (a chain `a → b → c → d` at most).
 const MAX_TIPS: usize = 3;
+
+/// A request's charges (or the rules or measures behind them), held inline: a request is
+/// usually charged a handful of limits, and these are built for every request.
+type PerLimit<T> = SmallVec<[T; 4]>;
 
 /// See the module docs.
 pub struct Limit {
@@ -53,7 +58,7 @@ pub struct Limit {
 #[derive(Debug, Clone)]
 struct Reserved {
     reservation: Reservation,
-    measures: Vec<Measure>,
+    measures: PerLimit<Measure>,
     estimate: Usage,
 }
 
@@ -86,9 +91,9 @@ impl Limit {
     }
 
     /// The charges for this request on every rule that applies to it, with those rules.
-    fn charges(&self, ex: &Exchange, estimate: &Usage) -> (Vec<Charge>, Vec<&LimitRule>) {
-        let mut charges = Vec::new();
-        let mut applied = Vec::new();
+    fn charges(&self, ex: &Exchange, estimate: &Usage) -> (PerLimit<Charge>, PerLimit<&LimitRule>) {
+        let mut charges = PerLimit::new();
+        let mut applied = PerLimit::new();
         for rule in &self.rules {
             if let Some(scope_key) = Self::scope_key(rule, ex) {
                 charges.push(Charge {
@@ -361,7 +366,7 @@ impl Limit {
                 reservation,
                 states,
             } => {
-                let measures: Vec<Measure> = applied.iter().map(|r| r.measure).collect();
+                let measures: PerLimit<Measure> = applied.iter().map(|r| r.measure).collect();
                 report(ex, measures.iter().copied().zip(states.iter().copied()));
                 let over: Vec<&str> = applied
                     .iter()

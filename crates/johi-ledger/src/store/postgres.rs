@@ -83,7 +83,7 @@ impl Writer {
         };
 
         let at = column(batch, |r| r.at_unix_ms);
-        let request_id = column(batch, |r| r.request_id.as_str());
+        let request_id = column(batch, |r| &*r.request_id);
         let organization = column(batch, |r| r.organization.as_deref());
         let team = column(batch, |r| r.team.as_deref());
         let project = column(batch, |r| r.project.as_deref());

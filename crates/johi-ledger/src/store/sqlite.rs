@@ -188,7 +188,7 @@ fn bind(
         held,
     };
     slots.int(0, |r| r.at_unix_ms)?;
-    slots.text(1, |r| &r.request_id)?;
+    slots.text(1, |r| &*r.request_id)?;
     slots.nullable(2, |r| r.organization.as_deref())?;
     slots.nullable(3, |r| r.team.as_deref())?;
     slots.nullable(4, |r| r.project.as_deref())?;
@@ -396,7 +396,7 @@ mod tests {
     fn a_mark_per_run_of_records_in_one_minute() {
         let at = |at_unix_ms| UsageRecord {
             at_unix_ms,
-            request_id: String::new(),
+            request_id: Arc::from(""),
             organization: None,
             team: None,
             project: None,
@@ -441,7 +441,7 @@ mod tests {
         };
         let record = |i: usize| UsageRecord {
             at_unix_ms: 1_700_000_000_000 + varying(i, 0) as i64,
-            request_id: format!("req-{}", varying(i, 1)),
+            request_id: format!("req-{}", varying(i, 1)).into(),
             organization: text(i, 2, "org"),
             team: text(i, 3, "team"),
             project: text(i, 4, "project"),
@@ -476,7 +476,7 @@ mod tests {
                 let source: String = row.get(17)?;
                 Ok(UsageRecord {
                     at_unix_ms: row.get(0)?,
-                    request_id: row.get(1)?,
+                    request_id: row.get::<_, String>(1)?.into(),
                     organization: row.get(2)?,
                     team: row.get(3)?,
                     project: row.get(4)?,

@@ -89,7 +89,7 @@ pub fn record(
 ) -> UsageRecord {
     UsageRecord {
         at_unix_ms,
-        request_id: format!("req_{at_unix_ms}"),
+        request_id: format!("req_{at_unix_ms}").into(),
         organization: organization.map(Into::into),
         team: team.map(Into::into),
         project: project.map(Into::into),
@@ -140,7 +140,7 @@ pub fn mixed(n: usize, start: i64) -> Vec<UsageRecord> {
             let input = u64::from(i as u32 % 997) * 3 + 1;
             UsageRecord {
                 at_unix_ms: start + (i as i64 / 3) * 1000,
-                request_id: format!("req_{i}"),
+                request_id: format!("req_{i}").into(),
                 organization,
                 team,
                 project,
