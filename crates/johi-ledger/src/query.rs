@@ -281,10 +281,10 @@ pub(crate) fn mark_minute(at_unix_ms: i64) -> i64 {
 
 /// `SELECT <groups>, COUNT(*), SUM(...)... FROM johi_usage WHERE ... GROUP BY <groups>`.
 ///
-/// In SQLite a query with a time bound reads the usage table through the marks of the
-/// minutes it spans: each mark names a range of row IDs, which SQLite reads by row ID. The
-/// time conditions then still apply to every row, so the answer is exact; the marks only
-/// narrow what is read.
+/// In SQLite the rows are joined to their labels by ID, and a query with a time bound reads
+/// the rows through the marks of the minutes it spans: each mark names a range of row IDs,
+/// which SQLite reads by row ID. The time conditions then still apply to every row, so the
+/// answer is exact; the marks only narrow what is read.
 pub(crate) fn spend_sql(query: &SpendQuery, dialect: Dialect) -> Sql {
     let groups: Vec<&str> = query.group_by.iter().map(|d| d.column()).collect();
     let mut text = String::from("SELECT ");
@@ -298,15 +298,20 @@ pub(crate) fn spend_sql(query: &SpendQuery, dialect: Dialect) -> Sql {
         let _ = write!(text, ", CAST(COALESCE(SUM({column}), 0) AS BIGINT)");
     }
     let bounded = query.from_unix_ms.is_some() || query.to_unix_ms.is_some();
-    if dialect == Dialect::Sqlite && bounded {
-        // CROSS JOIN fixes the marks as the outer loop; NOT INDEXED keeps the planner from
-        // building a throwaway index over the whole usage table (row IDs still work).
-        text.push_str(
-            " FROM johi_usage_marks CROSS JOIN johi_usage NOT INDEXED \
-             ON johi_usage.rowid BETWEEN first_row AND last_row",
-        );
-    } else {
-        text.push_str(" FROM johi_usage");
+    match (dialect, bounded) {
+        // CROSS JOIN fixes the order: the marks, then the rows they name, then each row's
+        // labels by ID. NOT INDEXED keeps the planner from building a throwaway index over
+        // the whole rows table (row IDs still work).
+        (Dialect::Sqlite, true) => text.push_str(
+            " FROM johi_usage_marks CROSS JOIN johi_usage_rows NOT INDEXED \
+             ON johi_usage_rows.rowid BETWEEN first_row AND last_row \
+             CROSS JOIN johi_usage_labels ON johi_usage_labels.id = johi_usage_rows.labels",
+        ),
+        (Dialect::Sqlite, false) => text.push_str(
+            " FROM johi_usage_rows \
+             CROSS JOIN johi_usage_labels ON johi_usage_labels.id = johi_usage_rows.labels",
+        ),
+        (Dialect::Postgres, _) => text.push_str(" FROM johi_usage"),
     }
 
     let mut params = Vec::new();

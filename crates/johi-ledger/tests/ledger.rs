@@ -264,7 +264,30 @@ async fn an_sqlite_ledger_from_before_the_marks_is_upgraded() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(indexes, ["johi_usage_marks_minute"]);
+    assert_eq!(
+        indexes,
+        ["johi_usage_labels_all", "johi_usage_marks_minute"]
+    );
+    // The old rows moved under their labels: three label sets (mixed() rotates three), and
+    // every old row readable through the view with its row ID unchanged.
+    let (labels, rows, top): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM johi_usage_labels), \
+             (SELECT COUNT(*) FROM johi_usage), (SELECT MAX(row_id) FROM johi_usage)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, top), (500, 500));
+    assert!(labels >= 1, "{labels}");
+    let kind: String = conn
+        .query_row(
+            "SELECT type FROM sqlite_master WHERE name = 'johi_usage'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(kind, "view");
     // One mark per run, not per row.
     let old_marks: i64 = conn
         .query_row(

@@ -1,6 +1,13 @@
 //! SQLite: one file in WAL mode, a writer connection and a reader connection, every call on
 //! the blocking pool so a slow disk never holds a runtime thread.
 //!
+//! A request's row (`johi_usage_rows`) holds its time, request ID, status, tokens and cost,
+//! and refers by ID to its *labels* (`johi_usage_labels`: tenant, key, API, model, provider,
+//! upstream model, usage source), which consecutive requests share. That halves the columns
+//! SQLite encodes per request and the bytes it writes. The writer remembers the labels'
+//! IDs, so a request with labels already stored costs no lookup in the database. The view
+//! `johi_usage` joins the two back into one row per request, for queries by hand.
+//!
 //! The usage table has no index. Each row is one insert into one B-tree that only grows at
 //! its end; two indexes (on time, and on project and time) made that three inserts and about
 //! a third of the ledger's CPU per request. A time range is found through
@@ -12,31 +19,98 @@
 //! the marks gets marks for its rows the same way when it is first opened
 //! ([`MIGRATE_TO_MARKS`]), and loses the indexes.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::ToSqlOutput;
-use rusqlite::{params, params_from_iter, Connection, ToSql, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, Connection, OptionalExtension, ToSql, TransactionBehavior,
+};
 
-use super::{stored, COLUMNS, TABLE};
+use super::stored;
 use crate::query::{mark_minute, spend_sql, Dialect, Param, SpendQuery, SpendRow, SUMS};
-use crate::{LedgerError, UsageRecord};
+use crate::{LedgerError, UsageRecord, UsageSource};
 
 /// How long a connection waits for the other's lock (a WAL checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Shared = Arc<Mutex<Connection>>;
 
-/// The writer's connection.
+/// The writer's connection and the label IDs it knows.
 pub(crate) struct Writer {
-    conn: Shared,
+    state: Arc<Mutex<(Connection, LabelIds)>>,
 }
 
 /// The readers' connection; queries take turns on it, never on the writer's.
 pub(crate) struct Reader {
     conn: Shared,
 }
+
+/// The rows and their labels (see the module docs). The labels' index finds a label set not
+/// in the writer's memory (one lookup per new set).
+const ROWS_AND_LABELS: &str = "
+CREATE TABLE IF NOT EXISTS johi_usage_labels (
+    id INTEGER PRIMARY KEY,
+    organization TEXT,
+    team TEXT,
+    project TEXT,
+    user_id TEXT,
+    key_id TEXT,
+    api TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT,
+    upstream_model TEXT,
+    usage_source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS johi_usage_labels_all ON johi_usage_labels
+    (model, key_id, organization, team, project, user_id, api, provider, upstream_model, usage_source);
+CREATE TABLE IF NOT EXISTS johi_usage_rows (
+    at_unix_ms INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    labels INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL
+);
+";
+
+/// One row per request with every column, as the usage table had before the labels: for
+/// queries by hand (docs/ledger.md).
+const USAGE_VIEW: &str = "
+CREATE VIEW IF NOT EXISTS johi_usage AS
+    SELECT r.rowid AS row_id, r.at_unix_ms, r.request_id, l.organization, l.team, l.project,
+        l.user_id, l.key_id, l.api, l.model, l.provider, l.upstream_model, r.status,
+        r.input_tokens, r.output_tokens, r.cached_input_tokens, r.reasoning_tokens,
+        r.cost_micros, l.usage_source
+    FROM johi_usage_rows r JOIN johi_usage_labels l ON l.id = r.labels;
+";
+
+/// For a ledger written before the labels, whose `johi_usage` is a table of whole rows: a
+/// label set per distinct combination, each row moved to `johi_usage_rows` with its row ID
+/// kept (the marks name rows by ID), then the old table dropped. `IS` matches NULLs.
+const MIGRATE_TO_LABELS: &str = "
+INSERT INTO johi_usage_labels (organization, team, project, user_id, key_id, api, model,
+        provider, upstream_model, usage_source)
+    SELECT DISTINCT organization, team, project, user_id, key_id, api, model, provider,
+        upstream_model, usage_source
+    FROM johi_usage;
+INSERT INTO johi_usage_rows (rowid, at_unix_ms, request_id, labels, status, input_tokens,
+        output_tokens, cached_input_tokens, reasoning_tokens, cost_micros)
+    SELECT u.rowid, u.at_unix_ms, u.request_id, l.id, u.status, u.input_tokens,
+        u.output_tokens, u.cached_input_tokens, u.reasoning_tokens, u.cost_micros
+    FROM johi_usage u JOIN johi_usage_labels l
+        ON l.model = u.model AND l.key_id IS u.key_id AND l.organization IS u.organization
+        AND l.team IS u.team AND l.project IS u.project AND l.user_id IS u.user_id
+        AND l.api = u.api AND l.provider IS u.provider
+        AND l.upstream_model IS u.upstream_model AND l.usage_source = u.usage_source;
+DROP TABLE johi_usage;
+";
 
 /// The marks table (see the module docs) and its index, which grows at its end too.
 const MARKS: &str = "
@@ -114,7 +188,7 @@ pub(crate) async fn open(path: PathBuf) -> Result<(Writer, Reader), LedgerError>
     .await??;
     Ok((
         Writer {
-            conn: Arc::new(Mutex::new(writer)),
+            state: Arc::new(Mutex::new((writer, LabelIds::default()))),
         },
         Reader {
             conn: Arc::new(Mutex::new(reader)),
@@ -122,90 +196,218 @@ pub(crate) async fn open(path: PathBuf) -> Result<(Writer, Reader), LedgerError>
     ))
 }
 
-/// Creates the table and the marks, and gives a ledger from before the marks its marks; in
-/// one transaction, so a crash half-way leaves the old ledger as it was.
+/// Creates the tables, the marks and the view; a ledger from before the labels (whose
+/// `johi_usage` is a table) gets its marks if it has none, then its labels. In one
+/// transaction, so a crash half-way leaves the old ledger as it was.
 fn create_schema(conn: &mut Connection) -> Result<(), LedgerError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(TABLE)?;
-    let had_marks: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'johi_usage_marks')",
-        [],
-        |row| row.get(0),
-    )?;
+    let exists = |kind: &str, name: &str| -> rusqlite::Result<bool> {
+        tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2)",
+            [kind, name],
+            |row| row.get(0),
+        )
+    };
+    let whole_rows = exists("table", "johi_usage")?;
+    let had_marks = exists("table", "johi_usage_marks")?;
     tx.execute_batch(MARKS)?;
-    if !had_marks {
-        tx.execute_batch(MIGRATE_TO_MARKS)?;
+    if whole_rows {
+        if !had_marks {
+            tx.execute_batch(MIGRATE_TO_MARKS)?;
+        }
+        let rows: i64 = tx.query_row("SELECT COUNT(*) FROM johi_usage", [], |row| row.get(0))?;
+        tracing::info!(
+            rows,
+            "ledger: moving the usage rows to the labelled layout (once)"
+        );
+        tx.execute_batch(ROWS_AND_LABELS)?;
+        tx.execute_batch(MIGRATE_TO_LABELS)?;
     }
+    tx.execute_batch(ROWS_AND_LABELS)?;
+    tx.execute_batch(USAGE_VIEW)?;
     tx.commit()?;
     Ok(())
 }
 
 impl Writer {
     pub(crate) async fn write(&mut self, batch: Arc<Vec<UsageRecord>>) -> Result<(), LedgerError> {
-        blocking(&self.conn, move |conn| Ok(insert(conn, &batch)?)).await
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic inside rolled its transaction back while unwinding; `insert` forgets the
+            // label IDs that transaction made, so both halves are still sound.
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let (conn, labels) = &mut *state;
+            Ok(insert(conn, labels, &batch)?)
+        })
+        .await?
     }
 }
 
 /// Rows per multi-row `INSERT`: one statement step for many records amortises SQLite's
-/// per-statement work (reset, bind, unbind), about a sixth of a record's insert cost.
+/// per-statement work (reset, bind, unbind).
 const ROWS_PER_STATEMENT: usize = 16;
-/// Columns per record, as in [`COLUMNS`].
-const COLUMNS_PER_ROW: usize = 18;
+/// A row's columns, as bound by [`bind`].
+const ROW_COLUMNS: &str = "at_unix_ms, request_id, labels, status, input_tokens, \
+    output_tokens, cached_input_tokens, reasoning_tokens, cost_micros";
+/// Columns per row, as in [`ROW_COLUMNS`].
+const COLUMNS_PER_ROW: usize = 9;
 
 /// The two insert statements' text, built once: [`insert`] looks its statements up by it
 /// in the connection's cache for every batch.
 static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_STATEMENT));
 static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
 
-/// `INSERT INTO johi_usage (…) VALUES (?, …), (?, …)…` for `rows` records.
+/// `INSERT INTO johi_usage_rows (…) VALUES (?, …), (?, …)…` for `rows` records.
 fn insert_sql(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; COLUMNS_PER_ROW].join(", "));
+    let row = format!("({})", ["?"; COLUMNS_PER_ROW].join(", "));
     format!(
-        "INSERT INTO johi_usage ({COLUMNS}) VALUES {}",
+        "INSERT INTO johi_usage_rows ({ROW_COLUMNS}) VALUES {}",
         vec![row; rows].join(", ")
     )
 }
 
-/// Binds `record` to the parameters starting at `first` (1-based), in [`COLUMNS`] order,
-/// skipping every parameter that already holds the value: `held` is the record the previous
-/// execution of the statement bound there (`None`: bind every column, NULLs included, as on
-/// a statement just taken from the cache). SQLite keeps bindings across executions, and consecutive
-/// records mostly share their tenant, key, model and provider: a text bind copies the
-/// string into SQLite and frees the one it replaces, the largest part of a record's cost.
+/// Most label sets the writer remembers; past it, it starts over (a set it forgot is found
+/// again through the labels' index, never stored twice).
+const REMEMBERED_LABELS: usize = 65_536;
+
+/// What `johi_usage_labels` holds, as the writer last saw it: each label set's ID.
+#[derive(Default)]
+pub(crate) struct LabelIds {
+    ids: HashMap<Labels, i64, foldhash::fast::RandomState>,
+}
+
+/// One record's labels (what its row refers to by ID).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Labels {
+    organization: Option<Arc<str>>,
+    team: Option<Arc<str>>,
+    project: Option<Arc<str>>,
+    user: Option<Arc<str>>,
+    key_id: Option<Arc<str>>,
+    api: Cow<'static, str>,
+    model: Arc<str>,
+    provider: Option<Arc<str>>,
+    upstream_model: Option<Arc<str>>,
+    usage_source: UsageSource,
+}
+
+impl Labels {
+    fn of(r: &UsageRecord) -> Labels {
+        Labels {
+            organization: r.organization.clone(),
+            team: r.team.clone(),
+            project: r.project.clone(),
+            user: r.user.clone(),
+            key_id: r.key_id.clone(),
+            api: r.api.clone(),
+            model: r.model.clone(),
+            provider: r.provider.clone(),
+            upstream_model: r.upstream_model.clone(),
+            usage_source: r.usage_source,
+        }
+    }
+}
+
+/// Whether two records have the same labels, without building them: consecutive records
+/// mostly do, and their names are shared strings (compared by address first).
+fn same_labels(a: &UsageRecord, b: &UsageRecord) -> bool {
+    a.usage_source == b.usage_source
+        && a.model == b.model
+        && a.key_id == b.key_id
+        && a.organization == b.organization
+        && a.team == b.team
+        && a.project == b.project
+        && a.user == b.user
+        && a.api == b.api
+        && a.provider == b.provider
+        && a.upstream_model == b.upstream_model
+}
+
+impl LabelIds {
+    /// The ID of `record`'s labels, stored in `tx` if they are new; `added` collects what
+    /// was remembered, to be forgotten if `tx` rolls back.
+    fn id(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        record: &UsageRecord,
+        added: &mut Vec<Labels>,
+    ) -> rusqlite::Result<i64> {
+        let labels = Labels::of(record);
+        if let Some(&id) = self.ids.get(&labels) {
+            return Ok(id);
+        }
+        let values = params![
+            labels.organization.as_deref(),
+            labels.team.as_deref(),
+            labels.project.as_deref(),
+            labels.user.as_deref(),
+            labels.key_id.as_deref(),
+            labels.api.as_ref(),
+            &*labels.model,
+            labels.provider.as_deref(),
+            labels.upstream_model.as_deref(),
+            labels.usage_source.as_str(),
+        ];
+        let found: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM johi_usage_labels WHERE model = ?7 AND key_id IS ?5 \
+                 AND organization IS ?1 AND team IS ?2 AND project IS ?3 AND user_id IS ?4 \
+                 AND api = ?6 AND provider IS ?8 AND upstream_model IS ?9 \
+                 AND usage_source = ?10 LIMIT 1",
+            )?
+            .query_row(values, |row| row.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO johi_usage_labels (organization, team, project, user_id, \
+                     key_id, api, model, provider, upstream_model, usage_source) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?
+                .execute(values)?;
+                tx.last_insert_rowid()
+            }
+        };
+        if self.ids.len() >= REMEMBERED_LABELS {
+            self.ids.clear();
+        }
+        self.ids.insert(labels.clone(), id);
+        added.push(labels);
+        Ok(id)
+    }
+}
+
+/// Binds `record` (whose labels have ID `labels`) to the parameters starting at `first`
+/// (1-based), in [`ROW_COLUMNS`] order, skipping every parameter that already holds the
+/// value: `held` is the record and labels ID the previous execution of the statement bound
+/// there (`None`: bind every column, as on a statement just taken from the cache). SQLite
+/// keeps bindings across executions, and consecutive records share their labels.
 ///
 /// One typed call per column rather than a loop over `&dyn ToSql`: this runs for every
 /// record, and the typed calls compile to the matching `sqlite3_bind_*` directly.
 fn bind(
     statement: &mut rusqlite::Statement<'_>,
     first: usize,
-    r: &UsageRecord,
-    held: Option<&UsageRecord>,
+    (record, labels): (&UsageRecord, i64),
+    held: Option<(&UsageRecord, i64)>,
 ) -> rusqlite::Result<()> {
     let mut slots = Slots {
         statement,
         first,
-        record: r,
-        held,
+        record,
+        held: held.map(|(r, _)| r),
     };
     slots.int(0, |r| r.at_unix_ms)?;
     slots.text(1, |r| &*r.request_id)?;
-    slots.nullable(2, |r| r.organization.as_deref())?;
-    slots.nullable(3, |r| r.team.as_deref())?;
-    slots.nullable(4, |r| r.project.as_deref())?;
-    slots.nullable(5, |r| r.user.as_deref())?;
-    slots.nullable(6, |r| r.key_id.as_deref())?;
-    slots.text(7, |r| &r.api)?;
-    slots.text(8, |r| &r.model)?;
-    slots.nullable(9, |r| r.provider.as_deref())?;
-    slots.nullable(10, |r| r.upstream_model.as_deref())?;
-    slots.int(11, |r| i64::from(r.status))?;
-    slots.int(12, |r| stored(r.input_tokens))?;
-    slots.int(13, |r| stored(r.output_tokens))?;
-    slots.int(14, |r| stored(r.cached_input_tokens))?;
-    slots.int(15, |r| stored(r.reasoning_tokens))?;
-    slots.int(16, |r| r.cost_micros)?;
-    slots.text(17, |r| r.usage_source.as_str())?;
-    const _: () = assert!(COLUMNS_PER_ROW == 18, "bind every column");
+    slots.id(2, labels, held.map(|(_, id)| id))?;
+    slots.int(3, |r| i64::from(r.status))?;
+    slots.int(4, |r| stored(r.input_tokens))?;
+    slots.int(5, |r| stored(r.output_tokens))?;
+    slots.int(6, |r| stored(r.cached_input_tokens))?;
+    slots.int(7, |r| stored(r.reasoning_tokens))?;
+    slots.int(8, |r| r.cost_micros)?;
+    const _: () = assert!(COLUMNS_PER_ROW == 9, "bind every column");
     Ok(())
 }
 
@@ -226,12 +428,13 @@ impl Slots<'_, '_> {
         self.put(column, field)
     }
 
-    fn nullable(
-        &mut self,
-        column: usize,
-        field: fn(&UsageRecord) -> Option<&str>,
-    ) -> rusqlite::Result<()> {
-        self.put(column, field)
+    /// A value that is not the record's own (its labels' ID), with what the slot holds.
+    fn id(&mut self, column: usize, value: i64, held: Option<i64>) -> rusqlite::Result<()> {
+        if held != Some(value) {
+            self.statement
+                .raw_bind_parameter(self.first + column, value)?;
+        }
+        Ok(())
     }
 
     /// Binds the record's `field` to its parameter unless the parameter already holds it.
@@ -266,33 +469,66 @@ fn marks(batch: &[UsageRecord], first_row: i64) -> Vec<(i64, i64, i64)> {
     marks
 }
 
-fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
+/// Inserts `batch` in one transaction. If it fails, the label IDs it remembered are
+/// forgotten: the rows that gave them were rolled back with it.
+fn insert(
+    conn: &mut Connection,
+    labels: &mut LabelIds,
+    batch: &[UsageRecord],
+) -> rusqlite::Result<()> {
+    let mut added = Vec::new();
+    let inserted = insert_rows(conn, labels, &mut added, batch);
+    if inserted.is_err() {
+        for forgotten in &added {
+            labels.ids.remove(forgotten);
+        }
+    }
+    inserted
+}
+
+fn insert_rows(
+    conn: &mut Connection,
+    labels: &mut LabelIds,
+    added: &mut Vec<Labels>,
+    batch: &[UsageRecord],
+) -> rusqlite::Result<()> {
     // Immediate: the write lock from the start, so nobody else inserts in between. SQLite
     // numbers a new row one past the largest row ID (checked below: the marks depend on it).
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let first_row: i64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(rowid), 0) + 1 FROM johi_usage")?
+        .prepare_cached("SELECT COALESCE(MAX(rowid), 0) + 1 FROM johi_usage_rows")?
         .query_row([], |row| row.get(0))?;
+    // Each record's labels ID; a record with its predecessor's labels needs no lookup.
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut previous: Option<(&UsageRecord, i64)> = None;
+    for record in batch {
+        let id = match previous {
+            Some((before, id)) if same_labels(before, record) => id,
+            _ => labels.id(&tx, record, added)?,
+        };
+        ids.push(id);
+        previous = Some((record, id));
+    }
     {
         // What a statement from the cache holds is not relied on: each starts by binding
         // every column.
-        let mut chunks = batch.chunks_exact(ROWS_PER_STATEMENT);
+        let rows: Vec<(&UsageRecord, i64)> = batch.iter().zip(ids).collect();
+        let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
         let mut many = tx.prepare_cached(&INSERT_MANY)?;
-        let mut held: Option<&[UsageRecord]> = None;
+        let mut held: Option<&[(&UsageRecord, i64)]> = None;
         for chunk in &mut chunks {
-            for (i, record) in chunk.iter().enumerate() {
-                let previous = held.map(|h| &h[i]);
-                bind(&mut many, 1 + i * COLUMNS_PER_ROW, record, previous)?;
+            for (i, &row) in chunk.iter().enumerate() {
+                bind(&mut many, 1 + i * COLUMNS_PER_ROW, row, held.map(|h| h[i]))?;
             }
             many.raw_execute()?;
             held = Some(chunk);
         }
         let mut one = tx.prepare_cached(&INSERT_ONE)?;
-        let mut held: Option<&UsageRecord> = None;
-        for record in chunks.remainder() {
-            bind(&mut one, 1, record, held)?;
+        let mut held: Option<(&UsageRecord, i64)> = None;
+        for &row in chunks.remainder() {
+            bind(&mut one, 1, row, held)?;
             one.raw_execute()?;
-            held = Some(record);
+            held = Some(row);
         }
     }
     let rows = i64::try_from(batch.len()).unwrap_or(i64::MAX);
@@ -378,14 +614,19 @@ mod tests {
                     .iter()
                     .filter(|s| s.starts_with("SEARCH") || s.starts_with("SCAN"))
                     .collect();
-                assert_eq!(reads.len(), 2, "{steps:?}");
+                assert_eq!(reads.len(), 3, "{steps:?}");
                 assert!(
                     reads[0]
                         .starts_with("SEARCH johi_usage_marks USING INDEX johi_usage_marks_minute"),
                     "{steps:?}"
                 );
                 assert_eq!(
-                    reads[1], "SEARCH johi_usage USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+                    reads[1],
+                    "SEARCH johi_usage_rows USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+                    "{steps:?}"
+                );
+                assert_eq!(
+                    reads[2], "SEARCH johi_usage_labels USING INTEGER PRIMARY KEY (rowid=?)",
                     "{steps:?}"
                 );
             }
@@ -464,11 +705,24 @@ mod tests {
             ][varying(i, 17)],
         };
         let records: Vec<UsageRecord> = (0..100).map(record).collect();
-        insert(&mut conn, &records[..53]).unwrap();
-        insert(&mut conn, &records[53..]).unwrap();
+        let mut labels = LabelIds::default();
+        insert(&mut conn, &mut labels, &records[..53]).unwrap();
+        insert(&mut conn, &mut labels, &records[53..]).unwrap();
+        // Forgotten label IDs are found again in the table, not stored twice.
+        let stored_labels = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT COUNT(*) FROM johi_usage_labels", [], |row| {
+                row.get(0)
+            })
+            .unwrap()
+        };
+        let distinct = stored_labels(&conn);
+        insert(&mut conn, &mut LabelIds::default(), &records).unwrap();
+        assert_eq!(stored_labels(&conn), distinct);
+        let records: Vec<UsageRecord> = records.iter().chain(&records).cloned().collect();
 
+        let columns = crate::store::COLUMNS;
         let mut statement = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM johi_usage ORDER BY rowid"))
+            .prepare(&format!("SELECT {columns} FROM johi_usage ORDER BY row_id"))
             .unwrap();
         let stored: Vec<UsageRecord> = statement
             .query_map([], |row| {
@@ -501,9 +755,57 @@ mod tests {
         assert_eq!(stored, records);
     }
 
+    /// A batch whose transaction fails takes its new label sets with it: the writer forgets
+    /// their IDs, so the retried batch stores them again and every row finds its labels.
+    #[test]
+    fn a_failed_batch_forgets_the_labels_it_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connect(&dir.path().join("ledger.db")).unwrap();
+        create_schema(&mut conn).unwrap();
+        let record = |model: &str| UsageRecord {
+            at_unix_ms: 1_700_000_000_000,
+            request_id: "req".into(),
+            organization: Some("acme".into()),
+            team: None,
+            project: None,
+            user: None,
+            key_id: Some("k".into()),
+            api: "chat.completions".into(),
+            model: model.into(),
+            provider: None,
+            upstream_model: None,
+            status: 200,
+            input_tokens: 1,
+            output_tokens: 2,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            cost_micros: 3,
+            usage_source: crate::UsageSource::Reported,
+        };
+        let mut labels = LabelIds::default();
+        insert(&mut conn, &mut labels, &[record("a")]).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON johi_usage_rows \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .unwrap();
+        let batch = [record("a"), record("b"), record("c")];
+        assert!(insert(&mut conn, &mut labels, &batch).is_err());
+        conn.execute_batch("DROP TRIGGER refuse").unwrap();
+        insert(&mut conn, &mut labels, &batch).unwrap();
+        let models: Vec<String> = conn
+            .prepare("SELECT model FROM johi_usage ORDER BY row_id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(models, ["a", "a", "b", "c"]);
+    }
+
     #[test]
     fn the_insert_statement_has_one_parameter_per_column_and_row() {
-        assert_eq!(COLUMNS.split(',').count(), COLUMNS_PER_ROW);
+        assert_eq!(ROW_COLUMNS.split(',').count(), COLUMNS_PER_ROW);
         let sql = insert_sql(ROWS_PER_STATEMENT);
         assert_eq!(
             sql.matches('?').count(),

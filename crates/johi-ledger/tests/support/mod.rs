@@ -54,7 +54,7 @@ impl Backend {
         match &self.config.backend {
             LedgerBackend::Sqlite { path } => {
                 let conn = rusqlite::Connection::open(path).unwrap();
-                conn.execute_batch("DROP TABLE johi_usage").unwrap();
+                conn.execute_batch("DROP TABLE johi_usage_rows").unwrap();
             }
             LedgerBackend::Postgres { url } => {
                 connect(url)
