@@ -116,8 +116,9 @@ pub struct Reservation {
 /// One charged counter inside a [`Reservation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservedEntry {
-    /// The full counter key (spec id, scope key, window start).
-    pub counter: String,
+    /// The full counter key (spec id, scope key, window start). Shared: the memory store
+    /// hands out the key its counter is stored under, so a reservation allocates no key.
+    pub counter: Arc<str>,
     /// The amount reserved.
     pub amount: u64,
     /// Whether the counter is a gauge (released on completion whatever the commit says).
@@ -229,22 +230,35 @@ pub fn counter_key(
     scope_key: &str,
     now: SystemTime,
 ) -> (String, Option<SystemTime>) {
+    let mut key = String::with_capacity(spec.id.len() + scope_key.len() + 24);
+    let end = write_counter_key(&mut key, spec, scope_key, now);
+    (key, end)
+}
+
+/// [`counter_key`] written into `key` (cleared first), for a caller that reuses one buffer
+/// instead of allocating a key per limit per request; returns when the window ends.
+pub fn write_counter_key(
+    key: &mut String,
+    spec: &LimitSpec,
+    scope_key: &str,
+    now: SystemTime,
+) -> Option<SystemTime> {
     // Built by hand rather than with `format!`: this runs for every limit of every request.
-    let key = |suffix: &str| {
-        let mut key = String::with_capacity(spec.id.len() + scope_key.len() + suffix.len() + 2);
-        key.push_str(&spec.id);
-        key.push('|');
-        key.push_str(scope_key);
-        key.push('|');
-        key.push_str(suffix);
-        key
-    };
+    key.clear();
+    key.push_str(&spec.id);
+    key.push('|');
+    key.push_str(scope_key);
+    key.push('|');
     match spec.window {
         Some(window) => {
             let (start, end) = window.bounds(now);
-            (key(itoa::Buffer::new().format(start)), Some(end))
+            key.push_str(itoa::Buffer::new().format(start));
+            Some(end)
         }
-        None => (key("gauge"), None),
+        None => {
+            key.push_str("gauge");
+            None
+        }
     }
 }
 

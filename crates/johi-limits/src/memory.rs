@@ -1,14 +1,14 @@
 //! Counters in this process's memory: the default, and the fallback when Redis is down.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 
 use crate::{
-    counter_key, keep_until, previous_counter_key, weighted, Charge, CounterState, Decision,
-    LimitSpec, LimitStore, Reservation, ReservedEntry, StoreError,
+    counter_key, keep_until, previous_counter_key, weighted, write_counter_key, Charge,
+    CounterState, Decision, LimitSpec, LimitStore, Reservation, ReservedEntry, StoreError,
 };
 
 /// How many reservations pass between sweeps of counters whose window has ended.
@@ -25,9 +25,12 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     /// Keyed by [`counter_key`]; foldhash is seeded per process, so keys built from
-    /// callers' names cannot be chosen to collide.
-    counters: HashMap<String, Counter, foldhash::fast::RandomState>,
+    /// callers' names cannot be chosen to collide. Shared keys: a reservation holds its
+    /// counters' keys until it is committed.
+    counters: HashMap<Arc<str>, Counter, foldhash::fast::RandomState>,
     reservations: u64,
+    /// Where a reservation writes each counter's key to look it up, reused.
+    scratch: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +59,7 @@ impl MemoryStore {
     fn apply_commit(&self, reservation: &Reservation, actual: &[u64]) {
         let mut state = self.lock();
         for (i, entry) in reservation.entries.iter().enumerate() {
-            let Some(counter) = state.counters.get_mut(&entry.counter) else {
+            let Some(counter) = state.counters.get_mut(&*entry.counter) else {
                 continue; // its window ended and was swept: nothing left to correct
             };
             let replacement = if entry.gauge {
@@ -73,22 +76,10 @@ impl MemoryStore {
 
     /// Checks and charges in one step under the lock (see [`LimitStore::reserve`]).
     fn decide(&self, charges: &[Charge], now: SystemTime) -> Decision {
-        // The reservation's entries, each naming its counter, built before the lock is taken.
-        let entries: Vec<ReservedEntry> = charges
-            .iter()
-            .map(|charge| {
-                let (counter, expires_at) = counter_key(&charge.spec, &charge.scope_key, now);
-                ReservedEntry {
-                    counter,
-                    amount: charge.amount,
-                    gauge: charge.spec.window.is_none(),
-                    expires_at,
-                    lease: None,
-                }
-            })
-            .collect();
+        let mut entries: Vec<ReservedEntry> = Vec::with_capacity(charges.len());
         let mut states = Vec::with_capacity(charges.len());
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         state.reservations += 1;
         if state.reservations.is_multiple_of(SWEEP_EVERY) {
             state
@@ -96,23 +87,42 @@ impl MemoryStore {
                 .retain(|_, c| c.expires_at.is_none_or(|at| at > now));
         }
         // What each counter holds (with a rolling window's share of its previous bucket):
-        // every enforced charge must fit before any is made.
-        for (index, (charge, entry)) in charges.iter().zip(&entries).enumerate() {
+        // every enforced charge must fit before any is made. A counter already stored lends
+        // the reservation its key; only a new one allocates a key.
+        for (index, charge) in charges.iter().enumerate() {
+            let end = write_counter_key(&mut state.scratch, &charge.spec, &charge.scope_key, now);
+            let (counter, value) = match state.counters.get_key_value(state.scratch.as_str()) {
+                Some((key, c)) => (
+                    key.clone(),
+                    if c.expires_at.is_none_or(|at| at > now) {
+                        c.value
+                    } else {
+                        0
+                    },
+                ),
+                None => (Arc::from(state.scratch.as_str()), 0),
+            };
             let previous = state.previous(&charge.spec, &charge.scope_key, now);
-            let used = state.value(&entry.counter, now).saturating_add(previous);
-            let held = crate::memory::state(&charge.spec, used, entry.expires_at, now);
+            let used = value.saturating_add(previous);
+            let held = crate::memory::state(&charge.spec, used, end, now);
             if charge.enforce && !fits(&charge.spec, used, charge.amount) {
                 return Decision::Denied { index, state: held };
             }
             states.push(held);
+            entries.push(ReservedEntry {
+                counter,
+                amount: charge.amount,
+                gauge: charge.spec.window.is_none(),
+                expires_at: end,
+                lease: None,
+            });
         }
         for ((charge, entry), reported) in charges.iter().zip(&entries).zip(&mut states) {
             let fresh = Counter {
                 value: 0,
                 expires_at: entry.expires_at.map(|end| keep_until(&charge.spec, end)),
             };
-            // The key is cloned only for a counter met for the first time.
-            let counter = match state.counters.get_mut(&entry.counter) {
+            let counter = match state.counters.get_mut(&*entry.counter) {
                 Some(counter) => counter,
                 None => state.counters.entry(entry.counter.clone()).or_insert(fresh),
             };

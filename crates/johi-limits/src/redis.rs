@@ -150,7 +150,7 @@ struct Queue {
 /// One counter's commit: its reserved amount replaced by the actual one, or a gauge lease
 /// given back.
 struct Correction {
-    counter: String,
+    counter: Arc<str>,
     reserved: u64,
     actual: u64,
     lease: Option<String>,
@@ -500,7 +500,7 @@ impl LimitStore for RedisStore {
                 now,
             ));
             entries.push(ReservedEntry {
-                counter,
+                counter: counter.into(),
                 amount: charge.amount,
                 gauge,
                 expires_at: end,

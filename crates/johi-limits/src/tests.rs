@@ -126,3 +126,26 @@ async fn only_the_memory_store_reserves_without_awaiting() {
     let redis = server.store(crate::testing::patient()).await;
     assert!(redis.reserve_now(&one, now).is_none());
 }
+
+/// A counter already stored lends its key to every later reservation (no key allocated per
+/// request); a counter of another window gets a key of its own.
+#[tokio::test]
+async fn memory_reservations_share_their_counters_keys() {
+    use crate::{Decision, LimitStore};
+    let store = crate::MemoryStore::new();
+    let requests = spec("shared", Some(Window::Minute), 100);
+    let now = t0();
+    let counter = |now| {
+        let Some(Ok(Decision::Granted { reservation, .. })) =
+            store.reserve_now(&[charge(&requests, "key:a", 1)], now)
+        else {
+            panic!("expected granted")
+        };
+        reservation.entries[0].counter.clone()
+    };
+    let (first, second) = (counter(now), counter(now + Duration::from_secs(1)));
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    let next_minute = counter(now + Duration::from_secs(60));
+    assert_ne!(first, next_minute);
+    assert_eq!(store.current(&requests, "key:a", now).await.unwrap(), 2);
+}
