@@ -610,11 +610,7 @@ def main() -> int:
 
     L.append("## Bars (informational)")
     L.append("")
-    L.append("| bar | measured | limit | verdict |")
-    L.append("|---|---|---|---|")
-    for b in bars:
-        L.append(f"| {b[0]} | {b[1]} | {b[2]} | {b[3]} |")
-    L.append("")
+    L.extend(bar_table(bars))
     failed = sum(1 for b in bars if b[3] != "PASS")
     L.append(f"{len(bars) - failed} of {len(bars)} bars pass.")
     L.append("")
@@ -801,12 +797,15 @@ def pipeline_bars(extras, modes, concs, results, redis_ping, paired) -> list[str
         "Johi's own calls go."
     )
     L.append("")
-    L.append("| bar | measured | limit | verdict |")
-    L.append("|---|---|---|---|")
-    for b in bars:
-        L.append(f"| {b[0]} | {b[1]} | {b[2]} | {b[3]} |")
-    L.append("")
+    L.extend(bar_table(bars))
     return L
+
+
+def bar_table(bars: list[tuple[str, str, str, str]]) -> list[str]:
+    """A Markdown table of (bar, measured, limit, verdict) rows, then a blank line."""
+    rows = ["| bar | measured | limit | verdict |", "|---|---|---|---|"]
+    rows += [f"| {b[0]} | {b[1]} | {b[2]} | {b[3]} |" for b in bars]
+    return rows + [""]
 
 
 def _on_term(signum, frame):  # noqa: ARG001
