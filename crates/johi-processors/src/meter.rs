@@ -89,17 +89,26 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
     Some(UsageRecord {
         at_unix_ms,
         request_id: ex.request_id.clone(),
-        organization: ex.organization.as_deref().map(shared),
-        team: identity.and_then(|i| i.team.as_deref()).map(shared),
-        project: identity.and_then(|i| i.project.as_deref()).map(shared),
-        user: identity.and_then(|i| i.user.as_deref()).map(shared),
+        organization: ex
+            .organization
+            .as_deref()
+            .map(|n| shared(Field::Organization, n)),
+        team: identity
+            .and_then(|i| i.team.as_deref())
+            .map(|n| shared(Field::Team, n)),
+        project: identity
+            .and_then(|i| i.project.as_deref())
+            .map(|n| shared(Field::Project, n)),
+        user: identity
+            .and_then(|i| i.user.as_deref())
+            .map(|n| shared(Field::User, n)),
         key_id: identity
             .and_then(|i| i.credential_id.as_deref())
-            .map(shared),
+            .map(|n| shared(Field::Key, n)),
         api: ex.api.as_str().into(),
-        model: shared(ex.model.as_deref().unwrap_or_default()),
-        provider: Some(shared(&target.provider.name)),
-        upstream_model: Some(shared(&target.model)),
+        model: shared(Field::Model, ex.model.as_deref().unwrap_or_default()),
+        provider: Some(shared(Field::Provider, &target.provider.name)),
+        upstream_model: Some(shared(Field::UpstreamModel, &target.model)),
         status: outcome.status.as_u16(),
         input_tokens: usage.input_tokens,
         output_tokens: usage.output_tokens,
@@ -113,16 +122,48 @@ pub fn usage_record(ex: &Exchange, outcome: &Outcome) -> Option<UsageRecord> {
 /// Most distinct names one thread keeps for sharing; past it the set starts over.
 const SHARED_NAMES: usize = 4096;
 
+/// A record's name fields, each remembering the last name it took (see [`LAST`]).
+#[derive(Clone, Copy)]
+enum Field {
+    Organization,
+    Team,
+    Project,
+    User,
+    Key,
+    Model,
+    Provider,
+    UpstreamModel,
+}
+
 thread_local! {
     /// The names this thread's records used lately, each allocated once: a record takes a
     /// reference to the name (an atomic increment) instead of a copy (an allocation), and
     /// the records waiting in the ledger's queue share a few warm strings.
     static NAMES: RefCell<HashSet<Arc<str>, foldhash::fast::RandomState>> =
         RefCell::new(HashSet::default());
+    /// The name each [`Field`] took last on this thread: consecutive requests mostly name
+    /// the same model, provider and tenant, and comparing with the last one is cheaper than
+    /// hashing the name to find it in [`NAMES`].
+    static LAST: RefCell<[Option<Arc<str>>; 8]> = const { RefCell::new([const { None }; 8]) };
 }
 
-/// `name` as a shared string (see [`NAMES`]).
-fn shared(name: &str) -> Arc<str> {
+/// `name` as a shared string (see [`NAMES`]), for `field`.
+fn shared(field: Field, name: &str) -> Arc<str> {
+    LAST.with(|last| {
+        let slot = &mut last.borrow_mut()[field as usize];
+        match slot {
+            Some(known) if **known == *name => known.clone(),
+            _ => {
+                let interned = intern(name);
+                *slot = Some(interned.clone());
+                interned
+            }
+        }
+    })
+}
+
+/// `name` from [`NAMES`], added if new.
+fn intern(name: &str) -> Arc<str> {
     NAMES.with(|names| {
         let mut names = names.borrow_mut();
         if let Some(known) = names.get(name) {
@@ -157,19 +198,25 @@ impl Processor for Meter {
 mod tests {
     use std::sync::Arc;
 
-    use super::{shared, SHARED_NAMES};
+    use super::{shared, Field, SHARED_NAMES};
 
-    /// A name is allocated once and shared after; the set is bounded and starts over when
-    /// full, still answering with the right text.
+    /// A name is allocated once and shared after, across fields too; the set is bounded and
+    /// starts over when full, still answering with the right text; a field's last name is
+    /// never answered for another name.
     #[test]
     fn names_are_shared_and_the_set_is_bounded() {
-        let a = shared("acme");
-        assert!(Arc::ptr_eq(&a, &shared("acme")));
-        assert!(!Arc::ptr_eq(&a, &shared("globex")));
+        let a = shared(Field::Organization, "acme");
+        assert!(Arc::ptr_eq(&a, &shared(Field::Organization, "acme")));
+        assert!(Arc::ptr_eq(&a, &shared(Field::Team, "acme")));
+        assert!(!Arc::ptr_eq(&a, &shared(Field::Organization, "globex")));
+        assert_eq!(&*shared(Field::Organization, "acme"), "acme");
         for i in 0..SHARED_NAMES + 10 {
-            assert_eq!(&*shared(&format!("key-{i}")), format!("key-{i}"));
+            let name = format!("key-{i}");
+            assert_eq!(&*shared(Field::Key, &name), name);
+            assert_eq!(&*shared(Field::Key, &name), name);
         }
-        assert_eq!(&*shared("acme"), "acme");
+        assert_eq!(&*shared(Field::Model, "acme"), "acme");
+        assert_eq!(&*shared(Field::Model, "acm"), "acm");
         assert!(super::NAMES.with(|names| names.borrow().len()) <= SHARED_NAMES);
     }
 }
