@@ -166,7 +166,23 @@ impl EventFramer {
     /// Feeds the next chunk; `each` receives every complete event's raw bytes, separator
     /// included, and returns `false` to stop: the rest of the chunk, and anything after, is
     /// then discarded by the caller's choice (the framer keeps it, but the caller is done).
+    ///
+    /// With nothing held from an earlier chunk (the usual case: upstreams send whole
+    /// events), the events are slices of `chunk` itself, in order from its start, and only
+    /// an unfinished tail is copied.
     pub fn feed(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8]) -> bool) {
+        if self.pending.is_empty() {
+            let mut start = 0;
+            while let Some((_, next)) = find_event_end(&chunk[start..]) {
+                let keep_going = each(&chunk[start..start + next]);
+                start += next;
+                if !keep_going {
+                    break;
+                }
+            }
+            self.pending.extend_from_slice(&chunk[start..]);
+            return;
+        }
         self.pending.extend_from_slice(chunk);
         let mut start = 0;
         while let Some((_, next)) = find_event_end(&self.pending[start..]) {
@@ -177,6 +193,12 @@ impl EventFramer {
             }
         }
         self.pending.drain(..start);
+    }
+
+    /// Whether part of an unfinished event is held: the next chunk's events then start in
+    /// the held bytes, not in the chunk.
+    pub fn holds_partial(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// What is held of an event that has not ended (passed on as it is at the end).

@@ -328,21 +328,35 @@ impl<B> StreamRelay<B> {
             self.push(data);
             return;
         };
-        let mut out = Vec::with_capacity(data.len());
+        // What passes on: while every event so far is kept and the events are the chunk's own
+        // bytes from its start (nothing held from the previous chunk), that is a prefix of
+        // the chunk, passed on without a copy; the first dropped event (or held bytes) starts
+        // a copy of what is kept.
+        let mut copied: Option<Vec<u8>> = framer
+            .holds_partial()
+            .then(|| Vec::with_capacity(data.len()));
+        let mut prefix = 0;
         let (scanner, strip, allowance) =
             (&mut self.scanner, self.strip_usage, self.output_allowance);
         let mut crossed = false;
         framer.feed(&data, |event| {
             scanner.feed(event);
-            if !(strip && is_usage_only(event)) {
-                out.extend_from_slice(event);
+            let kept = !(strip && is_usage_only(event));
+            match &mut copied {
+                Some(out) if kept => out.extend_from_slice(event),
+                Some(_) => {}
+                None if kept => prefix += event.len(),
+                None => copied = Some(data[..prefix].to_vec()),
             }
             // The event that crosses the allowance still goes out: the overshoot is bounded
             // by one event.
             crossed = allowance.is_some_and(|a| scanner.estimated_output_tokens() > a);
             !crossed
         });
-        self.push(Bytes::from(out));
+        self.push(match copied {
+            Some(out) => Bytes::from(out),
+            None => data.slice(..prefix),
+        });
         if crossed {
             self.cut = self.over_budget();
         }
