@@ -39,6 +39,13 @@ struct Counter {
     expires_at: Option<SystemTime>,
 }
 
+impl Counter {
+    /// Whether its window is still open at `now` (a gauge always is).
+    fn live(&self, now: SystemTime) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -82,9 +89,7 @@ impl MemoryStore {
         let state = &mut *guard;
         state.reservations += 1;
         if state.reservations.is_multiple_of(SWEEP_EVERY) {
-            state
-                .counters
-                .retain(|_, c| c.expires_at.is_none_or(|at| at > now));
+            state.counters.retain(|_, c| c.live(now));
         }
         // What each counter holds (with a rolling window's share of its previous bucket):
         // every enforced charge must fit before any is made. A counter already stored lends
@@ -92,14 +97,7 @@ impl MemoryStore {
         for (index, charge) in charges.iter().enumerate() {
             let end = write_counter_key(&mut state.scratch, &charge.spec, &charge.scope_key, now);
             let (counter, value) = match state.counters.get_key_value(state.scratch.as_str()) {
-                Some((key, c)) => (
-                    key.clone(),
-                    if c.expires_at.is_none_or(|at| at > now) {
-                        c.value
-                    } else {
-                        0
-                    },
-                ),
+                Some((key, c)) => (key.clone(), if c.live(now) { c.value } else { 0 }),
                 None => (Arc::from(state.scratch.as_str()), 0),
             };
             let previous = state.previous(&charge.spec, &charge.scope_key, now);
@@ -127,7 +125,7 @@ impl MemoryStore {
                 None => state.counters.entry(entry.counter.clone()).or_insert(fresh),
             };
             // An ended window's counter starts over (it read as 0 above).
-            if counter.expires_at.is_some_and(|at| at <= now) {
+            if !counter.live(now) {
                 *counter = fresh;
             }
             counter.value = counter.value.saturating_add(charge.amount);
@@ -221,7 +219,7 @@ impl LimitStore for MemoryStore {
         let mut scopes: Vec<&str> = state
             .counters
             .iter()
-            .filter(|(_, c)| c.expires_at.is_none_or(|at| at > now))
+            .filter(|(_, c)| c.live(now))
             .filter_map(|(key, _)| crate::scope_of_counter(spec, key, now))
             .collect();
         scopes.sort_unstable();
@@ -245,7 +243,7 @@ impl State {
     fn value(&self, key: &str, now: SystemTime) -> u64 {
         self.counters
             .get(key)
-            .filter(|c| c.expires_at.is_none_or(|at| at > now))
+            .filter(|c| c.live(now))
             .map_or(0, |c| c.value)
     }
 

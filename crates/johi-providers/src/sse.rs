@@ -154,6 +154,20 @@ mod tests {
     }
 }
 
+/// Passes each whole event at the start of `bytes` to `each` until it returns `false`;
+/// answers how many bytes those events took.
+fn whole_events(bytes: &[u8], each: &mut impl FnMut(&[u8]) -> bool) -> usize {
+    let mut start = 0;
+    while let Some((_, next)) = find_event_end(&bytes[start..]) {
+        let keep_going = each(&bytes[start..start + next]);
+        start += next;
+        if !keep_going {
+            break;
+        }
+    }
+    start
+}
+
 /// Re-frames a byte stream into whole SSE events (each with its separator), for a relay
 /// that must act between events: drop one, or stop after one. At most one incomplete event
 /// is held.
@@ -172,27 +186,13 @@ impl EventFramer {
     /// an unfinished tail is copied.
     pub fn feed(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8]) -> bool) {
         if self.pending.is_empty() {
-            let mut start = 0;
-            while let Some((_, next)) = find_event_end(&chunk[start..]) {
-                let keep_going = each(&chunk[start..start + next]);
-                start += next;
-                if !keep_going {
-                    break;
-                }
-            }
-            self.pending.extend_from_slice(&chunk[start..]);
-            return;
+            let used = whole_events(chunk, &mut each);
+            self.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            self.pending.extend_from_slice(chunk);
+            let used = whole_events(&self.pending, &mut each);
+            self.pending.drain(..used);
         }
-        self.pending.extend_from_slice(chunk);
-        let mut start = 0;
-        while let Some((_, next)) = find_event_end(&self.pending[start..]) {
-            let keep_going = each(&self.pending[start..start + next]);
-            start += next;
-            if !keep_going {
-                break;
-            }
-        }
-        self.pending.drain(..start);
     }
 
     /// Whether part of an unfinished event is held: the next chunk's events then start in

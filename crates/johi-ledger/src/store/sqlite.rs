@@ -211,19 +211,18 @@ fn create_schema(conn: &mut Connection) -> Result<(), LedgerError> {
     let whole_rows = exists("table", "johi_usage")?;
     let had_marks = exists("table", "johi_usage_marks")?;
     tx.execute_batch(MARKS)?;
+    if whole_rows && !had_marks {
+        tx.execute_batch(MIGRATE_TO_MARKS)?;
+    }
+    tx.execute_batch(ROWS_AND_LABELS)?;
     if whole_rows {
-        if !had_marks {
-            tx.execute_batch(MIGRATE_TO_MARKS)?;
-        }
         let rows: i64 = tx.query_row("SELECT COUNT(*) FROM johi_usage", [], |row| row.get(0))?;
         tracing::info!(
             rows,
             "ledger: moving the usage rows to the labelled layout (once)"
         );
-        tx.execute_batch(ROWS_AND_LABELS)?;
         tx.execute_batch(MIGRATE_TO_LABELS)?;
     }
-    tx.execute_batch(ROWS_AND_LABELS)?;
     tx.execute_batch(USAGE_VIEW)?;
     tx.commit()?;
     Ok(())
@@ -498,21 +497,18 @@ fn insert_rows(
     let first_row: i64 = tx
         .prepare_cached("SELECT COALESCE(MAX(rowid), 0) + 1 FROM johi_usage_rows")?
         .query_row([], |row| row.get(0))?;
-    // Each record's labels ID; a record with its predecessor's labels needs no lookup.
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut previous: Option<(&UsageRecord, i64)> = None;
+    // Each record with its labels ID; a record with its predecessor's labels needs no lookup.
+    let mut rows: Vec<(&UsageRecord, i64)> = Vec::with_capacity(batch.len());
     for record in batch {
-        let id = match previous {
-            Some((before, id)) if same_labels(before, record) => id,
+        let id = match rows.last() {
+            Some(&(before, id)) if same_labels(before, record) => id,
             _ => labels.id(&tx, record, added)?,
         };
-        ids.push(id);
-        previous = Some((record, id));
+        rows.push((record, id));
     }
     {
         // What a statement from the cache holds is not relied on: each starts by binding
         // every column.
-        let rows: Vec<(&UsageRecord, i64)> = batch.iter().zip(ids).collect();
         let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
         let mut many = tx.prepare_cached(&INSERT_MANY)?;
         let mut held: Option<&[(&UsageRecord, i64)]> = None;
