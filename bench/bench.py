@@ -12,7 +12,8 @@ to first byte (ttfb.py), reads peak RSS (VmHWM), and prints the report.
 Environment (set by run.sh): JOHI_PID, NGINX_PID, MOCK_PID, JOHI_LOG,
 DURATION, WARMUP, ROUNDS, CONCURRENCIES, MODES, TTFB_N, TTFB_WARMUP, LOADGEN_CPU,
 JOHI_BIN, NGINX_BIN; PAIRED_WINDOWS, PAIRED_SECONDS, PAIRED_CONNECTIONS for the paired CPU
-measurement of the EXTRA gateways against the core Johi.
+measurement of the EXTRA gateways against the core Johi; C1_ROUNDS, C1_SECONDS for the paired
+single-client latency (every target in short c=1 runs, round after round).
 """
 
 from __future__ import annotations
@@ -215,6 +216,32 @@ def paired_cpu(first: Target, second: Target, body_file: str, conc: int, windows
         if n[0] and n[1] and used[0]:
             ratios.append((used[1] / n[1]) / (used[0] / n[0]))
     return ratios
+
+
+def paired_c1(targets: list[Target], body_files: dict, mode: str, rounds: int,
+              secs: int) -> dict[str, list[float]]:
+    """Each target's c=1 p50 latency (µs) in `rounds` rounds of one `secs`-second wrk run per
+    target, the order rotated every round.
+
+    A c=1 cell of the main grid moves by ±20–40 µs between rounds on this VM (the vCPUs'
+    speed drifts), more than the 20 µs some bars ask about. Runs of all targets a second
+    apart see nearly the same machine, so differences taken within a round, then their
+    median over many rounds, measure what a target adds rather than when it ran.
+    """
+    p50: dict[str, list[float]] = {t.name: [] for t in targets}
+    for t in targets:
+        run_wrk(t.port, body_files[(t.name, mode)], 1, 1)
+    for rnd in range(rounds):
+        k = rnd % len(targets)
+        for t in targets[k:] + targets[:k]:
+            r = run_wrk(t.port, body_files[(t.name, mode)], 1, secs)
+            p50[t.name].append(float(r["latency_us"]["p50"]))
+    return p50
+
+
+def round_deltas(p50: dict[str, list[float]], base: str, other: str) -> list[float]:
+    """`other`'s p50 minus `base`'s, round by round (µs)."""
+    return [b - a for a, b in zip(p50[base], p50[other])]
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -462,6 +489,17 @@ def main() -> int:
                 log("  ratios " + ", ".join(f"{r:.3f}" for r in paired[(t.name, m)]))
                 check_alive()
 
+    # Single-client latency, paired round by round (see `paired_c1`).
+    c1_rounds = env_int("C1_ROUNDS", 12)
+    c1_secs = env_int("C1_SECONDS", 1)
+    c1: dict[str, dict[str, list[float]]] = {}
+    if c1_rounds > 0 and 1 in concs:
+        for m in modes:
+            log(f"paired c=1 latency: {len(targets)} targets, {m}, {c1_rounds} rounds × {c1_secs} s ...")
+            c1[m] = paired_c1(targets, body_files, m, c1_rounds, c1_secs)
+            log("  median p50 µs: " + ", ".join(f"{n} {median(v):.0f}" for n, v in c1[m].items()))
+            check_alive()
+
     extra_hwm = {t.name: status_kib(t.pids[0], "VmHWM") for t in extras}
     # Beside Redis (same CPU, the issue's yardstick), and from the gateways' CPU, as Johi's own
     # calls go: across cores, which on a VM costs a cross-CPU wake-up each way.
@@ -562,9 +600,11 @@ def main() -> int:
         L.append(f"* {name}: peak RSS (VmHWM) {kib / 1024:.1f} MiB")
     L.append("")
 
+    if c1:
+        L.extend(c1_section(targets, c1, c1_rounds, c1_secs))
     if extras:
         L.extend(pipeline_cost(extras, modes, concs, results, ttfb_res, redis_ping, paired))
-        L.extend(pipeline_bars(extras, modes, concs, results, redis_ping, paired))
+        L.extend(pipeline_bars(extras, modes, concs, results, redis_ping, paired, c1))
 
     # --- bars ---
     bars: list[tuple[str, str, str, str]] = []
@@ -592,6 +632,16 @@ def main() -> int:
                     f"≤ {limit}×",
                     verdict(val, limit),
                 ))
+    for m, p50 in c1.items():
+        ja = median(round_deltas(p50, "direct", "johi"))
+        na = median(round_deltas(p50, "direct", "nginx"))
+        text, val = ratio(ja, na)
+        bars.append((
+            f"{MODE_NAMES[m]}: Johi added p50 ÷ nginx added p50 at c=1, paired rounds",
+            f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
+            f"≤ {BAR_P50}×",
+            verdict(val, BAR_P50),
+        ))
     ja = ttfb_res["johi"]["p50"] - td["p50"]
     na = ttfb_res["nginx"]["p50"] - td["p50"]
     text, val = ratio(ja, na)
@@ -681,6 +731,33 @@ def redis_round_trip(cpu: str) -> dict | None:
     return None
 
 
+def c1_section(targets: list[Target], c1: dict, rounds: int, secs: int) -> list[str]:
+    """The paired single-client latency: per target and mode, the median p50 and the medians
+    of its round-by-round differences from direct and from the core Johi."""
+    L = ["## Single-client latency, paired rounds (c=1)", ""]
+    L.append(
+        f"{rounds} rounds; in each, every target in turn for {secs} s with `wrk -t1 -c1` (the "
+        f"order rotated every round). *Added* and *over johi* are medians of the differences "
+        f"taken within each round (their spread in brackets: lowest and highest), so that the "
+        f"VM's drift between rounds cancels. The bars below judge single-client latency by these."
+    )
+    L.append("")
+    L.append("| target | mode | p50 ms (median) | added p50 ms | over johi ms |")
+    L.append("|---|---|---:|---:|---:|")
+    for m, p50 in c1.items():
+        for t in targets:
+            cells = [MODE_NAMES[m], ms(median(p50[t.name]))]
+            for base in ("direct", "johi"):
+                if t.name == base or (base == "johi" and t.name in ("direct", "nginx")):
+                    cells.append("—")
+                    continue
+                d = round_deltas(p50, base, t.name)
+                cells.append(f"{signed_ms(median(d))} [{min(d) / 1000:+.3f}, {max(d) / 1000:+.3f}]")
+            L.append(f"| {t.name} | " + " | ".join(cells) + " |")
+    L.append("")
+    return L
+
+
 def pipeline_cost(extras, modes, concs, results, ttfb_res, redis_ping, paired) -> list[str]:
     """What each extra config costs over the core Johi, measured in the same run."""
     L = ["## Pipeline cost over the core Johi (same run)", ""]
@@ -742,7 +819,7 @@ def pipeline_cost(extras, modes, concs, results, ttfb_res, redis_ping, paired) -
     return L
 
 
-def pipeline_bars(extras, modes, concs, results, redis_ping, paired) -> list[str]:
+def pipeline_bars(extras, modes, concs, results, redis_ping, paired, c1) -> list[str]:
     """Issue 3's bars, for the extras named as `bench/configs.py` names them: `limits` (a key
     check, three limits and the ledger), `100k` (the same with 100 000 keys and 10 000
     tenants), `redis` (the same limits on Redis)."""
@@ -751,8 +828,17 @@ def pipeline_bars(extras, modes, concs, results, redis_ping, paired) -> list[str
         return []
     bars: list[tuple[str, str, str, str]] = []
 
-    def added(name: str, m: str) -> float:
+    def cells(name: str, m: str) -> float:
+        """The config's c=1 p50 minus the core's, from the grid's cells (ms)."""
         return (results[(m, 1, name)]["latency_us"]["p50"] - results[(m, 1, "johi")]["latency_us"]["p50"]) / 1000
+
+    def added(name: str, m: str) -> float:
+        """The same, as the median of the paired rounds' differences when they ran (ms)."""
+        if m in c1 and name in c1[m]:
+            return median(round_deltas(c1[m], "johi", name)) / 1000
+        return cells(name, m)
+
+    source = "paired rounds" if c1 else "cells"
 
     for m in modes:
         windows = paired.get(("johi-limits", m)) or []
@@ -766,8 +852,8 @@ def pipeline_bars(extras, modes, concs, results, redis_ping, paired) -> list[str
     for m in modes:
         delta = added("johi-limits", m)
         bars.append((
-            f"{MODE_NAMES[m]}: limits + ledger added p50 over the core at c=1",
-            f"{delta:+.3f} ms",
+            f"{MODE_NAMES[m]}: limits + ledger added p50 over the core at c=1 ({source})",
+            f"{delta:+.3f} ms (cells {cells('johi-limits', m):+.3f})",
             "≤ +0.020 ms",
             verdict(delta, 0.020),
         ))
@@ -784,9 +870,12 @@ def pipeline_bars(extras, modes, concs, results, redis_ping, paired) -> list[str
     if "johi-redis" in names and redis_ping:
         trip = (redis_ping.get("from_gateway_cpu") or redis_ping).get("p50")
         for m in modes:
-            delta = added("johi-redis", m) - added("johi-limits", m)
+            if m in c1:
+                delta = median(round_deltas(c1[m], "johi-limits", "johi-redis")) / 1000
+            else:
+                delta = cells("johi-redis", m) - cells("johi-limits", m)
             bars.append((
-                f"{MODE_NAMES[m]}: Redis added p50 over the memory backend at c=1 ÷ one round trip",
+                f"{MODE_NAMES[m]}: Redis added p50 over the memory backend at c=1 ÷ one round trip ({source})",
                 f"{delta:+.3f} ms vs {trip / 1000:.3f} ms",
                 "≤ 1 round trip",
                 verdict(delta / (trip / 1000) if trip else None, 1.0),
