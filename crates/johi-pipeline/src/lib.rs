@@ -17,4 +17,4 @@ pub use builder::{build, BuildError, Configured};
 pub use contract::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, ShortResponse, Verdict,
 };
-pub use runner::{Completion, Executed, Pipeline, UpstreamCall};
+pub use runner::{Completion, Executed, Pipeline, Settled, UpstreamCall};

@@ -183,11 +183,14 @@ impl Pipeline {
 }
 
 /// Owns an exchange until it is finished and guarantees the completion hook runs exactly
-/// once: on [`Completion::finish`], or — if the response is abandoned (the client went
-/// away, the task was dropped) — on drop, as a cancelled outcome.
+/// once: on [`Completion::finish`], when a [`Settled`] completion is dropped, or — if the
+/// response is abandoned (the client went away, the task was dropped) — on drop, as a
+/// cancelled outcome.
 pub struct Completion {
     pipeline: Arc<Pipeline>,
     exchange: Exchange,
+    /// The outcome the hook reports when this is dropped; `None`: a cancellation.
+    settled: Option<Outcome>,
     done: bool,
 }
 
@@ -197,6 +200,7 @@ impl Completion {
         Completion {
             pipeline,
             exchange,
+            settled: None,
             done: false,
         }
     }
@@ -211,20 +215,35 @@ impl Completion {
         self.done = true;
         self.pipeline.complete(&self.exchange, &outcome);
     }
+
+    /// Fixes the outcome now and leaves the hook to run when the result is dropped, so
+    /// that the server can answer the client first and do the bookkeeping (audit, meter,
+    /// limit commit, ledger record) afterwards, off the response's path.
+    pub fn settle(mut self, outcome: Outcome) -> Settled {
+        self.settled = Some(outcome);
+        Settled { _completion: self }
+    }
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
         if !self.done {
-            let outcome = Outcome {
+            let outcome = self.settled.take().unwrap_or_else(|| Outcome {
                 // 499: nginx's "client closed request", the convention for abandoned requests.
                 status: StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
                 error: None,
                 cancelled: true,
                 attempts: self.exchange.attempt + 1,
                 short_circuited: false,
-            };
+            });
             self.pipeline.complete(&self.exchange, &outcome);
         }
     }
+}
+
+/// A completion whose outcome is decided: dropping it runs the completion hook with that
+/// outcome, wherever and whenever the drop happens (after the response was written, or
+/// when a shutting-down runtime drops what was still queued).
+pub struct Settled {
+    _completion: Completion,
 }

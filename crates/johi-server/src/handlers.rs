@@ -111,7 +111,13 @@ pub(crate) async fn run(
     let attempts = completion.exchange().attempt + 1;
     match result {
         Ok(Executed::Upstream(upstream)) => {
-            Box::pin(relay::relay(completion, upstream, attempts)).await
+            Box::pin(relay::relay(
+                completion,
+                upstream,
+                attempts,
+                &runtime.after_response,
+            ))
+            .await
         }
         Ok(Executed::Short(short)) => {
             let mut response = Response::new(Body::from(short.body));
@@ -124,10 +130,10 @@ pub(crate) async fn run(
                 short_circuited: true,
                 ..Outcome::ok(short.status, 0)
             };
-            completion.finish(outcome);
+            runtime.after_response.finish(completion, outcome);
             response
         }
-        Err(error) => relay::fail(completion, error, attempts),
+        Err(error) => relay::fail(completion, error, attempts, &runtime.after_response),
     }
 }
 

@@ -5,6 +5,7 @@
 //! the handle the binary (and the tests) use to reload, shut down and wait.
 
 pub mod admin;
+pub mod after;
 pub mod edge;
 pub mod handlers;
 pub mod listener;
@@ -31,6 +32,7 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use after::AfterResponse;
 pub use johi_processors::Registry;
 pub use runtime::Runtime;
 
@@ -101,6 +103,8 @@ struct Loader {
     admin: Option<AdminSettings>,
     /// Keys issued through the admin API; `None` without an `admin:` section.
     keys: Option<Arc<admin::runtime_keys::RuntimeKeys>>,
+    /// Completion hooks waiting for their responses to go out (every runtime's).
+    after_response: AfterResponse,
 }
 
 /// The run-time key and tenant lock, held from a build until its runtime is in place, so a
@@ -161,7 +165,14 @@ impl Loader {
         // A remote JWKS is fetched before this load serves (its refresh then runs on its own).
         config.auth.authenticator.start().await;
         let ledger = self.ledger.as_ref().map(|(_, ledger)| ledger.clone());
-        let runtime = Runtime::build(config, &self.registry, sink, self.limits.clone(), ledger)?;
+        let runtime = Runtime::build(
+            config,
+            &self.registry,
+            sink,
+            self.limits.clone(),
+            ledger,
+            self.after_response.clone(),
+        )?;
         match issued {
             Some((keys, entries, changes)) => {
                 keys.store.replace(entries);
@@ -218,6 +229,7 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
         None => None,
     };
     let loader = Arc::new(Loader {
+        after_response: AfterResponse::spawn(),
         admin: config.admin.clone(),
         keys,
         path: config_path.to_path_buf(),
@@ -298,6 +310,8 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
                 "drain deadline passed; closing the remaining connections"
             );
         }
+        // The last responses are out; their bookkeeping runs before the writers flush.
+        drain_loader.after_response.drained().await;
         let mut audit = drain_loader.audit.lock().await;
         let writers: Vec<_> = audit
             .current

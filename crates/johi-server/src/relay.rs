@@ -26,6 +26,7 @@ use johi_providers::sse::EventFramer;
 use johi_providers::usage_filter::is_usage_only;
 use tokio::time::Sleep;
 
+use crate::after::AfterResponse;
 use crate::edge;
 use crate::upstream::{DrivenBody, UpstreamResponse};
 
@@ -36,6 +37,7 @@ pub async fn relay(
     mut completion: Completion,
     upstream: UpstreamResponse,
     attempts: u32,
+    after: &AfterResponse,
 ) -> Response<Body> {
     let ex = completion.exchange();
     let (parts, body) = upstream.response.into_parts();
@@ -93,6 +95,7 @@ pub async fn relay(
             total_ms: upstream.provider.timeouts.total.as_millis() as u64,
             scanner: StreamScanner::default(),
             completion: Some(completion),
+            after: after.clone(),
             status: parts.status,
             attempts,
             flush_first: false,
@@ -136,13 +139,13 @@ pub async fn relay(
                         provider,
                         detail: e.to_string(),
                     };
-                    return fail(completion, error, attempts);
+                    return fail(completion, error, attempts, after);
                 }
             }
             if let Some(headers) = builder.headers_mut() {
                 *headers = head.headers(completion.exchange());
             }
-            completion.finish(Outcome::ok(parts.status, attempts));
+            after.finish(completion, Outcome::ok(parts.status, attempts));
             respond(builder, Body::from(bytes))
         }
         Ok(Err(e)) => {
@@ -150,7 +153,7 @@ pub async fn relay(
                 provider,
                 detail: format!("response body broke off: {e}"),
             };
-            fail(completion, error, attempts)
+            fail(completion, error, attempts, after)
         }
         Err(_) => {
             let error = GatewayError::UpstreamTimeout {
@@ -158,7 +161,7 @@ pub async fn relay(
                 phase: "total",
                 millis: total_ms,
             };
-            fail(completion, error, attempts)
+            fail(completion, error, attempts, after)
         }
     }
 }
@@ -211,8 +214,13 @@ fn respond(builder: http::response::Builder, body: Body) -> Response<Body> {
     })
 }
 
-/// Answers with `error` and completes the exchange with it.
-pub fn fail(mut completion: Completion, error: GatewayError, attempts: u32) -> Response<Body> {
+/// Answers with `error` and completes the exchange with it (after the answer is out).
+pub fn fail(
+    mut completion: Completion,
+    error: GatewayError,
+    attempts: u32,
+    after: &AfterResponse,
+) -> Response<Body> {
     let response = edge::error_response(&error, &completion.exchange().response_headers);
     let outcome = Outcome {
         status: response.status(),
@@ -221,7 +229,7 @@ pub fn fail(mut completion: Completion, error: GatewayError, attempts: u32) -> R
         attempts,
         short_circuited: false,
     };
-    completion.finish(outcome);
+    after.finish(completion, outcome);
     response
 }
 
@@ -246,6 +254,8 @@ struct StreamRelay<B = DrivenBody> {
     scanner: StreamScanner,
     /// `Some` until the stream has ended; dropping it early records a cancellation.
     completion: Option<Completion>,
+    /// Runs the completion once the stream's end is out.
+    after: AfterResponse,
     status: StatusCode,
     attempts: u32,
     /// The first event has just been handed to hyper: the next poll yields once, so that
@@ -287,13 +297,14 @@ impl<B> StreamRelay<B> {
             ex.counted_output_tokens = Some(self.scanner.estimated_output_tokens());
         }
         let event = error.as_ref().map(edge::stream_error_event);
-        completion.finish(Outcome {
+        let outcome = Outcome {
             status: self.status,
             error,
             cancelled: false,
             attempts: self.attempts,
             short_circuited: false,
-        });
+        };
+        self.after.finish(completion, outcome);
         event
     }
 
@@ -561,6 +572,7 @@ mod tests {
             total_ms: 60_000,
             scanner: StreamScanner::default(),
             completion: Some(Completion::new(pipeline, exchange)),
+            after: AfterResponse::inline(),
             status: StatusCode::OK,
             attempts: 1,
             flush_first: false,

@@ -8,6 +8,7 @@ use johi_limits::LimitStore;
 use johi_pipeline::Pipeline;
 use johi_processors::{AuditSink, BuildContext, Registry};
 
+use crate::after::AfterResponse;
 use crate::upstream::Upstreams;
 
 /// One config load's worth of state. Requests take an `Arc` to the current snapshot when
@@ -19,6 +20,9 @@ pub struct Runtime {
     pub pipeline: Arc<Pipeline>,
     /// Per-provider HTTP clients.
     pub upstreams: Upstreams,
+    /// Where completion hooks wait for their responses to go out (one for the process, so
+    /// that shutdown waits for every runtime's).
+    pub after_response: AfterResponse,
 }
 
 impl Runtime {
@@ -29,6 +33,7 @@ impl Runtime {
         audit: Option<AuditSink>,
         limits: Arc<dyn LimitStore>,
         ledger: Option<Ledger>,
+        after_response: AfterResponse,
     ) -> Result<Runtime, Vec<String>> {
         let mut errors = Vec::new();
         let pipeline = registry.build(&BuildContext {
@@ -45,6 +50,7 @@ impl Runtime {
                 config: Arc::new(config),
                 pipeline: Arc::new(pipeline),
                 upstreams,
+                after_response,
             }),
             _ => Err(errors),
         }
@@ -58,6 +64,7 @@ impl Runtime {
             config: Arc::new(config),
             pipeline: self.pipeline.clone(),
             upstreams: self.upstreams.clone(),
+            after_response: self.after_response.clone(),
         }
     }
 }

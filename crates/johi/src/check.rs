@@ -18,6 +18,7 @@ pub fn run(path: &Path) -> ExitCode {
         None,
         std::sync::Arc::new(johi_limits::MemoryStore::new()),
         None,
+        johi_server::AfterResponse::inline(),
     ) {
         Ok(runtime) => runtime,
         Err(errors) => return fail(path, &errors),

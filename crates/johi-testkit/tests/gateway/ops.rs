@@ -1,8 +1,15 @@
-//! Operations: hot reload (valid and invalid) and graceful shutdown with a stream in flight.
+//! Operations: hot reload (valid and invalid), graceful shutdown with a stream in flight,
+//! and completion hooks that run after the response is out.
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use johi_core::exchange::Outcome;
+use johi_core::{Exchange, FacetSet};
+use johi_pipeline::{Category, Contract, FailureMode, Processor, RetryScope};
 use johi_testkit::{sse_data, Harness, BASIC};
 use serde_json::json;
 
@@ -153,4 +160,84 @@ async fn readyz_turns_unready_during_the_shutdown_delay() {
         "requests are still served while load balancers catch up"
     );
     h.finish().await;
+}
+
+/// An observer whose completion hook takes `delay` (a stand-in for slow bookkeeping).
+struct SlowHook {
+    contract: Contract,
+    delay: Duration,
+    done: Arc<AtomicBool>,
+}
+
+impl Processor for SlowHook {
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    fn has_request_phase(&self) -> bool {
+        false
+    }
+
+    // Blocking on purpose: a hook is synchronous, and slow bookkeeping blocks its worker.
+    #[allow(clippy::disallowed_methods)]
+    fn on_complete(&self, _exchange: &Exchange, _outcome: &Outcome) {
+        std::thread::sleep(self.delay);
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The completion hooks run after the response is out: a hook that takes 1.5 s does not
+/// hold the client's answer back (it did while hooks ran before the response was handed
+/// to the connection), and it still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_completion_hook_does_not_hold_the_response_back() {
+    let done = Arc::new(AtomicBool::new(false));
+    let hook = Arc::new(SlowHook {
+        contract: Contract {
+            name: "slow_hook",
+            category: Category::Observe,
+            reads: FacetSet::EMPTY,
+            writes: FacetSet::EMPTY,
+            retry: RetryScope::Once,
+            on_failure: FailureMode::FailOpen,
+        },
+        delay: Duration::from_millis(1500),
+        done: done.clone(),
+    });
+    let mut registry = johi_testkit::johi_server::Registry::with_builtins();
+    registry.register("slow_hook", move |_| hook.clone());
+    let config = BASIC.replace(
+        "audit: {",
+        "pipeline: [enrich, validate, route, endpoint, translate, credentials, audit, slow_hook]\naudit: {",
+    );
+    let h = Harness::start_with(&config, registry).await;
+    let addr = h.gateway.addr();
+    // A client on a thread of its own with blocking I/O: the hook occupying a runtime worker
+    // cannot slow the client's side down.
+    let (status_line, elapsed) = tokio::task::spawn_blocking(move || {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: johi\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let started = Instant::now();
+        let mut socket = std::net::TcpStream::connect(addr).expect("connects");
+        socket.write_all(request.as_bytes()).expect("sends");
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).expect("reads the answer");
+        let elapsed = started.elapsed();
+        (answer.lines().next().unwrap_or_default().to_owned(), elapsed)
+    })
+    .await
+    .expect("the client thread");
+    assert_eq!(status_line, "HTTP/1.1 200 OK");
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "the answer waited for the completion hook: {elapsed:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(done.load(Ordering::SeqCst), "the hook ran");
 }
