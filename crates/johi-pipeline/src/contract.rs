@@ -175,4 +175,12 @@ pub trait Processor: Send + Sync + 'static {
     /// Completion hook: runs exactly once per exchange, after the response is finished or
     /// abandoned, whatever happened. Must not block: hand work to a background task.
     fn on_complete(&self, _exchange: &Exchange, _outcome: &Outcome) {}
+
+    /// Whether the completion hook must run before the response is handed to the client
+    /// rather than after it is out (see [`crate::Completion::settle`]): when the client's
+    /// next request must see the hook's effect, as a released concurrency lease. Hooks run
+    /// after the response by default, off its path.
+    fn completes_before_response(&self) -> bool {
+        false
+    }
 }

@@ -23,6 +23,10 @@ pub struct Pipeline {
     once: Vec<usize>,
     /// Indexes of per-attempt stages, in order.
     per_attempt: Vec<usize>,
+    /// Indexes of the stages whose completion hook runs before the response
+    /// ([`Processor::completes_before_response`]), and of the others, in order.
+    early_hooks: Vec<usize>,
+    late_hooks: Vec<usize>,
 }
 
 /// How the upstream is called; supplied by the server so this crate stays free of I/O.
@@ -62,10 +66,14 @@ impl Pipeline {
                 RetryScope::EveryAttempt | RetryScope::WhenExpired => per_attempt.push(i),
             }
         }
+        let (early_hooks, late_hooks) =
+            (0..stages.len()).partition(|&i| stages[i].processor.completes_before_response());
         Pipeline {
             stages,
             once,
             per_attempt,
+            early_hooks,
+            late_hooks,
         }
     }
 
@@ -180,6 +188,19 @@ impl Pipeline {
             stage.processor.on_complete(exchange, outcome);
         }
     }
+
+    /// Runs the completion hooks of the processors that do (`early`) or do not complete
+    /// before the response ([`Processor::completes_before_response`]).
+    fn complete_part(&self, exchange: &Exchange, outcome: &Outcome, early: bool) {
+        let part = if early {
+            &self.early_hooks
+        } else {
+            &self.late_hooks
+        };
+        for &i in part {
+            self.stages[i].processor.on_complete(exchange, outcome);
+        }
+    }
 }
 
 /// Owns an exchange until it is finished and guarantees the completion hook runs exactly
@@ -189,7 +210,8 @@ impl Pipeline {
 pub struct Completion {
     pipeline: Arc<Pipeline>,
     exchange: Exchange,
-    /// The outcome the hook reports when this is dropped; `None`: a cancellation.
+    /// The outcome the remaining hooks report when this is dropped (the early ones have
+    /// run); `None`: a cancellation, reported by every hook.
     settled: Option<Outcome>,
     done: bool,
 }
@@ -216,10 +238,12 @@ impl Completion {
         self.pipeline.complete(&self.exchange, &outcome);
     }
 
-    /// Fixes the outcome now and leaves the hook to run when the result is dropped, so
+    /// Fixes the outcome now and leaves the hooks to run when the result is dropped, so
     /// that the server can answer the client first and do the bookkeeping (audit, meter,
-    /// limit commit, ledger record) afterwards, off the response's path.
+    /// limit commit, ledger record) afterwards, off the response's path. The hooks that must
+    /// precede the response ([`Processor::completes_before_response`]) run here.
     pub fn settle(mut self, outcome: Outcome) -> Settled {
+        self.pipeline.complete_part(&self.exchange, &outcome, true);
         self.settled = Some(outcome);
         Settled { _completion: self }
     }
@@ -227,16 +251,24 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        if !self.done {
-            let outcome = self.settled.take().unwrap_or_else(|| Outcome {
-                // 499: nginx's "client closed request", the convention for abandoned requests.
-                status: StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-                error: None,
-                cancelled: true,
-                attempts: self.exchange.attempt + 1,
-                short_circuited: false,
-            });
-            self.pipeline.complete(&self.exchange, &outcome);
+        if self.done {
+            return;
+        }
+        match self.settled.take() {
+            // Settled: the early hooks have run.
+            Some(outcome) => self.pipeline.complete_part(&self.exchange, &outcome, false),
+            None => {
+                let outcome = Outcome {
+                    // 499: nginx's "client closed request", the convention for abandoned
+                    // requests.
+                    status: StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                    error: None,
+                    cancelled: true,
+                    attempts: self.exchange.attempt + 1,
+                    short_circuited: false,
+                };
+                self.pipeline.complete(&self.exchange, &outcome);
+            }
         }
     }
 }

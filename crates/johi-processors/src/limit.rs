@@ -458,6 +458,12 @@ impl Processor for Limit {
         }
     }
 
+    /// A concurrency lease is given back before the response goes out: a client that
+    /// sends its next request as soon as it has the answer must find it released.
+    fn completes_before_response(&self) -> bool {
+        self.rules.iter().any(|r| r.measure == Measure::Concurrent)
+    }
+
     fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
         let Some(reserved) = ex.extensions.get::<Reserved>() else {
             return;

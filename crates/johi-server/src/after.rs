@@ -137,6 +137,8 @@ mod tests {
     struct Recorder {
         contract: Contract,
         seen: Arc<Mutex<Vec<u16>>>,
+        /// What [`Processor::completes_before_response`] answers.
+        early: bool,
     }
 
     impl Processor for Recorder {
@@ -148,6 +150,10 @@ mod tests {
             false
         }
 
+        fn completes_before_response(&self) -> bool {
+            self.early
+        }
+
         fn on_complete(&self, _exchange: &Exchange, outcome: &Outcome) {
             if let Ok(mut seen) = self.seen.lock() {
                 seen.push(outcome.status.as_u16());
@@ -155,12 +161,11 @@ mod tests {
         }
     }
 
-    /// A pipeline of one [`Recorder`], and what it records.
-    fn recorded() -> (Arc<johi_pipeline::Pipeline>, Arc<Mutex<Vec<u16>>>) {
+    fn recorder(name: &'static str, early: bool) -> (Configured, Arc<Mutex<Vec<u16>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder {
             contract: Contract {
-                name: "recorder",
+                name,
                 category: Category::Observe,
                 reads: FacetSet::EMPTY,
                 writes: FacetSet::EMPTY,
@@ -168,8 +173,15 @@ mod tests {
                 on_failure: FailureMode::FailOpen,
             },
             seen: seen.clone(),
+            early,
         };
-        let pipeline = johi_pipeline::build(vec![Configured::new(Arc::new(recorder))])
+        (Configured::new(Arc::new(recorder)), seen)
+    }
+
+    /// A pipeline of one [`Recorder`] (completing after the response), and what it records.
+    fn recorded() -> (Arc<johi_pipeline::Pipeline>, Arc<Mutex<Vec<u16>>>) {
+        let (late, seen) = recorder("recorder", false);
+        let pipeline = johi_pipeline::build(vec![late])
             .unwrap_or_else(|_| panic!("a lone observer is a valid pipeline"));
         (Arc::new(pipeline), seen)
     }
@@ -200,6 +212,29 @@ mod tests {
         );
         tokio::task::yield_now().await;
         assert_eq!(statuses(&seen), [200, 502]);
+    }
+
+    /// A processor that completes before the response (a concurrency lease to give back)
+    /// has run when the completion is handed over; the others run after the yield, and a
+    /// cancelled exchange still reaches both.
+    #[tokio::test(flavor = "current_thread")]
+    async fn hooks_that_must_precede_the_response_run_when_it_is_handed_over() {
+        let (early, early_seen) = recorder("early", true);
+        let (late, late_seen) = recorder("late", false);
+        let pipeline = Arc::new(
+            johi_pipeline::build(vec![early, late])
+                .unwrap_or_else(|_| panic!("two observers are a valid pipeline")),
+        );
+        let after = AfterResponse::spawn();
+        after.finish(completion(&pipeline), Outcome::ok(StatusCode::OK, 1));
+        assert_eq!(statuses(&early_seen), [200], "the early hook ran at once");
+        assert!(statuses(&late_seen).is_empty());
+        tokio::task::yield_now().await;
+        assert_eq!(statuses(&early_seen), [200], "and only once");
+        assert_eq!(statuses(&late_seen), [200]);
+        drop(completion(&pipeline));
+        assert_eq!(statuses(&early_seen), [200, 499]);
+        assert_eq!(statuses(&late_seen), [200, 499]);
     }
 
     /// `drained` returns once every hook handed over has run, and not before.

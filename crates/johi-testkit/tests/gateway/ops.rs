@@ -186,11 +186,8 @@ impl Processor for SlowHook {
     }
 }
 
-/// The completion hooks run after the response is out: a hook that takes 1.5 s does not
-/// hold the client's answer back (it did while hooks ran before the response was handed
-/// to the connection), and it still runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_completion_hook_does_not_hold_the_response_back() {
+/// A [`SlowHook`] registered as `slow_hook`, and the flag it sets when its hook is done.
+fn slow_hook(delay: Duration) -> (johi_testkit::johi_server::Registry, Arc<AtomicBool>) {
     let done = Arc::new(AtomicBool::new(false));
     let hook = Arc::new(SlowHook {
         contract: Contract {
@@ -201,20 +198,19 @@ async fn a_slow_completion_hook_does_not_hold_the_response_back() {
             retry: RetryScope::Once,
             on_failure: FailureMode::FailOpen,
         },
-        delay: Duration::from_millis(1500),
+        delay,
         done: done.clone(),
     });
     let mut registry = johi_testkit::johi_server::Registry::with_builtins();
     registry.register("slow_hook", move |_| hook.clone());
-    let config = BASIC.replace(
-        "audit: {",
-        "pipeline: [enrich, validate, route, endpoint, translate, credentials, audit, slow_hook]\naudit: {",
-    );
-    let h = Harness::start_with(&config, registry).await;
-    let addr = h.gateway.addr();
-    // A client on a thread of its own with blocking I/O: the hook occupying a runtime worker
-    // cannot slow the client's side down.
-    let (status_line, elapsed) = tokio::task::spawn_blocking(move || {
+    (registry, done)
+}
+
+/// Sends a small chat request over a fresh connection with blocking I/O on a thread of its
+/// own (so that a hook occupying a runtime worker cannot slow the client down), and answers
+/// the status line and how long the answer took.
+async fn chat_from_a_thread(addr: std::net::SocketAddr) -> (String, Duration) {
+    tokio::task::spawn_blocking(move || {
         let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
         let request = format!(
             "POST /v1/chat/completions HTTP/1.1\r\nhost: johi\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -229,7 +225,21 @@ async fn a_slow_completion_hook_does_not_hold_the_response_back() {
         (answer.lines().next().unwrap_or_default().to_owned(), elapsed)
     })
     .await
-    .expect("the client thread");
+    .expect("the client thread")
+}
+
+/// The completion hooks run after the response is out: a hook that takes 1.5 s does not
+/// hold the client's answer back (it did while hooks ran before the response was handed
+/// to the connection), and it still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_completion_hook_does_not_hold_the_response_back() {
+    let (registry, done) = slow_hook(Duration::from_millis(1500));
+    let config = BASIC.replace(
+        "audit: {",
+        "pipeline: [enrich, validate, route, endpoint, translate, credentials, audit, slow_hook]\naudit: {",
+    );
+    let h = Harness::start_with(&config, registry).await;
+    let (status_line, elapsed) = chat_from_a_thread(h.gateway.addr()).await;
     assert_eq!(status_line, "HTTP/1.1 200 OK");
     assert!(
         elapsed < Duration::from_millis(1000),
@@ -240,4 +250,21 @@ async fn a_slow_completion_hook_does_not_hold_the_response_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(done.load(Ordering::SeqCst), "the hook ran");
+}
+
+/// A concurrency lease is given back before the answer goes out, not with the bookkeeping
+/// after it: a client that sends its next request as soon as it has the answer is served,
+/// while a slow hook that completes before `limit` is still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_lease_is_released_before_the_answer_goes_out() {
+    let (registry, _) = slow_hook(Duration::from_millis(1500));
+    let config = BASIC.replace(
+        "audit: {",
+        "limits:\n  - { id: one-at-a-time, scope: model, measure: concurrent, limit: 1 }\npipeline: [slow_hook, enrich, authenticate, validate, stream_usage, route, authorize, limit, endpoint, translate, credentials, audit]\naudit: {",
+    );
+    let h = Harness::start_with(&config, registry).await;
+    for _ in 0..2 {
+        let (status_line, elapsed) = chat_from_a_thread(h.gateway.addr()).await;
+        assert_eq!(status_line, "HTTP/1.1 200 OK", "after {elapsed:?}");
+    }
 }
