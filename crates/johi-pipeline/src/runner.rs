@@ -181,8 +181,8 @@ impl Pipeline {
         }
     }
 
-    /// Runs every processor's completion hook. Prefer [`Completion`], which guarantees it
-    /// happens exactly once.
+    /// Runs every processor's completion hook (an abandoned exchange). Through
+    /// [`Completion`], which guarantees it happens exactly once.
     fn complete(&self, exchange: &Exchange, outcome: &Outcome) {
         for stage in &self.stages {
             stage.processor.on_complete(exchange, outcome);
@@ -203,17 +203,16 @@ impl Pipeline {
     }
 }
 
-/// Owns an exchange until it is finished and guarantees the completion hook runs exactly
-/// once: on [`Completion::finish`], when a [`Settled`] completion is dropped, or — if the
-/// response is abandoned (the client went away, the task was dropped) — on drop, as a
-/// cancelled outcome.
+/// Owns an exchange until it is finished and guarantees the completion hooks run exactly
+/// once: those that precede the response on [`Completion::settle`] and the rest when the
+/// [`Settled`] completion is dropped, or — if the response is abandoned (the client went
+/// away, the task was dropped) — all of them on drop, as a cancelled outcome.
 pub struct Completion {
     pipeline: Arc<Pipeline>,
     exchange: Exchange,
     /// The outcome the remaining hooks report when this is dropped (the early ones have
     /// run); `None`: a cancellation, reported by every hook.
     settled: Option<Outcome>,
-    done: bool,
 }
 
 impl Completion {
@@ -223,19 +222,12 @@ impl Completion {
             pipeline,
             exchange,
             settled: None,
-            done: false,
         }
     }
 
     /// The exchange, for recording what the response brings (usage, first byte).
     pub fn exchange(&mut self) -> &mut Exchange {
         &mut self.exchange
-    }
-
-    /// Runs the completion hook with `outcome`.
-    pub fn finish(mut self, outcome: Outcome) {
-        self.done = true;
-        self.pipeline.complete(&self.exchange, &outcome);
     }
 
     /// Fixes the outcome now and leaves the hooks to run when the result is dropped, so
@@ -251,9 +243,6 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
         match self.settled.take() {
             // Settled: the early hooks have run.
             Some(outcome) => self.pipeline.complete_part(&self.exchange, &outcome, false),
