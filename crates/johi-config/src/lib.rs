@@ -175,6 +175,9 @@ pub struct LimitStoreSettings {
     pub lease_ttl: Duration,
     /// Whether an outage counts in memory (`true`) or refuses with a 503 (`false`).
     pub fail_open: bool,
+    /// The share of each windowed limit a replica reserves ahead per trip to Redis, in
+    /// millionths (`prefetch: 1%` is 10 000); `None` checks every request in Redis.
+    pub prefetch_ppm: Option<u64>,
 }
 
 /// Where the usage ledger is kept.

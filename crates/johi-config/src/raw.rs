@@ -490,4 +490,6 @@ pub struct RawLimitStore {
     pub lease_ttl: Option<Duration>,
     /// `fail_open` (count in memory meanwhile) or `fail_closed` (503).
     pub on_outage: Option<String>,
+    /// Share of each windowed limit a replica counts ahead per trip, e.g. `1%`.
+    pub prefetch: Option<String>,
 }

@@ -197,12 +197,22 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors>
                 true
             }
         };
+        let prefetch_ppm = l.prefetch.as_deref().and_then(|p| match percent_ppm(p) {
+            Some(ppm) if (1..=500_000).contains(&ppm) => Some(ppm),
+            _ => {
+                errors.push(format!(
+                    "limit_store.prefetch: '{p}' is not a share between 0.0001% and 50% (e.g. '1%')"
+                ));
+                None
+            }
+        });
         LimitStoreSettings {
             redis_url: l.redis,
             prefix: l.prefix.unwrap_or_else(|| "johi".into()),
             op_timeout: l.op_timeout.unwrap_or(Duration::from_millis(50)),
             lease_ttl: l.lease_ttl.unwrap_or(Duration::from_secs(900)),
             fail_open,
+            prefetch_ppm,
         }
     });
     let auth_configured = raw.auth.is_some();
@@ -597,6 +607,28 @@ fn pipeline_entry(
     }
 }
 
+/// A percentage written `N%` (decimals allowed, at most four) in millionths: `1%` is 10 000.
+fn percent_ppm(text: &str) -> Option<u64> {
+    let number = text.trim().strip_suffix('%')?.trim();
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || fraction.len() > 4
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let scaled: u64 = format!("{fraction:0<4}").parse().ok()?;
+    whole.checked_mul(10_000)?.checked_add(scaled)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::parse;
@@ -674,6 +706,39 @@ pipeline: [enrich, { name: validate, on_failure: sometimes }, audit]
             "pipeline: 'audit' is listed but there is no 'audit:' section",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn prefetch_is_a_percentage_of_each_limit() {
+        for (text, ppm) in [
+            ("1%", 10_000),
+            ("0.5%", 5_000),
+            ("50%", 500_000),
+            (".25 %", 2_500),
+        ] {
+            assert_eq!(super::percent_ppm(text), Some(ppm), "{text}");
+        }
+        for text in ["1", "%", "1.00001%", "-1%", "1e2%", "one%"] {
+            assert_eq!(super::percent_ppm(text), None, "{text}");
+        }
+        let store = |prefetch: &str| {
+            parse(
+                &format!(
+                    "providers: {{ p: {{ base_url: \"http://127.0.0.1:1/v1\" }} }}\nmodels: {{ a: {{ targets: [{{ provider: p, model: x }}] }} }}\nauth: {{ public_routes: [\"*\"] }}\nlimit_store: {{ redis: \"redis://127.0.0.1:6379\", prefetch: \"{prefetch}\" }}\n"
+                ),
+                Path::new("."),
+                &env,
+            )
+        };
+        let cfg = store("2%").unwrap();
+        assert_eq!(cfg.limit_store.unwrap().prefetch_ppm, Some(20_000));
+        for bad in ["0%", "60%", "lots"] {
+            let err = store(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("limit_store.prefetch: '"),
+                "{bad}: refused with its field named: {err}"
+            );
         }
     }
 

@@ -9,12 +9,15 @@
 //! budgets from drifting under concurrency, on one node ([`MemoryStore`]) or many
 //! ([`RedisStore`], shared by every replica). [`FailoverStore`] puts a local store behind
 //! Redis, for the gateway's declared behaviour when Redis cannot be reached.
+//! [`PrefetchStore`] lets a replica count a share of each limit ahead, in memory, so that
+//! most requests make no round trip to Redis.
 //!
 //! Counters count whatever the caller measures (requests, tokens, micro-dollars): this crate
 //! knows windows and arithmetic, not tokens.
 
 mod failover;
 mod memory;
+mod prefetch;
 mod redis;
 mod window;
 
@@ -26,6 +29,7 @@ use async_trait::async_trait;
 pub use self::redis::{RedisOptions, RedisStore, COMMIT_DELAY};
 pub use failover::{FailoverStore, OutageMode};
 pub use memory::MemoryStore;
+pub use prefetch::{PrefetchStore, IDLE_GIVE_BACK};
 pub use window::{weighted, Window, WEIGHT_ONE};
 
 /// One configured limit: a window and a ceiling, shared by every scope instance it applies to.
@@ -201,6 +205,59 @@ pub trait LimitStore: Send + Sync + 'static {
         spec: &LimitSpec,
         now: SystemTime,
     ) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// A shared store is a store: several [`PrefetchStore`]s (replicas, in tests) over one.
+#[async_trait]
+impl<T: LimitStore + ?Sized> LimitStore for Arc<T> {
+    async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
+        (**self).reserve(charges, now).await
+    }
+
+    fn reserve_now(
+        &self,
+        charges: &[Charge],
+        now: SystemTime,
+    ) -> Option<Result<Decision, StoreError>> {
+        (**self).reserve_now(charges, now)
+    }
+
+    async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError> {
+        (**self).commit(reservation, actual).await
+    }
+
+    fn commit_detached(
+        &self,
+        reservation: &Reservation,
+        actual: &[u64],
+    ) -> Option<Result<(), StoreError>> {
+        (**self).commit_detached(reservation, actual)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush().await
+    }
+
+    async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
+        (**self).release(reservation).await
+    }
+
+    async fn current(
+        &self,
+        spec: &LimitSpec,
+        scope_key: &str,
+        now: SystemTime,
+    ) -> Result<u64, StoreError> {
+        (**self).current(spec, scope_key, now).await
+    }
+
+    async fn usage(
+        &self,
+        spec: &LimitSpec,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        (**self).usage(spec, now).await
+    }
 }
 
 /// The scope key of a counter key made by [`counter_key`] for `spec` in the window containing

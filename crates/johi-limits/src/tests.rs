@@ -6,6 +6,7 @@
 
 mod cases;
 mod failover;
+mod prefetch;
 mod redis;
 
 use std::sync::Arc;

@@ -24,7 +24,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use johi_config::{AdminSettings, Config, LedgerSettings, LedgerTarget, LimitStoreSettings};
 use johi_ledger::{Ledger, LedgerBackend, LedgerConfig};
-use johi_limits::{FailoverStore, LimitStore, MemoryStore, OutageMode, RedisOptions, RedisStore};
+use johi_limits::{
+    FailoverStore, LimitStore, MemoryStore, OutageMode, PrefetchStore, RedisOptions, RedisStore,
+};
 use johi_mock::{MockOptions, MockUpstream};
 use johi_processors::AuditWriter;
 use tokio::net::TcpListener;
@@ -401,7 +403,8 @@ fn spawn_admin(
     Ok((addr, task))
 }
 
-/// The limit store the config names: Redis behind a failover to memory, or memory alone.
+/// The limit store the config names: Redis (counted ahead with `prefetch`) behind a failover
+/// to memory, or memory alone.
 /// Redis is connected lazily, so the gateway starts (and follows its outage mode) even if
 /// Redis is down at that moment.
 async fn limit_store(
@@ -424,7 +427,12 @@ async fn limit_store(
     } else {
         OutageMode::FailClosed
     };
-    Ok(Arc::new(FailoverStore::new(redis, mode)))
+    // Counting ahead sits between the failover and Redis: during an outage the failure mode
+    // decides, as without it.
+    Ok(match s.prefetch_ppm {
+        Some(ppm) => Arc::new(FailoverStore::new(PrefetchStore::new(redis, ppm), mode)),
+        None => Arc::new(FailoverStore::new(redis, mode)),
+    })
 }
 
 /// Opens the usage ledger the config names.

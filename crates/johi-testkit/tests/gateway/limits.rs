@@ -369,8 +369,9 @@ async fn a_concurrency_limit_counts_requests_in_flight() {
 /// 500 concurrent requests, spread over `gateways`, against a token budget of `budget`:
 /// the tokens the provider reported for the served requests never exceed it (estimates here
 /// are upper bounds, so the documented overshoot is zero), and the budget then holds exactly
-/// what they used (every served request charged, no refused one).
-async fn race(gateways: &[&Harness], budget: u64) {
+/// what they used (every served request charged, no refused one), once `settle` has passed
+/// (for allotments counted ahead to be given back).
+async fn race(gateways: &[&Harness], budget: u64, settle: Duration) {
     let body = chat("race for the last tokens", 30);
     let sends = (0..500).map(|i| {
         let h = gateways[i % gateways.len()];
@@ -400,7 +401,7 @@ async fn race(gateways: &[&Harness], budget: u64) {
         served_tokens <= budget,
         "{served_tokens} tokens served over a budget of {budget}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(settle).await;
     // A request needing more than what is left is refused, and its 429 reports the counter.
     let r = send(gateways[0], KEY, &chat("how much is left", 10_000)).await;
     assert_eq!(r.status(), 429);
@@ -418,7 +419,7 @@ const RACE_LIMIT: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_requests_never_overshoot_a_token_budget() {
     let h = Harness::start(&config(RACE_LIMIT)).await;
-    race(&[&h], 4000).await;
+    race(&[&h], 4000, Duration::from_millis(200)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +427,7 @@ async fn racing_requests_on_two_gateways_sharing_redis_never_overshoot() {
     let redis = RedisServer::start().await;
     let a = Harness::start(&redis_config(RACE_LIMIT, &redis, "fail_closed")).await;
     let b = Harness::start(&redis_config(RACE_LIMIT, &redis, "fail_closed")).await;
-    race(&[&a, &b], 4000).await;
+    race(&[&a, &b], 4000, Duration::from_millis(200)).await;
 }
 
 fn redis_config(limit: &str, redis: &RedisServer, on_outage: &str) -> String {
@@ -437,6 +438,48 @@ fn redis_config(limit: &str, redis: &RedisServer, on_outage: &str) -> String {
             redis.url()
         ),
     )
+}
+
+/// The same with each gateway counting 5 % of the budget ahead: never more than the budget,
+/// and once the idle allotments are given back the counter holds exactly what was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_on_two_prefetching_gateways_never_overshoot() {
+    let redis = RedisServer::start().await;
+    let a = Harness::start(&prefetch_config(RACE_LIMIT, &redis, "5%")).await;
+    let b = Harness::start(&prefetch_config(RACE_LIMIT, &redis, "5%")).await;
+    let settle = johi_limits::IDLE_GIVE_BACK + Duration::from_millis(700);
+    race(&[&a, &b], 4000, settle).await;
+}
+
+fn prefetch_config(limit: &str, redis: &RedisServer, share: &str) -> String {
+    config_with(
+        limit,
+        &format!(
+            "limit_store: {{ redis: \"{}\", prefix: johi-test, op_timeout: 1s, on_outage: fail_closed, prefetch: \"{share}\" }}",
+            redis.url()
+        ),
+    )
+}
+
+/// Two gateways counting ahead still enforce one limit together, to the request.
+#[tokio::test]
+async fn two_prefetching_gateways_enforce_one_limit() {
+    let redis = RedisServer::start().await;
+    let limit =
+        "  - { id: org-rpm, scope: organization, window: minute, measure: requests, limit: 10 }";
+    let a = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
+    let b = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
+    let mut served = 0;
+    for i in 0..20 {
+        let h = if i % 2 == 0 { &a } else { &b };
+        if send(h, KEY, &chat("shared", 8)).await.status() == 200 {
+            served += 1;
+        }
+    }
+    assert_eq!(
+        served, 10,
+        "one limit across both replicas, allotments included"
+    );
 }
 
 /// Two gateways (two replicas) sharing one Redis enforce one limit together.
