@@ -214,6 +214,20 @@ impl<P: LimitStore> LimitStore for FailoverStore<P> {
             .await
     }
 
+    /// Decided at once when the primary can (a [`PrefetchStore`](crate::PrefetchStore)
+    /// serving from its allotment) and no outage is under way; otherwise the caller awaits
+    /// [`LimitStore::reserve`], which routes, probes and falls back.
+    fn reserve_now(
+        &self,
+        charges: &[Charge],
+        now: SystemTime,
+    ) -> Option<Result<Decision, StoreError>> {
+        if self.is_degraded() {
+            return None;
+        }
+        self.primary.reserve_now(charges, now)
+    }
+
     /// A reservation is committed where it was made. One made on the primary cannot be
     /// corrected during an outage: fail-open drops the correction (the estimate stays in the
     /// window, a gauge lease expires by itself), fail-closed returns the error.

@@ -26,6 +26,10 @@
 //! * **Reported as counted.** Remaining-allowance headers report the shared counter as of
 //!   this replica's last trip, less what it still holds; the admin API reads the shared
 //!   counter, which includes the replicas' allotments.
+//! * **An outage starts with a request that needs Redis.** Requests that fit an allotment
+//!   are served while Redis is unreachable (they were charged in Redis before); the first
+//!   one that needs a trip fails, and the [`FailoverStore`](crate::FailoverStore) around
+//!   this store then applies its outage mode to every request until Redis is back.
 //! * **Gauges are not prefetched.** A concurrent-requests limit is a count of requests in
 //!   flight, not an amount to hand out: every reservation that has one goes to the shared
 //!   store, as without prefetch.

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use super::{cases, charge, spec, t0};
 use crate::testing::{patient, RedisServer};
 use crate::{
-    Charge, Decision, LimitSpec, LimitStore, MemoryStore, PrefetchStore, Reservation, StoreError,
-    Window,
+    Charge, Decision, FailoverStore, LimitSpec, LimitStore, MemoryStore, OutageMode, PrefetchStore,
+    Reservation, StoreError, Window,
 };
 
 /// A shared store that counts the trips made to it.
@@ -20,6 +20,8 @@ struct Counted {
     store: MemoryStore,
     reserves: AtomicUsize,
     commits: AtomicUsize,
+    /// Answers every reservation with an error, as an unreachable Redis would.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Counted {
@@ -32,6 +34,9 @@ impl Counted {
 impl LimitStore for Counted {
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
         self.reserves.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError("down".into()));
+        }
         self.store.reserve(charges, now).await
     }
 
@@ -67,6 +72,22 @@ impl LimitStore for Counted {
     }
 }
 
+/// One granted charge of `amount` on `spec` for `scope`.
+async fn take(
+    store: &impl LimitStore,
+    spec: &Arc<LimitSpec>,
+    scope: &str,
+    amount: u64,
+    now: SystemTime,
+) -> (Reservation, Vec<crate::CounterState>) {
+    granted(
+        store
+            .reserve(&[charge(spec, scope, amount)], now)
+            .await
+            .unwrap(),
+    )
+}
+
 fn granted(decision: Decision) -> (Reservation, Vec<crate::CounterState>) {
     match decision {
         Decision::Granted {
@@ -84,12 +105,7 @@ async fn requests_are_served_from_the_allotment_without_a_trip() {
     let store = PrefetchStore::new(shared.clone(), 100_000);
     let tokens = spec("tpm", Some(Window::Minute), 1_000);
     let now = t0();
-    let (_, states) = granted(
-        store
-            .reserve(&[charge(&tokens, "key:a", 10)], now)
-            .await
-            .unwrap(),
-    );
+    let (_, states) = take(&store, &tokens, "key:a", 10, now).await;
     assert_eq!(shared.reserves(), 1);
     assert_eq!(shared.current(&tokens, "key:a", now).await.unwrap(), 110);
     assert_eq!(store.held(&tokens, "key:a", now), 100);
@@ -109,12 +125,7 @@ async fn requests_are_served_from_the_allotment_without_a_trip() {
     assert!(store
         .reserve_now(&[charge(&tokens, "key:a", 10)], now)
         .is_none());
-    granted(
-        store
-            .reserve(&[charge(&tokens, "key:a", 10)], now)
-            .await
-            .unwrap(),
-    );
+    take(&store, &tokens, "key:a", 10, now).await;
     assert_eq!(shared.reserves(), 2, "the allotment ran out: one more trip");
     assert_eq!(shared.current(&tokens, "key:a", now).await.unwrap(), 220);
     // A new window starts without an allotment.
@@ -193,20 +204,10 @@ async fn idle_allotments_are_given_back() {
     let store = PrefetchStore::new(shared.clone(), 100_000);
     let tokens = spec("tpm", Some(Window::Minute), 1_000);
     let now = SystemTime::now();
-    let (a, _) = granted(
-        store
-            .reserve(&[charge(&tokens, "key:a", 10)], now)
-            .await
-            .unwrap(),
-    );
+    let (a, _) = take(&store, &tokens, "key:a", 10, now).await;
     store.commit(&a, &[10]).await.unwrap();
     let mark = Instant::now();
-    let (b, _) = granted(
-        store
-            .reserve(&[charge(&tokens, "key:b", 10)], now)
-            .await
-            .unwrap(),
-    );
+    let (b, _) = take(&store, &tokens, "key:b", 10, now).await;
     store.commit(&b, &[10]).await.unwrap();
     store.give_back(Some(mark)).await.unwrap();
     assert_eq!(store.held(&tokens, "key:a", now), 0);
@@ -228,12 +229,7 @@ async fn the_sweeper_gives_back_without_being_asked() {
     let store = PrefetchStore::new(shared.clone(), 100_000);
     let tokens = spec("tpm", Some(Window::Day), 1_000);
     let now = SystemTime::now();
-    let (a, _) = granted(
-        store
-            .reserve(&[charge(&tokens, "key:a", 10)], now)
-            .await
-            .unwrap(),
-    );
+    let (a, _) = take(&store, &tokens, "key:a", 10, now).await;
     store.commit(&a, &[7]).await.unwrap();
     let deadline = Instant::now() + crate::IDLE_GIVE_BACK * 4;
     while shared.current(&tokens, "key:a", now).await.unwrap() != 7 {
@@ -251,26 +247,55 @@ async fn near_the_limit_the_padding_gives_way() {
     let store = PrefetchStore::new(shared.clone(), 500_000);
     let tokens = spec("tpm", Some(Window::Minute), 100);
     let now = t0();
-    granted(
-        store
-            .reserve(&[charge(&tokens, "key:a", 60)], now)
-            .await
-            .unwrap(),
-    );
+    take(&store, &tokens, "key:a", 60, now).await;
     assert_eq!(shared.reserves(), 2, "60 + 50 did not fit; 60 did");
     assert_eq!(store.held(&tokens, "key:a", now), 0);
-    granted(
-        store
-            .reserve(&[charge(&tokens, "key:a", 40)], now)
-            .await
-            .unwrap(),
-    );
+    take(&store, &tokens, "key:a", 40, now).await;
     let denied = store
         .reserve(&[charge(&tokens, "key:a", 1)], now)
         .await
         .unwrap();
     assert!(matches!(denied, Decision::Denied { .. }));
     assert_eq!(shared.current(&tokens, "key:a", now).await.unwrap(), 100);
+}
+
+/// Behind the failover store (as the gateway runs it), an allotment is served at once; an
+/// unreachable shared store starts the outage, and then the outage mode answers.
+#[tokio::test]
+async fn the_failover_store_serves_allotments_at_once_until_an_outage() {
+    let shared = Arc::new(Counted::default());
+    let store = FailoverStore::new(
+        PrefetchStore::new(shared.clone(), 100_000),
+        OutageMode::FailClosed,
+    );
+    let tokens = spec("tpm", Some(Window::Minute), 1_000);
+    let now = t0();
+    assert!(store
+        .reserve_now(&[charge(&tokens, "key:a", 10)], now)
+        .is_none());
+    take(&store, &tokens, "key:a", 10, now).await;
+    let decided = store.reserve_now(&[charge(&tokens, "key:a", 10)], now);
+    assert!(decided.is_some_and(|d| d.is_ok()), "from the allotment");
+    shared.down.store(true, Ordering::SeqCst);
+    take(&store, &tokens, "key:a", 10, now).await;
+    assert!(
+        store
+            .reserve(&[charge(&tokens, "key:b", 10)], now)
+            .await
+            .is_err(),
+        "key:b needs the shared store: fail-closed"
+    );
+    assert!(store.is_degraded());
+    assert!(
+        store
+            .reserve_now(&[charge(&tokens, "key:a", 10)], now)
+            .is_none(),
+        "during the outage every request goes through the outage mode"
+    );
+    assert!(store
+        .reserve(&[charge(&tokens, "key:a", 10)], now)
+        .await
+        .is_err());
 }
 
 /// Two replicas counting ahead on one memory store: one budget, never overshot.

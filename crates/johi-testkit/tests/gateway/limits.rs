@@ -482,6 +482,47 @@ async fn two_prefetching_gateways_enforce_one_limit() {
     );
 }
 
+/// Counting ahead through a Redis outage (fail-closed): what the replica already holds is
+/// served (it was charged in Redis before), the first request that needs Redis gets the 503,
+/// and after recovery the limit holds again, to the request.
+#[tokio::test]
+async fn a_prefetching_gateway_serves_its_allotment_then_follows_the_outage_mode() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port();
+    let limit = "  - { id: key-rpm, scope: key, window: minute, measure: requests, limit: 10 }";
+    let h = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
+    assert_eq!(send(&h, KEY, &chat("up", 8)).await.status(), 200);
+
+    redis.stop();
+    let mut down = Vec::new();
+    for _ in 0..4 {
+        down.push(send(&h, KEY, &chat("down", 8)).await.status().as_u16());
+    }
+    assert_eq!(
+        down,
+        [200, 200, 503, 503],
+        "two from the allotment, then the outage mode"
+    );
+
+    let _redis = RedisServer::start_on(port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while send(&h, KEY, &chat("back", 8)).await.status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The restarted Redis is empty: ten requests in this minute again, the one above included.
+    let mut served = 0;
+    for _ in 0..12 {
+        if send(&h, KEY, &chat("back", 8)).await.status() == 200 {
+            served += 1;
+        }
+    }
+    assert_eq!(
+        served, 9,
+        "the Redis limit is enforced again, allotments included"
+    );
+}
+
 /// Two gateways (two replicas) sharing one Redis enforce one limit together.
 #[tokio::test]
 async fn two_gateways_sharing_redis_enforce_one_limit() {
