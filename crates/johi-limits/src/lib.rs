@@ -146,6 +146,21 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Checks every enforced charge against its limit and, if all fit, applies all charges.
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError>;
 
+    /// Like [`LimitStore::reserve`], and where every enforced charge fits, also takes up to
+    /// `pads[i]` more for charge `i` (windowed counters only), as much as fits under its
+    /// limit and burst (all of it for a soft cap), in the same atomic step. The granted
+    /// entries' amounts include what was taken. A [`PrefetchStore`] asks for its allotments
+    /// this way. Stores that cannot pad in one step get this default: the padded amounts
+    /// first, then, if a windowed charge did not fit, the bare ones.
+    async fn reserve_padded(
+        &self,
+        charges: &[Charge],
+        pads: &[u64],
+        now: SystemTime,
+    ) -> Result<Decision, StoreError> {
+        reserve_padded_in_two_steps(self, charges, pads, now).await
+    }
+
     /// Reserves without the caller awaiting, when the store can decide at once: `Some` with
     /// what [`LimitStore::reserve`] would answer, or `None` when the caller must await
     /// `reserve` (a store across the network). [`MemoryStore`] decides at once, which spares
@@ -207,11 +222,49 @@ pub trait LimitStore: Send + Sync + 'static {
     ) -> Result<Vec<(String, u64)>, StoreError>;
 }
 
+/// [`LimitStore::reserve_padded`] for a store that cannot pad in one step: the padded
+/// amounts first, then, if a padded windowed charge did not fit, the bare ones (a second
+/// round trip, near the limit only).
+pub(crate) async fn reserve_padded_in_two_steps<S: LimitStore + ?Sized>(
+    store: &S,
+    charges: &[Charge],
+    pads: &[u64],
+    now: SystemTime,
+) -> Result<Decision, StoreError> {
+    let padded: Vec<Charge> = charges
+        .iter()
+        .zip(pads.iter().chain(std::iter::repeat(&0)))
+        .map(|(c, &pad)| Charge {
+            amount: c
+                .amount
+                .saturating_add(if c.spec.window.is_some() { pad } else { 0 }),
+            ..c.clone()
+        })
+        .collect();
+    match store.reserve(&padded, now).await? {
+        Decision::Denied { index, .. }
+            if pads.get(index).is_some_and(|&p| p > 0) && charges[index].spec.window.is_some() =>
+        {
+            store.reserve(charges, now).await
+        }
+        decision => Ok(decision),
+    }
+}
+
 /// A shared store is a store: several [`PrefetchStore`]s (replicas, in tests) over one.
 #[async_trait]
 impl<T: LimitStore + ?Sized> LimitStore for Arc<T> {
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
         (**self).reserve(charges, now).await
+    }
+
+    async fn reserve_padded(
+        &self,
+        charges: &[Charge],
+        pads: &[u64],
+        now: SystemTime,
+    ) -> Result<Decision, StoreError> {
+        (**self).reserve_padded(charges, pads, now).await
     }
 
     fn reserve_now(

@@ -81,8 +81,10 @@ impl MemoryStore {
         }
     }
 
-    /// Checks and charges in one step under the lock (see [`LimitStore::reserve`]).
-    fn decide(&self, charges: &[Charge], now: SystemTime) -> Decision {
+    /// Checks and charges in one step under the lock (see [`LimitStore::reserve`]), then
+    /// takes the padding asked for (`pads`, aligned with the charges; empty for none) as
+    /// [`LimitStore::reserve_padded`] says.
+    fn decide(&self, charges: &[Charge], pads: &[u64], now: SystemTime) -> Decision {
         let mut entries: Vec<ReservedEntry> = Vec::with_capacity(charges.len());
         let mut states = Vec::with_capacity(charges.len());
         let mut guard = self.lock();
@@ -115,7 +117,21 @@ impl MemoryStore {
                 lease: None,
             });
         }
-        for ((charge, entry), reported) in charges.iter().zip(&entries).zip(&mut states) {
+        for (i, ((charge, entry), reported)) in charges
+            .iter()
+            .zip(&mut entries)
+            .zip(&mut states)
+            .enumerate()
+        {
+            let pad = match pads.get(i) {
+                Some(&pad) if pad > 0 && charge.spec.window.is_some() => pad,
+                _ => 0,
+            };
+            let previous = if pad > 0 {
+                state.previous(&charge.spec, &charge.scope_key, now)
+            } else {
+                0
+            };
             let fresh = Counter {
                 value: 0,
                 expires_at: entry.expires_at.map(|end| keep_until(&charge.spec, end)),
@@ -130,6 +146,17 @@ impl MemoryStore {
             }
             counter.value = counter.value.saturating_add(charge.amount);
             reported.used = reported.used.saturating_add(charge.amount);
+            if pad > 0 {
+                let cap = charge.spec.limit.saturating_add(charge.spec.burst);
+                let taken = if charge.enforce {
+                    pad.min(cap.saturating_sub(counter.value.saturating_add(previous)))
+                } else {
+                    pad
+                };
+                counter.value = counter.value.saturating_add(taken);
+                entry.amount = entry.amount.saturating_add(taken);
+                reported.used = reported.used.saturating_add(taken);
+            }
         }
         Decision::Granted {
             reservation: Reservation {
@@ -172,7 +199,16 @@ pub(crate) fn state(
 #[async_trait]
 impl LimitStore for MemoryStore {
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
-        Ok(self.decide(charges, now))
+        Ok(self.decide(charges, &[], now))
+    }
+
+    async fn reserve_padded(
+        &self,
+        charges: &[Charge],
+        pads: &[u64],
+        now: SystemTime,
+    ) -> Result<Decision, StoreError> {
+        Ok(self.decide(charges, pads, now))
     }
 
     fn reserve_now(
@@ -180,7 +216,7 @@ impl LimitStore for MemoryStore {
         charges: &[Charge],
         now: SystemTime,
     ) -> Option<Result<Decision, StoreError>> {
-        Some(Ok(self.decide(charges, now)))
+        Some(Ok(self.decide(charges, &[], now)))
     }
 
     async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError> {

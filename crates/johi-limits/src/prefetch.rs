@@ -17,9 +17,10 @@
 //! * **Refused a little early, at most.** A counter in Redis includes what replicas hold and
 //!   have not used, so near the end of a budget one replica may be refused while another
 //!   holds an unused allotment: at most `replicas × share × limit`, less as allotments are
-//!   given back. A trip whose padded reservation does not fit is retried at once without
-//!   the padding (a second round trip, only near the limit), so a request that fits
-//!   exactly is not refused for the padding's sake.
+//!   given back. The padding gives way: a trip takes the request's charge and as much of
+//!   the allotment as still fits, in the same atomic step and round trip
+//!   ([`LimitStore::reserve_padded`]), so a request that fits is never refused for the
+//!   padding's sake.
 //! * **Given back when idle.** An allotment unused for [`IDLE_GIVE_BACK`] goes back to the
 //!   shared store, and so does every allotment at graceful shutdown ([`LimitStore::flush`]).
 //!   A replica that crashes keeps its allotments counted until their window ends.
@@ -220,34 +221,28 @@ impl<S: LimitStore> Shared<S> {
         })
     }
 
-    /// One trip to the shared store: each windowed charge padded with an allotment, retried
-    /// without the padding if that does not fit.
+    /// One trip to the shared store: each windowed charge padded with an allotment, as much
+    /// of it as fits ([`LimitStore::reserve_padded`]).
     async fn reserve_remote(
         &self,
         charges: &[Charge],
         now: SystemTime,
     ) -> Result<Decision, StoreError> {
-        let padded: Vec<Charge> = charges
+        let pads: Vec<u64> = charges
             .iter()
-            .map(|c| {
-                let mut padded = c.clone();
-                if c.spec.window.is_some() {
-                    padded.amount = c.amount.saturating_add(self.padding(&c.spec));
-                }
-                padded
+            .map(|c| match c.spec.window {
+                Some(_) => self.padding(&c.spec),
+                None => 0,
             })
             .collect();
-        let (mut reservation, mut states) = match self.inner.reserve(&padded, now).await? {
-            Decision::Granted {
-                reservation,
-                states,
-            } => (reservation, states),
-            // Near the limit, the padding may be what does not fit: the request alone may.
-            Decision::Denied { index, .. } if charges[index].spec.window.is_some() => {
-                return self.inner.reserve(charges, now).await;
-            }
-            denied => return Ok(denied),
-        };
+        let (mut reservation, mut states) =
+            match self.inner.reserve_padded(charges, &pads, now).await? {
+                Decision::Granted {
+                    reservation,
+                    states,
+                } => (reservation, states),
+                denied => return Ok(denied),
+            };
         if reservation.fallback {
             // Counted in a fallback store, not the shared one: nothing to hold. The commit
             // replaces the padded amount by the real usage there.

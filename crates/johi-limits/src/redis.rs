@@ -467,11 +467,16 @@ fn corrections<'a>(
         })
 }
 
-#[async_trait]
-impl LimitStore for RedisStore {
+impl RedisStore {
     /// One round trip: the script also applies the corrections queued by
-    /// [`LimitStore::commit_detached`] (before checking, so a lease given back makes room).
-    async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
+    /// [`LimitStore::commit_detached`] (before checking, so a lease given back makes room),
+    /// and takes the padding asked for (`pads`, aligned with the charges; empty for none).
+    async fn reserve_with(
+        &self,
+        charges: &[Charge],
+        pads: &[u64],
+        now: SystemTime,
+    ) -> Result<Decision, StoreError> {
         let options = &self.shared.options;
         let now_ms = millis(now);
         let lease_until = now_ms.saturating_add(duration_ms(options.lease_ttl));
@@ -509,7 +514,8 @@ impl LimitStore for RedisStore {
         }
         push_correction_args(&mut cmd, &carried);
         cmd.arg(now_ms).arg(lease_until);
-        for ((charge, entry), weight) in charges.iter().zip(&entries).zip(weights) {
+        for (i, ((charge, entry), weight)) in charges.iter().zip(&entries).zip(weights).enumerate()
+        {
             let expire_at = entry
                 .expires_at
                 .map_or(lease_until, |end| millis(keep_until(&charge.spec, end)))
@@ -525,7 +531,8 @@ impl LimitStore for RedisStore {
                 )
                 .arg(expire_at)
                 .arg(entry.lease.as_deref().unwrap_or(""))
-                .arg(weight);
+                .arg(weight)
+                .arg(pads.get(i).copied().unwrap_or(0).min(LUA_MAX));
         }
         let reply = self.shared.eval::<Vec<i64>>(&self.reserve, &cmd).await;
         self.shared.note(
@@ -533,6 +540,23 @@ impl LimitStore for RedisStore {
             carried.len(),
         );
         decide(charges, entries, &reply?, now)
+    }
+}
+
+#[async_trait]
+impl LimitStore for RedisStore {
+    async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
+        self.reserve_with(charges, &[], now).await
+    }
+
+    /// One round trip, padding included (see `lua/reserve.lua`).
+    async fn reserve_padded(
+        &self,
+        charges: &[Charge],
+        pads: &[u64],
+        now: SystemTime,
+    ) -> Result<Decision, StoreError> {
+        self.reserve_with(charges, pads, now).await
     }
 
     /// Sends this commit now, with whatever corrections are queued.
@@ -661,7 +685,12 @@ fn decide(
     now: SystemTime,
 ) -> Result<Decision, StoreError> {
     match reply {
-        [1, used @ ..] if used.len() == charges.len() => {
+        [1, rest @ ..] if rest.len() == 2 * charges.len() => {
+            let (used, padding) = rest.split_at(charges.len());
+            let mut entries = entries;
+            for (entry, &taken) in entries.iter_mut().zip(padding) {
+                entry.amount = entry.amount.saturating_add(non_negative(taken));
+            }
             let states = charges
                 .iter()
                 .zip(used)

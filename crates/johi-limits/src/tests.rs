@@ -74,6 +74,7 @@ on_both_backends!(
     a_charge_belongs_to_the_window_it_was_made_in,
     a_rolling_window_slides_instead_of_resetting,
     usage_lists_the_live_counters_of_one_limit_and_window,
+    a_padded_reservation_takes_what_fits,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -239,6 +239,97 @@ pub(super) async fn a_rolling_window_slides_instead_of_resetting(
     assert_eq!(store.current(&tokens, "key:a", at(240)).await.unwrap(), 0);
 }
 
+/// Padding (a replica's allotment) is taken only when every charge fits, as much as fits
+/// under the cap (burst included; a rolling window's previous share counted), all of it for
+/// a soft cap, and never for a gauge; the entry's amount includes it.
+pub(super) async fn a_padded_reservation_takes_what_fits(store: &dyn LimitStore, t0: SystemTime) {
+    let tokens = spec("pad-tpm", Some(Window::Minute), 100);
+    let concurrent = spec("pad-conc", None, 5);
+    let now = t0 + Duration::from_secs(5);
+    let amounts = |r: &Reservation| r.entries.iter().map(|e| e.amount).collect::<Vec<_>>();
+    let both = |n| [charge(&tokens, "key:a", n), charge(&concurrent, "org:a", 1)];
+    let first = granted(
+        store
+            .reserve_padded(&both(30), &[50, 7], now)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        amounts(&first),
+        [80, 1],
+        "the whole padding fits; a gauge takes none"
+    );
+    assert_eq!(store.current(&tokens, "key:a", now).await.unwrap(), 80);
+    // 80 + 10 fits; of the padding only 10 more does.
+    let second = store
+        .reserve_padded(&both(10), &[50, 0], now)
+        .await
+        .unwrap();
+    let Decision::Granted {
+        reservation,
+        states,
+    } = second
+    else {
+        panic!("expected granted, got {second:?}")
+    };
+    assert_eq!(amounts(&reservation), [20, 1]);
+    assert_eq!(states[0].used, 100);
+    // Nothing fits any more: refused, and the padding asked for changes nothing.
+    let refused = store.reserve_padded(&both(1), &[50, 0], now).await.unwrap();
+    assert_eq!(denied_index(refused), 0);
+    assert_eq!(store.current(&tokens, "key:a", now).await.unwrap(), 100);
+    // Committing the padded entry replaces all of it.
+    store.commit(&first, &[30, 1]).await.unwrap();
+    assert_eq!(store.current(&tokens, "key:a", now).await.unwrap(), 50);
+
+    // Burst is room for padding too; a soft cap takes the padding whole.
+    let burst = Arc::new(LimitSpec {
+        burst: 10,
+        ..(*spec("pad-burst", Some(Window::Minute), 100)).clone()
+    });
+    let with_burst = granted(
+        store
+            .reserve_padded(&[charge(&burst, "key:a", 95)], &[50], now)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(amounts(&with_burst), [110]);
+    let soft = crate::Charge {
+        enforce: false,
+        ..charge(&spec("pad-soft", Some(Window::Minute), 10), "key:a", 8)
+    };
+    let soft = granted(store.reserve_padded(&[soft], &[50], now).await.unwrap());
+    assert_eq!(amounts(&soft), [58]);
+
+    // A rolling window counts its previous bucket's share against the padding.
+    let rolling = spec(
+        "pad-rolling",
+        Some(Window::Rolling(Duration::from_secs(60))),
+        100,
+    );
+    granted(
+        store
+            .reserve(
+                &[charge(&rolling, "key:a", 60)],
+                t0 + Duration::from_secs(30),
+            )
+            .await
+            .unwrap(),
+    );
+    // 30 s into the next bucket: half of the first (30) still counts, so 70 is the room.
+    let slid = granted(
+        store
+            .reserve_padded(
+                &[charge(&rolling, "key:a", 20)],
+                &[100],
+                t0 + Duration::from_secs(90),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(amounts(&slid), [70]);
+}
+
 pub(super) async fn five_hundred_racing_requests_never_overshoot_the_budget(
     stores: &[Arc<dyn LimitStore>],
     now: SystemTime,

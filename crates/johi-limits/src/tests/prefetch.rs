@@ -22,6 +22,8 @@ struct Counted {
     commits: AtomicUsize,
     /// Answers every reservation with an error, as an unreachable Redis would.
     down: std::sync::atomic::AtomicBool,
+    /// Pads in two steps (the trait's default), as a store without native padding does.
+    two_step: bool,
 }
 
 impl Counted {
@@ -38,6 +40,22 @@ impl LimitStore for Counted {
             return Err(StoreError("down".into()));
         }
         self.store.reserve(charges, now).await
+    }
+
+    async fn reserve_padded(
+        &self,
+        charges: &[Charge],
+        pads: &[u64],
+        now: SystemTime,
+    ) -> Result<Decision, StoreError> {
+        if self.two_step {
+            return crate::reserve_padded_in_two_steps(self, charges, pads, now).await;
+        }
+        self.reserves.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError("down".into()));
+        }
+        self.store.reserve_padded(charges, pads, now).await
     }
 
     async fn commit(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), StoreError> {
@@ -239,8 +257,8 @@ async fn the_sweeper_gives_back_without_being_asked() {
     assert_eq!(store.held(&tokens, "key:a", now), 0);
 }
 
-/// Near the limit the padding is dropped, so a request that fits exactly is served; the
-/// limit is still the limit.
+/// Near the limit the padding gives way, in the same trip: a request that fits is served
+/// with what is left of the allotment; the limit is still the limit.
 #[tokio::test]
 async fn near_the_limit_the_padding_gives_way() {
     let shared = Arc::new(Counted::default());
@@ -248,15 +266,43 @@ async fn near_the_limit_the_padding_gives_way() {
     let tokens = spec("tpm", Some(Window::Minute), 100);
     let now = t0();
     take(&store, &tokens, "key:a", 60, now).await;
-    assert_eq!(shared.reserves(), 2, "60 + 50 did not fit; 60 did");
-    assert_eq!(store.held(&tokens, "key:a", now), 0);
+    assert_eq!(
+        shared.reserves(),
+        1,
+        "60 and what fits of the padding, in one trip"
+    );
+    assert_eq!(store.held(&tokens, "key:a", now), 40);
     take(&store, &tokens, "key:a", 40, now).await;
+    assert_eq!(shared.reserves(), 1, "served from the allotment");
     let denied = store
         .reserve(&[charge(&tokens, "key:a", 1)], now)
         .await
         .unwrap();
     assert!(matches!(denied, Decision::Denied { .. }));
+    assert_eq!(shared.reserves(), 2);
     assert_eq!(shared.current(&tokens, "key:a", now).await.unwrap(), 100);
+}
+
+/// A shared store that cannot pad in one step gets the trait's default: padded, then bare.
+#[tokio::test]
+async fn without_native_padding_a_trip_near_the_limit_takes_two_steps() {
+    let shared = Arc::new(Counted {
+        two_step: true,
+        ..Counted::default()
+    });
+    let store = PrefetchStore::new(shared.clone(), 500_000);
+    let tokens = spec("tpm", Some(Window::Minute), 100);
+    let now = t0();
+    take(&store, &tokens, "key:a", 60, now).await;
+    assert_eq!(shared.reserves(), 2, "60 + 50 did not fit; 60 did");
+    assert_eq!(store.held(&tokens, "key:a", now), 0);
+    take(&store, &tokens, "key:a", 10, now).await;
+    assert_eq!(
+        shared.reserves(),
+        4,
+        "again two steps: 70 + 50 did not fit, 70 did"
+    );
+    assert_eq!(shared.current(&tokens, "key:a", now).await.unwrap(), 70);
 }
 
 /// Behind the failover store (as the gateway runs it), an allotment is served at once; an
