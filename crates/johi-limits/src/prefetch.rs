@@ -16,8 +16,9 @@
 //!   everything the replicas serve, allotments included, still fits under the limit.
 //! * **Refused a little early, at most.** A counter in Redis includes what replicas hold and
 //!   have not used, so near the end of a budget one replica may be refused while another
-//!   holds an unused allotment: at most `replicas × share × limit`, less as allotments are
-//!   given back. The padding gives way: a trip takes the request's charge and as much of
+//!   holds an unused allotment: about `share × limit` per replica (at most that plus two
+//!   requests' estimates: a trip's own unused estimate joins the allotment), less as
+//!   allotments are given back. The padding gives way: a trip takes the request's charge and as much of
 //!   the allotment as still fits, in the same atomic step and round trip
 //!   ([`LimitStore::reserve_padded`]), so a request that fits is never refused for the
 //!   padding's sake.
@@ -105,7 +106,8 @@ impl<S: LimitStore> PrefetchStore<S> {
         &self.shared.inner
     }
 
-    /// What this replica holds unused of `spec`'s counter for `scope_key` now (tests, admin).
+    /// What this replica holds unused of `spec`'s counter for `scope_key` now (for tests and
+    /// diagnostics).
     pub fn held(&self, spec: &LimitSpec, scope_key: &str, now: SystemTime) -> u64 {
         let mut held = self.shared.lock();
         let held = &mut *held;
@@ -131,6 +133,9 @@ impl<S> Drop for PrefetchStore<S> {
 }
 
 /// Every quarter of [`IDLE_GIVE_BACK`], gives idle allotments back, until the store is gone.
+/// Each pass walks the whole map under the lock (estimated, not measured: ~10 ns an entry,
+/// a millisecond for 100 000 live allotments). Past that, keep them in an idle-ordered
+/// queue instead.
 async fn sweep<S: LimitStore>(shared: Weak<Shared<S>>) {
     let mut tick = tokio::time::interval(IDLE_GIVE_BACK / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
