@@ -64,8 +64,38 @@ pub fn run(path: &Path) -> ExitCode {
             );
         }
     }
+    print_limits(&runtime.config);
     print_auth(&runtime.config);
     ExitCode::SUCCESS
+}
+
+/// How many limits there are and where their counters live (never the Redis URL: it may
+/// hold a password), so an operator sees whether replicas will share them.
+fn print_limits(config: &johi_config::Config) {
+    let count = config.limits.len();
+    match &config.limit_store {
+        None => println!("\nlimits: {count}, counted in this process's memory"),
+        Some(store) => {
+            let mode = if store.fail_open {
+                "fail-open"
+            } else {
+                "fail-closed"
+            };
+            let ahead = store.prefetch_ppm.map_or_else(
+                || "every request checked in Redis".to_owned(),
+                |ppm| {
+                    format!(
+                        "counted ahead {}% of each limit per trip",
+                        ppm as f64 / 10_000.0
+                    )
+                },
+            );
+            println!(
+                "\nlimits: {count}, counted in Redis (prefix {}, {mode} on an outage, {ahead})",
+                store.prefix
+            );
+        }
+    }
 }
 
 /// The credentials and public routes, so an operator sees what is open before serving it.

@@ -81,6 +81,49 @@ fn every_example_passes_check() {
 }
 
 #[test]
+fn check_says_where_limits_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.yaml");
+    let base = r#"
+providers:
+  p: { base_url: "http://127.0.0.1:1/v1" }
+models:
+  m: { targets: [{ provider: p, model: x }] }
+auth: { public_routes: ["*"] }
+limits:
+  - { id: rpm, scope: model, window: minute, measure: requests, limit: 10 }
+"#;
+    let check = |extra: &str| {
+        std::fs::write(&path, format!("{base}{extra}")).unwrap();
+        let out = johi()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let memory = check("");
+    assert!(
+        memory.contains("limits: 1, counted in this process's memory"),
+        "{memory}"
+    );
+    let redis = check(
+        "limit_store: { redis: \"redis://:secret@127.0.0.1:1\", on_outage: fail_closed, prefetch: \"0.5%\" }\n",
+    );
+    assert!(
+        redis.contains(
+            "limits: 1, counted in Redis (prefix johi, fail-closed on an outage, counted ahead 0.5% of each limit per trip)"
+        ),
+        "{redis}"
+    );
+    assert!(
+        !redis.contains("secret"),
+        "the URL is never printed: {redis}"
+    );
+}
+
+#[test]
 fn check_lists_every_error_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
