@@ -220,7 +220,7 @@ async fn corrections_are_settled_against_the_allotment() {
 async fn idle_allotments_are_given_back() {
     let shared = Arc::new(Counted::default());
     let store = PrefetchStore::new(shared.clone(), 100_000);
-    let tokens = spec("tpm", Some(Window::Minute), 1_000);
+    let tokens = spec("tpm", Some(Window::Day), 1_000);
     let now = SystemTime::now();
     let (a, _) = take(&store, &tokens, "key:a", 10, now).await;
     store.commit(&a, &[10]).await.unwrap();

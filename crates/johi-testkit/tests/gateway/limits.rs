@@ -466,7 +466,7 @@ fn prefetch_config(limit: &str, redis: &RedisServer, share: &str) -> String {
 async fn two_prefetching_gateways_enforce_one_limit() {
     let redis = RedisServer::start().await;
     let limit =
-        "  - { id: org-rpm, scope: organization, window: minute, measure: requests, limit: 10 }";
+        "  - { id: org-rph, scope: organization, window: hour, measure: requests, limit: 10 }";
     let a = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
     let b = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
     let mut served = 0;
@@ -489,7 +489,9 @@ async fn two_prefetching_gateways_enforce_one_limit() {
 async fn a_prefetching_gateway_serves_its_allotment_then_follows_the_outage_mode() {
     let mut redis = RedisServer::start().await;
     let port = redis.port();
-    let limit = "  - { id: key-rpm, scope: key, window: minute, measure: requests, limit: 10 }";
+    // An hour's window: the recovery below takes seconds, and a window that turned meanwhile
+    // would start the count afresh.
+    let limit = "  - { id: key-rph, scope: key, window: hour, measure: requests, limit: 10 }";
     let h = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
     assert_eq!(send(&h, KEY, &chat("up", 8)).await.status(), 200);
 
@@ -510,7 +512,7 @@ async fn a_prefetching_gateway_serves_its_allotment_then_follows_the_outage_mode
         assert!(std::time::Instant::now() < deadline, "did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The restarted Redis is empty: ten requests in this minute again, the one above included.
+    // The restarted Redis is empty: ten requests in this hour again, the one above included.
     let mut served = 0;
     for _ in 0..12 {
         if send(&h, KEY, &chat("back", 8)).await.status() == 200 {
