@@ -176,27 +176,28 @@ impl<S: LimitStore> Shared<S> {
         let mut guard = self.lock();
         let held = &mut *guard;
         let mut keys: Vec<Arc<str>> = Vec::with_capacity(charges.len());
-        // What each counter must give (one counter may be charged twice).
-        let mut needs: Vec<(Arc<str>, u64)> = Vec::with_capacity(charges.len());
         for charge in charges {
             write_counter_key(&mut held.scratch, &charge.spec, &charge.scope_key, now);
             let (key, allotment) = held.allotments.get_key_value(held.scratch.as_str())?;
             if allotment.window_end.is_some_and(|end| end <= now) {
                 return None;
             }
-            match needs.iter_mut().find(|(k, _)| Arc::ptr_eq(k, key)) {
-                Some((_, need)) => *need = need.saturating_add(charge.amount),
-                None => needs.push((key.clone(), charge.amount)),
-            }
             keys.push(key.clone());
         }
-        // As in the stores: at least one unit of room, so an exhausted budget refuses even a
-        // zero estimate.
-        for (key, need) in &needs {
+        // Each counter must give what all its charges take (one counter may be charged
+        // twice), and, as in the stores, at least one unit: an exhausted budget refuses even
+        // a zero estimate.
+        for key in &keys {
+            let need: u64 = charges
+                .iter()
+                .zip(&keys)
+                .filter(|(_, k)| Arc::ptr_eq(k, key))
+                .map(|(c, _)| c.amount)
+                .fold(0, u64::saturating_add);
             if held
                 .allotments
                 .get(key)
-                .is_none_or(|a| a.left < (*need).max(1))
+                .is_none_or(|a| a.left < need.max(1))
             {
                 return None;
             }

@@ -30,15 +30,21 @@ impl Counted {
     fn reserves(&self) -> usize {
         self.reserves.load(Ordering::SeqCst)
     }
+
+    /// Counts one trip; fails it while the store is down.
+    fn trip(&self) -> Result<(), StoreError> {
+        self.reserves.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError("down".into()));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl LimitStore for Counted {
     async fn reserve(&self, charges: &[Charge], now: SystemTime) -> Result<Decision, StoreError> {
-        self.reserves.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError("down".into()));
-        }
+        self.trip()?;
         self.store.reserve(charges, now).await
     }
 
@@ -51,10 +57,7 @@ impl LimitStore for Counted {
         if self.two_step {
             return crate::reserve_padded_in_two_steps(self, charges, pads, now).await;
         }
-        self.reserves.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError("down".into()));
-        }
+        self.trip()?;
         self.store.reserve_padded(charges, pads, now).await
     }
 

@@ -431,13 +431,30 @@ async fn racing_requests_on_two_gateways_sharing_redis_never_overshoot() {
 }
 
 fn redis_config(limit: &str, redis: &RedisServer, on_outage: &str) -> String {
+    redis_store_config(limit, redis, &format!("on_outage: {on_outage}"))
+}
+
+/// `limit` with counters in `redis`, the store's `options` added (e.g. `on_outage: …`).
+fn redis_store_config(limit: &str, redis: &RedisServer, options: &str) -> String {
     config_with(
         limit,
         &format!(
-            "limit_store: {{ redis: \"{}\", prefix: johi-test, op_timeout: 1s, on_outage: {on_outage} }}",
+            "limit_store: {{ redis: \"{}\", prefix: johi-test, op_timeout: 1s, {options} }}",
             redis.url()
         ),
     )
+}
+
+/// Sends `n` requests alternately to `a` and `b`; answers how many were served.
+async fn served_alternately(a: &Harness, b: &Harness, n: usize) -> usize {
+    let mut served = 0;
+    for i in 0..n {
+        let h = if i % 2 == 0 { a } else { b };
+        if send(h, KEY, &chat("shared", 8)).await.status() == 200 {
+            served += 1;
+        }
+    }
+    served
 }
 
 /// The same with each gateway counting 5 % of the budget ahead: never more than the budget,
@@ -452,12 +469,10 @@ async fn racing_requests_on_two_prefetching_gateways_never_overshoot() {
 }
 
 fn prefetch_config(limit: &str, redis: &RedisServer, share: &str) -> String {
-    config_with(
+    redis_store_config(
         limit,
-        &format!(
-            "limit_store: {{ redis: \"{}\", prefix: johi-test, op_timeout: 1s, on_outage: fail_closed, prefetch: \"{share}\" }}",
-            redis.url()
-        ),
+        redis,
+        &format!("on_outage: fail_closed, prefetch: \"{share}\""),
     )
 }
 
@@ -469,13 +484,7 @@ async fn two_prefetching_gateways_enforce_one_limit() {
         "  - { id: org-rph, scope: organization, window: hour, measure: requests, limit: 10 }";
     let a = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
     let b = Harness::start(&prefetch_config(limit, &redis, "20%")).await;
-    let mut served = 0;
-    for i in 0..20 {
-        let h = if i % 2 == 0 { &a } else { &b };
-        if send(h, KEY, &chat("shared", 8)).await.status() == 200 {
-            served += 1;
-        }
-    }
+    let served = served_alternately(&a, &b, 20).await;
     assert_eq!(
         served, 10,
         "one limit across both replicas, allotments included"
@@ -533,13 +542,7 @@ async fn two_gateways_sharing_redis_enforce_one_limit() {
         "  - { id: org-rpm, scope: organization, window: minute, measure: requests, limit: 10 }";
     let a = Harness::start(&redis_config(limit, &redis, "fail_closed")).await;
     let b = Harness::start(&redis_config(limit, &redis, "fail_closed")).await;
-    let mut served = 0;
-    for i in 0..20 {
-        let h = if i % 2 == 0 { &a } else { &b };
-        if send(h, KEY, &chat("shared", 8)).await.status() == 200 {
-            served += 1;
-        }
-    }
+    let served = served_alternately(&a, &b, 20).await;
     assert_eq!(served, 10, "one limit across both replicas, not ten each");
 }
 
