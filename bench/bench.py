@@ -47,6 +47,9 @@ class Target:
 
 
 MODE_NAMES = {"nonstream": "Non-streaming", "stream": "Streaming"}
+# The Rust floor's name and port (bench/run.sh starts it; see bench/floor).
+FLOOR = "hyper-floor"
+FLOOR_PORT = 18086
 
 # Bars the issue judges the gateway by (informational).
 BAR_CPU = 2.5
@@ -368,6 +371,12 @@ def main() -> int:
         Target("johi", 18080, "bench-model", [johi_pid]),
     ]
     watched = {"mock": mock_pid, "nginx": nginx_pid, "johi": johi_pid}
+    # The Rust floor (bench/floor): hyper and Johi's upstream transport with no pipeline,
+    # between nginx and Johi. It forwards the model name as nginx does.
+    floor_pid = int(os.environ.get("FLOOR_PID") or 0)
+    if floor_pid:
+        targets.insert(2, Target(FLOOR, FLOOR_PORT, "mock-small", [floor_pid]))
+        watched[FLOOR] = floor_pid
     # Further Johi gateways with other configs (run.sh's EXTRA), as name:port:pid:log.
     extra_logs: dict[str, str] = {}
     for spec in os.environ.get("EXTRA_TARGETS", "").split():
@@ -393,6 +402,8 @@ def main() -> int:
     body_size = len(body("bench-model", False))
 
     all_pids = [mock_pid, johi_pid, nginx_pid] + nginx_workers + [t.pids[0] for t in extras]
+    if floor_pid:
+        all_pids.append(floor_pid)
     redis_pid = int(os.environ.get("REDIS_PID") or 0)
     if redis_pid:
         all_pids.append(redis_pid)
@@ -491,6 +502,19 @@ def main() -> int:
                 nginx_t, johi_t, body_files[("johi", m)], paired_conc, paired_windows, paired_secs,
                 first_body=body_files[("nginx", m)])
             log("  ratios " + ", ".join(f"{r:.3f}" for r in paired[("johi", m)]))
+            check_alive()
+        floor_t = next((t for t in targets if t.name == FLOOR), None)
+        for m in modes if floor_t else []:
+            log(f"paired CPU: nginx and {FLOOR}, then {FLOOR} and johi, loaded together, {m}, "
+                f"{paired_windows} × {paired_secs} s each ...")
+            paired[(FLOOR, m)] = paired_cpu(
+                nginx_t, floor_t, body_files[(FLOOR, m)], paired_conc, paired_windows,
+                paired_secs)
+            paired[("johi÷floor", m)] = paired_cpu(
+                floor_t, johi_t, body_files[("johi", m)], paired_conc, paired_windows,
+                paired_secs, first_body=body_files[(FLOOR, m)])
+            log("  ratios " + ", ".join(f"{r:.3f}" for r in paired[(FLOOR, m)]) + " / "
+                + ", ".join(f"{r:.3f}" for r in paired[("johi÷floor", m)]))
             check_alive()
         for t in extras:
             for m in modes:
@@ -608,6 +632,8 @@ def main() -> int:
         f"{'master' if p == nginx_pid else 'worker'} {kib / 1024:.1f} MiB" for p, kib in nginx_hwm.items()
     )
     L.append(f"* nginx: peak RSS (VmHWM) {ng}")
+    if floor_pid:
+        L.append(f"* {FLOOR}: peak RSS (VmHWM) {status_kib(floor_pid, 'VmHWM') / 1024:.1f} MiB")
     for name, kib in extra_hwm.items():
         L.append(f"* {name}: peak RSS (VmHWM) {kib / 1024:.1f} MiB")
     L.append("")
@@ -619,65 +645,17 @@ def main() -> int:
         L.extend(pipeline_bars(extras, modes, concs, results, redis_ping, paired, c1))
 
     # --- bars ---
-    bars: list[tuple[str, str, str, str]] = []
     cpu_c = 64 if 64 in concs else max(concs)
-    for m in modes:
-        j = results[(m, cpu_c, "johi")]["cpu_us_per_req"]
-        g = results[(m, cpu_c, "nginx")]["cpu_us_per_req"]
-        val = j / g if (j is not None and g) else None
-        bars.append((
-            f"{MODE_NAMES[m]}: Johi CPU/req ÷ nginx CPU/req at c={cpu_c}",
-            "—" if val is None else f"{val:.2f}× ({j:.1f} vs {g:.1f} µs)",
-            f"≤ {BAR_CPU}×",
-            verdict(val, BAR_CPU),
-        ))
-        windows = paired.get(("johi", m)) or []
-        if windows:
-            val = median(windows)
-            bars.append((
-                f"{MODE_NAMES[m]}: Johi CPU/req ÷ nginx CPU/req, paired (both loaded at once, c={paired_conc} each)",
-                f"{val:.2f}× [{', '.join(f'{r:.2f}' for r in windows)}]",
-                f"≤ {BAR_CPU}×",
-                verdict(val, BAR_CPU),
-            ))
-    for pct, limit in (("p50", BAR_P50), ("p99", BAR_P99)):
-        for m in modes:
-            for c in [c for c in concs if c in (1, 16)]:
-                d = results[(m, c, "direct")]["latency_us"][pct]
-                ja = results[(m, c, "johi")]["latency_us"][pct] - d
-                na = results[(m, c, "nginx")]["latency_us"][pct] - d
-                text, val = ratio(ja, na)
-                bars.append((
-                    f"{MODE_NAMES[m]}: Johi added {pct} ÷ nginx added {pct} at c={c}",
-                    f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
-                    f"≤ {limit}×",
-                    verdict(val, limit),
-                ))
-    for m, p50 in c1.items():
-        ja = median(round_deltas(p50, "direct", "johi"))
-        na = median(round_deltas(p50, "direct", "nginx"))
-        text, val = ratio(ja, na)
-        bars.append((
-            f"{MODE_NAMES[m]}: Johi added p50 ÷ nginx added p50 at c=1, paired rounds",
-            f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
-            f"≤ {BAR_P50}×",
-            verdict(val, BAR_P50),
-        ))
-    ja = ttfb_res["johi"]["p50"] - td["p50"]
-    na = ttfb_res["nginx"]["p50"] - td["p50"]
-    text, val = ratio(ja, na)
-    bars.append((
-        "Stream TTFB: Johi added p50 ÷ nginx added p50 (c=1)",
-        f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
-        f"≤ {BAR_TTFB}×",
-        verdict(val, BAR_TTFB),
-    ))
+    bars = issue_bars("johi", "Johi", modes, concs, cpu_c, results, paired, paired_conc, c1,
+                      ttfb_res)
     bars.append((
         "Johi peak RSS",
         f"{johi_hwm / 1024:.1f} MiB",
         f"≤ {BAR_RSS_MIB:.0f} MiB",
         verdict(johi_hwm / 1024, BAR_RSS_MIB),
     ))
+    if floor_pid:
+        L.extend(floor_section(modes, concs, cpu_c, results, paired, paired_conc, c1, ttfb_res))
 
     L.append("## Bars (informational)")
     L.append("")
@@ -728,6 +706,106 @@ def main() -> int:
     return 0
 
 
+def issue_bars(name: str, label: str, modes, concs, cpu_c, results, paired, paired_conc, c1,
+               ttfb_res) -> list[tuple[str, str, str, str]]:
+    """Issue 2's bars for target `name` against nginx: CPU per request (cells and paired),
+    added p50/p99 at c=1 and c=16, paired c=1 p50, stream TTFB. Johi's are the issue's bars;
+    the floor's are the same yardstick applied to the bare Rust stack."""
+    bars: list[tuple[str, str, str, str]] = []
+    for m in modes:
+        j = results[(m, cpu_c, name)]["cpu_us_per_req"]
+        g = results[(m, cpu_c, "nginx")]["cpu_us_per_req"]
+        val = j / g if (j is not None and g) else None
+        bars.append((
+            f"{MODE_NAMES[m]}: {label} CPU/req ÷ nginx CPU/req at c={cpu_c}",
+            "—" if val is None else f"{val:.2f}× ({j:.1f} vs {g:.1f} µs)",
+            f"≤ {BAR_CPU}×",
+            verdict(val, BAR_CPU),
+        ))
+        windows = paired.get((name, m)) or []
+        if windows:
+            val = median(windows)
+            bars.append((
+                f"{MODE_NAMES[m]}: {label} CPU/req ÷ nginx CPU/req, paired (both loaded at once, c={paired_conc} each)",
+                f"{val:.2f}× [{', '.join(f'{r:.2f}' for r in windows)}]",
+                f"≤ {BAR_CPU}×",
+                verdict(val, BAR_CPU),
+            ))
+    for pct, limit in (("p50", BAR_P50), ("p99", BAR_P99)):
+        for m in modes:
+            for c in [c for c in concs if c in (1, 16)]:
+                d = results[(m, c, "direct")]["latency_us"][pct]
+                ja = results[(m, c, name)]["latency_us"][pct] - d
+                na = results[(m, c, "nginx")]["latency_us"][pct] - d
+                text, val = ratio(ja, na)
+                bars.append((
+                    f"{MODE_NAMES[m]}: {label} added {pct} ÷ nginx added {pct} at c={c}",
+                    f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
+                    f"≤ {limit}×",
+                    verdict(val, limit),
+                ))
+    for m, p50 in c1.items():
+        ja = median(round_deltas(p50, "direct", name))
+        na = median(round_deltas(p50, "direct", "nginx"))
+        text, val = ratio(ja, na)
+        bars.append((
+            f"{MODE_NAMES[m]}: {label} added p50 ÷ nginx added p50 at c=1, paired rounds",
+            f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
+            f"≤ {BAR_P50}×",
+            verdict(val, BAR_P50),
+        ))
+    td = ttfb_res["direct"]
+    ja = ttfb_res[name]["p50"] - td["p50"]
+    na = ttfb_res["nginx"]["p50"] - td["p50"]
+    text, val = ratio(ja, na)
+    bars.append((
+        f"Stream TTFB: {label} added p50 ÷ nginx added p50 (c=1)",
+        f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
+        f"≤ {BAR_TTFB}×",
+        verdict(val, BAR_TTFB),
+    ))
+    return bars
+
+
+def floor_section(modes, concs, cpu_c, results, paired, paired_conc, c1, ttfb_res) -> list[str]:
+    """The Rust floor: issue 2's yardstick applied to hyper with Johi's upstream transport
+    and no pipeline, and what Johi's pipeline costs on top of it."""
+    L = [f"## The Rust floor ({FLOOR})", ""]
+    L.append(
+        f"`{FLOOR}` (bench/floor) is hyper's server and Johi's own upstream transport with "
+        "nothing between them: no routing, validation, authentication, audit or metering. "
+        "Its rows split Johi's distance from nginx into what the Rust stack costs (floor ÷ "
+        "nginx) and what Johi's pipeline adds (Johi ÷ floor). Informational: the issue's bars "
+        "judge Johi."
+    )
+    L.append("")
+    L.append("| | measured | limit | verdict |")
+    L.append("|---|---|---|---|")
+    for b in issue_bars(FLOOR, "floor", modes, concs, cpu_c, results, paired, paired_conc, c1,
+                        ttfb_res):
+        L.append(f"| {' | '.join(b)} |")
+    L.append("")
+    L.append("| mode | Johi ÷ floor CPU/req at c=" + str(cpu_c) + " (cells) | Johi ÷ floor, paired "
+             "| Johi − floor added p50 at c=1 (paired rounds) | at c=16 (cells) |")
+    L.append("|---|---:|---:|---:|---:|")
+    for m in modes:
+        j = results[(m, cpu_c, "johi")]["cpu_us_per_req"]
+        f = results[(m, cpu_c, FLOOR)]["cpu_us_per_req"]
+        cells = "—" if not (j and f) else f"{j / f:.2f}× ({f:.1f} → {j:.1f} µs)"
+        windows = paired.get(("johi÷floor", m)) or []
+        pair = "—" if not windows else f"{median(windows):.2f}× [{', '.join(f'{r:.2f}' for r in windows)}]"
+        c1d = "—"
+        if m in c1:
+            c1d = signed_ms(median(round_deltas(c1[m], FLOOR, "johi")))
+        c16 = "—"
+        if 16 in concs:
+            c16 = signed_ms(results[(m, 16, "johi")]["latency_us"]["p50"]
+                            - results[(m, 16, FLOOR)]["latency_us"]["p50"])
+        L.append(f"| {MODE_NAMES[m]} | {cells} | {pair} | {c1d} | {c16} |")
+    L.append("")
+    return L
+
+
 def redis_round_trip(cpu: str) -> dict | None:
     """One Redis round trip on this machine: `redis-benchmark -t ping` with one client on
     `cpu` against the benchmark's Redis (:18379), as latency percentiles in µs."""
@@ -769,7 +847,7 @@ def c1_section(targets: list[Target], c1: dict, rounds: int, secs: int) -> list[
         for t in targets:
             cells = [MODE_NAMES[m], ms(median(p50[t.name]))]
             for base in ("direct", "johi"):
-                if t.name == base or (base == "johi" and t.name in ("direct", "nginx")):
+                if t.name == base or (base == "johi" and t.name in ("direct", "nginx", FLOOR)):
                     cells.append("—")
                     continue
                 d = round_deltas(p50, base, t.name)

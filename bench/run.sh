@@ -55,16 +55,20 @@ taskset -c "$LOADGEN_CPU" true 2>/dev/null || die "cannot pin to CPU $LOADGEN_CP
 # --- build ----------------------------------------------------------------------------------------
 JOHI_BIN="${JOHI_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/johi}"
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
-    say "building johi (release)"
-    (cd "$ROOT" && cargo build --release -p johi) >&2
+    say "building johi and the Rust floor (release)"
+    (cd "$ROOT" && cargo build --release -p johi -p johi-bench-floor) >&2
 fi
 [ -x "$JOHI_BIN" ] || die "no johi binary at $JOHI_BIN"
+# The Rust floor (bench/floor): hyper + Johi's upstream transport, no pipeline. FLOOR=0
+# leaves it out.
+FLOOR_BIN="${FLOOR_BIN:-$(dirname "$JOHI_BIN")/hyper-floor}"
+FLOOR_PORT=18086
 export JOHI_BIN
 JOHI_CONFIG="${JOHI_CONFIG:-$HERE/johi.yaml}"
 "$JOHI_BIN" check --config "$JOHI_CONFIG" >/dev/null || die "$JOHI_CONFIG does not check"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$MOCK_PORT" "$JOHI_PORT" "$NGINX_PORT"; do
+for p in "$MOCK_PORT" "$JOHI_PORT" "$NGINX_PORT" "$FLOOR_PORT"; do
     port_busy "$p" && die "port $p is already in use (a previous run still going?)"
 done
 
@@ -73,7 +77,7 @@ TMP="$(mktemp -d /tmp/johi-bench.XXXXXX)"
 export BENCH_TMP="$TMP"
 mkdir -p "$HERE/results"
 rm -f "$HERE/results/audit.jsonl"
-MOCK_PID="" JOHI_PID="" NGINX_PID="" BENCH_PID="" EXTRA_PIDS="" REDIS_PID=""
+MOCK_PID="" JOHI_PID="" NGINX_PID="" BENCH_PID="" EXTRA_PIDS="" REDIS_PID="" FLOOR_PID=""
 
 stop() { # pid name
     local pid="$1" i
@@ -96,6 +100,7 @@ cleanup() {
     stop "${REDIS_PID:-}" redis
     stop "$JOHI_PID" johi
     stop "$NGINX_PID" nginx
+    stop "${FLOOR_PID:-}" hyper-floor
     stop "$MOCK_PID" mock
     wait 2>/dev/null || true
     if [ "$rc" -ne 0 ]; then
@@ -150,6 +155,15 @@ NGINX_PID=$!
 wait_port "$NGINX_PORT" "$NGINX_PID" nginx
 sleep 0.3 # let the worker come up
 
+if [ "${FLOOR:-1}" = "1" ]; then
+    [ -x "$FLOOR_BIN" ] || die "no hyper-floor binary at $FLOOR_BIN (cargo build --release -p johi-bench-floor, or FLOOR=0)"
+    say "starting hyper-floor on :$FLOOR_PORT (CPU $GATEWAY_CPU)"
+    taskset -c "$GATEWAY_CPU" "$FLOOR_BIN" --listen "127.0.0.1:$FLOOR_PORT" \
+        --upstream "http://127.0.0.1:$MOCK_PORT" --worker-threads 1 >"$TMP/floor.log" 2>&1 &
+    FLOOR_PID=$!
+    wait_port "$FLOOR_PORT" "$FLOOR_PID" hyper-floor
+fi
+
 # --- optional: a Redis for configs with limit_store, and extra Johi configs -----------------
 REDIS_PID=""
 if [ "${BENCH_REDIS:-0}" = "1" ]; then
@@ -185,7 +199,7 @@ for spec in ${EXTRA:-}; do
 done
 export EXTRA_TARGETS REDIS_PID
 
-export MOCK_PID JOHI_PID NGINX_PID JOHI_CONFIG JOHI_LOG="$TMP/johi.log"
+export MOCK_PID JOHI_PID NGINX_PID FLOOR_PID JOHI_CONFIG JOHI_LOG="$TMP/johi.log"
 
 say "measuring: modes [$MODES], concurrencies [$CONCURRENCIES], ${WARMUP}s warm-up + ${DURATION}s per cell"
 # In the background + wait, so that a signal to this script runs the cleanup at once.
