@@ -13,7 +13,9 @@ the ledger's file writes) is not counted: use it to compare code, and bench/run.
     python3 bench/callgrind.py core:18080:bench/johi.yaml limits:18082:bench/results/johi-limits.yaml
 
 Each argument is name:port:config (the config must listen on that port and route
-`bench-model` to the mock on 127.0.0.1:18001, as bench/johi.yaml does). Needs valgrind.
+`bench-model` to the mock on 127.0.0.1:18001, as bench/johi.yaml does); the config
+`hyper-floor` counts the Rust floor instead (`floor:18086:hyper-floor`, built with
+`cargo build --release -p johi-bench-floor`). Needs valgrind.
 `STREAM=1` counts streaming requests instead (the benchmark's streaming body);
 `BENCH_AUTHORIZATION="Bearer <jwt>"` sends another credential than the benchmark's key.
 """
@@ -37,6 +39,7 @@ KEY = os.environ.get(
     "BENCH_AUTHORIZATION", "Bearer sk-johi-bench-0000000000000000000000000000000000000"
 )
 MOCK_PORT = 18001
+FLOOR = os.environ.get("FLOOR_BIN", os.path.join(ROOT, "target", "release", "hyper-floor"))
 # STREAM=1: the benchmark's streaming request instead (the whole stream is read each time).
 STREAM = os.environ.get("STREAM") == "1"
 
@@ -55,9 +58,14 @@ def wait_for(port: int, path: str = "/healthz", tries: int = 600) -> None:
 
 def instructions(config: str, port: int, requests: int, out: str) -> int:
     """Total instructions of one `johi serve` under callgrind that served `requests`."""
+    if os.path.basename(config) == "hyper-floor":
+        # The Rust floor (bench/floor): no config, it forwards everything to the mock.
+        command = [FLOOR, "--listen", f"127.0.0.1:{port}", "--upstream",
+                   f"http://127.0.0.1:{MOCK_PORT}", "--worker-threads", "1"]
+    else:
+        command = [JOHI, "serve", "--config", config, "--worker-threads", "1"]
     proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", JOHI, "serve",
-         "--config", config, "--worker-threads", "1"],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
         cwd=os.path.dirname(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     wait_for(port)
