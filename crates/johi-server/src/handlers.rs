@@ -39,8 +39,20 @@ pub async fn embeddings(State(shared): State<Arc<Shared>>, request: Request) -> 
     proxy(shared, Api::Embeddings, request).await
 }
 
+/// The proxied operation a path names (`POST` only): what the listener sends straight to
+/// [`proxy`] without the router (see `listener::Front`). The same three routes as
+/// [`crate::router`]'s.
+pub(crate) fn proxied_api(path: &str) -> Option<Api> {
+    match path {
+        "/v1/chat/completions" => Some(Api::ChatCompletions),
+        "/v1/completions" => Some(Api::Completions),
+        "/v1/embeddings" => Some(Api::Embeddings),
+        _ => None,
+    }
+}
+
 /// Reads the body within the limit, runs the pipeline, and relays the result.
-async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body> {
+pub(crate) async fn proxy(shared: Arc<Shared>, api: Api, request: Request) -> Response<Body> {
     let runtime = shared.runtime.load_full();
     let (parts, body) = request.into_parts();
     let body = match read_request_body(&runtime, &parts.headers, body).await {

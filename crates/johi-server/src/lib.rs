@@ -64,6 +64,10 @@ pub enum StartError {
 }
 
 /// Builds the router over `shared`.
+///
+/// `POST` to the three proxy routes reaches their handler without the router on the
+/// gateway's listener (`listener::Front`, `handlers::proxied_api`); they stay here too, for
+/// the other methods' 405 and for callers that serve the router alone.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(handlers::chat))
@@ -301,7 +305,8 @@ pub async fn start(config_path: &Path, registry: Registry) -> Result<RunningGate
             });
             rx
         };
-        let graceful = listener::accept_loop(tcp, tls, app, accept_stop).await;
+        let graceful =
+            listener::accept_loop(tcp, tls, app, Some(drain_shared.clone()), accept_stop).await;
         let deadline = drain_shared.runtime.load().config.server.drain_timeout;
         if tokio::time::timeout(deadline, graceful.shutdown())
             .await
@@ -395,7 +400,7 @@ fn spawn_admin(
         .map_err(|e| StartError::Io(e.to_string()))?;
     let app = admin::router(shared.clone(), loader);
     let task = tokio::spawn(async move {
-        let graceful = listener::accept_loop(tcp, None, app, stop).await;
+        let graceful = listener::accept_loop(tcp, None, app, None, stop).await;
         let deadline = shared.runtime.load().config.server.drain_timeout;
         let _ = tokio::time::timeout(deadline, graceful.shutdown()).await;
     });
