@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use johi_core::{AuthFailure, Identity, Route, RouteSet};
 use subtle::ConstantTimeEq;
 
@@ -77,9 +77,12 @@ impl Default for Authenticator {
 
 /// Headers a client may carry its key in, in the order they are looked at: OpenAI's SDKs
 /// send `Authorization: Bearer`, Azure's `api-key`, Anthropic's `x-api-key`.
-const KEY_HEADERS: [&str; 2] = ["api-key", "x-api-key"];
+const KEY_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-api-key"),
+];
 /// The OpenAI SDKs' organisation header.
-const ORGANIZATION_HEADER: &str = "openai-organization";
+const ORGANIZATION_HEADER: HeaderName = HeaderName::from_static("openai-organization");
 
 impl Authenticator {
     /// An authenticator over `keys`, with `public` the routes that accept requests without
@@ -181,7 +184,7 @@ impl Authenticator {
         };
         if let (Some(claimed), Some(own)) = (
             headers
-                .get(ORGANIZATION_HEADER)
+                .get(&ORGANIZATION_HEADER)
                 .and_then(|v| v.to_str().ok()),
             identity.organization.as_deref(),
         ) {
@@ -249,7 +252,7 @@ fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, AuthFailure> {
         }
         return Ok(Some(token));
     }
-    for name in KEY_HEADERS {
+    for name in &KEY_HEADERS {
         if let Some(value) = headers.get(name) {
             let token = value.to_str().map_err(|_| AuthFailure::Invalid)?.trim();
             if token.is_empty() {

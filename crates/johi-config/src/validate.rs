@@ -544,6 +544,7 @@ fn provider(
         ca_file,
         aws,
         azure_api_version,
+        uris: Default::default(),
     })
 }
 

@@ -212,7 +212,10 @@ impl Exchange {
     }
 
     /// An inbound header as UTF-8 text, if present and valid.
-    pub fn inbound_header(&self, name: &str) -> Option<&str> {
+    ///
+    /// Pass a [`http::HeaderName`] constant on the request path: a `&str` name is parsed
+    /// and validated on every lookup (a few hundred instructions each).
+    pub fn inbound_header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
         self.inbound_headers.get(name).and_then(|v| v.to_str().ok())
     }
 }

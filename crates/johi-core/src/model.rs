@@ -135,6 +135,35 @@ pub struct Provider {
     /// Azure OpenAI's `api-version`, when the provider is Azure with deployment URLs
     /// (`{base}/openai/deployments/{model}/…?api-version=…`); `None` for plain OpenAI paths.
     pub azure_api_version: Option<String>,
+    /// The OpenAI-compatible upstream URL of each operation, built once on first use.
+    pub uris: UriCache,
+}
+
+/// A provider's upstream URL per operation (`{base}/chat/completions`, …), built on first
+/// use and then cloned: building one from the base URL and parsing it cost more than a
+/// thousand instructions on every request. Starts empty; a new provider (a reload) starts
+/// a new cache.
+#[derive(Debug, Clone, Default)]
+pub struct UriCache([std::sync::OnceLock<Uri>; 3]);
+
+impl UriCache {
+    /// The URL for `api`, built by `build` the first time.
+    pub fn get_or_build<E>(
+        &self,
+        api: crate::Api,
+        build: impl FnOnce() -> Result<Uri, E>,
+    ) -> Result<Uri, E> {
+        let slot = &self.0[match api {
+            crate::Api::ChatCompletions => 0,
+            crate::Api::Completions => 1,
+            crate::Api::Embeddings => 2,
+        }];
+        if let Some(uri) = slot.get() {
+            return Ok(uri.clone());
+        }
+        let uri = build()?;
+        Ok(slot.get_or_init(|| uri).clone())
+    }
 }
 
 /// What SigV4 needs to sign a request to AWS. Without static keys, credentials come from the
@@ -289,6 +318,32 @@ impl ModelRegistry {
 mod tests {
     use super::*;
 
+    /// A URL is built once per operation and then served from the cache; a failed build
+    /// is not remembered.
+    #[test]
+    fn a_uri_cache_builds_each_operation_once() {
+        let cache = UriCache::default();
+        let mut builds = 0;
+        let failed: Result<Uri, &str> = cache.get_or_build(crate::Api::ChatCompletions, || {
+            builds += 1;
+            Err("bad")
+        });
+        assert_eq!(failed, Err("bad"));
+        for _ in 0..3 {
+            let uri: Result<Uri, &str> = cache.get_or_build(crate::Api::ChatCompletions, || {
+                builds += 1;
+                Ok(Uri::from_static("http://a/v1/chat/completions"))
+            });
+            assert_eq!(uri, Ok(Uri::from_static("http://a/v1/chat/completions")));
+        }
+        let other: Result<Uri, &str> = cache.get_or_build(crate::Api::Embeddings, || {
+            builds += 1;
+            Ok(Uri::from_static("http://a/v1/embeddings"))
+        });
+        assert_eq!(other, Ok(Uri::from_static("http://a/v1/embeddings")));
+        assert_eq!(builds, 3, "the failure, then one build per operation");
+    }
+
     fn provider(name: &str) -> Arc<Provider> {
         Arc::new(Provider {
             name: name.into(),
@@ -306,6 +361,7 @@ mod tests {
             ca_file: None,
             aws: None,
             azure_api_version: None,
+            uris: Default::default(),
         })
     }
 

@@ -19,7 +19,7 @@ pub const ORGANIZATION: HeaderName = HeaderName::from_static("x-johi-organizatio
 /// Header carrying the service tier upstream and back.
 pub const SERVICE_TIER: HeaderName = HeaderName::from_static("x-johi-service-tier");
 /// The OpenAI SDK's organisation header, read from the client.
-const OPENAI_ORGANIZATION: &str = "openai-organization";
+const OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
@@ -98,17 +98,17 @@ impl Processor for Enrich {
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         ex.request_id = request_id(&ex.inbound_headers);
         let trace = TraceContext::continue_or_start(
-            ex.inbound_header("traceparent"),
-            ex.inbound_header("tracestate"),
+            ex.inbound_header(TRACEPARENT),
+            ex.inbound_header(TRACESTATE),
         );
         ex.organization = ex
             .inbound_header(OPENAI_ORGANIZATION)
-            .or_else(|| ex.inbound_header(ORGANIZATION.as_str()))
+            .or_else(|| ex.inbound_header(ORGANIZATION))
             .filter(|o| acceptable_label(o))
             .map(str::to_owned)
             .or_else(|| self.config.default_organization.clone());
         ex.service_tier = ex
-            .inbound_header(SERVICE_TIER.as_str())
+            .inbound_header(SERVICE_TIER)
             .filter(|t| acceptable_label(t))
             .map(str::to_owned)
             .or_else(|| self.config.default_service_tier.clone());

@@ -101,12 +101,19 @@ impl Processor for Translate {
             .flatten();
         match encoded {
             None => {
-                let uri = openai::provider_uri(
-                    &provider.base_url,
-                    ex.api,
-                    provider.azure_api_version.as_deref(),
-                    &upstream_model,
-                )
+                // An Azure deployment URL names the target's model; any other is the
+                // provider's own for the operation, built once.
+                let uri = match provider.azure_api_version.as_deref() {
+                    Some(version) => openai::provider_uri(
+                        &provider.base_url,
+                        ex.api,
+                        Some(version),
+                        &upstream_model,
+                    ),
+                    None => provider
+                        .uris
+                        .get_or_build(ex.api, || openai::upstream_uri(&provider.base_url, ex.api)),
+                }
                 .map_err(|e| ProcessorError(format!("bad upstream URL: {e}")))?;
                 let body = upstream_body(ex, &upstream_model)?;
                 ex.upstream.headers = upstream_headers(ex, &provider, &[]);
@@ -229,6 +236,7 @@ mod tests {
             ca_file: None,
             aws: None,
             azure_api_version: None,
+            uris: Default::default(),
         });
         let mut ex = Exchange::new(
             Api::ChatCompletions,

@@ -68,7 +68,7 @@ impl Processor for Validate {
 }
 
 fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
-    let content_type = ex.inbound_header("content-type");
+    let content_type = ex.inbound_header(http::header::CONTENT_TYPE);
     let is_json = content_type.is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.eq_ignore_ascii_case("application/json")
