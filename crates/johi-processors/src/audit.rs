@@ -86,6 +86,19 @@ pub struct AuditRecord<'a> {
     pub reasoning_tokens: Option<u64>,
 }
 
+/// The bytes a JSON string must escape: control characters, `"` and `\\`.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 fn rfc3339<S: Serializer>(ts: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(*ts))
 }
@@ -95,29 +108,48 @@ impl AuditRecord<'_> {
     /// with the keys written as the literals they are: serde escapes every key and value,
     /// and the record has 24 of each on every request.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        fn field<T: Serialize + ?Sized>(
-            out: &mut Vec<u8>,
-            key: &str,
-            value: &T,
-        ) -> serde_json::Result<()> {
+        fn key(out: &mut Vec<u8>, key: &str) {
             out.extend_from_slice(b",\"");
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b"\":");
+        }
+        fn field<T: Serialize + ?Sized>(
+            out: &mut Vec<u8>,
+            name: &str,
+            value: &T,
+        ) -> serde_json::Result<()> {
+            key(out, name);
             serde_json::to_writer(&mut *out, value)
+        }
+        /// A count, or `null`: written with `itoa`, without serde's serializer per field.
+        fn count(out: &mut Vec<u8>, name: &str, value: Option<u64>) {
+            key(out, name);
+            match value {
+                Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        fn flag(out: &mut Vec<u8>, name: &str, value: bool) {
+            key(out, name);
+            out.extend_from_slice(if value { b"true" } else { b"false" });
         }
         /// A text field: copied as it is when nothing in it needs escaping (IDs and names,
         /// nearly always), else escaped by serde.
-        fn text(out: &mut Vec<u8>, key: &str, value: Option<&str>) -> serde_json::Result<()> {
+        fn text(out: &mut Vec<u8>, name: &str, value: Option<&str>) -> serde_json::Result<()> {
             match value {
-                Some(v) if !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') => {
-                    out.extend_from_slice(b",\"");
-                    out.extend_from_slice(key.as_bytes());
-                    out.extend_from_slice(b"\":\"");
+                None => {
+                    key(out, name);
+                    out.extend_from_slice(b"null");
+                    Ok(())
+                }
+                Some(v) if !v.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]) => {
+                    key(out, name);
+                    out.push(b'"');
                     out.extend_from_slice(v.as_bytes());
                     out.push(b'"');
                     Ok(())
                 }
-                _ => field(out, key, &value),
+                Some(v) => field(out, name, v),
             }
         }
         out.extend_from_slice(b"{\"ts\":\"");
@@ -137,17 +169,17 @@ impl AuditRecord<'_> {
         text(out, "model", self.model)?;
         text(out, "provider", self.provider)?;
         text(out, "upstream_model", self.upstream_model)?;
-        field(out, "status", &self.status)?;
+        count(out, "status", Some(u64::from(self.status)));
         text(out, "error", self.error)?;
-        field(out, "attempts", &self.attempts)?;
-        field(out, "stream", &self.stream)?;
-        field(out, "cancelled", &self.cancelled)?;
+        count(out, "attempts", Some(u64::from(self.attempts)));
+        flag(out, "stream", self.stream);
+        flag(out, "cancelled", self.cancelled);
         field(out, "latency_ms", &self.latency_ms)?;
         field(out, "ttft_ms", &self.ttft_ms)?;
-        field(out, "input_tokens", &self.input_tokens)?;
-        field(out, "output_tokens", &self.output_tokens)?;
-        field(out, "cached_tokens", &self.cached_tokens)?;
-        field(out, "reasoning_tokens", &self.reasoning_tokens)?;
+        count(out, "input_tokens", self.input_tokens);
+        count(out, "output_tokens", self.output_tokens);
+        count(out, "cached_tokens", self.cached_tokens);
+        count(out, "reasoning_tokens", self.reasoning_tokens);
         out.push(b'}');
         Ok(())
     }
