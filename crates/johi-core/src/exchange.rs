@@ -63,6 +63,10 @@ pub struct Exchange {
     /// a processor may change `raw_body` only by appending members at its end (as
     /// `stream_usage` does), or must clear this.
     pub prompt_spans: Option<PromptSpans>,
+    /// Where validation's one pass found `model`'s value in `raw_body` (quotes included),
+    /// when the translation may splice the upstream's name there without scanning the body
+    /// again. Valid under the same rule as `prompt_spans`.
+    pub model_span: Option<std::ops::Range<usize>>,
     /// What validation learnt of `stream_options.include_usage` without building the body:
     /// `Some(true)` the client asked for usage, `Some(false)` it did not and sent no
     /// `stream_options` at all (so the option can be spliced in), `None` not known.
@@ -141,6 +145,7 @@ impl Exchange {
             stream: false,
             stream_usage_requested: None,
             prompt_spans: None,
+            model_span: None,
             usage_event_added: false,
             model: None,
             route: None,

@@ -48,7 +48,12 @@ impl Translate {
 /// name swapped in, unless a processor changed the body (then it is re-serialised).
 fn upstream_body(ex: &mut Exchange, upstream_model: &str) -> Result<Bytes, ProcessorError> {
     if !ex.body_changed() {
-        if let Some(range) = splice::top_level_value(&ex.raw_body, "model") {
+        // Where validation saw the model's value, else a scan of the body for it.
+        let found = ex
+            .model_span
+            .clone()
+            .or_else(|| splice::top_level_value(&ex.raw_body, "model"));
+        if let Some(range) = found {
             let name = serde_json::to_vec(upstream_model)
                 .map_err(|e| ProcessorError(format!("could not encode the model name: {e}")))?;
             return Ok(Bytes::from(splice::splice(&ex.raw_body, range, &name)));

@@ -32,11 +32,16 @@ fn repo_root() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports: all are held until all are chosen, so that two calls in a row
+/// cannot hand out the same port (a gateway and its mock would then fight over it).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 #[test]
@@ -240,7 +245,7 @@ fn http_get(url: &str) -> std::io::Result<String> {
 #[test]
 fn serve_answers_then_drains_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, mock_port) = (free_port(), free_port());
+    let [port, mock_port] = free_ports();
     let config = dir.path().join("johi.yaml");
     std::fs::write(
         &config,
@@ -288,7 +293,7 @@ audit: {{ path: audit.jsonl }}
 #[test]
 fn sighup_reloads_the_config_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, mock_port) = (free_port(), free_port());
+    let [port, mock_port] = free_ports();
     let config = dir.path().join("johi.yaml");
     // Polling is effectively off (1 h), so only the signal can apply the change.
     let write = |models: &str| {
@@ -465,7 +470,7 @@ fn admin_command(command: &str, args: &[&str], admin_port: u16, token: Option<&s
 /// A `johi serve` with the admin API on, its key store next to its config in `dir`: the
 /// process and the public and admin ports, once the admin API answers.
 fn serve_with_admin(dir: &std::path::Path) -> (Gateway, u16, u16) {
-    let (port, admin_port, mock_port) = (free_port(), free_port(), free_port());
+    let [port, admin_port, mock_port] = free_ports();
     let config = dir.join("johi.yaml");
     std::fs::write(
         &config,

@@ -31,6 +31,11 @@ pub(super) struct Accepted {
     pub stream_usage_requested: Option<bool>,
     /// Where the prompt's texts are, when every one can be pointed at.
     pub prompt: Option<PromptSpans>,
+    /// The byte range of `model`'s value (its quotes included), when the translation may
+    /// splice the upstream's name there: the key appears once, no top-level key has
+    /// escapes and the value has none. Exactly what `splice::top_level_value(body,
+    /// "model")` finds, without a second scan of the body.
+    pub model_span: Option<Range<usize>>,
 }
 
 /// The chat request `body` if it passes every check `check` would make, else `None`.
@@ -39,6 +44,12 @@ pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let top = TopSeed(&mut spans).deserialize(&mut de).ok()?;
     de.end().ok()?;
+    let model_span = match &top.model {
+        Scalar::Str(Cow::Borrowed(m)) if top.model_keys == 1 && !top.escaped_key => spans
+            .range_of(m)
+            .map(|inner| inner.start - 1..inner.end + 1),
+        _ => None,
+    };
     let model = match top.model {
         Scalar::Str(m) if !m.is_empty() => m.into_owned(),
         _ => return None,
@@ -75,6 +86,7 @@ pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
     let caps = [cap(&top.max_completion_tokens), cap(&top.max_tokens)];
     (counts_ok && ranges_ok && top.messages_ok).then(|| Accepted {
         model,
+        model_span,
         stream,
         prompt: spans.into_prompt(caps),
         stream_usage_requested,
@@ -216,6 +228,10 @@ struct Top<'a> {
     top_p: Scalar<'a>,
     /// `messages` is a non-empty array of messages that each pass (false when absent).
     messages_ok: bool,
+    /// How many `model` keys there were.
+    model_keys: u32,
+    /// Whether some key had escapes (serde unescaped it into a copy).
+    escaped_key: bool,
 }
 
 /// Reads an object's entries: `field` takes the keys it knows (reading their value) and
@@ -252,8 +268,13 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
         let spans = self.0;
         let mut top = Top::default();
         entries(map, |key, map| {
+            // A key serde lent from the body had no escapes.
+            top.escaped_key |= spans.range_of(key).is_none();
             match key {
-                "model" => top.model = map.next_value()?,
+                "model" => {
+                    top.model_keys += 1;
+                    top.model = map.next_value()?;
+                }
                 "stream" => top.stream = map.next_value()?,
                 "stream_options" => top.stream_options = map.next_value()?,
                 "max_tokens" => top.max_tokens = map.next_value()?,
@@ -374,13 +395,17 @@ impl Spans {
         self.unescaped.push(s.to_owned());
     }
 
+    /// The range of `s` in the body, if serde lent it from there (a string without escapes).
+    fn range_of(&self, s: &str) -> Option<Range<usize>> {
+        let start = (s.as_ptr() as usize).wrapping_sub(self.base);
+        (start <= self.len && s.len() <= self.len - start).then(|| start..start + s.len())
+    }
+
     /// Notes a text serde lent from the body: its range.
     fn text(&mut self, s: &str) {
-        let start = (s.as_ptr() as usize).wrapping_sub(self.base);
-        if start <= self.len && s.len() <= self.len - start {
-            self.texts.push(start..start + s.len());
-        } else {
-            self.exact = false;
+        match self.range_of(s) {
+            Some(range) => self.texts.push(range),
+            None => self.exact = false,
         }
     }
 

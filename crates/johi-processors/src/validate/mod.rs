@@ -84,6 +84,7 @@ fn check(ex: &mut Exchange) -> Result<(), GatewayError> {
             ex.stream = accepted.stream;
             ex.stream_usage_requested = accepted.stream_usage_requested;
             ex.prompt_spans = accepted.prompt;
+            ex.model_span = accepted.model_span;
             return Ok(());
         }
     }
@@ -495,6 +496,7 @@ mod tests {
         let valid_utf8 = bodies.len();
         let mut deferred = Vec::new();
         let mut inexact = Vec::new();
+        let mut spliced = 0;
         bodies.push(format!(r#"{{"model":"m","messages":[{user}],"x":"\xff"}}"#));
         for (i, body) in bodies.iter().enumerate() {
             let mut raw = body.clone().into_bytes();
@@ -504,6 +506,16 @@ mod tests {
                 raw.splice(at..at + 4, [0xff]);
             }
             let quick = fast::chat(&raw);
+            if let Some(span) = quick.as_ref().and_then(|q| q.model_span.clone()) {
+                // Where the translation splices the upstream's name: what the splice's own
+                // scan finds.
+                assert_eq!(
+                    Some(span),
+                    johi_providers::splice::top_level_value(&raw, "model"),
+                    "{body}"
+                );
+                spliced += 1;
+            }
             let mut ex = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::from(raw));
             let general = check_tree(&mut ex);
             if let Some(quick) = quick {
@@ -562,6 +574,7 @@ mod tests {
         );
         // Texts with escapes are kept unescaped: every accepted body has its prompt located.
         assert!(inexact.is_empty(), "{inexact:?}");
+        assert!(spliced > 0, "some bodies give the model's place");
         assert!(bodies.iter().any(|b| b.contains(r"\n")));
     }
 
@@ -667,5 +680,50 @@ mod tests {
             check(&mut ex),
             Err(GatewayError::UnsupportedMediaType { found: None })
         ));
+    }
+
+    /// The model's place is given only where the splice's own scan would find the same
+    /// place: never for an escaped key (it may spell `model`), a repeated `model` or a
+    /// value with escapes, which the translation re-serialises instead.
+    #[test]
+    fn the_model_span_is_given_only_where_the_splice_finds_it() {
+        let cases = [
+            (
+                r#"{"model":"gpt-x","messages":[{"role":"user","content":"hi"}]}"#,
+                true,
+            ),
+            (
+                r#"{ "messages":[{"role":"user","content":"hi"}], "model" : "m" }"#,
+                true,
+            ),
+            (
+                r#"{"model":"g\u0070t","messages":[{"role":"user","content":"hi"}]}"#,
+                false,
+            ),
+            (
+                r#"{"mod\u0065l":"a","model":"b","messages":[{"role":"user","content":"hi"}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"a","model":"b","messages":[{"role":"user","content":"hi"}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"a","x\n":1,"messages":[{"role":"user","content":"hi"}]}"#,
+                false,
+            ),
+        ];
+        for (body, spliceable) in cases {
+            let accepted = fast::chat(body.as_bytes()).expect(body);
+            assert_eq!(accepted.model_span.is_some(), spliceable, "{body}");
+            if let Some(span) = accepted.model_span {
+                assert_eq!(
+                    Some(span.clone()),
+                    johi_providers::splice::top_level_value(body.as_bytes(), "model"),
+                    "{body}"
+                );
+                assert!(body[span].starts_with('"'), "{body}");
+            }
+        }
     }
 }
