@@ -259,10 +259,10 @@ def signed_ms(us: float | None) -> str:
     return "—" if us is None else f"{us / 1000.0:+.3f}"
 
 
-def ratio(johi_added: float, nginx_added: float) -> tuple[str, float | None]:
-    """Johi's added ÷ nginx's added, with the degenerate cases spelled out."""
+def ratio(johi_added: float, nginx_added: float, who: str = "Johi") -> tuple[str, float | None]:
+    """Johi's (or `who`'s) added ÷ nginx's added, with the degenerate cases spelled out."""
     if johi_added <= 0:
-        return ("Johi adds ≤ 0", 0.0)
+        return (f"{who} adds ≤ 0", 0.0)
     if nginx_added <= 0:
         return ("∞ (nginx adds ≤ 0)", None)
     r = johi_added / nginx_added
@@ -737,7 +737,7 @@ def issue_bars(name: str, label: str, modes, concs, cpu_c, results, paired, pair
                 d = results[(m, c, "direct")]["latency_us"][pct]
                 ja = results[(m, c, name)]["latency_us"][pct] - d
                 na = results[(m, c, "nginx")]["latency_us"][pct] - d
-                text, val = ratio(ja, na)
+                text, val = ratio(ja, na, label)
                 bars.append((
                     f"{MODE_NAMES[m]}: {label} added {pct} ÷ nginx added {pct} at c={c}",
                     f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
@@ -747,7 +747,7 @@ def issue_bars(name: str, label: str, modes, concs, cpu_c, results, paired, pair
     for m, p50 in c1.items():
         ja = median(round_deltas(p50, "direct", name))
         na = median(round_deltas(p50, "direct", "nginx"))
-        text, val = ratio(ja, na)
+        text, val = ratio(ja, na, label)
         bars.append((
             f"{MODE_NAMES[m]}: {label} added p50 ÷ nginx added p50 at c=1, paired rounds",
             f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",
@@ -757,7 +757,7 @@ def issue_bars(name: str, label: str, modes, concs, cpu_c, results, paired, pair
     td = ttfb_res["direct"]
     ja = ttfb_res[name]["p50"] - td["p50"]
     na = ttfb_res["nginx"]["p50"] - td["p50"]
-    text, val = ratio(ja, na)
+    text, val = ratio(ja, na, label)
     bars.append((
         f"Stream TTFB: {label} added p50 ÷ nginx added p50 (c=1)",
         f"{text} ({ja / 1000:.3f} vs {na / 1000:.3f} ms)",

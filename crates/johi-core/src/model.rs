@@ -142,9 +142,15 @@ pub struct Provider {
 /// A provider's upstream URL per operation (`{base}/chat/completions`, …), built on first
 /// use and then cloned: building one from the base URL and parsing it cost more than a
 /// thousand instructions on every request. Starts empty; a new provider (a reload) starts
-/// a new cache.
-#[derive(Debug, Clone, Default)]
+/// a new cache, and so does a clone, whose base URL may then be changed.
+#[derive(Debug, Default)]
 pub struct UriCache([std::sync::OnceLock<Uri>; 3]);
+
+impl Clone for UriCache {
+    fn clone(&self) -> Self {
+        UriCache::default()
+    }
+}
 
 impl UriCache {
     /// The URL for `api`, built by `build` the first time.

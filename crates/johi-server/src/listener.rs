@@ -37,10 +37,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tower::Service;
 
 use crate::handlers;
 use crate::Shared;
-use tower::Service;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,7 +170,7 @@ pub async fn accept_loop(
 /// the whole request (callgrind, 2026-12-07). A panic on the direct path is answered as the
 /// router's catch-panic layer answers it.
 #[derive(Clone)]
-pub struct Front {
+pub(crate) struct Front {
     router: Router,
     /// The gateway's state for the direct routes; `None` routes everything (admin listener).
     proxy: Option<Arc<Shared>>,

@@ -47,7 +47,7 @@ pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
     let model_span = match &top.model {
         Scalar::Str(Cow::Borrowed(m)) if top.model_keys == 1 && !top.escaped_key => spans
             .range_of(m)
-            .map(|inner| inner.start - 1..inner.end + 1),
+            .and_then(|inner| Some(inner.start.checked_sub(1)?..inner.end + 1)),
         _ => None,
     };
     let model = match top.model {
