@@ -62,8 +62,9 @@ impl hyper::body::Body for ToTheEnd {
     }
 }
 
-/// Headers that describe one hop's connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 3] = [CONNECTION, TRANSFER_ENCODING, HOST];
+/// Headers that describe one hop's connection, never forwarded (RFC 9110 §7.6.1); `Host`
+/// is set to the upstream's own.
+const HOP_BY_HOP: [HeaderName; 2] = [CONNECTION, TRANSFER_ENCODING];
 
 /// Accepts connections and serves each on a task of its own, as Johi's listener does.
 ///
@@ -149,7 +150,7 @@ async fn try_forward(
     let (mut lease, _reused) = pool.checkout(&uri).await.ok()?;
     let response = lease.send(upstream_request).await.ok()?;
     let (mut parts, body) = response.into_parts();
-    for name in &HOP_BY_HOP[..2] {
+    for name in &HOP_BY_HOP {
         parts.headers.remove(name);
     }
     Some(Response::from_parts(

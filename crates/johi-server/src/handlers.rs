@@ -24,31 +24,20 @@ use crate::edge;
 use crate::relay;
 use crate::Shared;
 
-/// `POST /v1/chat/completions`
-pub async fn chat(State(shared): State<Arc<Shared>>, request: Request) -> Response<Body> {
-    proxy(shared, Api::ChatCompletions, request).await
-}
+/// The proxied operations by path, all `POST`: the router's routes for them
+/// ([`crate::router`]) and what the listener sends straight to [`proxy`] without the router
+/// (`listener::Front`), from this one table.
+pub(crate) const PROXIED: [(&str, Api); 3] = [
+    ("/v1/chat/completions", Api::ChatCompletions),
+    ("/v1/completions", Api::Completions),
+    ("/v1/embeddings", Api::Embeddings),
+];
 
-/// `POST /v1/completions`
-pub async fn completions(State(shared): State<Arc<Shared>>, request: Request) -> Response<Body> {
-    proxy(shared, Api::Completions, request).await
-}
-
-/// `POST /v1/embeddings`
-pub async fn embeddings(State(shared): State<Arc<Shared>>, request: Request) -> Response<Body> {
-    proxy(shared, Api::Embeddings, request).await
-}
-
-/// The proxied operation a path names (`POST` only): what the listener sends straight to
-/// [`proxy`] without the router (see `listener::Front`). The same three routes as
-/// [`crate::router`]'s.
+/// The proxied operation a path names (see [`PROXIED`]).
 pub(crate) fn proxied_api(path: &str) -> Option<Api> {
-    match path {
-        "/v1/chat/completions" => Some(Api::ChatCompletions),
-        "/v1/completions" => Some(Api::Completions),
-        "/v1/embeddings" => Some(Api::Embeddings),
-        _ => None,
-    }
+    PROXIED
+        .iter()
+        .find_map(|&(route, api)| (route == path).then_some(api))
 }
 
 /// Reads the body within the limit, runs the pipeline, and relays the result.

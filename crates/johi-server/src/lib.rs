@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use axum::extract::{Request, State};
 use axum::routing::{get, post};
 use axum::Router;
 use johi_config::{AdminSettings, Config, LedgerSettings, LedgerTarget, LimitStoreSettings};
@@ -65,14 +66,20 @@ pub enum StartError {
 
 /// Builds the router over `shared`.
 ///
-/// `POST` to the three proxy routes reaches their handler without the router on the
-/// gateway's listener (`listener::Front`, `handlers::proxied_api`); they stay here too, for
-/// the other methods' 405 and for callers that serve the router alone.
+/// `POST` to the proxy routes (`handlers::PROXIED`) reaches their handler without the
+/// router on the gateway's listener (`listener::Front`); they are routed here too, for the
+/// other methods' 405 and for callers that serve the router alone.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(handlers::chat))
-        .route("/v1/completions", post(handlers::completions))
-        .route("/v1/embeddings", post(handlers::embeddings))
+    let mut router = Router::new();
+    for (path, api) in handlers::PROXIED {
+        router = router.route(
+            path,
+            post(move |State(shared): State<Arc<Shared>>, request: Request| {
+                handlers::proxy(shared, api, request)
+            }),
+        );
+    }
+    router
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(handlers::list_models))
