@@ -40,8 +40,12 @@ pub(super) struct Accepted {
 
 /// The chat request `body` if it passes every check `check` would make, else `None`.
 pub(super) fn chat(body: &[u8]) -> Option<Accepted> {
+    // The body is valid UTF-8 as a whole or it is refused anyway (outside strings any byte
+    // above 0x7F is a syntax error): checked at once with SIMD, serde then reads a `str` and
+    // skips its per-string check, which cost more than a quarter of this pass.
+    let text = simdutf8::basic::from_utf8(body).ok()?;
     let mut spans = Spans::new(body);
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(text);
     let top = TopSeed(&mut spans).deserialize(&mut de).ok()?;
     de.end().ok()?;
     let model_span = match &top.model {
