@@ -33,12 +33,20 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // A multi-thread runtime with the same worker count as `johi serve --worker-threads`.
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // The runtime `johi serve --worker-threads` builds: current-thread for one worker,
+    // multi-thread for more.
+    let workers = args
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
     builder.enable_all();
-    if let Some(n) = args.worker_threads {
-        builder.worker_threads(n.max(1));
-    }
     let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -340,6 +340,81 @@ models:
     let _ = child.wait();
 }
 
+/// `--worker-threads 1` runs the gateway on tokio's current-thread runtime: everything on
+/// one thread (the in-process mock too). It answers, streams, reloads on SIGHUP, and on
+/// SIGTERM lets a stream in flight finish before exiting 0, as the multi-thread runtime does.
+#[test]
+fn one_worker_serves_streams_reloads_and_drains_on_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let [port, mock_port] = free_ports();
+    let config = dir.path().join("johi.yaml");
+    let write = |model: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+server: {{ listen: "127.0.0.1:{port}", reload_poll_interval: 1h }}
+auth: {{ public_routes: ["*"] }}
+dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
+providers:
+  mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1" }}
+models:
+  {model}: {{ targets: [{{ provider: mock, model: mock-small }}] }}
+"#
+            ),
+        )
+        .unwrap()
+    };
+    write("m");
+    let child = johi()
+        .args(["serve", "--worker-threads", "1", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut gateway = Gateway(child);
+    let url = format!("http://127.0.0.1:{port}/v1/models");
+    assert!(wait_for(&url).contains("\"id\":\"m\""));
+    assert_eq!(chat(port, "unused"), 200);
+
+    // A slow stream (10 words, 100 ms apart) is in flight when SIGTERM arrives.
+    let stream = std::thread::spawn(move || {
+        let body = r#"{"model":"m","stream":true,"mock":{"chunk_delay_ms":100},
+                       "messages":[{"role":"user","content":"hi"}]}"#;
+        http(port, "POST", "/v1/chat/completions", "unused", body).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    write("renamed");
+    let pid = gateway.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !http_get(&url).unwrap().contains("\"id\":\"renamed\"") {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (status, events) = stream.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(events.trim_end().ends_with("data: [DONE]"), "{events}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = gateway.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "johi did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0));
+}
+
 #[test]
 fn mock_upstream_subcommand_serves_openai_models() {
     let port = free_port();
