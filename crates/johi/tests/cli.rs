@@ -274,33 +274,31 @@ audit: {{ path: audit.jsonl }}
         models.starts_with("HTTP/1.0 200") && models.contains("\"id\":\"m\""),
         "{models}"
     );
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert_eq!(exit_after_sigterm(&mut child), Some(0));
+}
+
+/// Sends SIGTERM to `child` and waits (10 s at most) for its exit code.
+fn exit_after_sigterm(child: &mut Child) -> Option<i32> {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
     let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
+    loop {
         if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
+            return exit.code();
         }
         assert!(Instant::now() < deadline, "johi did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exit.code(), Some(0));
+    }
 }
 
-#[test]
-fn sighup_reloads_the_config_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let [port, mock_port] = free_ports();
-    let config = dir.path().join("johi.yaml");
-    // Polling is effectively off (1 h), so only the signal can apply the change.
-    let write = |models: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                r#"
+/// Writes a config on `port` with the in-process mock on `mock_port` and the `models` block
+/// given. Polling is effectively off (1 h), so only SIGHUP applies a change.
+fn write_reloadable(config: &Path, port: u16, mock_port: u16, models: &str) {
+    std::fs::write(
+        config,
+        format!(
+            r#"
 server: {{ listen: "127.0.0.1:{port}", reload_poll_interval: 1h }}
 auth: {{ public_routes: ["*"] }}
 dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
@@ -309,10 +307,17 @@ providers:
 models:
 {models}
 "#
-            ),
-        )
-        .unwrap()
-    };
+        ),
+    )
+    .unwrap()
+}
+
+#[test]
+fn sighup_reloads_the_config_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let [port, mock_port] = free_ports();
+    let config = dir.path().join("johi.yaml");
+    let write = |models: &str| write_reloadable(&config, port, mock_port, models);
     write("  before: { targets: [{ provider: mock, model: mock-small }] }");
     let mut child = johi()
         .args(["serve", "--config"])
@@ -349,21 +354,8 @@ fn one_worker_serves_streams_reloads_and_drains_on_one_thread() {
     let [port, mock_port] = free_ports();
     let config = dir.path().join("johi.yaml");
     let write = |model: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-server: {{ listen: "127.0.0.1:{port}", reload_poll_interval: 1h }}
-auth: {{ public_routes: ["*"] }}
-dev: {{ mock_upstream: "127.0.0.1:{mock_port}" }}
-providers:
-  mock: {{ base_url: "http://127.0.0.1:{mock_port}/v1" }}
-models:
-  {model}: {{ targets: [{{ provider: mock, model: mock-small }}] }}
-"#
-            ),
-        )
-        .unwrap()
+        let models = format!("  {model}: {{ targets: [{{ provider: mock, model: mock-small }}] }}");
+        write_reloadable(&config, port, mock_port, &models)
     };
     write("m");
     let child = johi()
@@ -396,23 +388,11 @@ models:
         assert!(Instant::now() < deadline, "SIGHUP did not reload");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    // The gateway exits only after draining, so the stream has ended by then.
+    assert_eq!(exit_after_sigterm(&mut gateway.0), Some(0));
     let (status, events) = stream.join().unwrap();
     assert_eq!(status, 200);
     assert!(events.trim_end().ends_with("data: [DONE]"), "{events}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = gateway.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "johi did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exit.code(), Some(0));
 }
 
 #[test]
