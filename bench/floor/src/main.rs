@@ -33,19 +33,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // The runtime `johi serve --worker-threads` builds: current-thread for one worker,
-    // multi-thread for more.
-    let workers = args
-        .worker_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .max(1);
-    let mut builder = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(workers);
-        builder
-    };
+    // The runtime `johi serve --worker-threads` builds: current-thread for one worker.
+    let mut builder = johi_server::tokio_runtime(args.worker_threads);
     builder.enable_all();
     let runtime = match builder.build() {
         Ok(runtime) => runtime,

@@ -40,12 +40,18 @@ async fn floor(upstream: SocketAddr) -> SocketAddr {
     addr
 }
 
-fn chat(stream: bool) -> Value {
-    json!({
-        "model": "mock-small",
-        "messages": [{"role": "user", "content": "Hello"}],
-        "stream": stream,
-    })
+/// POSTs a one-message chat (streamed or not) to the floor at `floor`.
+async fn chat(client: &reqwest::Client, floor: SocketAddr, stream: bool) -> reqwest::Response {
+    client
+        .post(format!("http://{floor}/v1/chat/completions"))
+        .json(&json!({
+            "model": "mock-small",
+            "messages": [{"role": "user", "content": "Hello"}],
+            "stream": stream,
+        }))
+        .send()
+        .await
+        .expect("send")
 }
 
 #[tokio::test]
@@ -56,15 +62,9 @@ async fn answers_and_streams_arrive_whole_on_one_upstream_connection() {
     let (relay, connections) = counting_relay(mock.addr()).await;
     let floor = floor(relay).await;
     let client = reqwest::Client::new();
-    let url = format!("http://{floor}/v1/chat/completions");
 
     for _ in 0..5 {
-        let answer = client
-            .post(&url)
-            .json(&chat(false))
-            .send()
-            .await
-            .expect("send");
+        let answer = chat(&client, floor, false).await;
         assert_eq!(answer.status(), 200);
         let body: Value = answer.json().await.expect("JSON answer");
         assert_eq!(body["object"], "chat.completion");
@@ -72,12 +72,7 @@ async fn answers_and_streams_arrive_whole_on_one_upstream_connection() {
             .as_u64()
             .is_some_and(|n| n > 0));
     }
-    let stream = client
-        .post(&url)
-        .json(&chat(true))
-        .send()
-        .await
-        .expect("send");
+    let stream = chat(&client, floor, true).await;
     assert_eq!(stream.status(), 200);
     let text = stream.text().await.expect("stream body");
     assert!(text.starts_with("data: {"), "{text}");
@@ -100,11 +95,6 @@ async fn an_unreachable_upstream_is_a_502() {
         .local_addr()
         .expect("address");
     let floor = floor(closed).await;
-    let answer = reqwest::Client::new()
-        .post(format!("http://{floor}/v1/chat/completions"))
-        .json(&chat(false))
-        .send()
-        .await
-        .expect("send");
+    let answer = chat(&reqwest::Client::new(), floor, false).await;
     assert_eq!(answer.status(), 502);
 }

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             worker_threads,
-        } => run_on(gateway_runtime(worker_threads), serve(config)),
+        } => run_on(johi_server::tokio_runtime(worker_threads), serve(config)),
         Command::MockUpstream {
             port,
             host,
@@ -123,24 +123,6 @@ fn run_async(
         builder.worker_threads(n.max(1));
     }
     run_on(builder, main)
-}
-
-/// The gateway's runtime. With one worker (asked for, or one CPU is all this process may
-/// use: its affinity or its cgroup's quota) it is tokio's current-thread runtime, which
-/// serves every connection on the one thread without the multi-thread scheduler's shared
-/// queues, wake-ups and hand-offs between the main thread and the worker: about 3 % fewer
-/// instructions per request (bench/README.md, "One worker, one thread"). More workers get
-/// the multi-thread runtime.
-fn gateway_runtime(worker_threads: Option<usize>) -> tokio::runtime::Builder {
-    let workers = worker_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .max(1);
-    if workers == 1 {
-        return tokio::runtime::Builder::new_current_thread();
-    }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.worker_threads(workers);
-    builder
 }
 
 fn run_on(
