@@ -177,7 +177,37 @@ impl Authenticator {
         route: Route,
         now: SystemTime,
     ) -> Result<Arc<Identity>, AuthFailure> {
-        let identity = match self.credential_identity(headers, peer, now).await {
+        let identity = match self.credential_identity_now(headers, peer, now) {
+            Some(identity) => identity,
+            None => self.jwt_identity(headers, now).await,
+        };
+        self.admit(headers, route, identity)
+    }
+
+    /// [`Authenticator::authenticate`] when it needs no wait, which is every time but for a
+    /// JWT (its keys may have to be fetched): `None` for a JWT, to be checked by
+    /// `authenticate`. Keys, certificates and missing credentials are decided here, without a
+    /// future to allocate.
+    pub fn authenticate_now(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&PeerCertificate>,
+        route: Route,
+        now: SystemTime,
+    ) -> Option<Result<Arc<Identity>, AuthFailure>> {
+        let identity = self.credential_identity_now(headers, peer, now)?;
+        Some(self.admit(headers, route, identity))
+    }
+
+    /// The caller, given what the credential proved: anonymous on a public route for a
+    /// missing or invalid one, and refused if it claims another organisation than its own.
+    fn admit(
+        &self,
+        headers: &HeaderMap,
+        route: Route,
+        identity: Result<Arc<Identity>, AuthFailure>,
+    ) -> Result<Arc<Identity>, AuthFailure> {
+        let identity = match identity {
             Ok(identity) => identity,
             Err(_) if self.is_public(route) => return Ok(self.anonymous.clone()),
             Err(failure) => return Err(failure),
@@ -196,29 +226,44 @@ impl Authenticator {
     }
 
     /// The identity the request's credential speaks for, in the order of precedence the
-    /// [`Authenticator::authenticate`] docs give.
-    async fn credential_identity(
+    /// [`Authenticator::authenticate`] docs give; `None` for a JWT, which
+    /// [`Authenticator::jwt_identity`] verifies.
+    fn credential_identity_now(
         &self,
         headers: &HeaderMap,
         peer: Option<&PeerCertificate>,
         now: SystemTime,
-    ) -> Result<Arc<Identity>, AuthFailure> {
-        match presented_key(headers)? {
+    ) -> Option<Result<Arc<Identity>, AuthFailure>> {
+        let token = match presented_key(headers) {
+            Ok(token) => token,
+            Err(failure) => return Some(Err(failure)),
+        };
+        Some(match token {
             Some(token) => match &self.jwt {
-                Some(jwt) if jwt::looks_like_jwt(token) => match jwt.verify(token, now).await {
-                    Ok(identity) => Ok(identity),
-                    Err(rejection) => {
-                        tracing::debug!(reason = rejection.as_str(), "JWT refused");
-                        Err(AuthFailure::Invalid)
-                    }
-                },
+                Some(_) if jwt::looks_like_jwt(token) => return None,
                 _ => self.key_identity(token, now),
             },
             None => match peer {
                 Some(cert) => self.mtls.identify(cert).ok_or(AuthFailure::Invalid),
                 None => Err(AuthFailure::Missing),
             },
-        }
+        })
+    }
+
+    /// The identity of the JWT presented (the credential [`Authenticator::credential_identity_now`]
+    /// leaves to it).
+    async fn jwt_identity(
+        &self,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Result<Arc<Identity>, AuthFailure> {
+        let (Some(token), Some(jwt)) = (presented_key(headers)?, &self.jwt) else {
+            return Err(AuthFailure::Invalid);
+        };
+        jwt.verify(token, now).await.map_err(|rejection| {
+            tracing::debug!(reason = rejection.as_str(), "JWT refused");
+            AuthFailure::Invalid
+        })
     }
 
     /// The identity of the key presented, if it is one of ours and in force.

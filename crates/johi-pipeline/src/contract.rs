@@ -161,9 +161,21 @@ pub trait Processor: Send + Sync + 'static {
         true
     }
 
-    /// Request phase: inspect or change the exchange, or stop it.
-    async fn on_request(&self, _exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {
-        Ok(Verdict::Continue)
+    /// Request phase: inspect or change the exchange, or stop it. The default answers what
+    /// [`Processor::on_request_now`] does (`Continue` if that is `None`), so a processor that
+    /// never waits implements only that.
+    async fn on_request(&self, exchange: &mut Exchange) -> Result<Verdict, ProcessorError> {
+        self.on_request_now(exchange)
+            .unwrap_or(Ok(Verdict::Continue))
+    }
+
+    /// The request phase without a future, for a processor whose work does not wait (this
+    /// time): `Some` is the verdict, and the runner does not call [`Processor::on_request`];
+    /// `None` (the default) sends it there. Most stages only read and write the exchange,
+    /// and every `on_request` call costs a boxed future (an allocation, and a copy of the
+    /// future into it). A processor that implements both must give the same answer in both.
+    fn on_request_now(&self, _exchange: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        None
     }
 
     /// For [`RetryScope::WhenExpired`]: whether this processor's output must be renewed

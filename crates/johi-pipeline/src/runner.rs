@@ -153,7 +153,11 @@ impl Pipeline {
     async fn run_stage(&self, index: usize, exchange: &mut Exchange) -> Verdict {
         let stage = &self.stages[index];
         let contract = stage.processor.contract();
-        match stage.processor.on_request(exchange).await {
+        let result = match stage.processor.on_request_now(exchange) {
+            Some(result) => result,
+            None => stage.processor.on_request(exchange).await,
+        };
+        match result {
             Ok(verdict) if contract.category.permits(&verdict) => verdict,
             Ok(_) => Verdict::Deny(GatewayError::ProcessorFailed {
                 processor: contract.name,
@@ -209,7 +213,9 @@ impl Pipeline {
 /// away, the task was dropped) — all of them on drop, as a cancelled outcome.
 pub struct Completion {
     pipeline: Arc<Pipeline>,
-    exchange: Exchange,
+    /// Boxed: an exchange is over a kilobyte, and a completion moves several times on its way
+    /// to the after-response queue (each move was a copy of the whole exchange).
+    exchange: Box<Exchange>,
     /// The outcome the remaining hooks report when this is dropped (the early ones have
     /// run); `None`: a cancellation, reported by every hook.
     settled: Option<Outcome>,
@@ -220,7 +226,7 @@ impl Completion {
     pub fn new(pipeline: Arc<Pipeline>, exchange: Exchange) -> Self {
         Completion {
             pipeline,
-            exchange,
+            exchange: Box::new(exchange),
             settled: None,
         }
     }
@@ -267,4 +273,128 @@ impl Drop for Completion {
 /// when a shutting-down runtime drops what was still queued).
 pub struct Settled {
     _completion: Completion,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use http::HeaderMap;
+    use johi_core::{Api, FacetSet};
+
+    use super::*;
+    use crate::contract::{Category, ProcessorError};
+    use crate::Configured;
+
+    /// Answers in `on_request_now` what `now` says; counts the calls of each phase, and its
+    /// `on_request` allows (so a wrong path shows in the verdict as well as the counts).
+    struct TwoPhase {
+        contract: Contract,
+        now: fn() -> Option<Result<Verdict, ProcessorError>>,
+        now_calls: AtomicUsize,
+        async_calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Processor for TwoPhase {
+        fn contract(&self) -> &Contract {
+            &self.contract
+        }
+
+        fn on_request_now(&self, _: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+            self.now_calls.fetch_add(1, Ordering::SeqCst);
+            (self.now)()
+        }
+
+        async fn on_request(&self, _: &mut Exchange) -> Result<Verdict, ProcessorError> {
+            self.async_calls.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(Verdict::Continue)
+        }
+    }
+
+    /// An upstream that is never reached in these tests: every pipeline stops before it.
+    struct Unreachable;
+
+    impl UpstreamCall for Unreachable {
+        type Response = ();
+
+        async fn call(&self, _: &Target, _: UpstreamRequest) -> Result<(), GatewayError> {
+            Err(GatewayError::Internal {
+                detail: "called".into(),
+            })
+        }
+    }
+
+    fn two_phase(now: fn() -> Option<Result<Verdict, ProcessorError>>) -> Arc<TwoPhase> {
+        Arc::new(TwoPhase {
+            contract: Contract {
+                name: "two_phase",
+                category: Category::AllowDeny,
+                reads: FacetSet::EMPTY,
+                writes: FacetSet::EMPTY,
+                retry: RetryScope::Once,
+                on_failure: FailureMode::FailClosed,
+            },
+            now,
+            now_calls: AtomicUsize::new(0),
+            async_calls: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `processor` alone; its verdict (the upstream is never reached: no route).
+    async fn run(processor: &Arc<TwoPhase>) -> Result<Executed<()>, GatewayError> {
+        let pipeline = crate::build(vec![Configured::new(processor.clone())])
+            .unwrap_or_else(|_| panic!("one allow/deny processor is a valid pipeline"));
+        let mut exchange = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::new());
+        pipeline.execute(&mut exchange, &Unreachable).await
+    }
+
+    /// A verdict given at once is the stage's verdict, and `on_request` is not called.
+    #[tokio::test]
+    async fn a_verdict_given_at_once_stands_without_the_future() {
+        let denying = two_phase(|| {
+            Some(Ok(Verdict::Deny(GatewayError::Internal {
+                detail: "denied at once".into(),
+            })))
+        });
+        let result = run(&denying).await;
+        assert!(
+            matches!(&result, Err(GatewayError::Internal { detail }) if detail == "denied at once"),
+            "{result:?}"
+        );
+        assert_eq!(denying.now_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(denying.async_calls.load(Ordering::SeqCst), 0);
+
+        // A failure given at once meets the stage's failure mode (fail-closed: a 500).
+        let failing = two_phase(|| Some(Err(ProcessorError("broken".into()))));
+        let result = run(&failing).await;
+        assert!(
+            matches!(
+                &result,
+                Err(GatewayError::ProcessorFailed {
+                    processor: "two_phase",
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert_eq!(failing.async_calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// `None` sends the stage to `on_request`, whose verdict then stands.
+    #[tokio::test]
+    async fn no_verdict_at_once_runs_the_future() {
+        let waiting = two_phase(|| None);
+        let result = run(&waiting).await;
+        // `on_request` allowed; the pipeline then stops for want of a route.
+        assert!(
+            matches!(&result, Err(GatewayError::Internal { detail }) if detail.contains("no upstream endpoint")),
+            "{result:?}"
+        );
+        assert_eq!(waiting.now_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(waiting.async_calls.load(Ordering::SeqCst), 1);
+    }
 }

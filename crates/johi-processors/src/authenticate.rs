@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use johi_auth::{Authenticator, PeerCertificate};
-use johi_core::{Exchange, Facet, FacetSet, GatewayError, Route};
+use johi_core::{AuthFailure, Exchange, Facet, FacetSet, GatewayError, Identity, Route};
 use johi_pipeline::{
     Category, Contract, FailureMode, Processor, ProcessorError, RetryScope, Verdict,
 };
@@ -62,30 +62,54 @@ impl Processor for Authenticate {
         &self.contract
     }
 
+    /// Keys, certificates and missing credentials are decided at once; a JWT goes to
+    /// [`Processor::on_request`] (its keys may have to be fetched).
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        let route = Route::from(ex.api);
+        let peer = ex.extensions.get::<PeerCertificate>();
+        let identity = self.authenticator.authenticate_now(
+            &ex.inbound_headers,
+            peer,
+            route,
+            SystemTime::now(),
+        )?;
+        Some(Ok(take_identity(ex, route, identity)))
+    }
+
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let route = Route::from(ex.api);
         let peer = ex.extensions.get::<PeerCertificate>();
-        let identity = match self
+        let identity = self
             .authenticator
             .authenticate(&ex.inbound_headers, peer, route, SystemTime::now())
-            .await
-        {
-            Ok(identity) => identity,
-            Err(reason) => return Ok(Verdict::Deny(GatewayError::Unauthenticated { reason })),
-        };
-        if !identity.allowed_routes.contains(route) {
-            return Ok(Verdict::Deny(route_not_allowed(route)));
-        }
-        if let Some(org) = &identity.organization {
-            put_both(
-                &mut ex.upstream_headers,
-                &mut ex.response_headers,
-                ORGANIZATION,
-                org,
-            );
-            ex.organization = Some(org.clone());
-        }
-        ex.identity = Some(identity);
-        Ok(Verdict::Continue)
+            .await;
+        Ok(take_identity(ex, route, identity))
     }
+}
+
+/// The verdict on the caller the credential proved (or the 401 it earned): the route must
+/// be in its allowance; its organisation replaces the client's claim.
+fn take_identity(
+    ex: &mut Exchange,
+    route: Route,
+    identity: Result<Arc<Identity>, AuthFailure>,
+) -> Verdict {
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(reason) => return Verdict::Deny(GatewayError::Unauthenticated { reason }),
+    };
+    if !identity.allowed_routes.contains(route) {
+        return Verdict::Deny(route_not_allowed(route));
+    }
+    if let Some(org) = &identity.organization {
+        put_both(
+            &mut ex.upstream_headers,
+            &mut ex.response_headers,
+            ORGANIZATION,
+            org,
+        );
+        ex.organization = Some(org.clone());
+    }
+    ex.identity = Some(identity);
+    Verdict::Continue
 }

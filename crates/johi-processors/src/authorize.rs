@@ -52,7 +52,14 @@ impl Processor for Authorize {
         &self.contract
     }
 
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        Some(self.authorize(ex))
+    }
+}
+
+impl Authorize {
+    /// The request phase; it never waits (see [`Processor::on_request_now`]).
+    fn authorize(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         // No identity means no `authenticate` in the pipeline, which config validation
         // allows only when every route is public and no credential is model-limited.
         let (Some(identity), Some(model)) = (&ex.identity, &ex.model) else {

@@ -98,6 +98,24 @@ impl Processor for Credentials {
         &self.contract
     }
 
+    /// A provider whose key is in its config is served at once; a service account's token
+    /// or AWS credentials go to [`Processor::on_request`] (they may have to be fetched).
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        let Some(target) = ex.target() else {
+            return Some(Err(ProcessorError(
+                "no endpoint picked: 'endpoint' must run first".into(),
+            )));
+        };
+        let provider = &target.provider;
+        if matches!(provider.key_placement, KeyPlacement::ServiceAccount(_))
+            || provider.aws.is_some()
+        {
+            return None;
+        }
+        let provider = provider.clone();
+        Some(put_credential(ex, &provider, None, None))
+    }
+
     async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let Some(target) = ex.target() else {
             return Err(ProcessorError(
@@ -121,50 +139,7 @@ impl Processor for Credentials {
             },
             None => None,
         };
-        let headers = &mut ex.upstream.headers;
-        // Whatever credential-shaped header an earlier step left is removed, unless it is
-        // the provider's own configured header: only this destination's key goes out.
-        for name in [AUTHORIZATION, API_KEY, X_API_KEY, X_GOOG_API_KEY] {
-            if !provider.headers.iter().any(|(h, _)| *h == name) {
-                headers.remove(&name);
-            }
-        }
-        let credential = match (&provider.key_placement, &provider.api_key, token) {
-            (KeyPlacement::ServiceAccount(_), _, Some(token)) => {
-                Some((AUTHORIZATION, format!("Bearer {token}")))
-            }
-            (KeyPlacement::Bearer, Some(key), _) => {
-                Some((AUTHORIZATION, format!("Bearer {}", key.expose())))
-            }
-            (KeyPlacement::Header(name), Some(key), _) => {
-                Some((name.clone(), key.expose().to_owned()))
-            }
-            _ => None,
-        };
-        if let Some((name, value)) = credential {
-            let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                ProcessorError(format!(
-                    "provider '{}' has a key that is not a valid header",
-                    provider.name
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        // AWS providers are signed over the final URL and body, so after everything else.
-        if let (Some((aws, credentials)), Some(uri)) = (aws_credentials, &ex.upstream.uri) {
-            let now = std::time::SystemTime::now();
-            crate::sigv4::sign_request(
-                aws,
-                credentials,
-                uri,
-                &mut ex.upstream.headers,
-                &ex.upstream.body,
-                now,
-            )
-            .map_err(|e| ProcessorError(format!("provider '{}': {e}", provider.name)))?;
-        }
-        Ok(Verdict::Continue)
+        put_credential(ex, &provider, token, aws_credentials)
     }
 }
 
@@ -201,4 +176,57 @@ impl Credentials {
             None => Err(fail("no credential source was built for it".into())),
         }
     }
+}
+
+/// Puts `provider`'s credential on the attempt's request: its key (or `token`, a service
+/// account's), in place of any credential-shaped header an earlier step left, and the AWS
+/// signature last.
+fn put_credential(
+    ex: &mut Exchange,
+    provider: &Provider,
+    token: Option<Arc<str>>,
+    aws_credentials: Option<(&AwsAuth, AwsCredentials)>,
+) -> Result<Verdict, ProcessorError> {
+    let headers = &mut ex.upstream.headers;
+    // Whatever credential-shaped header an earlier step left is removed, unless it is
+    // the provider's own configured header: only this destination's key goes out.
+    for name in [AUTHORIZATION, API_KEY, X_API_KEY, X_GOOG_API_KEY] {
+        if !provider.headers.iter().any(|(h, _)| *h == name) {
+            headers.remove(&name);
+        }
+    }
+    let credential = match (&provider.key_placement, &provider.api_key, token) {
+        (KeyPlacement::ServiceAccount(_), _, Some(token)) => {
+            Some((AUTHORIZATION, format!("Bearer {token}")))
+        }
+        (KeyPlacement::Bearer, Some(key), _) => {
+            Some((AUTHORIZATION, format!("Bearer {}", key.expose())))
+        }
+        (KeyPlacement::Header(name), Some(key), _) => Some((name.clone(), key.expose().to_owned())),
+        _ => None,
+    };
+    if let Some((name, value)) = credential {
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            ProcessorError(format!(
+                "provider '{}' has a key that is not a valid header",
+                provider.name
+            ))
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    // AWS providers are signed over the final URL and body, so after everything else.
+    if let (Some((aws, credentials)), Some(uri)) = (aws_credentials, &ex.upstream.uri) {
+        let now = std::time::SystemTime::now();
+        crate::sigv4::sign_request(
+            aws,
+            credentials,
+            uri,
+            &mut ex.upstream.headers,
+            &ex.upstream.body,
+            now,
+        )
+        .map_err(|e| ProcessorError(format!("provider '{}': {e}", provider.name)))?;
+    }
+    Ok(Verdict::Continue)
 }

@@ -42,7 +42,14 @@ impl Processor for Endpoint {
         &self.contract
     }
 
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        Some(self.pick(ex))
+    }
+}
+
+impl Endpoint {
+    /// The request phase; it never waits (see [`Processor::on_request_now`]).
+    fn pick(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         if ex.attempt_order.is_empty() {
             return Err(ProcessorError(
                 "no route on the exchange: 'route' must run first".into(),

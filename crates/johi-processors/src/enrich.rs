@@ -95,7 +95,14 @@ impl Processor for Enrich {
         &self.contract
     }
 
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        Some(self.enrich(ex))
+    }
+}
+
+impl Enrich {
+    /// The request phase; it never waits (see [`Processor::on_request_now`]).
+    fn enrich(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         ex.request_id = request_id(&ex.inbound_headers);
         let trace = TraceContext::continue_or_start(
             ex.inbound_header(TRACEPARENT),

@@ -464,6 +464,13 @@ impl Processor for Limit {
         self.rules.iter().any(|r| r.measure == Measure::Concurrent)
     }
 
+    /// Without a rule nothing is charged, reserved or tipped: the stage (a boxed future per
+    /// request) is left out of the request phase. The pipeline is rebuilt with the rules on
+    /// every reload, so a limit added later is enforced from the reload on.
+    fn has_request_phase(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     fn on_complete(&self, ex: &Exchange, outcome: &Outcome) {
         let Some(reserved) = ex.extensions.get::<Reserved>() else {
             return;

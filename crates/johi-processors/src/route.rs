@@ -36,7 +36,14 @@ impl Processor for Route {
         &self.contract
     }
 
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        Some(self.route(ex))
+    }
+}
+
+impl Route {
+    /// The request phase; it never waits (see [`Processor::on_request_now`]).
+    fn route(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let Some(name) = ex.model.as_deref() else {
             return Err(ProcessorError(
                 "no model on the exchange: 'validate' must run first".into(),

@@ -52,7 +52,14 @@ impl Processor for StreamUsage {
         &self.contract
     }
 
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        Some(self.request_usage(ex))
+    }
+}
+
+impl StreamUsage {
+    /// The request phase; it never waits (see [`Processor::on_request_now`]).
+    fn request_usage(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         if !ex.stream || !ex.api.can_stream() || ex.asks_for_stream_usage() {
             return Ok(Verdict::Continue);
         }

@@ -69,7 +69,14 @@ impl Processor for Translate {
         &self.contract
     }
 
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        Some(self.translate(ex))
+    }
+}
+
+impl Translate {
+    /// The request phase; it never waits (see [`Processor::on_request_now`]).
+    fn translate(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         let Some(target) = ex.target() else {
             return Err(ProcessorError(
                 "no endpoint picked: 'endpoint' must run first".into(),

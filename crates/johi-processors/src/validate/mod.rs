@@ -59,7 +59,14 @@ impl Processor for Validate {
         &self.contract
     }
 
-    async fn on_request(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
+    fn on_request_now(&self, ex: &mut Exchange) -> Option<Result<Verdict, ProcessorError>> {
+        Some(self.validate(ex))
+    }
+}
+
+impl Validate {
+    /// The request phase; it never waits (see [`Processor::on_request_now`]).
+    fn validate(&self, ex: &mut Exchange) -> Result<Verdict, ProcessorError> {
         Ok(match check(ex) {
             Ok(()) => Verdict::Continue,
             Err(e) => Verdict::Deny(e),

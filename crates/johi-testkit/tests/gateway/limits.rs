@@ -133,6 +133,30 @@ async fn a_hard_request_limit_is_429_with_retry_after_and_openai_headers() {
     );
 }
 
+/// With no limit configured the `limit` stage is left out of the request phase (it has
+/// nothing to charge); a limit added by a reload is enforced from the next request on.
+#[tokio::test]
+async fn a_limit_added_by_a_reload_is_enforced_at_once() {
+    let h = Harness::start(&config("  []")).await;
+    let body = chat("hello", 16);
+    for _ in 0..3 {
+        let r = send(&h, KEY, &body).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-ratelimit-limit-requests"), None);
+    }
+    h.write_config(&config(
+        "  - { id: rpm, scope: key, window: minute, measure: requests, limit: 1 }",
+    ));
+    h.gateway.reload().await.unwrap();
+    let r = send(&h, KEY, &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "x-ratelimit-remaining-requests").as_deref(),
+        Some("0")
+    );
+    assert_eq!(send(&h, KEY, &body).await.status(), 429);
+}
+
 #[tokio::test]
 async fn a_token_budget_holds_exactly_the_providers_usage() {
     let h = Harness::start(&config(TPD)).await;
