@@ -19,7 +19,8 @@
 #   bench/steady.sh bench/johi.yaml 18080 bench/results/johi-limits.yaml 18082   # paired
 #
 # Environment: WINDOWS (8), SECONDS_PER_WINDOW (3), CONNECTIONS (64, per Johi), STREAM=1
-# for the streaming body, JOHI_BIN (target/release/johi).
+# for the streaming body, JOHI_BIN (target/release/johi; also runs the mock), JOHI_BINS
+# (one binary per CONFIG PORT pair, space-separated, to compare builds: see `ab.sh`).
 set -euo pipefail
 
 if [ $# -lt 2 ] || [ $(($# % 2)) -ne 0 ]; then
@@ -31,6 +32,7 @@ SECS=${SECONDS_PER_WINDOW:-3}
 CONNS=${CONNECTIONS:-64}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${JOHI_BIN:-$HERE/../target/release/johi}
+read -r -a BINS <<<"${JOHI_BINS:-}"
 TMP=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
@@ -61,8 +63,8 @@ while [ $# -gt 0 ]; do
   PORTS+=("$2")
   # From the config's directory, as `bench/run.sh` does: relative paths (ledger, audit)
   # land beside it.
-  (cd "$(dirname "$1")" && exec taskset -c 0 "$BIN" serve --config "$(basename "$1")" \
-    --worker-threads 1 >"$TMP/johi-$2.log" 2>&1) &
+  (cd "$(dirname "$1")" && exec taskset -c 0 "${BINS[${#JOHIS[@]}]:-$BIN}" serve \
+    --config "$(basename "$1")" --worker-threads 1 >"$TMP/johi-$2.log" 2>&1) &
   PIDS+=($!)
   JOHIS+=($!)
   shift 2

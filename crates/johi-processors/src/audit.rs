@@ -524,15 +524,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn records_are_written_and_flushed_on_shutdown() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A writer to `file` in `dir` holding at most `buffer` records, and an audit processor
+    /// feeding it.
+    async fn started(
+        dir: &tempfile::TempDir,
+        file: &str,
+        buffer: usize,
+    ) -> (AuditConfig, AuditWriter, Audit) {
         let config = AuditConfig {
-            path: dir.path().join("sub/audit.jsonl"),
-            buffer: 4,
+            path: dir.path().join(file),
+            buffer,
         };
         let writer = AuditWriter::spawn(&config).await.unwrap();
         let audit = Audit::new(Some(writer.sink()));
+        (config, writer, audit)
+    }
+
+    #[tokio::test]
+    async fn records_are_written_and_flushed_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, writer, audit) = started(&dir, "sub/audit.jsonl", 4).await;
         let mut ex = Exchange::new(Api::Embeddings, HeaderMap::new(), Bytes::new());
         ex.request_id = "req_1".into();
         ex.usage = Some(Usage {
@@ -562,12 +573,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn records_past_the_buffer_are_dropped_and_counted_and_the_rest_written() {
         let dir = tempfile::tempdir().unwrap();
-        let config = AuditConfig {
-            path: dir.path().join("audit.jsonl"),
-            buffer: 2,
-        };
-        let writer = AuditWriter::spawn(&config).await.unwrap();
-        let audit = Audit::new(Some(writer.sink()));
+        let (config, writer, audit) = started(&dir, "audit.jsonl", 2).await;
         let sink = writer.sink();
         let mut ex = Exchange::new(Api::ChatCompletions, HeaderMap::new(), Bytes::new());
         for i in 0..5 {

@@ -181,7 +181,7 @@ type Direct = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>
 /// hyper's own service trait, which takes the request by reference: the connection calls
 /// the same `Front` for every request. (Through tower's trait, hyper-util's adapter cloned
 /// the service for each request and dropped it after: a router handle, the shared state and
-/// the certificate, about 1 % of a request's CPU in `perf`.)
+/// the certificate; 4 % of a request's CPU, `bench/ab.sh`, 2026-12-08.)
 impl hyper::service::Service<Request<Incoming>> for Front {
     type Response = Response;
     type Error = Infallible;
